@@ -1,0 +1,37 @@
+// Builds the upstream a config names. Each transport and dialect gets only its slice.
+import type { Logger } from 'pino';
+import type { Clock } from '../proxy/clock.js';
+import type { Config } from '../proxy/config.js';
+import type { Metrics } from '../proxy/metrics.js';
+import type { Effects, Upstream } from './upstream.js';
+import { NativeWebhooks } from './webhook/native.js';
+import { WebhookSender } from './webhook/sender.js';
+
+export interface PluginDeps {
+  readonly log: Logger;
+  readonly metrics: Metrics;
+  readonly clock: Clock;
+  apply(connection: string, effects: Effects): void;
+}
+
+export function createWebhookSender(config: Readonly<Config>, deps: PluginDeps): WebhookSender {
+  const w = config.webhooks;
+  return new WebhookSender({
+    url: config.app.url,
+    timeoutMs: w.timeoutMs,
+    connections: w.connections,
+    retry: w.retry,
+    secret: w.secret,
+    maxResponseBytes: config.limits.maxMessageBytes,
+  }, deps);
+}
+
+export function createUpstream(config: Readonly<Config>, deps: PluginDeps): Upstream {
+  const host = { log: deps.log, apply: deps.apply };
+  switch (config.upstream) {
+    case 'webhook':
+      return new NativeWebhooks(config.webhooks, createWebhookSender(config, deps), host);
+    case 'amqp':
+      throw new Error('upstream "amqp" is not available yet');
+  }
+}

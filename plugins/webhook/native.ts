@@ -1,0 +1,170 @@
+// The native webhook dialect: one POST per event to `app.url` + the event's path.
+import { randomUUID } from 'node:crypto';
+import type { Config } from '../../proxy/config.js';
+import type {
+  ConnectOutcome, DeliveryOutcome, DisconnectInfo, Effects, InboundMessage, ResumeInfo, SessionView, Upstream, UpstreamHost,
+} from '../upstream.js';
+import { bodyKind, bodyOf, contentTypeOf, payloadOf, payloadOfValue } from './payload.js';
+import type { WebhookSender } from './sender.js';
+
+type WebhookConfig = Config['webhooks'];
+
+export class NativeWebhooks implements Upstream {
+  readonly name = 'webhook';
+  readonly maxBatch = 1;
+  readonly #config: WebhookConfig;
+  readonly #sender: WebhookSender;
+  readonly #host: UpstreamHost;
+
+  constructor(config: WebhookConfig, sender: WebhookSender, host: UpstreamHost) {
+    this.#config = config;
+    this.#sender = sender;
+    this.#host = host;
+  }
+
+  async start(): Promise<void> {}
+
+  close(): Promise<void> {
+    return this.#sender.close();
+  }
+
+  destroy(): void {
+    this.#sender.destroy();
+  }
+
+  ready(): boolean {
+    return true;
+  }
+
+  /** Headers every webhook of a session carries after connect. */
+  #sessionHeaders(s: SessionView, replayHandshake: boolean): Record<string, string> {
+    const headers: Record<string, string> = replayHandshake && this.#config.replayHandshakeHeaders ? { ...s.headers } : {};
+    if (s.user !== null) headers['x-switchboard-user'] = s.user;
+    for (const [key, value] of Object.entries(s.meta)) headers[`x-switchboard-meta-${key}`] = value;
+    return headers;
+  }
+
+  #json(event: string, s: SessionView, body: unknown, extra: Record<string, string> = {}, id = `${event}_${randomUUID()}`) {
+    const path = this.#config.paths[event as keyof WebhookConfig['paths']]!;
+    return this.#sender.send({
+      event, path, id, connection: s.id, idempotent: true,
+      headers: { 'content-type': 'application/json', ...this.#sessionHeaders(s, false), ...extra },
+      body: JSON.stringify(body),
+    });
+  }
+
+  async connect(s: SessionView): Promise<ConnectOutcome> {
+    if (this.#config.paths.connect === null) return { ok: true, effects: {} };
+    const result = await this.#json(
+      'connect', s,
+      { connection: s.id, path: s.path, query: s.query, remoteAddress: s.remoteAddress, subprotocol: s.subprotocol },
+      s.headers,
+    );
+    if (!result.answered || result.status >= 500) {
+      if (this.#config.onConnectError === 'accept') return { ok: true, effects: {} };
+      return { ok: false, status: 503 };
+    }
+    if (result.status >= 300) {
+      return { ok: false, status: result.status >= 400 ? result.status : 403, body: result.body, headers: pickContentType(result.headers) };
+    }
+    const parsed = parseConnectAnswer(result.body, result.headers['content-type'] as string | undefined);
+    if (parsed instanceof Error) {
+      this.#host.log.warn({ connection: s.id, err: parsed.message }, 'connect webhook answer ignored');
+      return { ok: true, effects: {} };
+    }
+    return { ok: true, effects: parsed };
+  }
+
+  async message(s: SessionView, batch: readonly InboundMessage[]): Promise<DeliveryOutcome> {
+    const m = batch[0];
+    const path = this.#config.paths.message;
+    if (path === null) return { ok: true };
+    const key = m.id !== undefined ? `${s.id}:${m.id}` : `${s.id}:${m.seq}`;
+    const result = await this.#sender.send({
+      event: 'message', path, id: key, connection: s.id, idempotent: true,
+      headers: { 'content-type': contentTypeOf(m.payload), 'idempotency-key': key, ...this.#sessionHeaders(s, true) },
+      body: bodyOf(m.payload),
+    });
+    if (!result.answered) return { ok: false, error: 'webhook_failed', message: `the app could not be reached (${result.last.kind})`, retryable: true };
+    if (result.status >= 200 && result.status < 300) {
+      if (result.status === 204 || result.body.length === 0) return { ok: true };
+      const kind = bodyKind(result.headers['content-type'] as string | undefined) ?? 'binary';
+      const payload = payloadOf(kind, result.body);
+      if (payload instanceof Error) {
+        this.#host.log.warn({ connection: s.id, err: payload.message }, 'message webhook answer not sent: claims JSON but is not');
+        return { ok: true };
+      }
+      return { ok: true, effects: { send: [payload] } };
+    }
+    const retryable = result.status === 408 || result.status === 429 || result.status >= 500;
+    return { ok: false, error: retryable ? 'webhook_failed' : 'rejected', message: `the app answered ${result.status}`, retryable };
+  }
+
+  async subscribe(s: SessionView, channel: string): Promise<DeliveryOutcome> {
+    if (this.#config.paths.subscribe === null) {
+      return { ok: false, error: 'subscribe_denied', message: 'subscriptions are not enabled (webhooks.paths.subscribe)', retryable: false };
+    }
+    const result = await this.#json('subscribe', s, { connection: s.id, user: s.user, channel });
+    if (!result.answered || result.status >= 500 || result.status === 408 || result.status === 429) {
+      return { ok: false, error: 'subscribe_failed', message: 'the subscribe webhook failed', retryable: true };
+    }
+    if (result.status >= 300) return { ok: false, error: 'subscribe_denied', message: `the app answered ${result.status}`, retryable: false };
+    return { ok: true };
+  }
+
+  async resume(s: SessionView, info: ResumeInfo): Promise<void> {
+    if (this.#config.paths.resume === null) return;
+    await this.#json('resume', s, { connection: s.id, user: s.user, ...info });
+  }
+
+  async disconnect(s: SessionView, info: DisconnectInfo): Promise<void> {
+    if (this.#config.paths.disconnect === null) return;
+    const { code, reason, durationMs, messagesIn, messagesOut, undelivered } = info;
+    await this.#json(
+      'disconnect', s,
+      { connection: s.id, user: s.user, code, reason, durationMs, messagesIn, messagesOut, undelivered },
+      {}, `disconnect_${s.id}`,
+    );
+  }
+}
+
+function pickContentType(headers: Record<string, string | string[] | undefined>): Record<string, string> {
+  const type = headers['content-type'];
+  return typeof type === 'string' ? { 'content-type': type } : {};
+}
+
+/** `{"user","channels","meta","send"}`, every field optional; an empty body is fine. */
+export function parseConnectAnswer(body: Buffer, contentType: string | undefined): Effects | Error {
+  if (body.length === 0 || bodyKind(contentType) !== 'json') return {};
+  let value: unknown;
+  try {
+    value = JSON.parse(body.toString('utf8'));
+  } catch {
+    return new Error('connect answer is not valid JSON');
+  }
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) return new Error('connect answer is not a JSON object');
+  const v = value as Record<string, unknown>;
+  const effects: Effects = {};
+  if (v.user !== undefined && v.user !== null) {
+    if (typeof v.user !== 'string' || v.user === '') return new Error('"user" must be a non-empty string');
+    effects.user = v.user;
+  }
+  if (v.channels !== undefined) {
+    if (!Array.isArray(v.channels) || !v.channels.every((c) => typeof c === 'string' && c !== '')) return new Error('"channels" must be a list of strings');
+    effects.channels = v.channels as string[];
+  }
+  if (v.meta !== undefined) {
+    if (v.meta === null || typeof v.meta !== 'object' || Array.isArray(v.meta)) return new Error('"meta" must be an object');
+    const meta: Record<string, string> = {};
+    for (const [key, val] of Object.entries(v.meta)) {
+      if (!/^[A-Za-z0-9-]+$/.test(key)) return new Error(`meta key ${JSON.stringify(key)} must be letters, digits and "-"`);
+      meta[key.toLowerCase()] = typeof val === 'string' ? val : JSON.stringify(val);
+    }
+    effects.meta = meta;
+  }
+  if (v.send !== undefined) {
+    if (!Array.isArray(v.send)) return new Error('"send" must be a list');
+    effects.send = v.send.map(payloadOfValue);
+  }
+  return effects;
+}

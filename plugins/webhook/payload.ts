@@ -1,0 +1,42 @@
+// Payloads to and from HTTP bodies: the content type decides text, JSON or binary.
+import type { Payload } from '../upstream.js';
+
+export function contentTypeOf(p: Payload): string {
+  return p.kind === 'text' ? 'text/plain; charset=utf-8' : p.kind === 'json' ? 'application/json' : 'application/octet-stream';
+}
+
+export function bodyOf(p: Payload): Buffer | string {
+  return p.kind === 'text' ? p.text : p.kind === 'json' ? p.json : p.data;
+}
+
+export type BodyKind = 'json' | 'text' | 'binary' | null;
+
+/** What an HTTP content type means for a frame; null when it is none of the three. */
+export function bodyKind(contentType: string | undefined): BodyKind {
+  const type = (contentType ?? '').split(';')[0].trim().toLowerCase();
+  if (type === 'application/json' || type.endsWith('+json')) return 'json';
+  if (type.startsWith('text/')) return 'text';
+  if (type === 'application/octet-stream') return 'binary';
+  return null;
+}
+
+/**
+ * A body as a payload. JSON is checked and kept as its text; a body that claims JSON
+ * but is not becomes an error the caller reports.
+ */
+export function payloadOf(kind: Exclude<BodyKind, null>, body: Buffer): Payload | Error {
+  if (kind === 'binary') return { kind: 'binary', data: body };
+  const text = body.toString('utf8');
+  if (kind === 'text') return { kind: 'text', text };
+  try {
+    JSON.parse(text);
+  } catch (err) {
+    return new Error(`body is not valid JSON: ${(err as Error).message}`);
+  }
+  return { kind: 'json', json: text.trim() };
+}
+
+/** A JSON value from an app's answer or a batch item: a string is a text frame, anything else JSON. */
+export function payloadOfValue(value: unknown): Payload {
+  return typeof value === 'string' ? { kind: 'text', text: value } : { kind: 'json', json: JSON.stringify(value) };
+}

@@ -1,0 +1,59 @@
+// Retry policy for webhooks: which failures may be retried, and how long to wait.
+// Failures are classified before any retry (after Pushpin): the app was not reached,
+// may have been reached, or answered.
+
+export type Attempt =
+  | { readonly kind: 'answered'; readonly status: number; readonly retryAfterMs: number | null }
+  /** The request never left: connection refused, DNS, connect timeout. */
+  | { readonly kind: 'not-reached'; readonly code: string }
+  /** Sent, but no complete answer: reset, timeout. The app may have acted on it. */
+  | { readonly kind: 'maybe-reached'; readonly code: string };
+
+const notReachedCodes = new Set([
+  'ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'UND_ERR_CONNECT_TIMEOUT', 'EADDRNOTAVAIL',
+]);
+
+export function classifyError(err: unknown): Attempt {
+  const e = err as { code?: string; name?: string; cause?: { code?: string } };
+  const code = e?.code ?? e?.cause?.code ?? e?.name ?? 'unknown';
+  return notReachedCodes.has(code) ? { kind: 'not-reached', code } : { kind: 'maybe-reached', code };
+}
+
+export function isRetryableStatus(status: number): boolean {
+  return status === 408 || status === 429 || status >= 500;
+}
+
+/** Whether another attempt may follow this one. */
+export function mayRetry(attempt: Attempt, options: { idempotent: boolean }): boolean {
+  switch (attempt.kind) {
+    case 'answered': return isRetryableStatus(attempt.status);
+    case 'not-reached': return true;
+    case 'maybe-reached': return options.idempotent;
+  }
+}
+
+/** `Retry-After` as delta-seconds or an HTTP date; null when absent or unreadable. */
+export function parseRetryAfter(value: string | string[] | undefined, now: number): number | null {
+  const v = Array.isArray(value) ? value[0] : value;
+  if (v === undefined || v === '') return null;
+  if (/^\d+$/.test(v.trim())) return Number(v.trim()) * 1000;
+  const at = Date.parse(v);
+  return Number.isNaN(at) ? null : Math.max(0, at - now);
+}
+
+export interface BackoffOptions {
+  readonly baseMs: number;
+  readonly capMs: number;
+}
+
+/** Exponential backoff with full jitter; `attempt` counts from 1 (the first retry). */
+export function backoffMs(attempt: number, options: BackoffOptions, random: () => number = Math.random): number {
+  const ceiling = Math.min(options.capMs, options.baseMs * 2 ** Math.min(attempt - 1, 30));
+  return Math.floor(random() * ceiling);
+}
+
+/** The wait before the next attempt: the app's Retry-After (capped) or the backoff. */
+export function delayBefore(attempt: number, previous: Attempt, options: BackoffOptions, random?: () => number): number {
+  if (previous.kind === 'answered' && previous.retryAfterMs !== null) return Math.min(previous.retryAfterMs, options.capMs);
+  return backoffMs(attempt, options, random);
+}

@@ -1,0 +1,158 @@
+// Sends webhooks over one keep-alive undici Pool: timeout per attempt, classified
+// retries with backoff, Standard Webhooks signing, metrics. Shared by every dialect.
+import { Pool } from 'undici';
+import type { Logger } from 'pino';
+import type { Clock } from '../../proxy/clock.js';
+import { sleep } from '../../proxy/clock.js';
+import type { Metrics } from '../../proxy/metrics.js';
+import { userAgent } from '../../proxy/version.js';
+import { classifyError, delayBefore, isRetryableStatus, mayRetry, parseRetryAfter, type Attempt } from './retry.js';
+import { decodeSecret, signatureHeaders } from './signing.js';
+
+export interface SenderOptions {
+  readonly url: string;
+  readonly timeoutMs: number;
+  readonly connections: number;
+  readonly retry: { readonly maxAttempts: number; readonly baseMs: number; readonly capMs: number };
+  readonly secret: string | readonly string[] | null;
+  /** Larger answers are not read; the attempt counts as failed. */
+  readonly maxResponseBytes: number;
+}
+
+export interface WebhookRequest {
+  /** Metric label and `X-Switchboard-Event`. */
+  readonly event: string;
+  readonly path: string;
+  readonly headers: Record<string, string>;
+  readonly body: Buffer | string;
+  /** Stable across retries (`webhook-id`). */
+  readonly id: string;
+  readonly connection: string;
+  /** May an attempt that possibly reached the app be retried? */
+  readonly idempotent: boolean;
+  /** Attempts at most (defaults to the configured retry.maxAttempts). */
+  readonly maxAttempts?: number;
+}
+
+export type WebhookResult =
+  | { readonly answered: true; readonly status: number; readonly headers: Record<string, string | string[] | undefined>; readonly body: Buffer }
+  | { readonly answered: false; readonly last: Attempt; readonly attempts: number };
+
+export class WebhookSender {
+  readonly #options: SenderOptions;
+  readonly #pool: Pool;
+  readonly #keys: Buffer[];
+  readonly #basePath: string;
+  readonly #metrics: Metrics;
+  readonly #log: Logger;
+  readonly #clock: Clock;
+  readonly #inFlight = new Set<Promise<unknown>>();
+  readonly #abort = new AbortController();
+  #closed = false;
+
+  constructor(options: SenderOptions, deps: { metrics: Metrics; log: Logger; clock: Clock }) {
+    this.#options = options;
+    const url = new URL(options.url);
+    this.#basePath = url.pathname.replace(/\/$/, '');
+    this.#pool = new Pool(url.origin, { connections: options.connections, keepAliveTimeout: 30_000, pipelining: 1 });
+    const secrets = options.secret === null ? [] : typeof options.secret === 'string' ? [options.secret] : options.secret;
+    this.#keys = secrets.map(decodeSecret);
+    this.#metrics = deps.metrics;
+    this.#log = deps.log;
+    this.#clock = deps.clock;
+  }
+
+  /** The path of a webhook under `app.url`. */
+  path(path: string): string {
+    return this.#basePath + path;
+  }
+
+  send(request: WebhookRequest): Promise<WebhookResult> {
+    const work = this.#send(request);
+    this.#inFlight.add(work);
+    void work.finally(() => this.#inFlight.delete(work));
+    return work;
+  }
+
+  async #send(request: WebhookRequest): Promise<WebhookResult> {
+    const maxAttempts = request.maxAttempts ?? this.#options.retry.maxAttempts;
+    let attempts = 0;
+    for (;;) {
+      attempts++;
+      const result = await this.#attempt(request);
+      const attempt: Attempt = result.answered
+        ? { kind: 'answered', status: result.status, retryAfterMs: parseRetryAfter(result.headers['retry-after'], this.#clock.now()) }
+        : result.last;
+      const retry = attempts < maxAttempts && !this.#closedForRetry() && mayRetry(attempt, { idempotent: request.idempotent });
+      if (!retry) {
+        if (!result.answered || isRetryableStatus(result.status)) {
+          this.#metrics.webhookFailuresTotal.inc({ event: request.event });
+          this.#log.warn(
+            { connection: request.connection, event: request.event, attempts, failure: result.answered ? result.status : attempt.kind === 'answered' ? attempt.status : attempt.code },
+            'webhook failed for good',
+          );
+        }
+        return result.answered ? result : { answered: false, last: attempt, attempts };
+      }
+      const wait = delayBefore(attempts, attempt, this.#options.retry);
+      this.#log.debug({ connection: request.connection, event: request.event, attempts, wait }, 'webhook retry');
+      await sleep(wait, this.#clock);
+    }
+  }
+
+  /** After `destroy()`, nothing is retried. */
+  #closedForRetry(): boolean {
+    return this.#abort.signal.aborted;
+  }
+
+  async #attempt(request: WebhookRequest): Promise<WebhookResult> {
+    const started = performance.now();
+    const headers: Record<string, string> = {
+      'user-agent': userAgent,
+      'x-switchboard-event': request.event,
+      'x-switchboard-connection': request.connection,
+      ...request.headers,
+    };
+    if (this.#keys.length > 0) Object.assign(headers, signatureHeaders(this.#keys, request.id, this.#clock.now(), request.body));
+    const signal = AbortSignal.any([this.#abort.signal, AbortSignal.timeout(this.#options.timeoutMs)]);
+    try {
+      const res = await this.#pool.request({ method: 'POST', path: this.path(request.path), headers, body: request.body, signal });
+      const body = await readCapped(res.body, this.#options.maxResponseBytes);
+      this.#observe(request.event, String(res.statusCode), started);
+      return { answered: true, status: res.statusCode, headers: res.headers, body };
+    } catch (err) {
+      const attempt = classifyError(err);
+      this.#observe(request.event, attempt.kind === 'not-reached' ? 'unreachable' : 'error', started);
+      return { answered: false, last: attempt, attempts: 1 };
+    }
+  }
+
+  #observe(event: string, status: string, started: number): void {
+    this.#metrics.webhookDuration.observe({ event, status }, (performance.now() - started) / 1000);
+  }
+
+  /** Waits for every webhook in flight (retries included), then closes the pool. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    while (this.#inFlight.size > 0) await Promise.allSettled([...this.#inFlight]);
+    await this.#pool.close();
+  }
+
+  /** Aborts what is in flight. */
+  destroy(): void {
+    this.#abort.abort(new Error('webhook sender destroyed'));
+    void this.#pool.destroy().catch(() => {});
+  }
+}
+
+async function readCapped(body: AsyncIterable<Buffer> & { dump?: () => Promise<void> }, max: number): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of body) {
+    size += chunk.length;
+    if (size > max) throw Object.assign(new Error(`answer larger than ${max} bytes`), { code: 'ANSWER_TOO_LARGE' });
+    chunks.push(chunk);
+  }
+  return chunks.length === 1 ? chunks[0] : Buffer.concat(chunks);
+}

@@ -1,0 +1,80 @@
+#!/usr/bin/env node
+// `switchboard [--config FILE]`: exit 2 on bad config (one line per problem), exit 1 when
+// a port is taken, exit 0 after a drain on SIGTERM/SIGINT.
+import { parseArgs } from 'node:util';
+import { ConfigError, loadConfig, type Config } from './config.js';
+import { PortInUseError, Switchboard } from './switchboard.js';
+import { version } from './version.js';
+
+const usage = `usage: switchboard [--config FILE]
+
+  --config FILE   YAML or JSON configuration (default: $SWITCHBOARD_CONFIG, else built-in defaults)
+  --check         validate the configuration and exit
+  --version       print the version
+  --help          this text
+`;
+
+function fail(code: number, lines: readonly string[]): never {
+  for (const line of lines) process.stderr.write(`${line}\n`);
+  process.exit(code);
+}
+
+async function main(): Promise<void> {
+  let args;
+  try {
+    args = parseArgs({
+      options: {
+        config: { type: 'string', short: 'c' },
+        check: { type: 'boolean' },
+        version: { type: 'boolean' },
+        help: { type: 'boolean', short: 'h' },
+      },
+    }).values;
+  } catch (err) {
+    fail(2, [(err as Error).message, usage]);
+  }
+  if (args.help) return void process.stdout.write(usage);
+  if (args.version) return void process.stdout.write(`${version}\n`);
+
+  let config: Readonly<Config>;
+  try {
+    config = loadConfig(args.config);
+  } catch (err) {
+    if (err instanceof ConfigError) fail(2, err.problems);
+    throw err;
+  }
+  if (args.check) return void process.stdout.write('configuration is valid\n');
+
+  const { runWorkers } = await import('./workers.js');
+  if (await runWorkers(config)) return;
+
+  const switchboard = new Switchboard(config);
+  try {
+    await switchboard.start();
+  } catch (err) {
+    switchboard.destroy();
+    if (err instanceof PortInUseError) fail(1, [err.message]);
+    throw err;
+  }
+  let stopping = false;
+  const stop = (signal: string) => {
+    if (stopping) {
+      switchboard.log.warn({ signal }, 'second signal: aborting');
+      switchboard.destroy();
+      process.exit(1);
+    }
+    stopping = true;
+    switchboard.log.info({ signal }, 'shutting down');
+    switchboard.close().then(() => process.exit(0), (err: unknown) => {
+      switchboard.log.error({ err }, 'drain failed');
+      process.exit(1);
+    });
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`switchboard: ${(err as Error).stack ?? String(err)}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,257 @@
+// One schema for the whole configuration: validated once at startup, every problem
+// reported with its path, unknown keys rejected, the result frozen.
+import { readFileSync } from 'node:fs';
+import { isIP } from 'node:net';
+import { cpus } from 'node:os';
+import { parse as parseYaml } from 'yaml';
+import { z } from 'zod';
+
+const positiveInt = z.number({ error: 'expected a positive integer' }).int({ error: 'expected a positive integer' }).positive({ error: 'expected a positive integer' });
+const nonNegativeInt = z.number({ error: 'expected an integer >= 0' }).int({ error: 'expected an integer >= 0' }).min(0, { error: 'expected an integer >= 0' });
+const bool = z.boolean({ error: 'expected true or false' });
+const text = z.string({ error: 'expected a string' }).min(1, { error: 'expected a non-empty string' });
+
+export interface Address {
+  readonly host: string;
+  readonly port: number;
+}
+
+/** `host:port`, `:port`, `port` or `[v6]:port`. */
+export function parseAddress(value: string, defaultHost = '0.0.0.0'): Address | null {
+  const m = /^(?:\[([^\]]+)\]|([^:]*)):(\d{1,5})$/.exec(value) ?? /^()()(\d{1,5})$/.exec(value);
+  if (!m) return null;
+  const port = Number(m[3]);
+  if (port > 65535) return null;
+  const host = m[1] || m[2] || defaultHost;
+  return { host, port };
+}
+
+const address = z.string({ error: 'expected "host:port"' }).refine((v) => parseAddress(v) !== null, { error: 'expected "host:port" with a port from 0 to 65535' });
+
+const httpUrl = z.string({ error: 'expected an http(s) URL' }).refine((v) => {
+  try {
+    const u = new URL(v);
+    return u.protocol === 'http:' || u.protocol === 'https:';
+  } catch {
+    return false;
+  }
+}, { error: 'expected an http(s) URL' });
+
+const amqpUrl = z.string({ error: 'expected an amqp(s) URL' }).refine((v) => /^amqps?:\/\//.test(v), { error: 'expected an amqp:// or amqps:// URL' });
+
+const webhookPath = z.union([z.string().startsWith('/', { error: 'expected a path starting with "/"' }), z.null()], {
+  error: 'expected a path starting with "/" or null',
+});
+
+const secret = z.string().regex(/^whsec_[A-Za-z0-9+/]+={0,2}$/, { error: 'expected "whsec_" followed by a base64 key' });
+
+// `prefault({})` lets a missing section take every default of its keys.
+const schema = z.strictObject({
+  listen: address.default('0.0.0.0:8080'),
+  workers: z.union([positiveInt, z.literal('auto')], { error: 'expected a positive integer or "auto"' }).default(1),
+  nodeId: z.string().regex(/^[a-z0-9]{1,16}$/, { error: 'expected 1-16 lowercase letters or digits' }).nullable().default(null),
+  app: z.strictObject({ url: httpUrl.default('http://127.0.0.1:3000') }).prefault({}),
+  ws: z.strictObject({
+    paths: z.array(z.string().startsWith('/', { error: 'expected a path starting with "/"' }), { error: 'expected a list of paths' })
+      .min(1, { error: 'expected at least one path' }).default(['/ws']),
+  }).prefault({}),
+  control: z.strictObject({
+    listen: address.default('127.0.0.1:8081'),
+    token: text.nullable().default(null),
+  }).prefault({}),
+  heartbeat: z.strictObject({
+    intervalMs: positiveInt.default(25_000),
+    timeoutMs: positiveInt.default(10_000),
+  }).prefault({}),
+  session: z.strictObject({
+    graceMs: nonNegativeInt.default(120_000),
+    /** HMAC key for resume tokens; random per process when unset. */
+    tokenSecret: z.string().min(16, { error: 'expected at least 16 characters' }).nullable().default(null),
+    /** How long a resume token stays valid after it was issued (at each welcome). */
+    tokenTtlMs: positiveInt.default(86_400_000),
+    outbox: z.strictObject({
+      maxMessages: positiveInt.default(1024),
+      maxBytes: positiveInt.default(1_048_576),
+      highWaterBytes: nonNegativeInt.default(262_144),
+      onOverflow: z.enum(['close', 'drop-oldest'], { error: 'expected "close" or "drop-oldest"' }).default('close'),
+    }).prefault({}),
+  }).prefault({}),
+  limits: z.strictObject({
+    maxMessageBytes: positiveInt.default(1_048_576),
+    maxConnections: positiveInt.default(100_000),
+    maxConnectionsPerIp: nonNegativeInt.default(0),
+    connectRatePerSec: nonNegativeInt.default(0),
+    connectBurst: nonNegativeInt.default(0),
+    /** Malformed reliable-mode frames tolerated per connection before close 1008. */
+    maxFrameErrors: positiveInt.default(10),
+    /** Client messages waiting for their webhook, per connection, before reading pauses. */
+    maxPendingMessages: positiveInt.default(64),
+  }).prefault({}),
+  upstream: z.enum(['webhook', 'amqp'], { error: 'expected "webhook" or "amqp"' }).default('webhook'),
+  webhooks: z.strictObject({
+    dialect: z.enum(['native', 'websocket-over-http'], { error: 'expected "native" or "websocket-over-http"' }).default('native'),
+    timeoutMs: positiveInt.default(5000),
+    connections: positiveInt.default(128),
+    retry: z.strictObject({
+      maxAttempts: positiveInt.default(5),
+      baseMs: positiveInt.default(100),
+      capMs: positiveInt.default(10_000),
+    }).prefault({}),
+    secret: z.union([secret, z.array(secret).min(1), z.null()], { error: 'expected "whsec_…", a list of them, or null' }).default(null),
+    paths: z.strictObject({
+      connect: webhookPath.default('/ws/connect'),
+      message: webhookPath.default('/ws/message'),
+      subscribe: webhookPath.default(null),
+      resume: webhookPath.default(null),
+      disconnect: webhookPath.default('/ws/disconnect'),
+    }).prefault({}),
+    forwardHeaders: z.array(z.string().min(1).transform((h) => h.toLowerCase())).default([
+      'cookie', 'authorization', 'origin', 'user-agent', 'accept-language', 'x-forwarded-for', 'x-request-id',
+    ]),
+    replayHandshakeHeaders: bool.default(true),
+    onConnectError: z.enum(['reject', 'accept'], { error: 'expected "reject" or "accept"' }).default('reject'),
+    /** websocket-over-http: seconds between keep-alive requests when the app asks for none. */
+    keepAliveIntervalSec: nonNegativeInt.default(0),
+  }).prefault({}),
+  amqp: z.strictObject({
+    url: amqpUrl.nullable().default(null),
+    exchange: text.default('switchboard.events'),
+    routingKeyPrefix: z.string().default(''),
+    pushQueue: text.nullable().default('switchboard.push'),
+    deadLetterExchange: text.default('switchboard.dead'),
+    /** Events held while the broker is away, before client reads pause. */
+    bufferMessages: positiveInt.default(10_000),
+  }).prefault({}),
+  cluster: z.strictObject({
+    amqp: z.strictObject({
+      url: amqpUrl.nullable().default(null),
+      exchange: text.default('switchboard.cluster'),
+    }).prefault({}),
+  }).prefault({}),
+  grip: z.strictObject({
+    /** Auth for `POST /publish/`; none when unset (the control port is loopback by default). */
+    publishAuth: z.union([
+      z.strictObject({ basic: z.strictObject({ user: text, password: text }) }),
+      z.strictObject({ bearer: text }),
+      z.strictObject({ jwt: z.strictObject({ key: text, iss: text.optional() }) }),
+      z.null(),
+    ], { error: 'expected {basic:{user,password}}, {bearer:"…"}, {jwt:{key}} or null' }).default(null),
+  }).prefault({}),
+  drain: z.strictObject({ timeoutMs: positiveInt.default(30_000) }).prefault({}),
+  log: z.strictObject({
+    level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], { error: 'expected a pino level' }).default('info'),
+  }).prefault({}),
+}).superRefine((c, ctx) => {
+  const control = parseAddress(c.control.listen, '127.0.0.1');
+  if (control && !isLoopback(control.host) && c.control.token === null) {
+    ctx.addIssue({ code: 'custom', params: { crossField: true }, path: ['control', 'token'], message: `required when control.listen (${c.control.listen}) is not a loopback address` });
+  }
+  if (c.upstream === 'amqp' && c.amqp.url === null) {
+    ctx.addIssue({ code: 'custom', params: { crossField: true }, path: ['amqp', 'url'], message: 'required when upstream is "amqp"' });
+  }
+  if (c.session.outbox.highWaterBytes > c.session.outbox.maxBytes) {
+    ctx.addIssue({ code: 'custom', params: { crossField: true }, path: ['session', 'outbox', 'highWaterBytes'], message: 'must not exceed session.outbox.maxBytes' });
+  }
+});
+
+export type Config = z.output<typeof schema>;
+type Input = Record<string, unknown>;
+
+export function isLoopback(host: string): boolean {
+  return host === 'localhost' || host === '::1' || (isIP(host) === 4 && host.startsWith('127.'));
+}
+
+export class ConfigError extends Error {
+  readonly problems: readonly string[];
+  constructor(problems: string[]) {
+    super(problems.join('\n'));
+    this.name = 'ConfigError';
+    this.problems = problems;
+  }
+}
+
+function describe(value: unknown): string {
+  if (value === undefined) return 'nothing';
+  const s = JSON.stringify(value);
+  return s === undefined ? String(value) : s.length > 60 ? `${s.slice(0, 57)}...` : s;
+}
+
+/** Validates a parsed config object; throws ConfigError listing every problem. */
+export function validateConfig(input: unknown): Readonly<Config> {
+  const result = schema.safeParse(input ?? {}, { reportInput: true });
+  if (!result.success) {
+    const problems = result.error.issues.map((issue) => {
+      const where = issue.path.length ? issue.path.join('.') : '(root)';
+      if (issue.code === 'unrecognized_keys') {
+        return issue.keys.map((k) => `${issue.path.concat(k).join('.')}: unknown key`).join('\n');
+      }
+      const got = 'input' in issue && !(issue.code === 'custom' && issue.params?.crossField) ? `, got ${describe(issue.input)}` : '';
+      return `${where}: ${issue.message}${got}`;
+    });
+    throw new ConfigError(problems.flatMap((p) => p.split('\n')));
+  }
+  return deepFreeze(result.data);
+}
+
+function deepFreeze<T>(value: T): T {
+  if (value && typeof value === 'object') {
+    for (const v of Object.values(value)) deepFreeze(v);
+    Object.freeze(value);
+  }
+  return value;
+}
+
+function parseFile(file: string): Input {
+  let source: string;
+  try {
+    source = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new ConfigError([`${file}: cannot read (${(err as NodeJS.ErrnoException).code ?? String(err)})`]);
+  }
+  try {
+    const parsed: unknown = /\.json$/i.test(file) ? JSON.parse(source) : parseYaml(source);
+    if (parsed === null || parsed === undefined) return {};
+    if (typeof parsed !== 'object' || Array.isArray(parsed)) throw new Error('expected a mapping at the top level');
+    return parsed as Input;
+  } catch (err) {
+    throw new ConfigError([`${file}: ${(err as Error).message.split('\n')[0]}`]);
+  }
+}
+
+function setPath(target: Input, path: string[], value: unknown): void {
+  let node = target;
+  for (const key of path.slice(0, -1)) {
+    const next = node[key];
+    node = next && typeof next === 'object' && !Array.isArray(next) ? (next as Input) : (node[key] = {});
+  }
+  node[path[path.length - 1]] = value;
+}
+
+/** Environment variables that override config keys; numbers are parsed. */
+const envKeys: Record<string, { path: string[]; number?: boolean }> = {
+  SWITCHBOARD_APP_URL: { path: ['app', 'url'] },
+  SWITCHBOARD_LISTEN: { path: ['listen'] },
+  SWITCHBOARD_CONTROL_LISTEN: { path: ['control', 'listen'] },
+  SWITCHBOARD_CONTROL_TOKEN: { path: ['control', 'token'] },
+  SWITCHBOARD_AMQP_URL: { path: ['amqp', 'url'] },
+  SWITCHBOARD_CLUSTER_AMQP_URL: { path: ['cluster', 'amqp', 'url'] },
+  SWITCHBOARD_LOG_LEVEL: { path: ['log', 'level'] },
+  SWITCHBOARD_WORKERS: { path: ['workers'], number: true },
+  SWITCHBOARD_NODE_ID: { path: ['nodeId'] },
+};
+
+/** Reads the file (if any), applies environment overrides, validates. */
+export function loadConfig(file: string | undefined, env: NodeJS.ProcessEnv = process.env): Readonly<Config> {
+  const path = file ?? env.SWITCHBOARD_CONFIG;
+  const raw: Input = path ? parseFile(path) : {};
+  for (const [name, { path: keyPath, number }] of Object.entries(envKeys)) {
+    const value = env[name];
+    if (value === undefined || value === '') continue;
+    setPath(raw, keyPath, number && /^\d+$/.test(value) ? Number(value) : value);
+  }
+  return validateConfig(raw);
+}
+
+export function workerCount(config: Config): number {
+  return config.workers === 'auto' ? Math.max(1, cpus().length) : config.workers;
+}

@@ -1,0 +1,307 @@
+// The control port: the push API, health, metrics and a small status page.
+// Plugins add routes of their own (GRIP publish, @connections) through `ControlRoute`.
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { timingSafeEqual } from 'node:crypto';
+import type { Config } from './config.js';
+import type { Clock } from './clock.js';
+import { CloseCode, SwitchboardError } from './errors.js';
+import type { Metrics } from './metrics.js';
+import { parseBatch, pushFromHttp } from './push-request.js';
+import type { Registry } from './registry.js';
+import { zeroCounts, type Counts, type Router, type Target } from './router.js';
+import type { Session } from './session.js';
+import { bodyKind, payloadOf } from '../plugins/webhook/payload.js';
+import type { Logger } from 'pino';
+
+export interface ControlRequest {
+  readonly req: IncomingMessage;
+  readonly res: ServerResponse;
+  readonly url: URL;
+  readonly match: RegExpExecArray;
+  /** Reads the body, at most `limit` bytes (413 beyond). */
+  body(limit?: number): Promise<Buffer>;
+}
+
+export interface ControlRoute {
+  readonly method: string;
+  readonly pattern: RegExp;
+  /** Routes that answer in their own format (GRIP, API Gateway) skip the bearer token check when false. */
+  readonly authenticated?: boolean;
+  handle(request: ControlRequest): Promise<void> | void;
+}
+
+export interface ControlDeps {
+  readonly config: Readonly<Config>;
+  readonly clock: Clock;
+  readonly log: Logger;
+  readonly metrics: Metrics;
+  readonly registry: Registry;
+  readonly router: Router;
+  readonly ready: () => { ready: boolean; reason?: string };
+  /** Metrics text; with workers, all of them aggregated. */
+  readonly metricsText: () => Promise<{ contentType: string; body: string }>;
+  /** Closes sessions held by this process or by others (workers, nodes). */
+  readonly closeWhere: (target: Target, code: number, reason: string) => Promise<number>;
+  readonly routes: readonly ControlRoute[];
+}
+
+/** Bodies of the batch route: a batch may hold this many messages and bytes. */
+export const MAX_BATCH_MESSAGES = 1000;
+
+export function sendJson(res: ServerResponse, status: number, value: unknown, headers: Record<string, string> = {}): void {
+  const body = JSON.stringify(value);
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), ...headers });
+  res.end(body);
+}
+
+export function sendError(res: ServerResponse, err: SwitchboardError): void {
+  sendJson(res, err.status, err.toJSON());
+}
+
+export function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const declared = Number(req.headers['content-length']);
+    if (declared > limit) {
+      req.resume();
+      reject(new SwitchboardError('too_large', `body of ${declared} bytes is more than ${limit}`));
+      return;
+    }
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on('data', (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > limit) {
+        req.removeAllListeners('data');
+        req.resume();
+        reject(new SwitchboardError('too_large', `body is more than ${limit} bytes`));
+        return;
+      }
+      chunks.push(chunk);
+    });
+    req.on('end', () => resolve(Buffer.concat(chunks)));
+    req.on('error', reject);
+  });
+}
+
+export function sessionInfo(s: Session) {
+  return {
+    connection: s.id,
+    user: s.user,
+    channels: [...(s.channels ?? [])],
+    meta: s.meta,
+    connectedAt: new Date(s.connectedAt).toISOString(),
+    mode: s.mode,
+    state: s.state,
+    outbox: { messages: s.outboxMessages, bytes: s.outboxBytes },
+  };
+}
+
+function decode(segment: string): string {
+  try {
+    return decodeURIComponent(segment);
+  } catch {
+    throw new SwitchboardError('bad_request', 'malformed percent-encoding in the path');
+  }
+}
+
+export function createControlApi(deps: ControlDeps): (req: IncomingMessage, res: ServerResponse) => void {
+  const { config, registry, router, clock } = deps;
+  const maxBytes = config.limits.maxMessageBytes;
+  const token = config.control.token === null ? null : Buffer.from(`Bearer ${config.control.token}`);
+
+  const authorized = (req: IncomingMessage): boolean => {
+    if (token === null) return true;
+    const given = Buffer.from(req.headers.authorization ?? '');
+    return given.length === token.length && timingSafeEqual(given, token);
+  };
+
+  /** A push from this request's body and headers. */
+  const pushOf = async (r: ControlRequest) => {
+    const kind = bodyKind(r.req.headers['content-type']);
+    if (kind === null) throw new SwitchboardError('unsupported_type');
+    const payload = payloadOf(kind, await r.body(maxBytes));
+    if (payload instanceof Error) throw new SwitchboardError('bad_json', payload.message);
+    const h = r.req.headers;
+    return pushFromHttp(payload, {
+      class: h['x-switchboard-class'] as string | undefined,
+      coalesceKey: h['x-switchboard-coalesce-key'] as string | undefined,
+      ttlMs: h['x-switchboard-ttl-ms'] as string | undefined,
+    }, clock.now());
+  };
+
+  const sendTo = (target: Target) => async (r: ControlRequest) => {
+    const push = await pushOf(r);
+    const { counts, published, found } = await router.route(target, push);
+    if (!found) throw new SwitchboardError('unknown_connection', `no connection ${JSON.stringify((target as { connection: string }).connection)}`);
+    sendJson(r.res, 202, published ? { published: true, ...counts } : counts);
+  };
+
+  const connectionOf = (id: string): Session => {
+    const s = registry.get(id);
+    if (!s) throw new SwitchboardError('unknown_connection', `no connection ${JSON.stringify(id)}`);
+    return s;
+  };
+
+  const builtin: ControlRoute[] = [
+    {
+      method: 'GET', pattern: /^\/healthz$/, authenticated: false,
+      handle: ({ res }) => sendJson(res, 200, { status: 'ok' }),
+    },
+    {
+      method: 'GET', pattern: /^\/readyz$/, authenticated: false,
+      handle: ({ res }) => {
+        const state = deps.ready();
+        sendJson(res, state.ready ? 200 : 503, state.ready ? { status: 'ready' } : { status: 'not ready', reason: state.reason });
+      },
+    },
+    {
+      method: 'GET', pattern: /^\/metrics$/,
+      handle: async ({ res }) => {
+        const { contentType, body } = await deps.metricsText();
+        res.writeHead(200, { 'content-type': contentType });
+        res.end(body);
+      },
+    },
+    {
+      method: 'GET', pattern: /^\/$/,
+      handle: ({ res }) => {
+        const state = deps.ready();
+        const html = `<!doctype html><meta charset="utf-8"><title>Switchboard</title>
+<h1>Switchboard</h1><p>${state.ready ? 'ready' : `not ready: ${state.reason ?? ''}`}</p>
+<ul><li>sessions here: ${registry.size}</li><li>channels here: ${[...registry.channelNames()].length}</li>
+<li>uptime: ${Math.round(process.uptime())} s</li></ul>
+<p><a href="/metrics">/metrics</a> · <a href="/v1/connections">/v1/connections</a></p>`;
+        res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' });
+        res.end(html);
+      },
+    },
+    { method: 'POST', pattern: /^\/v1\/connections\/([^/]+)\/messages$/, handle: (r) => sendTo({ connection: decode(r.match[1]) })(r) },
+    { method: 'POST', pattern: /^\/v1\/users\/([^/]+)\/messages$/, handle: (r) => sendTo({ user: decode(r.match[1]) })(r) },
+    { method: 'POST', pattern: /^\/v1\/channels\/([^/]+)\/messages$/, handle: (r) => sendTo({ channel: decode(r.match[1]) })(r) },
+    { method: 'POST', pattern: /^\/v1\/broadcast$/, handle: (r) => sendTo({ all: true })(r) },
+    {
+      method: 'POST', pattern: /^\/v1\/batch$/,
+      handle: async (r) => {
+        if (bodyKind(r.req.headers['content-type']) !== 'json') throw new SwitchboardError('unsupported_type', 'a batch is application/json');
+        let body: unknown;
+        try {
+          body = JSON.parse((await r.body(maxBytes * 4)).toString('utf8'));
+        } catch (err) {
+          if (err instanceof SwitchboardError) throw err;
+          throw new SwitchboardError('bad_json');
+        }
+        const items = parseBatch(body, clock.now(), MAX_BATCH_MESSAGES, maxBytes);
+        const total: Counts = zeroCounts();
+        let missing = 0;
+        let published = false;
+        for (const item of items) {
+          const result = await router.route(item.target, item.push);
+          if (!result.found) missing++;
+          published ||= result.published;
+          total.delivered += result.counts.delivered;
+          total.queued += result.counts.queued;
+          total.dropped += result.counts.dropped;
+        }
+        sendJson(r.res, 202, { ...(published ? { published: true } : {}), ...total, missing });
+      },
+    },
+    {
+      method: 'DELETE', pattern: /^\/v1\/connections\/([^/]+)$/,
+      handle: async (r) => {
+        const { code, reason } = closeParams(r.url);
+        const id = decode(r.match[1]);
+        const closed = await deps.closeWhere({ connection: id }, code, reason);
+        if (closed === 0) throw new SwitchboardError('unknown_connection', `no connection ${JSON.stringify(id)}`);
+        sendJson(r.res, 200, { closed });
+      },
+    },
+    {
+      method: 'DELETE', pattern: /^\/v1\/users\/([^/]+)$/,
+      handle: async (r) => {
+        const { code, reason } = closeParams(r.url);
+        sendJson(r.res, 200, { closed: await deps.closeWhere({ user: decode(r.match[1]) }, code, reason) });
+      },
+    },
+    {
+      method: 'PUT', pattern: /^\/v1\/connections\/([^/]+)\/channels\/([^/]+)$/,
+      handle: (r) => {
+        const s = connectionOf(decode(r.match[1]));
+        const channel = decode(r.match[2]);
+        registry.subscribe(s, channel);
+        sendJson(r.res, 200, { connection: s.id, channel, subscribed: true });
+      },
+    },
+    {
+      method: 'DELETE', pattern: /^\/v1\/connections\/([^/]+)\/channels\/([^/]+)$/,
+      handle: (r) => {
+        const s = connectionOf(decode(r.match[1]));
+        const channel = decode(r.match[2]);
+        registry.unsubscribe(s, channel);
+        sendJson(r.res, 200, { connection: s.id, channel, subscribed: false });
+      },
+    },
+    {
+      method: 'GET', pattern: /^\/v1\/connections\/([^/]+)$/,
+      handle: (r) => sendJson(r.res, 200, sessionInfo(connectionOf(decode(r.match[1])))),
+    },
+    {
+      method: 'GET', pattern: /^\/v1\/connections$/,
+      handle: (r) => {
+        const q = r.url.searchParams;
+        const limitText = q.get('limit') ?? '100';
+        const limit = Number(limitText);
+        if (!/^\d+$/.test(limitText) || limit < 1 || limit > 1000) throw new SwitchboardError('bad_query', `limit: expected an integer from 1 to 1000, got ${JSON.stringify(limitText)}`);
+        const cursor = q.get('cursor') ?? undefined;
+        if (cursor !== undefined && !/^[0-9a-z]{1,12}$/.test(cursor)) throw new SwitchboardError('bad_query', 'cursor: not a cursor this API returned');
+        const page = registry.list({ user: q.get('user') ?? undefined, channel: q.get('channel') ?? undefined, limit, cursor });
+        sendJson(r.res, 200, { connections: page.sessions.map(sessionInfo), next: page.next });
+      },
+    },
+    {
+      method: 'GET', pattern: /^\/v1\/channels\/([^/]+)$/,
+      handle: (r) => {
+        const channel = decode(r.match[1]);
+        // Counts are of this process: other nodes of a cluster are not asked.
+        sendJson(r.res, 200, { channel, connections: registry.channel(channel)?.size ?? 0, scope: 'node' });
+      },
+    },
+  ];
+  const routes = [...deps.routes, ...builtin];
+
+  return (req, res) => {
+    const url = new URL(req.url ?? '/', 'http://control');
+    const path = url.pathname;
+    let pathMatched = false;
+    for (const route of routes) {
+      const match = route.pattern.exec(path);
+      if (!match) continue;
+      pathMatched = true;
+      if (route.method !== req.method) continue;
+      if (route.authenticated !== false && !authorized(req)) {
+        sendError(res, new SwitchboardError('unauthorized'));
+        return;
+      }
+      const request: ControlRequest = { req, res, url, match, body: (limit = maxBytes) => readBody(req, limit) };
+      Promise.resolve()
+        .then(() => route.handle(request))
+        .catch((err: unknown) => {
+          if (res.headersSent) return void res.destroy();
+          if (err instanceof SwitchboardError) return sendError(res, err);
+          deps.log.error({ err, path }, 'control request failed');
+          sendError(res, new SwitchboardError('internal'));
+        });
+      return;
+    }
+    req.resume();
+    sendError(res, new SwitchboardError(pathMatched ? 'method_not_allowed' : 'not_found', pathMatched ? `${req.method} is not allowed on ${path}` : `no route ${path}`));
+  };
+}
+
+function closeParams(url: URL): { code: number; reason: string } {
+  const codeText = url.searchParams.get('code');
+  const code = codeText === null ? CloseCode.appDefault : Number(codeText);
+  if (!/^\d+$/.test(codeText ?? '4000') || code < 4000 || code > 4099) throw new SwitchboardError('bad_close_code', `close code must be an integer from 4000 to 4099, got ${JSON.stringify(codeText)}`);
+  const reason = url.searchParams.get('reason') ?? '';
+  if (Buffer.byteLength(reason) > 123) throw new SwitchboardError('bad_query', 'reason: at most 123 bytes');
+  return { code, reason };
+}

@@ -1,0 +1,72 @@
+// Every error Switchboard reports has a code, a message, and what it maps to:
+// an HTTP status on the control or public port, or a WebSocket close code.
+
+export const CloseCode = {
+  normal: 1000,
+  goingAway: 1001,
+  policy: 1008,
+  tooBig: 1009,
+  internal: 1011,
+  serviceRestart: 1012,
+  tryAgainLater: 1013,
+  appDefault: 4000,
+  slowConsumer: 4008,
+  takenOver: 4009,
+} as const;
+
+interface ErrorSpec {
+  readonly status: number;
+  readonly message: string;
+}
+
+const specs = {
+  bad_request: { status: 400, message: 'bad request' },
+  bad_json: { status: 400, message: 'body is not valid JSON' },
+  bad_body: { status: 400, message: 'body does not have the expected shape' },
+  bad_header: { status: 400, message: 'a header has an invalid value' },
+  bad_query: { status: 400, message: 'a query parameter has an invalid value' },
+  bad_close_code: { status: 400, message: 'close code must be an integer from 4000 to 4099' },
+  unauthorized: { status: 401, message: 'missing or wrong bearer token' },
+  not_found: { status: 404, message: 'no such route' },
+  unknown_connection: { status: 404, message: 'no such connection' },
+  method_not_allowed: { status: 405, message: 'method not allowed on this route' },
+  too_large: { status: 413, message: 'body is larger than limits.maxMessageBytes' },
+  unsupported_type: { status: 415, message: 'content type must be application/json, text/* or application/octet-stream' },
+  too_many_per_ip: { status: 429, message: 'too many connections from this address' },
+  not_ready: { status: 503, message: 'not accepting connections' },
+  too_many_connections: { status: 503, message: 'connection limit reached' },
+  rate_limited: { status: 503, message: 'too many new connections, retry later' },
+  app_unavailable: { status: 503, message: 'the app did not answer the connect webhook' },
+  bad_gateway: { status: 502, message: 'the app could not be reached' },
+  internal: { status: 500, message: 'internal error' },
+} as const satisfies Record<string, ErrorSpec>;
+
+export type ErrorCode = keyof typeof specs;
+
+export class SwitchboardError extends Error {
+  readonly code: ErrorCode;
+  readonly status: number;
+
+  constructor(code: ErrorCode, message?: string, options?: { cause?: unknown }) {
+    super(message ?? specs[code].message, options);
+    this.name = 'SwitchboardError';
+    this.code = code;
+    this.status = specs[code].status;
+  }
+
+  toJSON(): { error: string; message: string } {
+    return { error: this.code, message: this.message };
+  }
+}
+
+/** Client-frame errors in reliable mode: answered with an `error` frame, the socket stays open. */
+export const FrameError = {
+  bad_json: 'frame is not a JSON object',
+  bad_type: 'unknown frame type',
+  bad_field: 'a field has the wrong type',
+  binary_frame: 'reliable mode takes text frames only',
+  subscribe_denied: 'the app did not allow this subscription',
+  subscribe_failed: 'the subscribe webhook failed',
+} as const;
+
+export type FrameErrorCode = keyof typeof FrameError;

@@ -1,0 +1,47 @@
+// The metrics named in the contract, on a registry of their own so that several
+// sidecars can live in one process (tests) without sharing counters.
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+export type Metrics = ReturnType<typeof createMetrics>;
+
+export function createMetrics(options: { defaults?: boolean } = {}) {
+  const registry = new Registry();
+  if (options.defaults !== false) collectDefaultMetrics({ register: registry, prefix: 'switchboard_' });
+  const registers = [registry];
+  const p = 'switchboard_';
+  return {
+    registry,
+    connections: new Gauge({ name: `${p}connections`, help: 'Open client connections', registers }),
+    sessions: new Gauge({ name: `${p}sessions`, help: 'Sessions held, attached or detached', registers }),
+    connectionsTotal: new Counter({ name: `${p}connections_total`, help: 'Handshakes by result', labelNames: ['result'] as const, registers }),
+    disconnectionsTotal: new Counter({ name: `${p}disconnections_total`, help: 'Closed connections by close code', labelNames: ['code'] as const, registers }),
+    messagesTotal: new Counter({ name: `${p}messages_total`, help: 'Messages by direction and mode', labelNames: ['direction', 'mode'] as const, registers }),
+    bytesTotal: new Counter({ name: `${p}bytes_total`, help: 'Payload bytes by direction', labelNames: ['direction'] as const, registers }),
+    outboxMessages: new Histogram({
+      name: `${p}outbox_messages`,
+      help: 'Outbox depth seen each time a push had to wait in it',
+      buckets: [1, 4, 16, 64, 256, 1024, 4096],
+      registers,
+    }),
+    droppedMessagesTotal: new Counter({ name: `${p}dropped_messages_total`, help: 'Messages dropped by reason', labelNames: ['reason'] as const, registers }),
+    webhookDuration: new Histogram({
+      name: `${p}webhook_duration_seconds`,
+      help: 'Webhook attempts by event and status',
+      labelNames: ['event', 'status'] as const,
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+      registers,
+    }),
+    webhookFailuresTotal: new Counter({ name: `${p}webhook_failures_total`, help: 'Webhooks that failed for good', labelNames: ['event'] as const, registers }),
+    resumesTotal: new Counter({ name: `${p}resumes_total`, help: 'Resume attempts by result', labelNames: ['result'] as const, registers }),
+    frameErrorsTotal: new Counter({ name: `${p}frame_errors_total`, help: 'Malformed client frames by error', labelNames: ['error'] as const, registers }),
+    amqpPublishDuration: new Histogram({
+      name: `${p}amqp_publish_duration_seconds`,
+      help: 'Publish to publisher confirm',
+      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5],
+      registers,
+    }),
+    amqpPublishTotal: new Counter({ name: `${p}amqp_publish_total`, help: 'AMQP publishes by result', labelNames: ['result'] as const, registers }),
+    amqpBufferMessages: new Gauge({ name: `${p}amqp_buffer_messages`, help: 'Events waiting for the broker', registers }),
+    workerRestartsTotal: new Counter({ name: `${p}worker_restarts_total`, help: 'Client-pipeline workers restarted after a crash', registers }),
+  };
+}

@@ -1,0 +1,106 @@
+// Turns push requests (HTTP bodies and headers, batch items) into pushes and targets.
+// Shared by the push API and the RabbitMQ push queue, so both accept exactly the same.
+import type { Payload } from '../plugins/upstream.js';
+import { payloadOfValue } from '../plugins/webhook/payload.js';
+import { SwitchboardError } from './errors.js';
+import { Push, type MessageClass } from './push.js';
+import type { Target } from './router.js';
+
+export const MAX_COALESCE_KEY = 256;
+
+export interface PushHeaders {
+  readonly class?: string;
+  readonly coalesceKey?: string;
+  readonly ttlMs?: string;
+}
+
+function messageClass(value: unknown, where: string): MessageClass {
+  if (value === undefined) return 'durable';
+  if (value === 'durable' || value === 'lossy') return value;
+  throw new SwitchboardError('bad_body', `${where}: expected "durable" or "lossy", got ${JSON.stringify(value)}`);
+}
+
+function coalesceKey(value: unknown, where: string): string | null {
+  if (value === undefined || value === null) return null;
+  if (typeof value !== 'string' || value.length === 0 || value.length > MAX_COALESCE_KEY) {
+    throw new SwitchboardError('bad_body', `${where}: expected a string of 1 to ${MAX_COALESCE_KEY} characters`);
+  }
+  return value;
+}
+
+function expiry(value: unknown, where: string, now: number): number {
+  if (value === undefined || value === null) return Infinity;
+  const n = typeof value === 'string' && /^\d+$/.test(value) ? Number(value) : value;
+  if (typeof n !== 'number' || !Number.isSafeInteger(n) || n <= 0) {
+    throw new SwitchboardError('bad_body', `${where}: expected a positive integer of milliseconds, got ${JSON.stringify(value)}`);
+  }
+  return now + n;
+}
+
+/** A push from an HTTP body whose content type was already mapped to a payload. */
+export function pushFromHttp(payload: Payload, headers: PushHeaders, now: number): Push {
+  try {
+    return new Push(payload, {
+      class: messageClass(headers.class, 'X-Switchboard-Class'),
+      coalesceKey: coalesceKey(headers.coalesceKey, 'X-Switchboard-Coalesce-Key'),
+      expiresAt: expiry(headers.ttlMs, 'X-Switchboard-TTL-Ms', now),
+    });
+  } catch (err) {
+    throw new SwitchboardError('bad_header', (err as Error).message, { cause: err });
+  }
+}
+
+export interface BatchItem {
+  readonly target: Target;
+  readonly push: Push;
+}
+
+function target(value: unknown, where: string): Target {
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) {
+    throw new SwitchboardError('bad_body', `${where}: expected {"connection"|"user"|"channel": "…"} or {"all": true}`);
+  }
+  const keys = Object.keys(value);
+  const v = value as Record<string, unknown>;
+  if (keys.length === 1) {
+    const key = keys[0];
+    if (key === 'all' && v.all === true) return { all: true };
+    if ((key === 'connection' || key === 'user' || key === 'channel') && typeof v[key] === 'string' && v[key] !== '') {
+      return { [key]: v[key] } as Target;
+    }
+  }
+  throw new SwitchboardError('bad_body', `${where}: expected {"connection"|"user"|"channel": "…"} or {"all": true}, got ${JSON.stringify(value).slice(0, 80)}`);
+}
+
+/** `{"messages":[{"to", "data"|"binary", "class", "coalesceKey", "ttlMs"}]}`. */
+export function parseBatch(body: unknown, now: number, maxItems: number, maxItemBytes: number): BatchItem[] {
+  if (body === null || typeof body !== 'object' || !Array.isArray((body as { messages?: unknown }).messages)) {
+    throw new SwitchboardError('bad_body', 'expected {"messages": [...]}');
+  }
+  const messages = (body as { messages: unknown[] }).messages;
+  if (messages.length > maxItems) throw new SwitchboardError('too_large', `a batch holds at most ${maxItems} messages, got ${messages.length}`);
+  return messages.map((item, i) => {
+    const where = `messages[${i}]`;
+    if (item === null || typeof item !== 'object' || Array.isArray(item)) throw new SwitchboardError('bad_body', `${where}: expected an object`);
+    const m = item as Record<string, unknown>;
+    for (const key of Object.keys(m)) {
+      if (!['to', 'data', 'binary', 'class', 'coalesceKey', 'ttlMs'].includes(key)) throw new SwitchboardError('bad_body', `${where}.${key}: unknown key`);
+    }
+    const hasData = 'data' in m;
+    const hasBinary = 'binary' in m;
+    if (hasData === hasBinary) throw new SwitchboardError('bad_body', `${where}: expected exactly one of "data" and "binary"`);
+    let payload: Payload;
+    if (hasBinary) {
+      if (typeof m.binary !== 'string' || !/^[A-Za-z0-9+/]*={0,2}$/.test(m.binary)) throw new SwitchboardError('bad_body', `${where}.binary: expected base64`);
+      payload = { kind: 'binary', data: Buffer.from(m.binary, 'base64') };
+    } else {
+      payload = payloadOfValue(m.data);
+    }
+    const push = new Push(payload, {
+      class: messageClass(m.class, `${where}.class`),
+      coalesceKey: coalesceKey(m.coalesceKey, `${where}.coalesceKey`),
+      expiresAt: expiry(m.ttlMs, `${where}.ttlMs`, now),
+    });
+    if (push.bytes > maxItemBytes) throw new SwitchboardError('too_large', `${where}: ${push.bytes} bytes is more than limits.maxMessageBytes (${maxItemBytes})`);
+    return { target: target(m.to, `${where}.to`), push };
+  });
+}

@@ -1,0 +1,55 @@
+// An outbound message, serialized once for all its recipients: the raw frame and the
+// reliable-mode frame tail are built on first use and shared.
+import type { Payload } from '../plugins/upstream.js';
+
+export type MessageClass = 'durable' | 'lossy';
+
+export interface PushOptions {
+  readonly class?: MessageClass;
+  readonly coalesceKey?: string | null;
+  /** Absolute expiry (ms since epoch); Infinity when the push has no TTL. */
+  readonly expiresAt?: number;
+}
+
+export class Push {
+  readonly payload: Payload;
+  readonly class: MessageClass;
+  readonly coalesceKey: string | null;
+  readonly expiresAt: number;
+  readonly bytes: number;
+  #reliableTail: string | null = null;
+
+  constructor(payload: Payload, options: PushOptions = {}) {
+    this.payload = payload;
+    this.class = options.class ?? 'durable';
+    this.coalesceKey = options.coalesceKey ?? null;
+    this.expiresAt = options.expiresAt ?? Infinity;
+    this.bytes = payloadBytes(payload);
+  }
+
+  /** What a raw-mode client receives: a text frame, or a binary one. */
+  get raw(): string | Buffer {
+    const p = this.payload;
+    return p.kind === 'binary' ? p.data : p.kind === 'text' ? p.text : p.json;
+  }
+
+  get isBinary(): boolean {
+    return this.payload.kind === 'binary';
+  }
+
+  /** The reliable-mode frame for one recipient; only the seq differs between them. */
+  reliableFrame(seq: number): string {
+    if (this.#reliableTail === null) {
+      const p = this.payload;
+      this.#reliableTail =
+        p.kind === 'binary' ? `,"binary":"${p.data.toString('base64')}"}`
+        : p.kind === 'text' ? `,"data":${JSON.stringify(p.text)}}`
+        : `,"data":${p.json}}`;
+    }
+    return `{"type":"message","seq":${seq}${this.#reliableTail}`;
+  }
+}
+
+export function payloadBytes(p: Payload): number {
+  return p.kind === 'binary' ? p.data.length : Buffer.byteLength(p.kind === 'text' ? p.text : p.json);
+}

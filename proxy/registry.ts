@@ -1,0 +1,130 @@
+// Finds sessions: by connection id, by user, by channel. Tells a watcher when a user or
+// channel gains its first local session or loses its last (cluster bindings follow it).
+import type { Session } from './session.js';
+
+export type TargetKind = 'user' | 'channel';
+
+export interface RegistryWatcher {
+  first(kind: TargetKind, key: string): void;
+  last(kind: TargetKind, key: string): void;
+}
+
+export interface ListQuery {
+  readonly user?: string;
+  readonly channel?: string;
+  readonly limit: number;
+  readonly cursor?: string;
+}
+
+export class Registry {
+  readonly #byId = new Map<string, Session>();
+  readonly #byUser = new Map<string, Set<Session>>();
+  readonly #byChannel = new Map<string, Set<Session>>();
+  readonly #order = new Map<Session, number>();
+  #counter = 0;
+  watcher: RegistryWatcher | null = null;
+
+  get size(): number {
+    return this.#byId.size;
+  }
+
+  get(id: string): Session | undefined {
+    return this.#byId.get(id);
+  }
+
+  add(session: Session): void {
+    this.#byId.set(session.id, session);
+    this.#order.set(session, ++this.#counter);
+  }
+
+  remove(session: Session): void {
+    if (this.#byId.get(session.id) !== session) return;
+    this.#byId.delete(session.id);
+    this.#order.delete(session);
+    if (session.user !== null) this.#leave(this.#byUser, 'user', session.user, session);
+    for (const channel of session.channels ?? []) this.#leave(this.#byChannel, 'channel', channel, session);
+    session.channels = null;
+  }
+
+  setUser(session: Session, user: string): void {
+    if (session.user === user) return;
+    if (session.user !== null) this.#leave(this.#byUser, 'user', session.user, session);
+    session.user = user;
+    this.#join(this.#byUser, 'user', user, session);
+  }
+
+  subscribe(session: Session, channel: string): void {
+    const channels = (session.channels ??= new Set());
+    if (channels.has(channel)) return;
+    channels.add(channel);
+    this.#join(this.#byChannel, 'channel', channel, session);
+  }
+
+  unsubscribe(session: Session, channel: string): boolean {
+    if (!session.channels?.delete(channel)) return false;
+    if (session.channels.size === 0) session.channels = null;
+    this.#leave(this.#byChannel, 'channel', channel, session);
+    return true;
+  }
+
+  user(user: string): ReadonlySet<Session> | undefined {
+    return this.#byUser.get(user);
+  }
+
+  channel(channel: string): ReadonlySet<Session> | undefined {
+    return this.#byChannel.get(channel);
+  }
+
+  all(): IterableIterator<Session> {
+    return this.#byId.values();
+  }
+
+  channelNames(): IterableIterator<string> {
+    return this.#byChannel.keys();
+  }
+
+  userNames(): IterableIterator<string> {
+    return this.#byUser.keys();
+  }
+
+  /** A page of sessions in the order they were created; the cursor is opaque to callers. */
+  list(query: ListQuery): { sessions: Session[]; next: string | null } {
+    const after = query.cursor ? Number.parseInt(query.cursor, 36) : 0;
+    let source: Iterable<Session> = this.#byId.values();
+    if (query.user !== undefined) source = this.#byUser.get(query.user) ?? [];
+    if (query.channel !== undefined) {
+      const inChannel = this.#byChannel.get(query.channel);
+      source = inChannel ? [...source].filter((s) => inChannel.has(s)) : [];
+    }
+    const page: Array<[number, Session]> = [];
+    for (const s of source) {
+      const n = this.#order.get(s)!;
+      if (n > after) page.push([n, s]);
+    }
+    page.sort((a, b) => a[0] - b[0]);
+    const more = page.length > query.limit;
+    const taken = page.slice(0, query.limit);
+    return {
+      sessions: taken.map(([, s]) => s),
+      next: more ? taken[taken.length - 1][0].toString(36) : null,
+    };
+  }
+
+  #join(index: Map<string, Set<Session>>, kind: TargetKind, key: string, session: Session): void {
+    let set = index.get(key);
+    if (!set) {
+      index.set(key, (set = new Set()));
+      this.watcher?.first(kind, key);
+    }
+    set.add(session);
+  }
+
+  #leave(index: Map<string, Set<Session>>, kind: TargetKind, key: string, session: Session): void {
+    const set = index.get(key);
+    if (!set?.delete(session)) return;
+    if (set.size === 0) {
+      index.delete(key);
+      this.watcher?.last(kind, key);
+    }
+  }
+}

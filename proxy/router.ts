@@ -1,0 +1,77 @@
+// Routes a push to the sessions it targets: here, and through a relay to the other
+// workers or nodes that hold some of them.
+import type { Push } from './push.js';
+import type { Registry } from './registry.js';
+import type { Session } from './session.js';
+
+export type Target =
+  | { readonly connection: string }
+  | { readonly user: string }
+  | { readonly channel: string }
+  | { readonly all: true };
+
+export interface Counts {
+  delivered: number;
+  queued: number;
+  dropped: number;
+}
+
+/** Carries pushes to sessions held by other processes (workers, cluster nodes). */
+export interface Relay {
+  /** Whether a connection id belongs to this process. */
+  isLocal(connection: string): boolean;
+  publish(target: Target, push: Push): Promise<void>;
+}
+
+export function zeroCounts(): Counts {
+  return { delivered: 0, queued: 0, dropped: 0 };
+}
+
+export class Router {
+  readonly #registry: Registry;
+  relay: Relay | null = null;
+
+  constructor(registry: Registry) {
+    this.#registry = registry;
+  }
+
+  /** Delivers to the sessions held here; null when a connection target is not here. */
+  local(target: Target, push: Push, counts: Counts = zeroCounts()): Counts | null {
+    if ('connection' in target) {
+      const s = this.#registry.get(target.connection);
+      if (!s) return null;
+      tally(counts, s, push);
+      return counts;
+    }
+    const sessions: Iterable<Session> | undefined =
+      'user' in target ? this.#registry.user(target.user)
+      : 'channel' in target ? this.#registry.channel(target.channel)
+      : this.#registry.all();
+    for (const s of sessions ?? []) tally(counts, s, push);
+    return counts;
+  }
+
+  /**
+   * Local delivery plus, with a relay, publication to the others. A connection that
+   * names another process is only published. `found` is false for an unknown local
+   * connection.
+   */
+  async route(target: Target, push: Push): Promise<{ counts: Counts; published: boolean; found: boolean }> {
+    const relay = this.relay;
+    if ('connection' in target && relay && !relay.isLocal(target.connection)) {
+      await relay.publish(target, push);
+      return { counts: zeroCounts(), published: true, found: true };
+    }
+    const counts = this.local(target, push);
+    if (counts === null) return { counts: zeroCounts(), published: false, found: false };
+    if (relay && !('connection' in target)) {
+      await relay.publish(target, push);
+      return { counts, published: true, found: true };
+    }
+    return { counts, published: false, found: true };
+  }
+}
+
+function tally(counts: Counts, s: Session, push: Push): void {
+  counts[s.send(push)]++;
+}

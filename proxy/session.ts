@@ -1,0 +1,507 @@
+// One client session: its socket (when attached), its outbox, and the ordered stream of
+// its messages to the app. Named states and one transition point (`#enter`).
+//
+//   open ──socket lost (reliable)──▶ detached ──resume──▶ open
+//     │                                 │ grace over
+//     └──close (app, overflow, drain)──▶ closing ──▶ closed ◀┘
+import type { Socket } from 'node:net';
+import type { WebSocket } from 'ws';
+import type { Logger } from 'pino';
+import type { Config } from './config.js';
+import type { Clock } from './clock.js';
+import type { Metrics } from './metrics.js';
+import type { Heartbeat, Beating } from './heartbeat.js';
+import type { TimerWheel } from './timer-wheel.js';
+import type { TokenCodec } from './token.js';
+import { CloseCode, FrameError, type FrameErrorCode } from './errors.js';
+import { Outbox, type DropReason, type Entry } from './outbox.js';
+import { Push } from './push.js';
+import type {
+  DeliveryOutcome, Effects, InboundMessage, Mode, Payload, SessionView, Upstream,
+} from '../plugins/upstream.js';
+
+export type SessionState = 'open' | 'detached' | 'closing' | 'closed';
+export type SendResult = 'delivered' | 'queued' | 'dropped';
+
+export const RELIABLE_PROTOCOL = 'switchboard.v1';
+
+/** What every session shares with the sidecar around it. */
+export interface SessionContext {
+  readonly config: Readonly<Config>;
+  readonly clock: Clock;
+  readonly log: Logger;
+  readonly metrics: Metrics;
+  readonly upstream: Upstream;
+  readonly heartbeat: Heartbeat;
+  readonly grace: TimerWheel<Session>;
+  readonly tokens: TokenCodec;
+  subscribe(session: Session, channel: string): void;
+  unsubscribe(session: Session, channel: string): void;
+  setUser(session: Session, user: string): void;
+  /** The session ended for good: forget it. */
+  ended(session: Session): void;
+  /** Work the drain must wait for (disconnect webhooks). */
+  track(work: Promise<unknown>): void;
+}
+
+export interface Handshake {
+  readonly id: string;
+  readonly mode: Mode;
+  readonly path: string;
+  readonly url: string;
+  readonly query: Record<string, string>;
+  readonly remoteAddress: string;
+  readonly subprotocol: string | null;
+  readonly headers: Record<string, string>;
+}
+
+const MAX_CLIENT_ID = 256;
+
+export class Session implements SessionView, Beating {
+  readonly id: string;
+  readonly mode: Mode;
+  readonly path: string;
+  readonly url: string;
+  readonly query: Record<string, string>;
+  readonly remoteAddress: string;
+  readonly subprotocol: string | null;
+  readonly headers: Record<string, string>;
+  readonly connectedAt: number;
+  user: string | null = null;
+  meta: Record<string, string> = {};
+  channels: Set<string> | null = null;
+
+  state: SessionState = 'open';
+  lastSeen = 0;
+  awaitingPong = false;
+
+  readonly #ctx: SessionContext;
+  #ws: WebSocket | null = null;
+  #socket: Socket | null = null;
+  #outbox: Outbox | null = null;
+  /** Highest seq written to the current socket: a larger jump means a gap frame first. */
+  #lastWritten = 0;
+  #waitingDrain = false;
+  #inbound: InboundMessage[] = [];
+  #inSeq = 0;
+  #pumping: Promise<void> | null = null;
+  #paused = false;
+  #frameErrors = 0;
+  #messagesIn = 0;
+  #messagesOut = 0;
+  #detachedAt = 0;
+  #lastClose: { code: number; reason: string; clientClosed: boolean } = { code: CloseCode.normal, reason: '', clientClosed: false };
+  #log: Logger | null = null;
+
+  constructor(ctx: SessionContext, hs: Handshake, now: number) {
+    this.#ctx = ctx;
+    this.id = hs.id;
+    this.mode = hs.mode;
+    this.path = hs.path;
+    this.url = hs.url;
+    this.query = hs.query;
+    this.remoteAddress = hs.remoteAddress;
+    this.subprotocol = hs.subprotocol;
+    this.headers = hs.headers;
+    this.connectedAt = now;
+  }
+
+  /** Created on first use: idle sessions that never log pay nothing for a child logger. */
+  get log(): Logger {
+    return (this.#log ??= this.#ctx.log.child({ connection: this.id }));
+  }
+
+  get attached(): boolean {
+    return this.#ws !== null;
+  }
+
+  get outboxMessages(): number {
+    return this.#outbox?.messages ?? 0;
+  }
+
+  get outboxBytes(): number {
+    return this.#outbox?.bytes ?? 0;
+  }
+
+  // ── socket lifecycle ──────────────────────────────────────────────────────────
+
+  /** Binds a socket: a new session, or a resume (`lastSeq` given) of a detached or open one. */
+  attach(ws: WebSocket, socket: Socket, resume?: { lastSeq: number }): void {
+    const ctx = this.#ctx;
+    const previous = this.#ws;
+    if (previous) {
+      // Takeover: the old socket no longer speaks for this session.
+      this.#unbind(previous);
+      previous.close(CloseCode.takenOver, 'session resumed elsewhere');
+      ctx.metrics.connections.dec();
+    }
+    ctx.grace.cancel(this);
+    this.#ws = ws;
+    this.#socket = socket;
+    this.#enter('open');
+    ctx.metrics.connections.inc();
+    ws.on('message', (data, isBinary) => this.#onFrame(data as Buffer, isBinary));
+    ws.on('pong', () => { this.lastSeen = ctx.clock.now(); });
+    ws.on('close', (code, reason) => this.#onSocketClose(ws, code, reason.toString()));
+    ws.on('error', (err) => this.log.debug({ err }, 'socket error'));
+    ctx.heartbeat.track(this);
+
+    if (this.mode === 'reliable') {
+      const outbox = (this.#outbox ??= this.#newOutbox());
+      const now = ctx.clock.now();
+      const welcome = {
+        type: 'welcome',
+        session: this.id,
+        token: ctx.tokens.issue(this.id, now),
+        resumed: resume !== undefined,
+        heartbeatMs: ctx.config.heartbeat.intervalMs,
+        graceMs: ctx.config.session.graceMs,
+      };
+      ws.send(JSON.stringify(welcome));
+      if (resume) {
+        const assigned = outbox.nextSeq - 1;
+        const lastSeq = Math.min(Math.max(0, resume.lastSeq), assigned);
+        outbox.rewind(lastSeq);
+        this.#lastWritten = lastSeq;
+        const replayed = outbox.messages;
+        const lost = assigned - lastSeq - replayed;
+        const gapMs = this.#detachedAt ? now - this.#detachedAt : 0;
+        this.#detachedAt = 0;
+        this.log.info({ lastSeq, replayed, lost, gapMs }, 'session resumed');
+        ctx.track(ctx.upstream.resume(this, { gapMs, replayed, lost }));
+      }
+    }
+    this.#flush();
+  }
+
+  #newOutbox(): Outbox {
+    const { metrics } = this.#ctx;
+    return new Outbox(this.#ctx.config.session.outbox, (reason: DropReason, entry: Entry) => {
+      metrics.droppedMessagesTotal.inc({ reason });
+      this.log.debug({ reason, seq: entry.seq }, 'message dropped');
+    });
+  }
+
+  #unbind(ws: WebSocket): void {
+    ws.removeAllListeners('message');
+    ws.removeAllListeners('pong');
+    ws.removeAllListeners('close');
+    ws.on('error', () => {});
+  }
+
+  #onSocketClose(ws: WebSocket, code: number, reason: string): void {
+    if (ws !== this.#ws) return;
+    const ctx = this.#ctx;
+    this.#ws = null;
+    this.#socket = null;
+    this.#waitingDrain = false;
+    ctx.metrics.connections.dec();
+    ctx.metrics.disconnectionsTotal.inc({ code: String(code) });
+    ctx.heartbeat.untrack(this);
+    // 1006: the socket died without a close frame (network loss, terminate()).
+    const byClient = this.state === 'open' && code !== 1006;
+    if (this.state !== 'closing') this.#lastClose = { code, reason, clientClosed: byClient };
+    // A reliable session survives a lost socket; a deliberate close by either side ends it.
+    if (this.state === 'open' && this.mode === 'reliable' && !(byClient && code === CloseCode.normal)) {
+      this.#detachedAt = ctx.clock.now();
+      this.#enter('detached');
+      ctx.grace.schedule(this, this.#detachedAt + ctx.config.session.graceMs);
+      this.log.debug({ code }, 'session detached');
+      return;
+    }
+    this.#end();
+  }
+
+  /** The grace window ran out without a resume. */
+  expire(): void {
+    if (this.state === 'detached') this.#end();
+  }
+
+  /** Closes the session for good (app request, overflow, drain). */
+  close(code: number, reason = ''): void {
+    if (this.state === 'closing' || this.state === 'closed') return;
+    this.#lastClose = { code, reason, clientClosed: false };
+    if (this.#ws) {
+      this.#enter('closing');
+      this.#ws.close(code, reason);
+      // A peer that never answers the close frame is cut off with the heartbeat timeout.
+      const ws = this.#ws;
+      this.#ctx.clock.setTimeout(() => ws.terminate(), this.#ctx.config.heartbeat.timeoutMs);
+    } else {
+      this.#end();
+    }
+  }
+
+  /** Asks a reliable client to come back later (drain). */
+  askReconnect(afterMs: number): void {
+    this.#ws?.send(JSON.stringify({ type: 'reconnect', afterMs }));
+  }
+
+  #enter(state: SessionState): void {
+    const metrics = this.#ctx.metrics;
+    if (this.state === 'closed') return;
+    if (state === 'closed') metrics.sessions.dec();
+    this.state = state;
+  }
+
+  #end(): void {
+    if (this.state === 'closed') return;
+    const ctx = this.#ctx;
+    this.#enter('closed');
+    ctx.grace.cancel(this);
+    ctx.heartbeat.untrack(this);
+    ctx.ended(this);
+    const undelivered = this.#outbox?.clear() ?? 0;
+    const { code, reason, clientClosed } = this.#lastClose;
+    const info = {
+      code, reason, clientClosed, undelivered,
+      durationMs: ctx.clock.now() - this.connectedAt,
+      messagesIn: this.#messagesIn,
+      messagesOut: this.#messagesOut,
+    };
+    this.log.info({ code, reason, undelivered }, 'session ended');
+    // Messages already taken from the client reach the app before it hears of the end.
+    ctx.track((this.#pumping ?? Promise.resolve()).then(() => ctx.upstream.disconnect(this, info)));
+  }
+
+  // ── outbound ──────────────────────────────────────────────────────────────────
+
+  /** Sends a push now when the socket has room, else holds it in the outbox. */
+  send(push: Push): SendResult {
+    if (this.state === 'closing' || this.state === 'closed') return 'dropped';
+    const ws = this.#ws;
+    const reliable = this.mode === 'reliable';
+    if (ws && (this.#outbox === null || this.#outbox.unsent === 0) && ws.bufferedAmount <= this.#ctx.config.session.outbox.highWaterBytes) {
+      if (push.expiresAt <= this.#ctx.clock.now()) {
+        this.#ctx.metrics.droppedMessagesTotal.inc({ reason: 'ttl' });
+        if (reliable) this.#outbox!.sentDirectly(push, false);
+        return 'dropped';
+      }
+      if (reliable) this.#write(ws, this.#outbox!.sentDirectly(push, true));
+      else this.#writeRaw(ws, push);
+      return 'delivered';
+    }
+    const outbox = (this.#outbox ??= this.#newOutbox());
+    const queued = outbox.enqueue(push);
+    switch (queued.result) {
+      case 'overflow':
+        this.#ctx.metrics.droppedMessagesTotal.inc({ reason: 'overflow' });
+        this.log.warn({ messages: outbox.messages, bytes: outbox.bytes }, 'outbox full: closing slow consumer');
+        this.close(CloseCode.slowConsumer, 'slow consumer');
+        return 'dropped';
+      case 'dropped':
+        return 'dropped';
+      default:
+        this.#ctx.metrics.outboxMessages.observe(outbox.messages);
+        if (ws) this.#waitForDrain();
+        return 'queued';
+    }
+  }
+
+  #writeRaw(ws: WebSocket, push: Push): void {
+    ws.send(push.raw, { binary: push.isBinary });
+    this.#countOut(push);
+  }
+
+  #write(ws: WebSocket, entry: Entry): void {
+    if (entry.seq > this.#lastWritten + 1) {
+      ws.send(`{"type":"gap","from":${this.#lastWritten + 1},"to":${entry.seq - 1}}`);
+    }
+    this.#lastWritten = entry.seq;
+    ws.send(entry.push.reliableFrame(entry.seq));
+    this.#countOut(entry.push);
+  }
+
+  #countOut(push: Push): void {
+    this.#messagesOut++;
+    const m = this.#ctx.metrics;
+    m.messagesTotal.inc({ direction: 'out', mode: this.mode });
+    m.bytesTotal.inc({ direction: 'out' }, push.bytes);
+  }
+
+  /** Writes queued messages while the socket stays under the high-water mark. */
+  #flush(): void {
+    const ws = this.#ws;
+    const outbox = this.#outbox;
+    if (!ws || !outbox || this.state !== 'open') return;
+    const highWater = this.#ctx.config.session.outbox.highWaterBytes;
+    const retain = this.mode === 'reliable';
+    const now = this.#ctx.clock.now();
+    while (ws.bufferedAmount <= highWater) {
+      if (!outbox.peek(now)) return;
+      const entry = outbox.markSent(retain);
+      if (retain) this.#write(ws, entry);
+      else this.#writeRaw(ws, entry.push);
+    }
+    this.#waitForDrain();
+  }
+
+  #waitForDrain(): void {
+    if (this.#waitingDrain || !this.#socket) return;
+    this.#waitingDrain = true;
+    this.#socket.once('drain', () => {
+      this.#waitingDrain = false;
+      this.#flush();
+    });
+  }
+
+  // ── inbound ───────────────────────────────────────────────────────────────────
+
+  #onFrame(data: Buffer, isBinary: boolean): void {
+    const ctx = this.#ctx;
+    this.lastSeen = ctx.clock.now();
+    if (this.state !== 'open') return;
+    if (this.mode === 'raw') {
+      const payload: Payload = isBinary ? { kind: 'binary', data } : { kind: 'text', text: data.toString('utf8') };
+      this.#receive(payload, undefined, data.length);
+      return;
+    }
+    if (isBinary) return this.#frameError('binary_frame');
+    let frame: unknown;
+    try {
+      frame = JSON.parse(data.toString('utf8'));
+    } catch {
+      return this.#frameError('bad_json');
+    }
+    if (frame === null || typeof frame !== 'object' || Array.isArray(frame)) return this.#frameError('bad_json');
+    const f = frame as Record<string, unknown>;
+    switch (f.type) {
+      case 'message': {
+        if (!('data' in f)) return this.#frameError('bad_field', '"data" is required');
+        if (f.id !== undefined && (typeof f.id !== 'string' || f.id.length === 0 || f.id.length > MAX_CLIENT_ID)) {
+          return this.#frameError('bad_field', `"id" must be a string of 1 to ${MAX_CLIENT_ID} characters`);
+        }
+        this.#receive({ kind: 'json', json: JSON.stringify(f.data) }, f.id as string | undefined, data.length);
+        return;
+      }
+      case 'ack':
+        if (!Number.isSafeInteger(f.seq) || (f.seq as number) < 0) return this.#frameError('bad_field', '"seq" must be an integer >= 0');
+        this.#outbox?.ack(f.seq as number);
+        return;
+      case 'ping':
+        this.#ws?.send('{"type":"pong"}');
+        return;
+      case 'subscribe':
+      case 'unsubscribe':
+        if (typeof f.channel !== 'string' || f.channel.length === 0) return this.#frameError('bad_field', '"channel" must be a non-empty string');
+        if (f.id !== undefined && typeof f.id !== 'string') return this.#frameError('bad_field', '"id" must be a string');
+        if (f.type === 'unsubscribe') {
+          ctx.unsubscribe(this, f.channel);
+          if (f.id) this.#ws?.send(JSON.stringify({ type: 'ack', id: f.id }));
+        } else {
+          void this.#subscribe(f.channel, f.id as string | undefined);
+        }
+        return;
+      default:
+        return this.#frameError('bad_type', `unknown frame type ${JSON.stringify(f.type)}`);
+    }
+  }
+
+  async #subscribe(channel: string, id: string | undefined): Promise<void> {
+    const outcome = await this.#ctx.upstream.subscribe(this, channel);
+    if (this.state === 'closed') return;
+    if (outcome.ok) {
+      this.#ctx.subscribe(this, channel);
+      if (id) this.#ws?.send(JSON.stringify({ type: 'ack', id }));
+      return;
+    }
+    const ws = this.#ws;
+    if (!ws) return;
+    if (id) ws.send(JSON.stringify({ type: 'nack', id, error: outcome.error, retryable: outcome.retryable }));
+    else ws.send(JSON.stringify({ type: 'error', error: outcome.error, message: outcome.message }));
+  }
+
+  #frameError(code: FrameErrorCode, detail?: string): void {
+    const ctx = this.#ctx;
+    ctx.metrics.frameErrorsTotal.inc({ error: code });
+    this.#ws?.send(JSON.stringify({ type: 'error', error: code, message: detail ?? FrameError[code] }));
+    if (++this.#frameErrors >= ctx.config.limits.maxFrameErrors) {
+      this.log.warn({ errors: this.#frameErrors }, 'too many malformed frames: closing');
+      this.close(CloseCode.policy, 'too many malformed frames');
+    }
+  }
+
+  #receive(payload: Payload, id: string | undefined, bytes: number): void {
+    const ctx = this.#ctx;
+    this.#messagesIn++;
+    ctx.metrics.messagesTotal.inc({ direction: 'in', mode: this.mode });
+    ctx.metrics.bytesTotal.inc({ direction: 'in' }, bytes);
+    this.#inbound.push({ seq: ++this.#inSeq, payload, id });
+    if (!this.#paused && this.#inbound.length >= ctx.config.limits.maxPendingMessages) {
+      // TCP backpressure: the client's frames wait in the kernel, not in our memory.
+      this.#paused = true;
+      this.#ws?.pause();
+    }
+    this.#pumping ??= this.#pump();
+  }
+
+  async #pump(): Promise<void> {
+    const ctx = this.#ctx;
+    const upstream = ctx.upstream;
+    const resumeBelow = Math.max(1, ctx.config.limits.maxPendingMessages >> 1);
+    try {
+      while (this.#inbound.length > 0) {
+        const batch = this.#inbound.splice(0, upstream.maxBatch);
+        let outcome: DeliveryOutcome;
+        try {
+          outcome = await upstream.message(this, batch);
+        } catch (err) {
+          this.log.error({ err }, 'upstream failed unexpectedly');
+          outcome = { ok: false, error: 'internal', message: 'internal error', retryable: true };
+        }
+        this.#settle(batch, outcome);
+        if (this.#paused && this.#inbound.length < resumeBelow) {
+          this.#paused = false;
+          this.#ws?.resume();
+        }
+      }
+    } finally {
+      this.#pumping = null;
+    }
+  }
+
+  #settle(batch: readonly InboundMessage[], outcome: DeliveryOutcome): void {
+    const ws = this.#ws;
+    if (ws && this.mode === 'reliable') {
+      for (const m of batch) {
+        if (m.id === undefined) continue;
+        ws.send(outcome.ok
+          ? JSON.stringify({ type: 'ack', id: m.id })
+          : JSON.stringify({ type: 'nack', id: m.id, error: outcome.error, retryable: outcome.retryable }));
+      }
+    }
+    if (outcome.ok) {
+      if (outcome.effects) this.apply(outcome.effects);
+    } else if (this.mode === 'raw') {
+      this.log.warn({ error: outcome.error, seq: batch[0]?.seq }, 'client message not accepted by the app');
+    }
+  }
+
+  /** Carries out what the app asked for in an answer. */
+  apply(effects: Effects): void {
+    if (this.state === 'closed') return;
+    const ctx = this.#ctx;
+    if (effects.user !== undefined) ctx.setUser(this, effects.user);
+    if (effects.meta) Object.assign(this.meta, effects.meta);
+    for (const channel of effects.channels ?? []) ctx.subscribe(this, channel);
+    for (const channel of effects.unsubscribe ?? []) ctx.unsubscribe(this, channel);
+    for (const payload of effects.send ?? []) this.send(new Push(payload));
+    if (effects.close) this.close(effects.close.code, effects.close.reason);
+  }
+
+  /** Waits for client messages already taken to reach the app. */
+  settled(): Promise<void> {
+    return this.#pumping ?? Promise.resolve();
+  }
+
+  // ── heartbeat host ────────────────────────────────────────────────────────────
+
+  ping(): void {
+    this.#ws?.ping();
+  }
+
+  terminate(): void {
+    this.log.info('no pong in time: terminating');
+    this.#ws?.terminate();
+  }
+}

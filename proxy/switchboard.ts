@@ -1,0 +1,319 @@
+// The sidecar, composed: the public port (WebSocket gateway and reverse proxy), the
+// control port, sessions and their shared timers, and the upstream plugin.
+// `close()` drains in a fixed order; `destroy()` aborts.
+import { createServer, Agent, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo, Socket } from 'node:net';
+import { randomBytes } from 'node:crypto';
+import httpProxy from 'http-proxy';
+import type { Logger } from 'pino';
+import { parseAddress, type Address, type Config } from './config.js';
+import { systemClock, type Clock } from './clock.js';
+import { createControlApi, type ControlRoute } from './control-api.js';
+import { CloseCode, SwitchboardError } from './errors.js';
+import { Gateway, reject } from './gateway.js';
+import { Heartbeat } from './heartbeat.js';
+import { createLogger } from './log.js';
+import { createMetrics, type Metrics } from './metrics.js';
+import { Registry } from './registry.js';
+import { Router, type Target } from './router.js';
+import { Session, type SessionContext } from './session.js';
+import { TimerWheel } from './timer-wheel.js';
+import { TokenCodec } from './token.js';
+import { createUpstream } from '../plugins/index.js';
+import type { Effects, Upstream } from '../plugins/upstream.js';
+
+export type SwitchboardState = 'starting' | 'running' | 'draining' | 'closed';
+
+export interface SwitchboardOptions {
+  readonly log?: Logger;
+  readonly clock?: Clock;
+  readonly metrics?: Metrics;
+  /** Worker index in a multi-process deployment (part of every connection id). */
+  readonly worker?: number;
+  /** Listen on these instead of the config's (the primary process owns the control port). */
+  readonly control?: boolean;
+}
+
+export class PortInUseError extends Error {
+  readonly port: number;
+  constructor(what: string, address: Address, options: { cause: unknown }) {
+    super(`${what} port ${address.port} on ${address.host} is already in use`, options);
+    this.name = 'PortInUseError';
+    this.port = address.port;
+  }
+}
+
+export class Switchboard {
+  readonly config: Readonly<Config>;
+  readonly log: Logger;
+  readonly metrics: Metrics;
+  readonly clock: Clock;
+  readonly registry = new Registry();
+  readonly router: Router;
+  readonly nodeId: string;
+  readonly worker: number;
+  readonly upstream: Upstream;
+  readonly ctx: SessionContext;
+  state: SwitchboardState = 'starting';
+
+  readonly #public: Server;
+  readonly #control: Server | null;
+  readonly #gateway: Gateway;
+  readonly #proxy: httpProxy;
+  readonly #heartbeat: Heartbeat;
+  readonly #grace: TimerWheel<Session>;
+  readonly #work = new Set<Promise<unknown>>();
+  readonly #controlRoutes: ControlRoute[] = [];
+  readonly #startHooks: Array<() => Promise<void>> = [];
+  readonly #closeHooks: Array<() => Promise<void>> = [];
+  readonly #readiness: Array<() => string | null> = [];
+  #counter = 0;
+  #closing: Promise<void> | null = null;
+
+  constructor(config: Readonly<Config>, options: SwitchboardOptions = {}) {
+    this.config = config;
+    this.clock = options.clock ?? systemClock;
+    this.worker = options.worker ?? 0;
+    this.nodeId = config.nodeId ?? randomBytes(4).readUInt32BE().toString(36);
+    this.log = options.log ?? createLogger(config.log.level, { node: this.nodeId, worker: this.worker });
+    this.metrics = options.metrics ?? createMetrics();
+    this.router = new Router(this.registry);
+    this.#heartbeat = new Heartbeat(config.heartbeat, this.clock);
+    const graceTick = Math.min(1000, Math.max(10, config.session.graceMs / 10));
+    this.#grace = new TimerWheel<Session>(graceTick, (s) => s.expire(), this.clock);
+
+    const registry = this.registry;
+    this.upstream = createUpstream(config, {
+      log: this.log,
+      metrics: this.metrics,
+      clock: this.clock,
+      apply: (connection: string, effects: Effects) => registry.get(connection)?.apply(effects),
+    });
+    this.ctx = {
+      config,
+      clock: this.clock,
+      log: this.log,
+      metrics: this.metrics,
+      upstream: this.upstream,
+      heartbeat: this.#heartbeat,
+      grace: this.#grace,
+      tokens: new TokenCodec(config.session.tokenSecret, config.session.tokenTtlMs),
+      subscribe: (s, channel) => registry.subscribe(s, channel),
+      unsubscribe: (s, channel) => registry.unsubscribe(s, channel),
+      setUser: (s, user) => registry.setUser(s, user),
+      ended: (s) => registry.remove(s),
+      track: (work) => this.track(work),
+    };
+
+    this.#proxy = httpProxy.createProxyServer({
+      target: config.app.url,
+      xfwd: true,
+      ws: true,
+      agent: new Agent({ keepAlive: true, maxSockets: 256 }),
+    });
+    this.#proxy.on('error', (err, _req, res) => this.#proxyFailed(err, res as ServerResponse | Socket));
+    this.#gateway = new Gateway({
+      ctx: this.ctx,
+      registry,
+      accepting: () => this.state === 'running',
+      newConnectionId: () => this.newConnectionId(),
+      proxyUpgrade: (req, socket, head) => this.#proxy.ws(req, socket, head),
+    });
+    this.#public = createServer((req, res) => this.#proxy.web(req, res));
+    this.#public.on('upgrade', (req, socket, head) => this.#gateway.upgrade(req, socket, head));
+    this.#public.on('clientError', (_err, socket) => socket.destroy());
+    this.#control = options.control === false ? null : createServer();
+  }
+
+  /** Connection ids name their node and worker, so a push by id finds its process. */
+  newConnectionId(): string {
+    return `${this.nodeId}-${this.worker}-${(++this.#counter).toString(36)}${randomBytes(6).toString('base64url')}`;
+  }
+
+  /** Plugins add control routes before `start()`. */
+  addControlRoute(route: ControlRoute): void {
+    this.#controlRoutes.push(route);
+  }
+
+  /** Plugins hook into the fixed start and close order; readiness checks name what is missing. */
+  onStart(hook: () => Promise<void>): void {
+    this.#startHooks.push(hook);
+  }
+
+  onClose(hook: () => Promise<void>): void {
+    this.#closeHooks.push(hook);
+  }
+
+  addReadiness(check: () => string | null): void {
+    this.#readiness.push(check);
+  }
+
+  track(work: Promise<unknown>): void {
+    const tracked = work.catch((err: unknown) => this.log.error({ err }, 'background work failed'));
+    this.#work.add(tracked);
+    void tracked.finally(() => this.#work.delete(tracked));
+  }
+
+  readiness(): { ready: boolean; reason?: string } {
+    if (this.state !== 'running') return { ready: false, reason: this.state };
+    if (!this.upstream.ready()) return { ready: false, reason: `upstream ${this.upstream.name} is not connected` };
+    for (const check of this.#readiness) {
+      const reason = check();
+      if (reason !== null) return { ready: false, reason };
+    }
+    return { ready: true };
+  }
+
+  get publicAddress(): AddressInfo {
+    return this.#public.address() as AddressInfo;
+  }
+
+  get controlAddress(): AddressInfo | null {
+    return (this.#control?.address() as AddressInfo | null) ?? null;
+  }
+
+  get server(): Server {
+    return this.#public;
+  }
+
+  async start(): Promise<this> {
+    await this.upstream.start();
+    for (const hook of this.#startHooks) await hook();
+    if (this.#control) {
+      this.#control.on('request', createControlApi({
+        config: this.config,
+        clock: this.clock,
+        log: this.log,
+        metrics: this.metrics,
+        registry: this.registry,
+        router: this.router,
+        ready: () => this.readiness(),
+        metricsText: async () => ({ contentType: this.metrics.registry.contentType, body: await this.metrics.registry.metrics() }),
+        closeWhere: async (target, code, reason) => this.closeLocal(target, code, reason),
+        routes: this.#controlRoutes,
+      }));
+      await listen(this.#control, parseAddress(this.config.control.listen, '127.0.0.1')!, 'control');
+    }
+    await listen(this.#public, parseAddress(this.config.listen)!, 'public');
+    this.state = 'running';
+    this.log.info({ listen: this.publicAddress, control: this.controlAddress, upstream: this.upstream.name }, 'switchboard ready');
+    return this;
+  }
+
+  /** Closes the sessions held here that a target names; how many. */
+  closeLocal(target: Target, code: number, reason: string): number {
+    const sessions = 'connection' in target ? [this.registry.get(target.connection)].filter((s) => s !== undefined)
+      : 'user' in target ? [...(this.registry.user(target.user) ?? [])]
+      : 'channel' in target ? [...(this.registry.channel(target.channel) ?? [])]
+      : [...this.registry.all()];
+    for (const s of sessions) s.close(code, reason);
+    return sessions.length;
+  }
+
+  #proxyFailed(err: Error, res: ServerResponse | Socket): void {
+    this.log.warn({ err: err.message }, 'proxy to the app failed');
+    if ('writeHead' in res) {
+      if (res.headersSent) return void res.destroy();
+      const e = new SwitchboardError('bad_gateway', `the app at ${this.config.app.url} could not be reached: ${(err as NodeJS.ErrnoException).code ?? err.message}`);
+      res.writeHead(502, { 'content-type': 'application/json' });
+      res.end(JSON.stringify(e.toJSON()));
+    } else {
+      reject(res, 502, JSON.stringify(new SwitchboardError('bad_gateway').toJSON()));
+    }
+  }
+
+  /**
+   * Drains: not ready, no new handshakes; reliable clients are asked to reconnect
+   * elsewhere over the first half of the budget, raw clients are closed 1012 in
+   * batches; then every session ends (disconnect webhooks) and in-flight work is
+   * awaited. Past `drain.timeoutMs`, whatever is left is destroyed.
+   */
+  close(): Promise<void> {
+    this.#closing ??= this.#drain();
+    return this.#closing;
+  }
+
+  async #drain(): Promise<void> {
+    if (this.state === 'starting') {
+      this.destroy();
+      return;
+    }
+    this.state = 'draining';
+    const budget = this.config.drain.timeoutMs;
+    const deadline = this.clock.now() + budget;
+    this.log.info({ sessions: this.registry.size, budgetMs: budget }, 'draining');
+    const spread = Math.floor(budget / 2);
+    const raw: Session[] = [];
+    for (const s of this.registry.all()) {
+      if (s.mode === 'reliable') s.askReconnect(Math.floor(Math.random() * spread));
+      else raw.push(s);
+    }
+    // Raw clients have no hint: closing them in batches keeps them from all reconnecting at once.
+    const batches = Math.max(1, Math.ceil(raw.length / 1000));
+    const pause = Math.min(100, Math.floor(spread / batches));
+    for (let i = 0; i < raw.length; i += 1000) {
+      for (const s of raw.slice(i, i + 1000)) s.close(CloseCode.serviceRestart, 'service restart');
+      if (i + 1000 < raw.length) await delay(pause);
+    }
+    // Reliable clients leave on their own after their hint; wait for them, then close the rest.
+    await until(() => [...this.registry.all()].every((s) => !s.attached), Math.min(spread + 200, deadline - this.clock.now()));
+    for (const s of [...this.registry.all()]) s.close(CloseCode.serviceRestart, 'service restart');
+    await until(() => this.registry.size === 0, Math.max(0, deadline - this.clock.now()) / 2);
+    try {
+      await withDeadline(Promise.allSettled([...this.#work]), deadline - this.clock.now());
+      await withDeadline(this.upstream.close(), deadline - this.clock.now());
+      for (const hook of this.#closeHooks) await withDeadline(hook(), deadline - this.clock.now());
+    } catch (err) {
+      this.log.warn({ err: (err as Error).message, left: this.#work.size }, 'drain budget exhausted: aborting the rest');
+    }
+    this.destroy();
+  }
+
+  /** Aborts everything at once. Idempotent. */
+  destroy(): void {
+    if (this.state === 'closed') return;
+    this.state = 'closed';
+    this.#heartbeat.stop();
+    this.#grace.stop();
+    for (const s of [...this.registry.all()]) s.close(CloseCode.goingAway, 'shutting down');
+    this.#gateway.close();
+    this.upstream.destroy();
+    this.#proxy.close();
+    this.#public.closeAllConnections();
+    this.#public.close();
+    this.#control?.closeAllConnections();
+    this.#control?.close();
+    this.log.info('closed');
+  }
+}
+
+function listen(server: Server, address: Address, what: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const onError = (err: NodeJS.ErrnoException) => {
+      reject(err.code === 'EADDRINUSE' ? new PortInUseError(what, address, { cause: err }) : err);
+    };
+    server.once('error', onError);
+    server.listen(address.port, address.host, () => {
+      server.off('error', onError);
+      resolve();
+    });
+  });
+}
+
+function delay(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms).unref());
+}
+
+async function until(condition: () => boolean, ms: number): Promise<void> {
+  const end = Date.now() + Math.max(0, ms);
+  while (!condition() && Date.now() < end) await delay(Math.min(50, Math.max(1, end - Date.now())));
+}
+
+function withDeadline<T>(work: Promise<T>, ms: number): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const t = setTimeout(() => reject(new Error('drain deadline passed')), Math.max(0, ms));
+    t.unref();
+    work.then((v) => { clearTimeout(t); resolve(v); }, (e: unknown) => { clearTimeout(t); reject(e as Error); });
+  });
+}
+

@@ -1,0 +1,80 @@
+// Thousands of sessions share one coarse timer instead of owning one each: items are
+// bucketed by due tick, and a single timeout runs only while anything is scheduled.
+import type { Clock } from './clock.js';
+
+export class TimerWheel<T> {
+  readonly #tickMs: number;
+  readonly #onDue: (item: T, now: number) => void;
+  readonly #clock: Clock;
+  readonly #slots = new Map<number, Set<T>>();
+  readonly #slotOf = new Map<T, number>();
+  #timer: unknown = null;
+  #nextSlot = Infinity;
+
+  constructor(tickMs: number, onDue: (item: T, now: number) => void, clock: Clock) {
+    this.#tickMs = Math.max(1, Math.floor(tickMs));
+    this.#onDue = onDue;
+    this.#clock = clock;
+  }
+
+  get size(): number {
+    return this.#slotOf.size;
+  }
+
+  schedule(item: T, at: number): void {
+    this.cancel(item);
+    const slot = Math.ceil(at / this.#tickMs);
+    let set = this.#slots.get(slot);
+    if (!set) this.#slots.set(slot, (set = new Set()));
+    set.add(item);
+    this.#slotOf.set(item, slot);
+    if (slot < this.#nextSlot) this.#arm(slot);
+  }
+
+  cancel(item: T): void {
+    const slot = this.#slotOf.get(item);
+    if (slot === undefined) return;
+    this.#slotOf.delete(item);
+    const set = this.#slots.get(slot)!;
+    set.delete(item);
+    if (set.size === 0) this.#slots.delete(slot);
+  }
+
+  has(item: T): boolean {
+    return this.#slotOf.has(item);
+  }
+
+  /** Stops the timer; scheduled items stay until cancelled. */
+  stop(): void {
+    if (this.#timer !== null) this.#clock.clearTimeout(this.#timer);
+    this.#timer = null;
+    this.#nextSlot = Infinity;
+  }
+
+  #arm(slot: number): void {
+    if (this.#timer !== null) this.#clock.clearTimeout(this.#timer);
+    this.#nextSlot = slot;
+    const delay = Math.max(0, slot * this.#tickMs - this.#clock.now());
+    this.#timer = this.#clock.setTimeout(() => this.#run(), delay);
+  }
+
+  #run(): void {
+    this.#timer = null;
+    this.#nextSlot = Infinity;
+    const now = this.#clock.now();
+    const current = Math.floor(now / this.#tickMs);
+    const due = [...this.#slots.keys()].filter((s) => s <= current).sort((a, b) => a - b);
+    for (const slot of due) {
+      const set = this.#slots.get(slot);
+      if (!set) continue;
+      this.#slots.delete(slot);
+      for (const item of set) {
+        this.#slotOf.delete(item);
+        this.#onDue(item, now);
+      }
+    }
+    let next = Infinity;
+    for (const slot of this.#slots.keys()) if (slot < next) next = slot;
+    if (next !== Infinity) this.#arm(next);
+  }
+}
