@@ -21,6 +21,8 @@ export interface Relay {
   /** Whether a connection id belongs to this process. */
   isLocal(connection: string): boolean;
   publish(target: Target, push: Push): Promise<void>;
+  /** Closes the sessions a target names in the other processes. */
+  close(target: Target, code: number, reason: string): Promise<void>;
 }
 
 export function zeroCounts(): Counts {

@@ -189,7 +189,15 @@ export class Switchboard {
         router: this.router,
         ready: () => this.readiness(),
         metricsText: async () => ({ contentType: this.metrics.registry.contentType, body: await this.metrics.registry.metrics() }),
-        closeWhere: async (target, code, reason) => this.closeLocal(target, code, reason),
+        closeWhere: async (target, code, reason) => {
+          const relay = this.router.relay;
+          if (relay && !('connection' in target && relay.isLocal(target.connection))) {
+            await relay.close(target, code, reason);
+            // Remote closes are not counted: a connection elsewhere counts as one.
+            return this.closeLocal(target, code, reason) + ('connection' in target ? 1 : 0);
+          }
+          return this.closeLocal(target, code, reason);
+        },
         routes: this.#controlRoutes,
       }));
       await listen(this.#control, parseAddress(this.config.control.listen, '127.0.0.1')!, 'control');
