@@ -1,0 +1,94 @@
+// The demo's "legacy" app: plain node:http, no WebSocket code. It serves a chat page,
+// answers Switchboard's webhooks, and pushes chat lines back through the push API.
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { readFile } from 'node:fs/promises';
+import { fileURLToPath } from 'node:url';
+import { dirname, join, normalize } from 'node:path';
+
+const here = dirname(fileURLToPath(import.meta.url));
+/** The compiled client library, served to the page as ES modules. */
+const clientDir = join(here, '..', '..', 'client');
+const pagePath = join(here, '..', '..', '..', 'config-examples', 'demo', 'index.html');
+
+export interface DemoAppOptions {
+  /** Where Switchboard's push API listens. */
+  readonly controlUrl: string;
+  readonly controlToken?: string;
+}
+
+function body(req: IncomingMessage): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
+    req.on('error', reject);
+  });
+}
+
+export function createDemoApp(options: DemoAppOptions): Server {
+  const push = (channel: string, value: unknown) => fetch(`${options.controlUrl}/v1/channels/${encodeURIComponent(channel)}/messages`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', ...(options.controlToken ? { authorization: `Bearer ${options.controlToken}` } : {}) },
+    body: JSON.stringify(value),
+  });
+
+  const routes: Record<string, (req: IncomingMessage, res: ServerResponse) => Promise<void>> = {
+    'GET /': async (_req, res) => {
+      res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' });
+      res.end(await readFile(pagePath));
+    },
+    // Switchboard asks whether this client may connect; the answer names the user.
+    'POST /ws/connect': async (req, res) => {
+      const { query } = JSON.parse(await body(req)) as { query: Record<string, string> };
+      const name = (query.name ?? '').replace(/[^\w -]/g, '').slice(0, 24) || `guest-${Math.floor(Math.random() * 1000)}`;
+      res.writeHead(200, { 'content-type': 'application/json' });
+      res.end(JSON.stringify({ user: name, channels: ['chat'], send: [{ from: 'demo', text: `welcome, ${name}` }] }));
+    },
+    // A chat line from a client: the app relays it to everyone in the channel.
+    'POST /ws/message': async (req, res) => {
+      const text = await body(req);
+      let line: unknown;
+      try {
+        line = JSON.parse(text);
+      } catch {
+        line = text;
+      }
+      const from = String(req.headers['x-switchboard-user'] ?? 'someone');
+      const said = typeof line === 'object' && line !== null && 'text' in line ? String((line as { text: unknown }).text) : String(line);
+      const answer = await push('chat', { from, text: said.slice(0, 500) });
+      res.writeHead(answer.ok ? 204 : 502);
+      res.end();
+    },
+    'POST /ws/disconnect': async (req, res) => {
+      await body(req);
+      res.writeHead(204);
+      res.end();
+    },
+  };
+
+  return createServer((req, res) => {
+    const path = (req.url ?? '/').split('?')[0];
+    const route = routes[`${req.method} ${path}`];
+    if (route) {
+      route(req, res).catch(() => { res.writeHead(500); res.end(); });
+      return;
+    }
+    if (req.method === 'GET' && path.startsWith('/client/') && path.endsWith('.js')) {
+      const file = normalize(join(clientDir, path.slice('/client/'.length)));
+      if (!file.startsWith(clientDir)) return void res.writeHead(404).end();
+      readFile(file).then(
+        (js) => { res.writeHead(200, { 'content-type': 'text/javascript; charset=utf-8' }); res.end(js); },
+        () => { res.writeHead(404); res.end(); },
+      );
+      return;
+    }
+    res.writeHead(404, { 'content-type': 'text/plain' });
+    res.end('not found');
+  });
+}
+
+if (process.argv[1] === fileURLToPath(import.meta.url)) {
+  const port = Number(process.env.PORT ?? 3000);
+  createDemoApp({ controlUrl: process.env.SWITCHBOARD_CONTROL_URL ?? 'http://127.0.0.1:8081' })
+    .listen(port, '127.0.0.1', () => process.stdout.write(`demo app on http://127.0.0.1:${port}\n`));
+}
