@@ -3,6 +3,7 @@ import type { Logger } from 'pino';
 import type { Clock } from '../proxy/clock.js';
 import type { Config } from '../proxy/config.js';
 import type { Metrics } from '../proxy/metrics.js';
+import type { ControlRoute } from '../proxy/control-api.js';
 import type { Effects, Upstream } from './upstream.js';
 import { NativeWebhooks } from './webhook/native.js';
 import { WebhookSender } from './webhook/sender.js';
@@ -34,4 +35,9 @@ export function createUpstream(config: Readonly<Config>, deps: PluginDeps): Upst
     case 'amqp':
       throw new Error('upstream "amqp" is not available yet');
   }
+}
+
+/** Control-port routes that dialects add (GRIP publish, API Gateway @connections). */
+export function controlRoutes(_config: Readonly<Config>): readonly ControlRoute[] {
+  return [];
 }

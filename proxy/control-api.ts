@@ -7,9 +7,8 @@ import type { Clock } from './clock.js';
 import { CloseCode, SwitchboardError } from './errors.js';
 import type { Metrics } from './metrics.js';
 import { parseBatch, pushFromHttp } from './push-request.js';
-import type { Registry } from './registry.js';
-import { zeroCounts, type Counts, type Router, type Target } from './router.js';
-import type { Session } from './session.js';
+import { addCounts, type Directory } from './directory.js';
+import { zeroCounts, type Target } from './router.js';
 import { bodyKind, payloadOf } from '../plugins/webhook/payload.js';
 import type { Logger } from 'pino';
 
@@ -18,6 +17,7 @@ export interface ControlRequest {
   readonly res: ServerResponse;
   readonly url: URL;
   readonly match: RegExpExecArray;
+  readonly directory: Directory;
   /** Reads the body, at most `limit` bytes (413 beyond). */
   body(limit?: number): Promise<Buffer>;
 }
@@ -35,13 +35,10 @@ export interface ControlDeps {
   readonly clock: Clock;
   readonly log: Logger;
   readonly metrics: Metrics;
-  readonly registry: Registry;
-  readonly router: Router;
-  readonly ready: () => { ready: boolean; reason?: string };
+  readonly directory: Directory;
+  readonly ready: () => Promise<{ ready: boolean; reason?: string }>;
   /** Metrics text; with workers, all of them aggregated. */
   readonly metricsText: () => Promise<{ contentType: string; body: string }>;
-  /** Closes sessions held by this process or by others (workers, nodes). */
-  readonly closeWhere: (target: Target, code: number, reason: string) => Promise<number>;
   readonly routes: readonly ControlRoute[];
 }
 
@@ -83,19 +80,6 @@ export function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
   });
 }
 
-export function sessionInfo(s: Session) {
-  return {
-    connection: s.id,
-    user: s.user,
-    channels: [...(s.channels ?? [])],
-    meta: s.meta,
-    connectedAt: new Date(s.connectedAt).toISOString(),
-    mode: s.mode,
-    state: s.state,
-    outbox: { messages: s.outboxMessages, bytes: s.outboxBytes },
-  };
-}
-
 function decode(segment: string): string {
   try {
     return decodeURIComponent(segment);
@@ -105,7 +89,7 @@ function decode(segment: string): string {
 }
 
 export function createControlApi(deps: ControlDeps): (req: IncomingMessage, res: ServerResponse) => void {
-  const { config, registry, router, clock } = deps;
+  const { config, directory, clock } = deps;
   const maxBytes = config.limits.maxMessageBytes;
   const token = config.control.token === null ? null : Buffer.from(`Bearer ${config.control.token}`);
 
@@ -131,16 +115,12 @@ export function createControlApi(deps: ControlDeps): (req: IncomingMessage, res:
 
   const sendTo = (target: Target) => async (r: ControlRequest) => {
     const push = await pushOf(r);
-    const { counts, published, found } = await router.route(target, push);
+    const { counts, published, found } = await directory.route(target, push);
     if (!found) throw new SwitchboardError('unknown_connection', `no connection ${JSON.stringify((target as { connection: string }).connection)}`);
     sendJson(r.res, 202, published ? { published: true, ...counts } : counts);
   };
 
-  const connectionOf = (id: string): Session => {
-    const s = registry.get(id);
-    if (!s) throw new SwitchboardError('unknown_connection', `no connection ${JSON.stringify(id)}`);
-    return s;
-  };
+  const unknown = (id: string) => new SwitchboardError('unknown_connection', `no connection ${JSON.stringify(id)}`);
 
   const builtin: ControlRoute[] = [
     {
@@ -149,8 +129,8 @@ export function createControlApi(deps: ControlDeps): (req: IncomingMessage, res:
     },
     {
       method: 'GET', pattern: /^\/readyz$/, authenticated: false,
-      handle: ({ res }) => {
-        const state = deps.ready();
+      handle: async ({ res }) => {
+        const state = await deps.ready();
         sendJson(res, state.ready ? 200 : 503, state.ready ? { status: 'ready' } : { status: 'not ready', reason: state.reason });
       },
     },
@@ -164,11 +144,11 @@ export function createControlApi(deps: ControlDeps): (req: IncomingMessage, res:
     },
     {
       method: 'GET', pattern: /^\/$/,
-      handle: ({ res }) => {
-        const state = deps.ready();
+      handle: async ({ res }) => {
+        const state = await deps.ready();
         const html = `<!doctype html><meta charset="utf-8"><title>Switchboard</title>
 <h1>Switchboard</h1><p>${state.ready ? 'ready' : `not ready: ${state.reason ?? ''}`}</p>
-<ul><li>sessions here: ${registry.size}</li><li>channels here: ${[...registry.channelNames()].length}</li>
+<ul><li>sessions: ${await directory.sessions()}</li>
 <li>uptime: ${Math.round(process.uptime())} s</li></ul>
 <p><a href="/metrics">/metrics</a> · <a href="/v1/connections">/v1/connections</a></p>`;
         res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' });
@@ -191,16 +171,14 @@ export function createControlApi(deps: ControlDeps): (req: IncomingMessage, res:
           throw new SwitchboardError('bad_json');
         }
         const items = parseBatch(body, clock.now(), MAX_BATCH_MESSAGES, maxBytes);
-        const total: Counts = zeroCounts();
+        const total = zeroCounts();
         let missing = 0;
         let published = false;
         for (const item of items) {
-          const result = await router.route(item.target, item.push);
+          const result = await directory.route(item.target, item.push);
           if (!result.found) missing++;
           published ||= result.published;
-          total.delivered += result.counts.delivered;
-          total.queued += result.counts.queued;
-          total.dropped += result.counts.dropped;
+          addCounts(total, result.counts);
         }
         sendJson(r.res, 202, { ...(published ? { published: true } : {}), ...total, missing });
       },
@@ -210,8 +188,8 @@ export function createControlApi(deps: ControlDeps): (req: IncomingMessage, res:
       handle: async (r) => {
         const { code, reason } = closeParams(r.url);
         const id = decode(r.match[1]);
-        const closed = await deps.closeWhere({ connection: id }, code, reason);
-        if (closed === 0) throw new SwitchboardError('unknown_connection', `no connection ${JSON.stringify(id)}`);
+        const closed = await directory.close({ connection: id }, code, reason);
+        if (closed === 0) throw unknown(id);
         sendJson(r.res, 200, { closed });
       },
     },
@@ -219,53 +197,54 @@ export function createControlApi(deps: ControlDeps): (req: IncomingMessage, res:
       method: 'DELETE', pattern: /^\/v1\/users\/([^/]+)$/,
       handle: async (r) => {
         const { code, reason } = closeParams(r.url);
-        sendJson(r.res, 200, { closed: await deps.closeWhere({ user: decode(r.match[1]) }, code, reason) });
+        sendJson(r.res, 200, { closed: await directory.close({ user: decode(r.match[1]) }, code, reason) });
       },
     },
     {
       method: 'PUT', pattern: /^\/v1\/connections\/([^/]+)\/channels\/([^/]+)$/,
-      handle: (r) => {
-        const s = connectionOf(decode(r.match[1]));
-        const channel = decode(r.match[2]);
-        registry.subscribe(s, channel);
-        sendJson(r.res, 200, { connection: s.id, channel, subscribed: true });
-      },
+      handle: (r) => setChannel(r, true),
     },
     {
       method: 'DELETE', pattern: /^\/v1\/connections\/([^/]+)\/channels\/([^/]+)$/,
-      handle: (r) => {
-        const s = connectionOf(decode(r.match[1]));
-        const channel = decode(r.match[2]);
-        registry.unsubscribe(s, channel);
-        sendJson(r.res, 200, { connection: s.id, channel, subscribed: false });
-      },
+      handle: (r) => setChannel(r, false),
     },
     {
       method: 'GET', pattern: /^\/v1\/connections\/([^/]+)$/,
-      handle: (r) => sendJson(r.res, 200, sessionInfo(connectionOf(decode(r.match[1])))),
+      handle: async (r) => {
+        const id = decode(r.match[1]);
+        const info = await directory.info(id);
+        if (!info) throw unknown(id);
+        sendJson(r.res, 200, info);
+      },
     },
     {
       method: 'GET', pattern: /^\/v1\/connections$/,
-      handle: (r) => {
+      handle: async (r) => {
         const q = r.url.searchParams;
         const limitText = q.get('limit') ?? '100';
         const limit = Number(limitText);
         if (!/^\d+$/.test(limitText) || limit < 1 || limit > 1000) throw new SwitchboardError('bad_query', `limit: expected an integer from 1 to 1000, got ${JSON.stringify(limitText)}`);
         const cursor = q.get('cursor') ?? undefined;
-        if (cursor !== undefined && !/^[0-9a-z]{1,12}$/.test(cursor)) throw new SwitchboardError('bad_query', 'cursor: not a cursor this API returned');
-        const page = registry.list({ user: q.get('user') ?? undefined, channel: q.get('channel') ?? undefined, limit, cursor });
-        sendJson(r.res, 200, { connections: page.sessions.map(sessionInfo), next: page.next });
+        if (cursor !== undefined && !/^[0-9a-zA-Z_-]{1,200}$/.test(cursor)) throw new SwitchboardError('bad_query', 'cursor: not a cursor this API returned');
+        const page = await directory.list({ user: q.get('user') ?? undefined, channel: q.get('channel') ?? undefined, limit, cursor });
+        sendJson(r.res, 200, page);
       },
     },
     {
       method: 'GET', pattern: /^\/v1\/channels\/([^/]+)$/,
-      handle: (r) => {
+      handle: async (r) => {
         const channel = decode(r.match[1]);
-        // Counts are of this process: other nodes of a cluster are not asked.
-        sendJson(r.res, 200, { channel, connections: registry.channel(channel)?.size ?? 0, scope: 'node' });
+        // Counts are of this node (all its workers): other nodes of a cluster are not asked.
+        sendJson(r.res, 200, { channel, connections: await directory.channelSize(channel), scope: 'node' });
       },
     },
   ];
+  const setChannel = async (r: ControlRequest, subscribed: boolean) => {
+    const id = decode(r.match[1]);
+    const channel = decode(r.match[2]);
+    if (!(await directory.setChannel(id, channel, subscribed))) throw unknown(id);
+    sendJson(r.res, 200, { connection: id, channel, subscribed });
+  };
   const routes = [...deps.routes, ...builtin];
 
   return (req, res) => {
@@ -281,7 +260,7 @@ export function createControlApi(deps: ControlDeps): (req: IncomingMessage, res:
         sendError(res, new SwitchboardError('unauthorized'));
         return;
       }
-      const request: ControlRequest = { req, res, url, match, body: (limit = maxBytes) => readBody(req, limit) };
+      const request: ControlRequest = { req, res, url, match, directory, body: (limit = maxBytes) => readBody(req, limit) };
       Promise.resolve()
         .then(() => route.handle(request))
         .catch((err: unknown) => {

@@ -42,6 +42,5 @@ export function createMetrics(options: { defaults?: boolean } = {}) {
     }),
     amqpPublishTotal: new Counter({ name: `${p}amqp_publish_total`, help: 'AMQP publishes by result', labelNames: ['result'] as const, registers }),
     amqpBufferMessages: new Gauge({ name: `${p}amqp_buffer_messages`, help: 'Events waiting for the broker', registers }),
-    workerRestartsTotal: new Counter({ name: `${p}worker_restarts_total`, help: 'Client-pipeline workers restarted after a crash', registers }),
   };
 }

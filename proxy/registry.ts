@@ -88,7 +88,7 @@ export class Registry {
   }
 
   /** A page of sessions in the order they were created; the cursor is opaque to callers. */
-  list(query: ListQuery): { sessions: Session[]; next: string | null } {
+  list(query: ListQuery): { sessions: Session[]; cursors: string[]; next: string | null } {
     const after = query.cursor ? Number.parseInt(query.cursor, 36) : 0;
     let source: Iterable<Session> = this.#byId.values();
     if (query.user !== undefined) source = this.#byUser.get(query.user) ?? [];
@@ -106,6 +106,7 @@ export class Registry {
     const taken = page.slice(0, query.limit);
     return {
       sessions: taken.map(([, s]) => s),
+      cursors: taken.map(([n]) => n.toString(36)),
       next: more ? taken[taken.length - 1][0].toString(36) : null,
     };
   }

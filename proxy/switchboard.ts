@@ -15,11 +15,12 @@ import { Heartbeat } from './heartbeat.js';
 import { createLogger } from './log.js';
 import { createMetrics, type Metrics } from './metrics.js';
 import { Registry } from './registry.js';
-import { Router, type Target } from './router.js';
+import { Router } from './router.js';
+import { LocalDirectory } from './directory.js';
 import { Session, type SessionContext } from './session.js';
 import { TimerWheel } from './timer-wheel.js';
 import { TokenCodec } from './token.js';
-import { createUpstream } from '../plugins/index.js';
+import { controlRoutes, createUpstream } from '../plugins/index.js';
 import type { Effects, Upstream } from '../plugins/upstream.js';
 
 export type SwitchboardState = 'starting' | 'running' | 'draining' | 'closed';
@@ -32,6 +33,12 @@ export interface SwitchboardOptions {
   readonly worker?: number;
   /** Listen on these instead of the config's (the primary process owns the control port). */
   readonly control?: boolean;
+}
+
+/** Connection ids are `<node>-<worker>-<unique>`. */
+export function parseConnectionId(id: string): { node: string; worker: number } | null {
+  const m = /^([a-z0-9]+)-(\d+)-[\w-]+$/.exec(id);
+  return m ? { node: m[1], worker: Number(m[2]) } : null;
 }
 
 export class PortInUseError extends Error {
@@ -50,6 +57,7 @@ export class Switchboard {
   readonly clock: Clock;
   readonly registry = new Registry();
   readonly router: Router;
+  readonly directory: LocalDirectory;
   readonly nodeId: string;
   readonly worker: number;
   readonly upstream: Upstream;
@@ -63,7 +71,7 @@ export class Switchboard {
   readonly #heartbeat: Heartbeat;
   readonly #grace: TimerWheel<Session>;
   readonly #work = new Set<Promise<unknown>>();
-  readonly #controlRoutes: ControlRoute[] = [];
+  readonly #controlRoutes: ControlRoute[];
   readonly #startHooks: Array<() => Promise<void>> = [];
   readonly #closeHooks: Array<() => Promise<void>> = [];
   readonly #readiness: Array<() => string | null> = [];
@@ -78,6 +86,8 @@ export class Switchboard {
     this.log = options.log ?? createLogger(config.log.level, { node: this.nodeId, worker: this.worker });
     this.metrics = options.metrics ?? createMetrics();
     this.router = new Router(this.registry);
+    this.#controlRoutes = [...controlRoutes(config)];
+    this.directory = new LocalDirectory(this.registry, this.router);
     this.#heartbeat = new Heartbeat(config.heartbeat, this.clock);
     const graceTick = Math.min(1000, Math.max(10, config.session.graceMs / 10));
     this.#grace = new TimerWheel<Session>(graceTick, (s) => s.expire(), this.clock);
@@ -185,19 +195,9 @@ export class Switchboard {
         clock: this.clock,
         log: this.log,
         metrics: this.metrics,
-        registry: this.registry,
-        router: this.router,
-        ready: () => this.readiness(),
+        directory: this.directory,
+        ready: async () => this.readiness(),
         metricsText: async () => ({ contentType: this.metrics.registry.contentType, body: await this.metrics.registry.metrics() }),
-        closeWhere: async (target, code, reason) => {
-          const relay = this.router.relay;
-          if (relay && !('connection' in target && relay.isLocal(target.connection))) {
-            await relay.close(target, code, reason);
-            // Remote closes are not counted: a connection elsewhere counts as one.
-            return this.closeLocal(target, code, reason) + ('connection' in target ? 1 : 0);
-          }
-          return this.closeLocal(target, code, reason);
-        },
         routes: this.#controlRoutes,
       }));
       await listen(this.#control, parseAddress(this.config.control.listen, '127.0.0.1')!, 'control');
@@ -206,16 +206,6 @@ export class Switchboard {
     this.state = 'running';
     this.log.info({ listen: this.publicAddress, control: this.controlAddress, upstream: this.upstream.name }, 'switchboard ready');
     return this;
-  }
-
-  /** Closes the sessions held here that a target names; how many. */
-  closeLocal(target: Target, code: number, reason: string): number {
-    const sessions = 'connection' in target ? [this.registry.get(target.connection)].filter((s) => s !== undefined)
-      : 'user' in target ? [...(this.registry.user(target.user) ?? [])]
-      : 'channel' in target ? [...(this.registry.channel(target.channel) ?? [])]
-      : [...this.registry.all()];
-    for (const s of sessions) s.close(code, reason);
-    return sessions.length;
   }
 
   #proxyFailed(err: Error, res: ServerResponse | Socket): void {

@@ -1,6 +1,339 @@
-// Placeholder replaced by the multi-process runner: one process for now.
-import type { Config } from './config.js';
+// `workers: N`: N processes run the client pipeline on the shared public port (node:cluster);
+// the primary owns the control port and reaches the workers' sessions over IPC, so the
+// push API answers exactly as with one process. A crashed worker is restarted and counted.
+import cluster, { type Worker } from 'node:cluster';
+import { createServer, type Server } from 'node:http';
+import { randomBytes } from 'node:crypto';
+import { once } from 'node:events';
+import { AggregatorRegistry, Counter, Registry as MetricsRegistry } from 'prom-client';
+import type { Logger } from 'pino';
+import { parseAddress, workerCount, type Config } from './config.js';
+import { systemClock } from './clock.js';
+import { createControlApi } from './control-api.js';
+import { addCounts, type Directory, type ListQuery, type Page, type RouteResult, type SessionInfo } from './directory.js';
+import { createLogger } from './log.js';
+import { createMetrics } from './metrics.js';
+import { Push } from './push.js';
+import { zeroCounts, type Target } from './router.js';
+import { PortInUseError, Switchboard, parseConnectionId } from './switchboard.js';
+import { controlRoutes } from '../plugins/index.js';
 
+/** Runs as primary or worker when `workers` is more than 1; false when one process will do. */
 export async function runWorkers(config: Readonly<Config>): Promise<boolean> {
-  return config.workers !== 1 && false;
+  if (cluster.isWorker) {
+    await runWorker(config);
+    return true;
+  }
+  const n = workerCount(config);
+  if (n <= 1) return false;
+  await runPrimary(config, n);
+  return true;
+}
+
+// ── IPC messages ───────────────────────────────────────────────────────────────
+
+type Op =
+  | { op: 'route'; target: Target; push: WirePush; relay: boolean }
+  | { op: 'close'; target: Target; code: number; reason: string; relay: boolean }
+  | { op: 'info'; connection: string }
+  | { op: 'list'; query: ListQuery }
+  | { op: 'channelSize'; channel: string }
+  | { op: 'setChannel'; connection: string; channel: string; subscribed: boolean }
+  | { op: 'sessions' }
+  | { op: 'ready' };
+
+interface Call { sbCall: number; body: Op }
+interface Reply { sbReply: number; result?: unknown; error?: string }
+
+/** A push as it crosses a process boundary (advanced serialization keeps Buffers). */
+export interface WirePush {
+  payload: Push['payload'];
+  class: Push['class'];
+  coalesceKey: string | null;
+  expiresAt: number;
+}
+
+export const toWire = (p: Push): WirePush => ({ payload: p.payload, class: p.class, coalesceKey: p.coalesceKey, expiresAt: p.expiresAt });
+export const fromWire = (w: WirePush): Push => new Push(w.payload, { class: w.class, coalesceKey: w.coalesceKey, expiresAt: w.expiresAt });
+
+// ── worker ─────────────────────────────────────────────────────────────────────
+
+async function runWorker(config: Readonly<Config>): Promise<void> {
+  const index = Number(process.env.SWITCHBOARD_WORKER_INDEX ?? 0);
+  const sb = new Switchboard(config, { worker: index, control: false });
+  AggregatorRegistry.setRegistries([sb.metrics.registry]);
+  // Constructing one installs prom-client's answer to the primary's metric requests.
+  new AggregatorRegistry();
+  // The primary coordinates shutdown; a signal to the process group must not stop workers early.
+  process.on('SIGTERM', () => {});
+  process.on('SIGINT', () => {});
+  process.on('disconnect', () => {
+    sb.destroy();
+    process.exit(1);
+  });
+  process.on('message', (message: unknown) => {
+    const m = message as Partial<Call> & { sb?: string };
+    if (m.sb === 'drain') {
+      void sb.close().then(() => process.exit(0));
+      return;
+    }
+    const id = m.sbCall;
+    if (typeof id !== 'number' || !m.body) return;
+    answer(sb, m.body).then(
+      (result) => process.send!({ sbReply: id, result } satisfies Reply),
+      (err: unknown) => process.send!({ sbReply: id, error: (err as Error).message } satisfies Reply),
+    );
+  });
+  try {
+    await sb.start();
+  } catch (err) {
+    sb.destroy();
+    process.stderr.write(`${err instanceof PortInUseError ? err.message : (err as Error).stack}\n`);
+    process.exit(err instanceof PortInUseError ? 1 : 70);
+  }
+  process.send!({ sb: 'ready', port: sb.publicAddress.port });
+}
+
+async function answer(sb: Switchboard, body: Op): Promise<unknown> {
+  const d = sb.directory;
+  switch (body.op) {
+    case 'route': return body.relay ? d.route(body.target, fromWire(body.push)) : d.routeLocal(body.target, fromWire(body.push));
+    case 'close': return body.relay ? d.close(body.target, body.code, body.reason) : d.closeLocal(body.target, body.code, body.reason);
+    case 'info': return d.info(body.connection);
+    case 'list': return d.listEntries(body.query);
+    case 'channelSize': return d.channelSize(body.channel);
+    case 'setChannel': return d.setChannel(body.connection, body.channel, body.subscribed);
+    case 'sessions': return d.sessions();
+    case 'ready': return sb.readiness();
+  }
+}
+
+// ── primary ────────────────────────────────────────────────────────────────────
+
+class WorkerPool {
+  readonly workers = new Map<number, Worker>();
+  readonly #pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void; worker: Worker }>();
+  #next = 0;
+
+  call<T>(index: number, body: Op): Promise<T> {
+    const worker = this.workers.get(index);
+    if (!worker || !worker.isConnected()) return Promise.reject(new Error(`worker ${index} is not running`));
+    const id = ++this.#next;
+    return new Promise<T>((resolve, reject) => {
+      this.#pending.set(id, { resolve: resolve as (v: unknown) => void, reject, worker });
+      worker.send({ sbCall: id, body } satisfies Call);
+    });
+  }
+
+  callAll<T>(body: Op): Promise<T[]> {
+    return Promise.all([...this.workers.keys()].map((i) => this.call<T>(i, body)));
+  }
+
+  onReply(reply: Reply): void {
+    const pending = this.#pending.get(reply.sbReply);
+    if (!pending) return;
+    this.#pending.delete(reply.sbReply);
+    if (reply.error !== undefined) pending.reject(new Error(reply.error));
+    else pending.resolve(reply.result);
+  }
+
+  /** Calls in flight to a worker that died fail instead of hanging. */
+  lost(worker: Worker): void {
+    for (const [id, p] of this.#pending) {
+      if (p.worker !== worker) continue;
+      this.#pending.delete(id);
+      p.reject(new Error('worker exited during the call'));
+    }
+  }
+}
+
+/** The push API's view of the sessions of every worker. */
+export class WorkersDirectory implements Directory {
+  readonly #pool: WorkerPool;
+  readonly #nodeId: string;
+
+  constructor(pool: WorkerPool, nodeId: string) {
+    this.#pool = pool;
+    this.#nodeId = nodeId;
+  }
+
+  /** The worker that holds a connection of this node; -1 for another node's (relayed by worker 0). */
+  #owner(connection: string): number | null {
+    const parsed = parseConnectionId(connection);
+    if (!parsed) return null;
+    if (parsed.node !== this.#nodeId) return -1;
+    return this.#pool.workers.has(parsed.worker) ? parsed.worker : null;
+  }
+
+  #first(): number {
+    return Math.min(...this.#pool.workers.keys());
+  }
+
+  async route(target: Target, push: Push): Promise<RouteResult> {
+    const wire = toWire(push);
+    if ('connection' in target) {
+      const owner = this.#owner(target.connection);
+      if (owner === null) return { counts: zeroCounts(), published: false, found: false };
+      return this.#pool.call(owner === -1 ? this.#first() : owner, { op: 'route', target, push: wire, relay: owner === -1 });
+    }
+    // One worker also relays to other nodes; the rest deliver locally, so nothing is published twice.
+    const first = this.#first();
+    const results = await Promise.all([...this.#pool.workers.keys()].map((i) =>
+      this.#pool.call<RouteResult>(i, { op: 'route', target, push: wire, relay: i === first })));
+    const counts = zeroCounts();
+    for (const r of results) addCounts(counts, r.counts);
+    return { counts, published: results.some((r) => r.published), found: true };
+  }
+
+  async close(target: Target, code: number, reason: string): Promise<number> {
+    if ('connection' in target) {
+      const owner = this.#owner(target.connection);
+      if (owner === null) return 0;
+      return this.#pool.call(owner === -1 ? this.#first() : owner, { op: 'close', target, code, reason, relay: owner === -1 });
+    }
+    const first = this.#first();
+    const counts = await Promise.all([...this.#pool.workers.keys()].map((i) =>
+      this.#pool.call<number>(i, { op: 'close', target, code, reason, relay: i === first })));
+    return counts.reduce((a, b) => a + b, 0);
+  }
+
+  async info(connection: string): Promise<SessionInfo | null> {
+    const owner = this.#owner(connection);
+    return owner === null || owner === -1 ? null : this.#pool.call(owner, { op: 'info', connection });
+  }
+
+  /** Merges the workers' pages; the cursor carries one cursor per worker. */
+  async list(query: ListQuery): Promise<Page> {
+    let cursors: Record<string, string> = {};
+    if (query.cursor) {
+      try {
+        cursors = JSON.parse(Buffer.from(query.cursor, 'base64url').toString('utf8')) as Record<string, string>;
+      } catch {
+        cursors = {};
+      }
+    }
+    const indexes = [...this.#pool.workers.keys()];
+    const pages = await Promise.all(indexes.map((i) => this.#pool.call<{ entries: Array<{ info: SessionInfo; cursor: string }>; more: boolean }>(
+      i, { op: 'list', query: { user: query.user, channel: query.channel, limit: query.limit, cursor: cursors[i] } })));
+    const all = pages.flatMap((p, k) => p.entries.map((e) => ({ ...e, worker: indexes[k] })));
+    all.sort((a, b) => a.info.connectedAt.localeCompare(b.info.connectedAt) || a.info.connection.localeCompare(b.info.connection));
+    const taken = all.slice(0, query.limit);
+    for (const e of taken) cursors[e.worker] = e.cursor;
+    const more = all.length > taken.length || pages.some((p) => p.more);
+    return { connections: taken.map((e) => e.info), next: more ? Buffer.from(JSON.stringify(cursors)).toString('base64url') : null };
+  }
+
+  async channelSize(channel: string): Promise<number> {
+    return (await this.#pool.callAll<number>({ op: 'channelSize', channel })).reduce((a, b) => a + b, 0);
+  }
+
+  async setChannel(connection: string, channel: string, subscribed: boolean): Promise<boolean> {
+    const owner = this.#owner(connection);
+    return owner === null || owner === -1 ? false : this.#pool.call(owner, { op: 'setChannel', connection, channel, subscribed });
+  }
+
+  async sessions(): Promise<number> {
+    return (await this.#pool.callAll<number>({ op: 'sessions' })).reduce((a, b) => a + b, 0);
+  }
+}
+
+async function runPrimary(config: Readonly<Config>, n: number): Promise<void> {
+  const nodeId = config.nodeId ?? randomBytes(4).readUInt32BE().toString(36);
+  const log: Logger = createLogger(config.log.level, { node: nodeId, role: 'primary' });
+  const pool = new WorkerPool();
+  const aggregator = new AggregatorRegistry();
+  const own = new MetricsRegistry();
+  const restarts = new Counter({ name: 'switchboard_worker_restarts_total', help: 'Client-pipeline workers restarted after a crash', registers: [own] });
+  let state: 'starting' | 'running' | 'draining' = 'starting';
+
+  cluster.setupPrimary({ serialization: 'advanced' });
+  const fork = (index: number): Worker => {
+    const worker = cluster.fork({ SWITCHBOARD_WORKER_INDEX: String(index), SWITCHBOARD_NODE_ID: nodeId });
+    pool.workers.set(index, worker);
+    worker.on('message', (m: unknown) => {
+      if (m && typeof m === 'object' && 'sbReply' in m) pool.onReply(m as Reply);
+    });
+    worker.on('exit', (code, signal) => {
+      pool.lost(worker);
+      if (pool.workers.get(index) === worker) pool.workers.delete(index);
+      if (state === 'running') {
+        restarts.inc();
+        log.error({ worker: index, code, signal }, 'worker exited: restarting it');
+        fork(index);
+      }
+    });
+    return worker;
+  };
+
+  const started = await Promise.allSettled(Array.from({ length: n }, (_, i) => {
+    const worker = fork(i);
+    return new Promise<void>((resolve, reject) => {
+      const onMessage = (m: { sb?: string }) => {
+        if (m?.sb === 'ready') { worker.off('exit', onExit); resolve(); }
+      };
+      const onExit = (code: number) => reject(Object.assign(new Error(`worker ${i} exited during startup`), { code }));
+      worker.on('message', onMessage);
+      worker.once('exit', onExit);
+    });
+  }));
+  const failed = started.find((r) => r.status === 'rejected');
+  if (failed) {
+    for (const w of pool.workers.values()) w.kill();
+    process.exit((failed.reason as { code?: number }).code === 1 ? 1 : 70);
+  }
+
+  const directory = new WorkersDirectory(pool, nodeId);
+  const control: Server = createServer(createControlApi({
+    config,
+    clock: systemClock,
+    log,
+    metrics: createMetrics({ defaults: false }),
+    directory,
+    ready: async () => {
+      if (state !== 'running') return { ready: false, reason: state };
+      if (pool.workers.size < n) return { ready: false, reason: `${n - pool.workers.size} worker(s) restarting` };
+      const states = await pool.callAll<{ ready: boolean; reason?: string }>({ op: 'ready' });
+      return states.find((s) => !s.ready) ?? { ready: true };
+    },
+    metricsText: async () => ({
+      contentType: aggregator.contentType,
+      body: `${await aggregator.clusterMetrics()}\n${await own.metrics()}`,
+    }),
+    routes: controlRoutes(config),
+  }));
+  const address = parseAddress(config.control.listen, '127.0.0.1')!;
+  control.listen(address.port, address.host);
+  try {
+    await once(control, 'listening');
+  } catch (err) {
+    state = 'draining';
+    for (const w of pool.workers.values()) w.kill();
+    const e = err as NodeJS.ErrnoException;
+    process.stderr.write(e.code === 'EADDRINUSE' ? `control port ${address.port} on ${address.host} is already in use\n` : `${e.message}\n`);
+    process.exit(1);
+  }
+  state = 'running';
+  log.info({ workers: n, control: control.address() }, 'switchboard primary ready');
+
+  const stop = async (signal: string) => {
+    if (state === 'draining') {
+      for (const w of pool.workers.values()) w.process.kill('SIGKILL');
+      process.exit(1);
+    }
+    state = 'draining';
+    log.info({ signal }, 'draining workers');
+    const exits = [...pool.workers.values()].map((w) => (w.isDead() ? Promise.resolve() : once(w, 'exit')));
+    for (const w of pool.workers.values()) w.send({ sb: 'drain' });
+    const deadline = setTimeout(() => {
+      log.warn('drain budget exhausted: killing workers');
+      for (const w of pool.workers.values()) w.process.kill('SIGKILL');
+    }, config.drain.timeoutMs + 1000);
+    await Promise.all(exits);
+    clearTimeout(deadline);
+    control.closeAllConnections();
+    control.close();
+    process.exit(0);
+  };
+  process.on('SIGTERM', () => void stop('SIGTERM'));
+  process.on('SIGINT', () => void stop('SIGINT'));
 }

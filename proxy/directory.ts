@@ -1,0 +1,140 @@
+// What the control port asks of the sessions, wherever they live: in this process
+// (`LocalDirectory`) or in worker processes (`proxy/workers.ts`). The push API is written
+// against this, so it behaves the same for any number of workers.
+import type { Push } from './push.js';
+import type { Registry } from './registry.js';
+import { zeroCounts, type Counts, type Router, type Target } from './router.js';
+import type { Session } from './session.js';
+
+export interface SessionInfo {
+  readonly connection: string;
+  readonly user: string | null;
+  readonly channels: string[];
+  readonly meta: Record<string, string>;
+  readonly connectedAt: string;
+  readonly mode: string;
+  readonly state: string;
+  readonly outbox: { readonly messages: number; readonly bytes: number };
+}
+
+export interface RouteResult {
+  readonly counts: Counts;
+  readonly published: boolean;
+  readonly found: boolean;
+}
+
+export interface ListQuery {
+  readonly user?: string;
+  readonly channel?: string;
+  readonly limit: number;
+  readonly cursor?: string;
+}
+
+export interface Page {
+  readonly connections: SessionInfo[];
+  readonly next: string | null;
+}
+
+export interface Directory {
+  route(target: Target, push: Push): Promise<RouteResult>;
+  /** How many sessions were closed (a connection elsewhere in a cluster counts as one). */
+  close(target: Target, code: number, reason: string): Promise<number>;
+  info(connection: string): Promise<SessionInfo | null>;
+  list(query: ListQuery): Promise<Page>;
+  channelSize(channel: string): Promise<number>;
+  /** Subscribes or unsubscribes a connection; false when it is unknown. */
+  setChannel(connection: string, channel: string, subscribed: boolean): Promise<boolean>;
+  sessions(): Promise<number>;
+}
+
+export function sessionInfo(s: Session): SessionInfo {
+  return {
+    connection: s.id,
+    user: s.user,
+    channels: [...(s.channels ?? [])],
+    meta: s.meta,
+    connectedAt: new Date(s.connectedAt).toISOString(),
+    mode: s.mode,
+    state: s.state,
+    outbox: { messages: s.outboxMessages, bytes: s.outboxBytes },
+  };
+}
+
+export function addCounts(into: Counts, more: Counts): Counts {
+  into.delivered += more.delivered;
+  into.queued += more.queued;
+  into.dropped += more.dropped;
+  return into;
+}
+
+/** The sessions of this process, plus whatever the router's relay reaches. */
+export class LocalDirectory implements Directory {
+  readonly #registry: Registry;
+  readonly #router: Router;
+
+  constructor(registry: Registry, router: Router) {
+    this.#registry = registry;
+    this.#router = router;
+  }
+
+  async route(target: Target, push: Push): Promise<RouteResult> {
+    return this.#router.route(target, push);
+  }
+
+  /** Delivery to this process only: what a worker does for its primary. */
+  routeLocal(target: Target, push: Push): RouteResult {
+    const counts = this.#router.local(target, push);
+    return counts === null ? { counts: zeroCounts(), published: false, found: false } : { counts, published: false, found: true };
+  }
+
+  async close(target: Target, code: number, reason: string): Promise<number> {
+    const relay = this.#router.relay;
+    const remote = relay !== null && !('connection' in target && relay.isLocal(target.connection));
+    if (remote) await relay.close(target, code, reason);
+    const here = this.closeLocal(target, code, reason);
+    // A connection held by another node was closed there: it counts as one.
+    return remote && 'connection' in target ? Math.max(1, here) : here;
+  }
+
+  closeLocal(target: Target, code: number, reason: string): number {
+    const r = this.#registry;
+    const sessions = 'connection' in target ? [r.get(target.connection)].filter((s) => s !== undefined)
+      : 'user' in target ? [...(r.user(target.user) ?? [])]
+      : 'channel' in target ? [...(r.channel(target.channel) ?? [])]
+      : [...r.all()];
+    for (const s of sessions) s.close(code, reason);
+    return sessions.length;
+  }
+
+  async info(connection: string): Promise<SessionInfo | null> {
+    const s = this.#registry.get(connection);
+    return s ? sessionInfo(s) : null;
+  }
+
+  async list(query: ListQuery): Promise<Page> {
+    const page = this.#registry.list(query);
+    return { connections: page.sessions.map(sessionInfo), next: page.next };
+  }
+
+  /** A page with each entry's own cursor, for merging the pages of several workers. */
+  listEntries(query: ListQuery): { entries: Array<{ info: SessionInfo; cursor: string }>; more: boolean } {
+    const page = this.#registry.list(query);
+    return { entries: page.sessions.map((s, i) => ({ info: sessionInfo(s), cursor: page.cursors[i] })), more: page.next !== null };
+  }
+
+  async channelSize(channel: string): Promise<number> {
+    return this.#registry.channel(channel)?.size ?? 0;
+  }
+
+  async setChannel(connection: string, channel: string, subscribed: boolean): Promise<boolean> {
+    const s = this.#registry.get(connection);
+    if (!s) return false;
+    if (subscribed) this.#registry.subscribe(s, channel);
+    else this.#registry.unsubscribe(s, channel);
+    return true;
+  }
+
+  async sessions(): Promise<number> {
+    return this.#registry.size;
+  }
+}

@@ -1,0 +1,54 @@
+// Runs the CLI as a child process, for what only a real process shows (signals, workers, exit codes).
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createServer } from 'node:net';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { guard } from './app.js';
+
+export const cliPath = new URL('../../proxy/cli.js', import.meta.url).pathname;
+
+/** A port that was free a moment ago (the CLI cannot report a port 0 it was given). */
+export async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+  const port = (server.address() as { port: number }).port;
+  await new Promise<void>((r) => server.close(() => r()));
+  return port;
+}
+
+export function writeConfig(config: object): string {
+  const dir = mkdtempSync(join(tmpdir(), 'switchboard-test-'));
+  const file = join(dir, 'config.json');
+  writeFileSync(file, JSON.stringify(config));
+  return file;
+}
+
+export interface CliProcess {
+  readonly child: ChildProcess;
+  readonly output: () => string;
+  readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  waitForOutput(pattern: RegExp, what?: string): Promise<void>;
+}
+
+export function runCli(args: string[], env: Record<string, string> = {}): CliProcess {
+  const child = spawn(process.execPath, [cliPath, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  const listeners: Array<() => void> = [];
+  const onData = (d: Buffer) => { out += d.toString(); for (const l of [...listeners]) l(); };
+  child.stdout!.on('data', onData);
+  child.stderr!.on('data', onData);
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => child.on('exit', (code, signal) => resolve({ code, signal })));
+  return {
+    child,
+    output: () => out,
+    exited,
+    waitForOutput(pattern, what = String(pattern)) {
+      return guard(new Promise<void>((resolve) => {
+        const check = () => { if (pattern.test(out)) { listeners.splice(listeners.indexOf(check), 1); resolve(); } };
+        listeners.push(check);
+        check();
+      }), `output ${what}; got: ${out.slice(-500)}`, 15_000);
+    },
+  };
+}

@@ -1,0 +1,92 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { startApp } from './helpers/app.js';
+import { connect, connectReliable, type TestClient } from './helpers/client.js';
+import { freePort, runCli, writeConfig } from './helpers/process.js';
+
+async function control(port: number, method: string, path: string, body?: unknown) {
+  const res = await fetch(`http://127.0.0.1:${port}${path}`, {
+    method,
+    headers: body === undefined ? {} : { 'content-type': 'application/json' },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const text = await res.text();
+  return { status: res.status, text, json: text.startsWith('{') ? JSON.parse(text) : undefined };
+}
+
+test('two workers: one push API over both, aggregated metrics, a crashed worker restarted, SIGTERM drains both', async (t) => {
+  const app = await startApp((r) => r.url === '/ws/connect'
+    ? { body: { user: `u${r.json().query.n}`, channels: [Number(r.json().query.n) % 2 ? 'odd' : 'even'] } }
+    : { status: 204 });
+  t.after(() => app.close());
+  const [pub, ctl] = [await freePort(), await freePort()];
+  const cli = runCli(['--config', writeConfig({
+    listen: `127.0.0.1:${pub}`, control: { listen: `127.0.0.1:${ctl}` }, workers: 2, nodeId: 'n1',
+    app: { url: app.url }, log: { level: 'info' }, drain: { timeoutMs: 5000 },
+  })]);
+  t.after(() => { cli.child.kill('SIGKILL'); });
+  await cli.waitForOutput(/switchboard primary ready/);
+
+  const clients: Array<{ client: TestClient; session: string }> = [];
+  for (let n = 0; n < 8; n++) {
+    const { client, welcome } = await connectReliable(`ws://127.0.0.1:${pub}/ws?n=${n}`);
+    clients.push({ client, session: welcome.session });
+  }
+  const workers = new Set(clients.map((c) => c.session.split('-')[1]));
+  assert.deepEqual([...workers].sort(), ['0', '1'], 'connections spread over both workers, ids name them');
+  assert.ok(clients.every((c) => c.session.startsWith('n1-')));
+
+  // By connection, on either worker.
+  for (const { client, session } of clients.slice(0, 2)) {
+    assert.deepEqual((await control(ctl, 'POST', `/v1/connections/${session}/messages`, { to: session })).json, { delivered: 1, queued: 0, dropped: 0 });
+    assert.deepEqual((await client.until('message')).data, { to: session });
+  }
+  assert.equal((await control(ctl, 'POST', '/v1/connections/n1-0-nope/messages', {})).status, 404);
+  assert.equal((await control(ctl, 'POST', '/v1/broadcast', { all: 1 })).json.delivered, 8);
+  assert.equal((await control(ctl, 'POST', '/v1/channels/odd/messages', { odd: 1 })).json.delivered, 4);
+  assert.equal((await control(ctl, 'POST', '/v1/users/u3/messages', { u: 3 })).json.delivered, 1);
+  assert.equal((await control(ctl, 'GET', '/v1/channels/even')).json.connections, 4);
+  const info = await control(ctl, 'GET', `/v1/connections/${clients[5].session}`);
+  assert.equal(info.json.user, 'u5');
+
+  // Paging across workers: every connection once.
+  const seen: string[] = [];
+  let cursor: string | null = null;
+  for (let pages = 0; pages < 10; pages++) {
+    const page: any = (await control(ctl, 'GET', `/v1/connections?limit=3${cursor ? `&cursor=${cursor}` : ''}`)).json;
+    seen.push(...page.connections.map((c: any) => c.connection));
+    cursor = page.next;
+    if (!cursor) break;
+  }
+  assert.deepEqual(seen.sort(), clients.map((c) => c.session).sort());
+
+  const metrics = (await control(ctl, 'GET', '/metrics')).text;
+  assert.match(metrics, /^switchboard_connections 8$/m);
+  assert.match(metrics, /^switchboard_worker_restarts_total 0$/m);
+
+  // Crash one worker: its clients lose their sockets, it comes back, the count says so.
+  const pids = execFileSync('pgrep', ['-P', String(cli.child.pid)]).toString().trim().split('\n').map(Number);
+  assert.equal(pids.length, 2);
+  process.kill(pids[0], 'SIGKILL');
+  await cli.waitForOutput(/worker exited: restarting it/);
+  let restarted = '';
+  for (let i = 0; i < 100 && !/^switchboard_worker_restarts_total 1$/m.test(restarted); i++) {
+    restarted = (await control(ctl, 'GET', '/metrics')).text;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  assert.match(restarted, /^switchboard_worker_restarts_total 1$/m);
+  for (let i = 0; i < 100 && (await control(ctl, 'GET', '/readyz')).status !== 200; i++) await new Promise((r) => setTimeout(r, 50));
+  assert.equal((await control(ctl, 'GET', '/readyz')).status, 200);
+
+  const raw = await connect(`ws://127.0.0.1:${pub}/ws?n=9`);
+  cli.child.kill('SIGTERM');
+  assert.equal((await raw.closed).code, 1012);
+  const survivors = clients.filter((c) => c.client.ws.readyState === 1);
+  assert.ok(survivors.length >= 1);
+  for (const { client } of survivors) assert.equal((await client.until('reconnect')).type, 'reconnect');
+  assert.deepEqual(await cli.exited, { code: 0, signal: null });
+  // Every session of the live worker got its disconnect webhook before the exit.
+  const disconnected = new Set(app.byPath('/ws/disconnect').map((r) => r.json().connection));
+  for (const { session } of survivors) assert.ok(disconnected.has(session), `disconnect for ${session}`);
+});
