@@ -5,6 +5,7 @@ import type { Config } from '../proxy/config.js';
 import type { Metrics } from '../proxy/metrics.js';
 import type { ControlRoute } from '../proxy/control-api.js';
 import type { Effects, Upstream } from './upstream.js';
+import { apiGatewayRoutes } from './apigateway/connections.js';
 import { NativeWebhooks } from './webhook/native.js';
 import { WebhookSender } from './webhook/sender.js';
 
@@ -39,5 +40,5 @@ export function createUpstream(config: Readonly<Config>, deps: PluginDeps): Upst
 
 /** Control-port routes that dialects add (GRIP publish, API Gateway @connections). */
 export function controlRoutes(_config: Readonly<Config>): readonly ControlRoute[] {
-  return [];
+  return [...apiGatewayRoutes()];
 }

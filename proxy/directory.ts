@@ -15,6 +15,10 @@ export interface SessionInfo {
   readonly mode: string;
   readonly state: string;
   readonly outbox: { readonly messages: number; readonly bytes: number };
+  readonly remoteAddress: string;
+  readonly userAgent: string | null;
+  /** The last frame from the client (or the connect time). */
+  readonly lastActiveAt: string;
 }
 
 export interface RouteResult {
@@ -57,6 +61,9 @@ export function sessionInfo(s: Session): SessionInfo {
     mode: s.mode,
     state: s.state,
     outbox: { messages: s.outboxMessages, bytes: s.outboxBytes },
+    remoteAddress: s.remoteAddress,
+    userAgent: s.headers['user-agent'] ?? null,
+    lastActiveAt: new Date(Math.max(s.lastSeen, s.connectedAt)).toISOString(),
   };
 }
 
