@@ -18,6 +18,7 @@ export class Push {
   readonly expiresAt: number;
   readonly bytes: number;
   #reliableTail: string | null = null;
+  #raw: Buffer | null = null;
 
   constructor(payload: Payload, options: PushOptions = {}) {
     this.payload = payload;
@@ -27,10 +28,10 @@ export class Push {
     this.bytes = payloadBytes(payload);
   }
 
-  /** What a raw-mode client receives: a text frame, or a binary one. */
-  get raw(): string | Buffer {
+  /** What a raw-mode client receives (a text frame unless `isBinary`), encoded once for all. */
+  get raw(): Buffer {
     const p = this.payload;
-    return p.kind === 'binary' ? p.data : p.kind === 'text' ? p.text : p.json;
+    return (this.#raw ??= p.kind === 'binary' ? p.data : Buffer.from(p.kind === 'text' ? p.text : p.json));
   }
 
   get isBinary(): boolean {
