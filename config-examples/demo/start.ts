@@ -13,20 +13,28 @@ function run(name: string, args: string[]): void {
   child.on('exit', (code, signal) => {
     if (stopping) return;
     process.stderr.write(`${name} exited (${signal ?? code}); stopping the demo\n`);
-    stop(code ?? 1);
+    void stop(code ?? 1);
   });
 }
 
+const exited = (c: ChildProcess) => new Promise((r) => (c.exitCode !== null || c.signalCode !== null ? r(null) : c.once('exit', r)));
+
 let stopping = false;
-function stop(code = 0): void {
+/** Switchboard drains first (its disconnect webhooks still reach the app), then the app stops. */
+async function stop(code = 0): Promise<void> {
+  if (stopping) return;
   stopping = true;
-  for (const c of children) c.kill('SIGTERM');
-  setTimeout(() => process.exit(code), 2000).unref();
-  Promise.all(children.map((c) => new Promise((r) => (c.exitCode !== null ? r(null) : c.once('exit', r))))).then(() => process.exit(code));
+  setTimeout(() => process.exit(code), 35_000).unref();
+  const [app, switchboard] = children;
+  switchboard.kill('SIGTERM');
+  await exited(switchboard);
+  app.kill('SIGTERM');
+  await exited(app);
+  process.exit(code);
 }
 
 run('app', [join(here, 'app.js')]);
 run('switchboard', [join(root, 'dist', 'proxy', 'cli.js'), '--config', join(root, 'config-examples', 'demo', 'switchboard.yaml')]);
 process.stdout.write('\n  Switchboard demo: open http://localhost:8080 in two tabs\n\n');
-process.on('SIGINT', () => stop(0));
-process.on('SIGTERM', () => stop(0));
+process.on('SIGINT', () => void stop(0));
+process.on('SIGTERM', () => void stop(0));
