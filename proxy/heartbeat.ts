@@ -17,6 +17,7 @@ export class Heartbeat {
   readonly #timeoutMs: number;
   readonly #clock: Clock;
   readonly #wheel: TimerWheel<Beating>;
+  readonly #pingedAt = new WeakMap<Beating, number>();
 
   constructor(options: { intervalMs: number; timeoutMs: number }, clock: Clock) {
     this.#intervalMs = options.intervalMs;
@@ -45,15 +46,20 @@ export class Heartbeat {
   }
 
   #due(item: Beating, now: number): void {
-    if (item.awaitingPong && item.lastSeen < now - this.#timeoutMs) {
-      item.terminate();
-      return;
+    if (item.awaitingPong) {
+      const pingedAt = this.#pingedAt.get(item) ?? 0;
+      if (item.lastSeen < pingedAt) {
+        if (now - pingedAt >= this.#timeoutMs) item.terminate();
+        else this.#wheel.schedule(item, pingedAt + this.#timeoutMs);
+        return;
+      }
     }
     const idleSince = item.lastSeen;
     if (now - idleSince >= this.#intervalMs) {
       item.awaitingPong = true;
+      this.#pingedAt.set(item, now);
       item.ping();
-      this.#wheel.schedule(item, now + this.#timeoutMs);
+      this.#wheel.schedule(item, now + Math.min(this.#timeoutMs, this.#intervalMs));
     } else {
       item.awaitingPong = false;
       this.#wheel.schedule(item, idleSince + this.#intervalMs);

@@ -57,6 +57,14 @@ export interface Handshake {
 
 const MAX_CLIENT_ID = 256;
 
+/** The close code `ws` sends for a bad frame; it then reports 1006 as it stops reading. */
+function receiverCloseCode(code: string | undefined): number | undefined {
+  if (code === undefined || !code.startsWith('WS_ERR_')) return undefined;
+  if (code === 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH' || code === 'WS_ERR_UNSUPPORTED_DATA_PAYLOAD_LENGTH') return CloseCode.tooBig;
+  if (code === 'WS_ERR_INVALID_UTF8') return 1007;
+  return 1002;
+}
+
 export class Session implements SessionView, Beating {
   readonly id: string;
   readonly mode: Mode;
@@ -143,7 +151,15 @@ export class Session implements SessionView, Beating {
     ws.on('message', (data, isBinary) => this.#onFrame(data as Buffer, isBinary));
     ws.on('pong', () => { this.lastSeen = ctx.clock.now(); });
     ws.on('close', (code, reason) => this.#onSocketClose(ws, code, reason.toString()));
-    ws.on('error', (err) => this.log.debug({ err }, 'socket error'));
+    ws.on('error', (err) => {
+      // ws closes the socket itself on a bad frame, then reports 1006 (it stops reading): keep the code it sent.
+      const code = receiverCloseCode((err as NodeJS.ErrnoException).code);
+      if (code !== undefined && ws === this.#ws && this.state === 'open') {
+        this.#lastClose = { code, reason: err.message, clientClosed: false };
+        this.#enter('closing');
+      }
+      this.log.debug({ err }, 'socket error');
+    });
     ctx.heartbeat.track(this);
 
     if (this.mode === 'reliable') {
@@ -196,7 +212,7 @@ export class Session implements SessionView, Beating {
     this.#socket = null;
     this.#waitingDrain = false;
     ctx.metrics.connections.dec();
-    ctx.metrics.disconnectionsTotal.inc({ code: String(code) });
+    ctx.metrics.disconnectionsTotal.inc({ code: String(this.state === 'closing' ? this.#lastClose.code : code) });
     ctx.heartbeat.untrack(this);
     // 1006: the socket died without a close frame (network loss, terminate()).
     const byClient = this.state === 'open' && code !== 1006;

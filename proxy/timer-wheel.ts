@@ -35,9 +35,12 @@ export class TimerWheel<T> {
     const slot = this.#slotOf.get(item);
     if (slot === undefined) return;
     this.#slotOf.delete(item);
-    const set = this.#slots.get(slot)!;
-    set.delete(item);
-    if (set.size === 0) this.#slots.delete(slot);
+    const set = this.#slots.get(slot);
+    if (set) {
+      set.delete(item);
+      if (set.size === 0) this.#slots.delete(slot);
+    }
+    if (this.#slotOf.size === 0) this.stop();
   }
 
   has(item: T): boolean {
@@ -67,11 +70,13 @@ export class TimerWheel<T> {
     for (const slot of due) {
       const set = this.#slots.get(slot);
       if (!set) continue;
-      this.#slots.delete(slot);
-      for (const item of set) {
+      for (const item of [...set]) {
+        if (!set.has(item)) continue; // cancelled or moved by an earlier callback
+        set.delete(item);
         this.#slotOf.delete(item);
         this.#onDue(item, now);
       }
+      if (set.size === 0 && this.#slots.get(slot) === set) this.#slots.delete(slot);
     }
     let next = Infinity;
     for (const slot of this.#slots.keys()) if (slot < next) next = slot;
