@@ -1,0 +1,603 @@
+// SwitchboardClient: the reliable-mode (`switchboard.v1`) side of SPEC §2.2, for
+// browsers and Node. No runtime dependencies: the WebSocket and the clock are injected.
+
+import { backoffDelay, hintDelay, resolveBackoff, type BackoffOptions } from './backoff.js';
+
+export const PROTOCOL = 'switchboard.v1';
+
+// ---------------------------------------------------------------------------
+// Host interfaces. Declared here because the project compiles without the DOM lib,
+// and kept minimal so both the browser WebSocket and the `ws` package fit.
+
+// Method syntax makes the parameter check bivariant, so `ws` handlers (whose event
+// types carry more fields) and the platform's clearTimeout (whose handle type differs
+// between Node and browsers) are assignable.
+type Callback<A> = { bivarianceHack(arg: A): void }['bivarianceHack'];
+
+export interface WebSocketLike {
+  readonly readyState: number;
+  binaryType: string;
+  send(data: string): void;
+  close(code?: number, reason?: string): void;
+  onmessage: Callback<{ readonly data: unknown }> | null;
+  onclose: Callback<{ readonly code: number; readonly reason: string }> | null;
+  onerror: Callback<unknown> | null;
+}
+
+export type WebSocketConstructor = new (url: string, protocols: string) => WebSocketLike;
+
+export type SetTimer = (fn: () => void, ms: number) => unknown;
+export type ClearTimer = Callback<unknown>;
+
+const OPEN = 1; // WebSocket.OPEN, the same in every implementation
+
+export interface ClientOptions {
+  /** Default globalThis.WebSocket. Node 20 has none: pass the `ws` package's WebSocket. */
+  readonly WebSocket?: WebSocketConstructor;
+  /** Reconnect delays. Defaults: baseMs 500, capMs 30000, maxAttempts Infinity. */
+  readonly backoff?: Partial<BackoffOptions>;
+  /** Longest an arrived message waits to be acked. Default 200. */
+  readonly ackIntervalMs?: number;
+  /** Ack at once when this many messages are un-acked. Default 32. */
+  readonly ackEvery?: number;
+  /** Messages waiting to be (re)sent while disconnected. Default 1000. */
+  readonly offlineQueueLimit?: number;
+  readonly random?: () => number;
+  readonly setTimeout?: SetTimer;
+  readonly clearTimeout?: ClearTimer;
+}
+
+// ---------------------------------------------------------------------------
+// Errors
+
+export type ClientErrorCode =
+  | 'closed' // the client is closed for good; pending sends and pings are rejected with it
+  | 'offline_queue_full' // send() while disconnected with offlineQueueLimit messages waiting
+  | 'not_open' // ping() while not connected
+  | 'disconnected' // a ping in flight when the connection dropped
+  | 'bad_frame' // the server sent something that is not a reliable-mode frame
+  | 'bad_url' // the WebSocket constructor refused the URL
+  | 'bad_data'; // send() data that JSON.stringify cannot encode
+
+/**
+ * Every error the client reports. `code` is one of ClientErrorCode, or the server's
+ * code for a `nack` or an `error` frame. `retryable` comes from the nack; the client
+ * never retries a nacked message itself.
+ */
+export class SwitchboardClientError extends Error {
+  readonly code: string;
+  readonly retryable: boolean;
+
+  constructor(code: ClientErrorCode | (string & {}), message: string, retryable = false, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'SwitchboardClientError';
+    this.code = code;
+    this.retryable = retryable;
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Events
+
+export interface ClientEvents {
+  /** A welcome arrived: a new session, or the old one resumed. */
+  open: (info: { session: string; resumed: boolean }) => void;
+  /** `data` is the pushed JSON value, or a Uint8Array for a binary push. */
+  message: (data: unknown, meta: { seq: number }) => void;
+  /** Messages from..to are lost for good. */
+  gap: (gap: { from: number; to: number }) => void;
+  /** The server started a new session instead of resuming: resync your state. */
+  reset: (info: { session: string; previousSession: string }) => void;
+  close: (info: { code: number; reason: string; willReconnect: boolean }) => void;
+  error: (error: SwitchboardClientError) => void;
+}
+
+type Listener = (...args: never[]) => void;
+
+class Emitter<E extends { [K in keyof E]: Listener }> {
+  readonly #listeners = new Map<keyof E, Set<Listener>>();
+
+  /** Returns a function that removes the listener. */
+  on<K extends keyof E>(event: K, fn: E[K]): () => void {
+    let set = this.#listeners.get(event);
+    if (set === undefined) this.#listeners.set(event, (set = new Set()));
+    set.add(fn);
+    return () => this.off(event, fn);
+  }
+
+  off<K extends keyof E>(event: K, fn: E[K]): void {
+    this.#listeners.get(event)?.delete(fn);
+  }
+
+  protected emit<K extends keyof E>(event: K, ...args: Parameters<E[K]>): void {
+    const set = this.#listeners.get(event);
+    if (set === undefined) return;
+    for (const fn of [...set]) {
+      try {
+        (fn as (...a: Parameters<E[K]>) => void)(...args);
+      } catch (err) {
+        // A throwing listener must not leave the protocol state half-updated; it
+        // still surfaces as an uncaught error.
+        queueMicrotask(() => {
+          throw err;
+        });
+      }
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Frames (server → client), parsed once and checked for the fields we use.
+
+type ServerFrame =
+  | { type: 'welcome'; session: string; token: string; resumed: boolean }
+  | { type: 'message'; seq: number; data: unknown }
+  | { type: 'gap'; from: number; to: number }
+  | { type: 'ack'; id: string }
+  | { type: 'nack'; id: string; error: string; retryable: boolean }
+  | { type: 'pong' }
+  | { type: 'reconnect'; afterMs: number }
+  | { type: 'error'; error: string; message: string }
+  | { type: 'unknown' };
+
+const isSeq = (v: unknown): v is number => Number.isSafeInteger(v) && (v as number) >= 1;
+const isString = (v: unknown): v is string => typeof v === 'string';
+
+/** Returns undefined for anything that is not a well-formed frame. */
+export function parseFrame(text: string): ServerFrame | undefined {
+  let f: Record<string, unknown>;
+  try {
+    const parsed: unknown = JSON.parse(text);
+    if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) return undefined;
+    f = parsed as Record<string, unknown>;
+  } catch {
+    return undefined;
+  }
+  switch (f.type) {
+    case 'welcome':
+      return isString(f.session) && isString(f.token) && typeof f.resumed === 'boolean'
+        ? { type: 'welcome', session: f.session, token: f.token, resumed: f.resumed }
+        : undefined;
+    case 'message': {
+      if (!isSeq(f.seq)) return undefined;
+      if (f.binary === undefined) return { type: 'message', seq: f.seq, data: f.data };
+      const bytes = isString(f.binary) ? decodeBase64(f.binary) : undefined;
+      return bytes === undefined ? undefined : { type: 'message', seq: f.seq, data: bytes };
+    }
+    case 'gap':
+      return isSeq(f.from) && isSeq(f.to) && f.from <= f.to ? { type: 'gap', from: f.from, to: f.to } : undefined;
+    case 'ack':
+      return isString(f.id) ? { type: 'ack', id: f.id } : undefined;
+    case 'nack':
+      return isString(f.id)
+        ? { type: 'nack', id: f.id, error: isString(f.error) ? f.error : 'nack', retryable: f.retryable === true }
+        : undefined;
+    case 'pong':
+      return { type: 'pong' };
+    case 'reconnect':
+      return { type: 'reconnect', afterMs: typeof f.afterMs === 'number' && f.afterMs >= 0 ? f.afterMs : 0 };
+    case 'error':
+      return {
+        type: 'error',
+        error: isString(f.error) ? f.error : 'error',
+        message: isString(f.message) ? f.message : 'the server reported an error',
+      };
+    default:
+      // Newer servers may add frame types; ignoring them keeps old clients working.
+      return isString(f.type) ? { type: 'unknown' } : undefined;
+  }
+}
+
+function decodeBase64(b64: string): Uint8Array | undefined {
+  let bin: string;
+  try {
+    bin = atob(b64);
+  } catch {
+    return undefined;
+  }
+  const bytes = new Uint8Array(bin.length);
+  for (let i = 0; i < bin.length; i++) bytes[i] = bin.charCodeAt(i);
+  return bytes;
+}
+
+/** `url` with resume=<token>&lastSeq=<n> set, keeping its other query parameters. */
+export function resumeUrl(url: string, token: string, lastSeq: number): string {
+  const hashAt = url.indexOf('#');
+  const hash = hashAt === -1 ? '' : url.slice(hashAt);
+  const beforeHash = hashAt === -1 ? url : url.slice(0, hashAt);
+  const queryAt = beforeHash.indexOf('?');
+  const path = queryAt === -1 ? beforeHash : beforeHash.slice(0, queryAt);
+  const params = new URLSearchParams(queryAt === -1 ? '' : beforeHash.slice(queryAt + 1));
+  params.set('resume', token);
+  params.set('lastSeq', String(lastSeq));
+  return `${path}?${params.toString()}${hash}`;
+}
+
+/**
+ * Whether a close code is worth reconnecting after (SPEC §2.3). 1000 from the server,
+ * 1008 (policy), 1009 (too big) and 4000–4099 (the app closed us, 4009 taken over)
+ * would only repeat; 4008 (slow consumer) lost the session but a new one may work.
+ */
+export function reconnectsAfter(code: number): boolean {
+  if (code === 4008) return true;
+  if (code >= 4000 && code <= 4099) return false;
+  return code !== 1000 && code !== 1008 && code !== 1009;
+}
+
+// ---------------------------------------------------------------------------
+// The client
+
+export type ClientState =
+  | { readonly status: 'connecting'; readonly attempt: number }
+  | { readonly status: 'open'; readonly session: string }
+  | { readonly status: 'waiting'; readonly attempt: number; readonly delayMs: number }
+  | { readonly status: 'closed'; readonly code: number; readonly reason: string };
+
+interface OutMessage {
+  readonly frame: string;
+  readonly resolve: () => void;
+  readonly reject: (err: SwitchboardClientError) => void;
+}
+
+export class SwitchboardClient extends Emitter<ClientEvents> {
+  readonly url: string;
+  readonly #WebSocket: WebSocketConstructor;
+  readonly #backoff: BackoffOptions;
+  readonly #ackIntervalMs: number;
+  readonly #ackEvery: number;
+  readonly #offlineQueueLimit: number;
+  readonly #random: () => number;
+  readonly #setTimer: SetTimer;
+  readonly #clearTimer: ClearTimer;
+
+  #state: ClientState = { status: 'connecting', attempt: 0 };
+  #socket: WebSocketLike | null = null;
+  #socketGone: Promise<void> = Promise.resolve();
+  #welcomed = false;
+  #attempt = 0; // reconnect attempts since the last welcome
+  #retryTimer: unknown = undefined;
+
+  #session: string | null = null;
+  #token: string | null = null;
+  #lastSeq = 0; // highest contiguous seq delivered (or skipped by a gap)
+  #ackedSeq = 0; // highest seq the server knows we have
+  #ackTimer: unknown = undefined;
+
+  readonly #idPrefix: string;
+  #nextId = 0;
+  readonly #pending = new Map<string, OutMessage>(); // insertion order = send order
+  #pings: Array<{ resolve: () => void; reject: (err: SwitchboardClientError) => void }> = [];
+  readonly #channels = new Set<string>();
+  #channelFrames: string[] = []; // subscribe/unsubscribe made while disconnected
+
+  constructor(url: string, options: ClientOptions = {}) {
+    super();
+    const WebSocketImpl =
+      options.WebSocket ?? ((globalThis as { WebSocket?: unknown }).WebSocket as WebSocketConstructor | undefined);
+    if (WebSocketImpl === undefined) {
+      throw new TypeError('no global WebSocket: pass options.WebSocket (on Node 20, the `ws` package\'s WebSocket)');
+    }
+    this.url = url;
+    this.#WebSocket = WebSocketImpl;
+    this.#backoff = resolveBackoff(options.backoff);
+    this.#ackIntervalMs = positive('ackIntervalMs', options.ackIntervalMs ?? 200);
+    this.#ackEvery = positive('ackEvery', options.ackEvery ?? 32);
+    this.#offlineQueueLimit = positive('offlineQueueLimit', options.offlineQueueLimit ?? 1000);
+    this.#random = options.random ?? Math.random;
+    // Plain functions, called detached: browsers reject setTimeout called on another `this`.
+    this.#setTimer = options.setTimeout ?? ((fn, ms) => globalThis.setTimeout(fn, ms));
+    this.#clearTimer = options.clearTimeout ?? ((handle) => globalThis.clearTimeout(handle as never));
+    // A random prefix keeps ids from different clients (or page loads) apart.
+    this.#idPrefix = Math.floor(this.#random() * 2 ** 48).toString(36);
+    this.#connect(true);
+  }
+
+  get state(): ClientState {
+    return this.#state;
+  }
+
+  /** The current (or last) session id, null before the first welcome. */
+  get session(): string | null {
+    return this.#session;
+  }
+
+  /** Highest contiguous seq delivered; sent as lastSeq on resume. */
+  get lastSeq(): number {
+    return this.#lastSeq;
+  }
+
+  /**
+   * Sends `data` (any JSON value) with a fresh id. Resolves when the app accepted it
+   * (ack); rejects on nack with `code` and `retryable` — not retried here. While
+   * disconnected it waits, in order, in the offline queue; messages not acked when a
+   * connection drops are re-sent with the same id after the next welcome.
+   */
+  send(data: unknown): Promise<void> {
+    if (this.#state.status === 'closed') return Promise.reject(closedError());
+    if (!this.#welcomed && this.#pending.size >= this.#offlineQueueLimit) {
+      return Promise.reject(
+        new SwitchboardClientError(
+          'offline_queue_full',
+          `offline queue is full (${this.#offlineQueueLimit} messages waiting for a connection)`,
+          true,
+        ),
+      );
+    }
+    const id = `${this.#idPrefix}-${++this.#nextId}`;
+    let frame: string;
+    try {
+      frame = JSON.stringify({ type: 'message', data, id });
+    } catch (err) {
+      return Promise.reject(new SwitchboardClientError('bad_data', 'data cannot be encoded as JSON', false, { cause: err }));
+    }
+    return new Promise<void>((resolve, reject) => {
+      this.#pending.set(id, { frame, resolve, reject });
+      if (this.#welcomed) this.#transmit(frame);
+    });
+  }
+
+  /** Resolves on the server's pong. Rejects when not connected or when the connection drops first. */
+  ping(): Promise<void> {
+    if (!this.#welcomed) {
+      return Promise.reject(
+        this.#state.status === 'closed' ? closedError() : new SwitchboardClientError('not_open', 'not connected'),
+      );
+    }
+    return new Promise<void>((resolve, reject) => {
+      this.#pings.push({ resolve, reject });
+      this.#transmit('{"type":"ping"}');
+    });
+  }
+
+  /**
+   * Fire-and-forget; a denial comes back as an `error` event. Channels are remembered
+   * and subscribed again when a reconnect lands on a new session.
+   */
+  subscribe(channel: string): void {
+    this.#channels.add(channel);
+    this.#channelFrame('subscribe', channel);
+  }
+
+  unsubscribe(channel: string): void {
+    this.#channels.delete(channel);
+    this.#channelFrame('unsubscribe', channel);
+  }
+
+  /**
+   * Closes for good with 1000: no reconnect, pending sends and pings rejected.
+   * Idempotent; resolves once the socket has closed.
+   */
+  close(): Promise<void> {
+    if (this.#state.status === 'closed') return this.#socketGone;
+    this.#flushAck();
+    const socket = this.#socket;
+    this.#socket = null;
+    socket?.close(1000, 'client closed');
+    this.#disconnected(1000, 'client closed', 'final');
+    return this.#socketGone;
+  }
+
+  // --- connection lifecycle ---
+
+  #setState(next: ClientState): void {
+    this.#state = next;
+  }
+
+  #connect(first = false): void {
+    this.#retryTimer = undefined;
+    this.#setState({ status: 'connecting', attempt: this.#attempt });
+    const url = this.#token === null ? this.url : resumeUrl(this.url, this.#token, this.#lastSeq);
+    let socket: WebSocketLike;
+    try {
+      socket = new this.#WebSocket(url, PROTOCOL);
+    } catch (err) {
+      const error = new SwitchboardClientError('bad_url', `cannot open a WebSocket to ${url}`, false, { cause: err });
+      if (first) throw error; // a bad URL is the caller's mistake: say so at construction
+      this.emit('error', error);
+      this.#disconnected(1006, 'cannot open the WebSocket', 'final');
+      return;
+    }
+    socket.binaryType = 'arraybuffer';
+    this.#socket = socket;
+    this.#welcomed = false;
+    let gone!: () => void;
+    this.#socketGone = new Promise((resolve) => (gone = resolve));
+    // Handlers stay attached for the socket's life and ignore it once replaced:
+    // `ws` throws on an 'error' event with no listener.
+    socket.onerror = () => {};
+    socket.onmessage = (event) => {
+      if (this.#socket === socket) this.#receive(event.data);
+    };
+    socket.onclose = (event) => {
+      gone();
+      if (this.#socket !== socket) return;
+      this.#socket = null;
+      this.#disconnected(event.code, event.reason);
+    };
+  }
+
+  /**
+   * The socket is gone (or abandoned): report it, then reconnect or finish.
+   * `plan`: decide by close code, back off regardless, stop, or follow a server hint.
+   */
+  #disconnected(code: number, reason: string, plan: 'byCode' | 'backoff' | 'final' | { hintMs: number } = 'byCode'): void {
+    this.#welcomed = false;
+    this.#cancelAckTimer();
+    const pings = this.#pings;
+    this.#pings = [];
+    for (const p of pings) p.reject(new SwitchboardClientError('disconnected', 'connection dropped before the pong'));
+
+    let delayMs: number | undefined;
+    if (typeof plan === 'object') {
+      delayMs = plan.hintMs; // a hint is not a failure: the attempt count stays
+    } else if (plan === 'backoff' || (plan === 'byCode' && reconnectsAfter(code))) {
+      delayMs = backoffDelay(this.#attempt, this.#backoff, this.#random);
+      if (delayMs !== undefined) this.#attempt++;
+    }
+    const willReconnect = delayMs !== undefined;
+    if (delayMs !== undefined) {
+      this.#setState({ status: 'waiting', attempt: this.#attempt, delayMs });
+      this.#retryTimer = this.#setTimer(() => this.#connect(), delayMs);
+    } else {
+      this.#finish(code, reason);
+    }
+    this.emit('close', { code, reason, willReconnect });
+  }
+
+  #finish(code: number, reason: string): void {
+    this.#setState({ status: 'closed', code, reason });
+    if (this.#retryTimer !== undefined) this.#clearTimer(this.#retryTimer);
+    this.#retryTimer = undefined;
+    const pending = [...this.#pending.values()];
+    this.#pending.clear();
+    const err = closedError(code, reason);
+    for (const m of pending) m.reject(err);
+    this.#channelFrames = [];
+  }
+
+  /**
+   * Drops the current socket ourselves. `code` is what the close event reports; the
+   * wire gets 1000 because browsers only let a client close with 1000 or 3000–4999.
+   */
+  #abandon(code: number, reason: string, plan: 'backoff' | { hintMs: number }): void {
+    const socket = this.#socket;
+    this.#socket = null;
+    socket?.close(1000, reason);
+    this.#disconnected(code, reason, plan);
+  }
+
+  // --- inbound ---
+
+  #receive(raw: unknown): void {
+    const frame = typeof raw === 'string' ? parseFrame(raw) : undefined;
+    if (frame === undefined) {
+      this.emit('error', new SwitchboardClientError('bad_frame', 'the server sent a frame that is not reliable-mode JSON'));
+      if (!this.#welcomed) this.#abandon(1002, 'protocol error', 'backoff');
+      return;
+    }
+    if (!this.#welcomed) {
+      if (frame.type === 'welcome') this.#onWelcome(frame);
+      else {
+        this.emit('error', new SwitchboardClientError('bad_frame', `expected welcome first, got ${frame.type}`));
+        this.#abandon(1002, 'protocol error', 'backoff');
+      }
+      return;
+    }
+    switch (frame.type) {
+      case 'message':
+        if (frame.seq <= this.#lastSeq) return; // re-sent after a resume: already delivered
+        // A hole without a gap frame is still loss; say so rather than hide it.
+        if (frame.seq > this.#lastSeq + 1) this.emit('gap', { from: this.#lastSeq + 1, to: frame.seq - 1 });
+        this.#lastSeq = frame.seq;
+        this.#arrived();
+        this.emit('message', frame.data, { seq: frame.seq });
+        return;
+      case 'gap': {
+        if (frame.to <= this.#lastSeq) return;
+        const from = this.#lastSeq + 1;
+        this.#lastSeq = frame.to; // acks stay cumulative across the hole
+        this.#arrived();
+        this.emit('gap', { from, to: frame.to });
+        return;
+      }
+      case 'ack':
+      case 'nack': {
+        const m = this.#pending.get(frame.id);
+        if (m === undefined) return; // a duplicate answer to a re-sent message
+        this.#pending.delete(frame.id);
+        if (frame.type === 'ack') m.resolve();
+        else m.reject(new SwitchboardClientError(frame.error, `message ${frame.id} was rejected: ${frame.error}`, frame.retryable));
+        return;
+      }
+      case 'pong':
+        this.#pings.shift()?.resolve();
+        return;
+      case 'reconnect':
+        this.#abandon(1000, 'reconnect requested', { hintMs: hintDelay(frame.afterMs, this.#backoff, this.#random) });
+        return;
+      case 'error':
+        this.emit('error', new SwitchboardClientError(frame.error, frame.message));
+        return;
+      case 'welcome': // a second welcome on one connection means nothing; ignore it
+      case 'unknown':
+        return;
+    }
+  }
+
+  #onWelcome(w: { session: string; token: string; resumed: boolean }): void {
+    const socket = this.#socket;
+    const previousSession = this.#session;
+    const reset = previousSession !== null && (!w.resumed || w.session !== previousSession);
+    if (!w.resumed || reset) this.#lastSeq = 0;
+    this.#ackedSeq = this.#lastSeq; // lastSeq in the resume URL acked everything up to it
+    this.#session = w.session;
+    this.#token = w.token;
+    this.#attempt = 0;
+    this.#welcomed = true;
+    this.#setState({ status: 'open', session: w.session });
+
+    const channelFrames = this.#channelFrames;
+    this.#channelFrames = [];
+    if (w.resumed && !reset) for (const f of channelFrames) this.#transmit(f);
+    else for (const c of this.#channels) this.#transmit(JSON.stringify({ type: 'subscribe', channel: c }));
+    // Unacked and queued messages go out in send order, with their original ids.
+    for (const m of this.#pending.values()) this.#transmit(m.frame);
+
+    this.emit('open', { session: w.session, resumed: w.resumed && !reset });
+    if (reset && this.#socket === socket) this.emit('reset', { session: w.session, previousSession });
+  }
+
+  // --- acks ---
+
+  #arrived(): void {
+    if (this.#lastSeq - this.#ackedSeq >= this.#ackEvery) this.#flushAck();
+    else if (this.#ackTimer === undefined) {
+      this.#ackTimer = this.#setTimer(() => {
+        this.#ackTimer = undefined;
+        this.#flushAck();
+      }, this.#ackIntervalMs);
+    }
+  }
+
+  #flushAck(): void {
+    this.#cancelAckTimer();
+    if (!this.#welcomed || this.#lastSeq <= this.#ackedSeq) return;
+    this.#ackedSeq = this.#lastSeq;
+    this.#transmit(`{"type":"ack","seq":${this.#lastSeq}}`);
+  }
+
+  #cancelAckTimer(): void {
+    if (this.#ackTimer !== undefined) this.#clearTimer(this.#ackTimer);
+    this.#ackTimer = undefined;
+  }
+
+  // --- outbound ---
+
+  #channelFrame(type: 'subscribe' | 'unsubscribe', channel: string): void {
+    const frame = JSON.stringify({ type, channel });
+    if (this.#welcomed) this.#transmit(frame);
+    else if (this.#state.status !== 'closed') this.#channelFrames.push(frame);
+  }
+
+  #transmit(text: string): void {
+    const socket = this.#socket;
+    // A socket that is closing drops the frame; anything that matters (messages)
+    // stays pending and is re-sent after the next welcome.
+    if (socket === null || socket.readyState !== OPEN) return;
+    try {
+      socket.send(text);
+    } catch {
+      // Same as above: the close event follows and drives the reconnect.
+    }
+  }
+}
+
+function closedError(code?: number, reason?: string): SwitchboardClientError {
+  const why = code === undefined ? '' : ` (close code ${code}${reason ? `: ${reason}` : ''})`;
+  return new SwitchboardClientError('closed', `the Switchboard client is closed${why}`);
+}
+
+function positive(name: string, value: number): number {
+  if (!Number.isFinite(value) || value <= 0) throw new RangeError(`${name}: expected a positive number, got ${String(value)}`);
+  return value;
+}
