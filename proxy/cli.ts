@@ -49,13 +49,7 @@ async function main(): Promise<void> {
   if (await runWorkers(config)) return;
 
   const switchboard = new Switchboard(config);
-  try {
-    await switchboard.start();
-  } catch (err) {
-    switchboard.destroy();
-    if (err instanceof PortInUseError) fail(1, [err.message]);
-    throw err;
-  }
+  // Handlers first: a signal that arrives while starting still drains (or aborts the start).
   let stopping = false;
   const stop = (signal: string) => {
     if (stopping) {
@@ -72,6 +66,14 @@ async function main(): Promise<void> {
   };
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
+  try {
+    await switchboard.start();
+  } catch (err) {
+    switchboard.destroy();
+    if (stopping) process.exit(0);
+    if (err instanceof PortInUseError) fail(1, [err.message]);
+    throw err;
+  }
 }
 
 main().catch((err: unknown) => {

@@ -91,11 +91,13 @@ function decode(segment: string): string {
 export function createControlApi(deps: ControlDeps): (req: IncomingMessage, res: ServerResponse) => void {
   const { config, directory, clock } = deps;
   const maxBytes = config.limits.maxMessageBytes;
-  const token = config.control.token === null ? null : Buffer.from(`Bearer ${config.control.token}`);
+  const token = config.control.token === null ? null : Buffer.from(config.control.token);
 
   const authorized = (req: IncomingMessage): boolean => {
     if (token === null) return true;
-    const given = Buffer.from(req.headers.authorization ?? '');
+    // The scheme name is case-insensitive (RFC 9110 §11.1); the token is compared in constant time.
+    const m = /^bearer +(.+)$/i.exec(req.headers.authorization ?? '');
+    const given = Buffer.from(m ? m[1] : '');
     return given.length === token.length && timingSafeEqual(given, token);
   };
 

@@ -60,7 +60,7 @@ export class Outbox {
   sentDirectly(push: Push, retain: boolean): Entry {
     const entry: Entry = { seq: this.#nextSeq++, push };
     if (retain) {
-      this.#makeRoom(push, true);
+      this.#makeRoomWritten(push);
       this.#entries.splice(this.#sent, 0, entry);
       this.#sent++;
       this.#bytes += push.bytes;
@@ -70,16 +70,16 @@ export class Outbox {
 
   enqueue(push: Push): Enqueued {
     const key = push.coalesceKey;
-    if (key !== null) {
-      const prior = this.#byKey?.get(key);
-      if (prior) {
-        this.#bytes += push.bytes - prior.push.bytes;
-        prior.push = push;
-        return { result: 'coalesced', entry: prior };
-      }
-    }
+    const prior = key === null ? undefined : this.#byKey?.get(key);
     if (push.bytes > this.#limits.maxBytes) return this.#refuse(push);
-    if (!this.#makeRoom(push, false)) return this.#refuse(push);
+    if (prior) {
+      // In place, keeping its seq; the bound still holds for the new size.
+      if (!this.#makeRoom(0, push.bytes - prior.push.bytes, push, prior)) return this.#refuse(push);
+      this.#bytes += push.bytes - prior.push.bytes;
+      prior.push = push;
+      return { result: 'coalesced', entry: prior };
+    }
+    if (!this.#makeRoom(1, push.bytes, push, null)) return this.#refuse(push);
     const entry: Entry = { seq: this.#nextSeq++, push };
     this.#entries.push(entry);
     this.#bytes += push.bytes;
@@ -140,26 +140,45 @@ export class Outbox {
   }
 
   /**
-   * Frees room for `push`: first written-but-unacked messages, then queued lossy ones,
-   * then (policy `drop-oldest`) the oldest queued. False when the push cannot be held.
+   * Frees room for `count` more messages and `bytes` more bytes: first written-but-unacked
+   * messages, then queued lossy ones, then (policy `drop-oldest`, durable pushes) the oldest
+   * queued. Evicts nothing when even all of that would not make room. `keep` is never evicted.
    */
-  #makeRoom(push: Push, written: boolean): boolean {
+  #makeRoom(count: number, bytes: number, push: Push, keep: Entry | null): boolean {
     const { maxMessages, maxBytes, onOverflow } = this.#limits;
-    while (this.#entries.length + 1 > maxMessages || this.#bytes + push.bytes > maxBytes) {
-      if (this.#sent > 0) {
+    const fits = () => this.#entries.length + count <= maxMessages && this.#bytes + bytes <= maxBytes;
+    if (fits()) return true;
+    const oldest = push.class === 'durable' && onOverflow === 'drop-oldest';
+    let freeCount = 0;
+    let freeBytes = 0;
+    this.#entries.forEach((e, i) => {
+      if (e !== keep && (i < this.#sent || e.push.class === 'lossy' || oldest)) {
+        freeCount++;
+        freeBytes += e.push.bytes;
+      }
+    });
+    if (this.#entries.length - freeCount + count > maxMessages || this.#bytes - freeBytes + bytes > maxBytes) return false;
+    while (!fits()) {
+      if (this.#sent > 0 && this.#entries[0] !== keep) {
         this.#remove(0, 'unacked_evicted');
         continue;
       }
-      if (written) return true; // Already on the wire: nothing else is evicted for it.
-      const lossy = this.#entries.findIndex((e, i) => i >= this.#sent && e.push.class === 'lossy');
+      const lossy = this.#entries.findIndex((e, i) => i >= this.#sent && e !== keep && e.push.class === 'lossy');
       if (lossy >= 0) {
         this.#remove(lossy, 'lossy');
         continue;
       }
-      if (push.class === 'lossy' || onOverflow === 'close' || this.#entries.length === 0) return false;
-      this.#remove(this.#sent, 'overflow');
+      this.#remove(this.#entries.findIndex((e, i) => i >= this.#sent && e !== keep), 'overflow');
     }
     return true;
+  }
+
+  /** Room for a message already written to the socket: only unacked ones make way for it. */
+  #makeRoomWritten(push: Push): void {
+    const { maxMessages, maxBytes } = this.#limits;
+    while (this.#sent > 0 && (this.#entries.length + 1 > maxMessages || this.#bytes + push.bytes > maxBytes)) {
+      this.#remove(0, 'unacked_evicted');
+    }
   }
 
   #remove(index: number, reason: DropReason): void {

@@ -76,6 +76,9 @@ export function parseBatch(body: unknown, now: number, maxItems: number, maxItem
   if (body === null || typeof body !== 'object' || !Array.isArray((body as { messages?: unknown }).messages)) {
     throw new SwitchboardError('bad_body', 'expected {"messages": [...]}');
   }
+  for (const key of Object.keys(body)) {
+    if (key !== 'messages') throw new SwitchboardError('bad_body', `${key}: unknown key`);
+  }
   const messages = (body as { messages: unknown[] }).messages;
   if (messages.length > maxItems) throw new SwitchboardError('too_large', `a batch holds at most ${maxItems} messages, got ${messages.length}`);
   return messages.map((item, i) => {

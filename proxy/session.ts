@@ -56,6 +56,7 @@ export interface Handshake {
 }
 
 const MAX_CLIENT_ID = 256;
+const EMPTY = Buffer.alloc(0);
 
 /** The close code `ws` sends for a bad frame; it then reports 1006 as it stops reading. */
 function receiverCloseCode(code: string | undefined): number | undefined {
@@ -353,12 +354,17 @@ export class Session implements SessionView, Beating {
   }
 
   #waitForDrain(): void {
-    if (this.#waitingDrain || !this.#socket) return;
+    const socket = this.#socket;
+    if (this.#waitingDrain || !socket) return;
     this.#waitingDrain = true;
-    this.#socket.once('drain', () => {
+    const resume = () => {
       this.#waitingDrain = false;
       this.#flush();
-    });
+    };
+    // 'drain' comes only after a write was refused; below the socket's own high-water mark,
+    // an empty write's callback tells when what is buffered has gone out.
+    if (socket.writableNeedDrain) socket.once('drain', resume);
+    else socket.write(EMPTY, resume);
   }
 
   // ── inbound ───────────────────────────────────────────────────────────────────
