@@ -1,0 +1,267 @@
+// The configuration schema and loader: errors with paths, defaults, env overrides, files.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { ConfigError, loadConfig, validateConfig } from '../proxy/config.js';
+
+/** The problems validateConfig reports for `input` (fails the test when it accepts it). */
+function problems(input: unknown): readonly string[] {
+  try {
+    validateConfig(input);
+  } catch (err) {
+    assert.ok(err instanceof ConfigError, `expected a ConfigError, got ${String(err)}`);
+    assert.equal(err.message, err.problems.join('\n'));
+    return err.problems;
+  }
+  assert.fail(`accepted ${JSON.stringify(input)}`);
+}
+
+function loadProblems(file: string | undefined, env: NodeJS.ProcessEnv): readonly string[] {
+  try {
+    loadConfig(file, env);
+  } catch (err) {
+    assert.ok(err instanceof ConfigError, `expected a ConfigError, got ${String(err)}`);
+    return err.problems;
+  }
+  assert.fail('loadConfig accepted it');
+}
+
+function tempDir(t: import('node:test').TestContext): string {
+  const dir = mkdtempSync(join(tmpdir(), 'switchboard-config-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+test('a wrong value is reported with its path, what was expected and what was given', () => {
+  assert.deepEqual(problems({ webhooks: { timeoutMs: 'fast' } }), ['webhooks.timeoutMs: expected a positive integer, got "fast"']);
+  assert.deepEqual(problems({ webhooks: { timeoutMs: 0 } }), ['webhooks.timeoutMs: expected a positive integer, got 0']);
+  assert.deepEqual(problems({ heartbeat: { intervalMs: 2.5 } }), ['heartbeat.intervalMs: expected a positive integer, got 2.5']);
+  assert.deepEqual(problems({ session: { graceMs: -1 } }), ['session.graceMs: expected an integer >= 0, got -1']);
+  assert.deepEqual(problems({ session: { outbox: { onOverflow: 'block' } } }), ['session.outbox.onOverflow: expected "close" or "drop-oldest", got "block"']);
+  assert.match(problems({ workers: 0 })[0], /^workers: expected a positive integer.*, got 0$/);
+  const [listen] = problems({ listen: 'everywhere' });
+  assert.match(listen, /^listen: expected "host:port".*, got "everywhere"$/);
+  assert.match(problems({ listen: '127.0.0.1:70000' })[0], /^listen: /);
+  assert.match(problems({ app: { url: 'ftp://example.com' } })[0], /^app\.url: expected an http\(s\) URL, got "ftp:\/\/example.com"$/);
+  assert.match(problems({ ws: { paths: [] } })[0], /^ws\.paths: /);
+  assert.match(problems({ ws: { paths: ['ws'] } })[0], /^ws\.paths\.0: /);
+  assert.match(problems({ webhooks: { paths: { message: 'no-slash' } } })[0], /^webhooks\.paths\.message: /);
+  assert.match(problems({ webhooks: { secret: 'plain' } })[0], /^webhooks\.secret: /);
+  assert.match(problems({ log: { level: 'loud' } })[0], /^log\.level: .*got "loud"$/);
+  assert.match(problems({ limits: { maxMessageBytes: '1mb' } })[0], /^limits\.maxMessageBytes: expected a positive integer, got "1mb"$/);
+});
+
+test('every problem is reported at once, one line each', () => {
+  const found = problems({
+    webhooks: { timeoutMs: 'fast', retry: { maxAttempts: -1 } },
+    limits: { maxConnections: 'lots' },
+    drain: { timeoutMs: null },
+  });
+  assert.equal(found.length, 4, found.join('\n'));
+  for (const p of found) assert.doesNotMatch(p, /\n/);
+  assert.deepEqual(found.map((p) => p.split(':')[0]).sort(), ['drain.timeoutMs', 'limits.maxConnections', 'webhooks.retry.maxAttempts', 'webhooks.timeoutMs']);
+});
+
+test('unknown keys are errors, at any depth, each named by its path', () => {
+  assert.deepEqual(problems({ listne: '127.0.0.1:1' }), ['listne: unknown key']);
+  assert.deepEqual(problems({ session: { outbox: { maxMesages: 5 } } }), ['session.outbox.maxMesages: unknown key']);
+  const two = problems({ extra: 1, webhooks: { retry: { tries: 3 } } });
+  assert.deepEqual([...two].sort(), ['extra: unknown key', 'webhooks.retry.tries: unknown key']);
+});
+
+test('a non-object config is refused', () => {
+  assert.equal(problems([1, 2]).length, 1);
+  assert.equal(problems('listen: 1').length, 1);
+  assert.equal(problems({ session: 5 })[0].split(':')[0], 'session');
+});
+
+test('defaults follow the contract table (SPEC §1)', () => {
+  const c = validateConfig({});
+  assert.equal(c.listen, '0.0.0.0:8080');
+  assert.equal(c.workers, 1);
+  assert.equal(c.app.url, 'http://127.0.0.1:3000');
+  assert.deepEqual(c.ws.paths, ['/ws']);
+  assert.equal(c.control.listen, '127.0.0.1:8081');
+  assert.equal(c.control.token, null);
+  assert.equal(c.heartbeat.intervalMs, 25000);
+  assert.equal(c.heartbeat.timeoutMs, 10000);
+  assert.equal(c.session.graceMs, 120000);
+  assert.equal(c.session.outbox.maxMessages, 1024);
+  assert.equal(c.session.outbox.maxBytes, 1048576);
+  assert.equal(c.session.outbox.highWaterBytes, 262144);
+  assert.equal(c.session.outbox.onOverflow, 'close');
+  assert.equal(c.limits.maxMessageBytes, 1048576);
+  assert.equal(c.limits.maxConnections, 100000);
+  assert.equal(c.limits.maxConnectionsPerIp, 0);
+  assert.equal(c.limits.connectRatePerSec, 0);
+  assert.equal(c.limits.connectBurst, 0);
+  assert.equal(c.webhooks.timeoutMs, 5000);
+  assert.equal(c.webhooks.retry.maxAttempts, 5);
+  assert.equal(c.webhooks.secret, null);
+  assert.equal(c.drain.timeoutMs, 30000);
+  // SPEC §3.1 defaults.
+  assert.deepEqual({ ...c.webhooks.paths }, { connect: '/ws/connect', message: '/ws/message', subscribe: null, resume: null, disconnect: '/ws/disconnect' });
+  assert.deepEqual([...c.webhooks.forwardHeaders], ['cookie', 'authorization', 'origin', 'user-agent', 'accept-language', 'x-forwarded-for', 'x-request-id']);
+  assert.equal(c.webhooks.replayHandshakeHeaders, true);
+  assert.deepEqual(validateConfig(null), c, 'no config at all is the defaults');
+});
+
+test('a partial section keeps the defaults of its other keys', () => {
+  const c = validateConfig({ session: { outbox: { maxMessages: 8 } }, webhooks: { retry: { maxAttempts: 2 } } });
+  assert.equal(c.session.outbox.maxMessages, 8);
+  assert.equal(c.session.outbox.maxBytes, 1048576);
+  assert.equal(c.session.graceMs, 120000);
+  assert.equal(c.webhooks.retry.maxAttempts, 2);
+  assert.equal(c.webhooks.timeoutMs, 5000);
+  assert.equal(validateConfig({ workers: 'auto' }).workers, 'auto');
+  assert.equal(validateConfig({ webhooks: { paths: { connect: null } } }).webhooks.paths.connect, null);
+});
+
+test('the result is frozen, all the way down', () => {
+  const input = { ws: { paths: ['/a', '/b'] }, session: { outbox: { maxMessages: 8 } } };
+  const c = validateConfig(input);
+  assert.ok(Object.isFrozen(c));
+  assert.ok(Object.isFrozen(c.session));
+  assert.ok(Object.isFrozen(c.session.outbox));
+  assert.ok(Object.isFrozen(c.ws.paths));
+  assert.ok(Object.isFrozen(c.webhooks.paths));
+  assert.throws(() => { (c as { listen: string }).listen = 'x'; }, TypeError);
+  assert.throws(() => { (c.session.outbox as { maxMessages: number }).maxMessages = 1; }, TypeError);
+  assert.throws(() => { (c.ws.paths as string[]).push('/c'); }, TypeError);
+  // The caller's object is not frozen or changed.
+  assert.ok(!Object.isFrozen(input.ws.paths));
+  input.ws.paths.push('/c');
+  assert.deepEqual([...c.ws.paths], ['/a', '/b']);
+  // A second config is independent of the first.
+  const d = validateConfig({});
+  assert.deepEqual([...d.ws.paths], ['/ws']);
+});
+
+test('control.token is required when control.listen is not loopback', () => {
+  for (const listen of ['0.0.0.0:8081', '10.1.2.3:8081', '[::]:8081']) {
+    const found = problems({ control: { listen } });
+    assert.equal(found.length, 1, found.join('\n'));
+    assert.match(found[0], /^control\.token: required/);
+    assert.ok(found[0].includes(listen), 'the message names the address');
+    assert.equal(validateConfig({ control: { listen, token: 's3cret' } }).control.token, 's3cret');
+  }
+  for (const listen of ['127.0.0.1:8081', '127.0.0.2:9', 'localhost:8081', '[::1]:8081', ':8081']) {
+    assert.equal(validateConfig({ control: { listen } }).control.listen, listen);
+  }
+  assert.match(problems({ control: { listen: '0.0.0.0:8081', token: '' } })[0], /^control\.token: /);
+});
+
+test('cross-field rules: highWaterBytes within maxBytes; amqp upstream needs a url', () => {
+  assert.match(problems({ session: { outbox: { highWaterBytes: 2000, maxBytes: 1000 } } })[0], /^session\.outbox\.highWaterBytes: /);
+  assert.match(problems({ upstream: 'amqp' })[0], /^amqp\.url: /);
+  assert.equal(validateConfig({ upstream: 'amqp', amqp: { url: 'amqp://localhost' } }).upstream, 'amqp');
+});
+
+test('loadConfig reads YAML and JSON files', (t) => {
+  const dir = tempDir(t);
+  const yaml = join(dir, 'switchboard.yaml');
+  writeFileSync(yaml, '# comment\nlisten: 127.0.0.1:9000\nsession:\n  outbox:\n    maxMessages: 16\nws:\n  paths: [/a, /b]\n');
+  const y = loadConfig(yaml, {});
+  assert.equal(y.listen, '127.0.0.1:9000');
+  assert.equal(y.session.outbox.maxMessages, 16);
+  assert.deepEqual([...y.ws.paths], ['/a', '/b']);
+  assert.ok(Object.isFrozen(y));
+
+  const json = join(dir, 'switchboard.json');
+  writeFileSync(json, JSON.stringify({ app: { url: 'http://127.0.0.1:4000' }, webhooks: { timeoutMs: 900 } }));
+  const j = loadConfig(json, {});
+  assert.equal(j.app.url, 'http://127.0.0.1:4000');
+  assert.equal(j.webhooks.timeoutMs, 900);
+
+  const empty = join(dir, 'empty.yaml');
+  writeFileSync(empty, '');
+  assert.deepEqual(loadConfig(empty, {}), validateConfig({}), 'an empty file is the defaults');
+  assert.deepEqual(loadConfig(undefined, {}), validateConfig({}), 'no file is the defaults');
+});
+
+test('a bad value in a file is reported by its path', (t) => {
+  const dir = tempDir(t);
+  const yaml = join(dir, 'bad.yml');
+  writeFileSync(yaml, 'webhooks:\n  timeoutMs: fast\nsesion: {}\n');
+  assert.deepEqual([...loadProblems(yaml, {})].sort(), ['sesion: unknown key', 'webhooks.timeoutMs: expected a positive integer, got "fast"']);
+});
+
+test('unreadable and unparsable files are ConfigErrors naming the file', (t) => {
+  const dir = tempDir(t);
+  const missing = join(dir, 'missing.yaml');
+  const [m] = loadProblems(missing, {});
+  assert.ok(m.startsWith(`${missing}: `), m);
+  assert.match(m, /ENOENT/);
+
+  const badJson = join(dir, 'bad.json');
+  writeFileSync(badJson, '{"listen": ');
+  const [bj] = loadProblems(badJson, {});
+  assert.ok(bj.startsWith(`${badJson}: `), bj);
+
+  const badYaml = join(dir, 'bad.yaml');
+  writeFileSync(badYaml, 'listen: [unclosed\n  : : :\n');
+  const [by] = loadProblems(badYaml, {});
+  assert.ok(by.startsWith(`${badYaml}: `), by);
+  assert.doesNotMatch(by, /\n/);
+
+  const list = join(dir, 'list.yaml');
+  writeFileSync(list, '- 1\n- 2\n');
+  const [l] = loadProblems(list, {});
+  assert.ok(l.startsWith(`${list}: `), l);
+
+  const dirAsFile = loadProblems(dir, {});
+  assert.equal(dirAsFile.length, 1);
+  assert.ok(dirAsFile[0].startsWith(`${dir}: `));
+
+  if (process.getuid?.() !== 0) {
+    const locked = join(dir, 'locked.yaml');
+    writeFileSync(locked, 'listen: 127.0.0.1:1\n');
+    chmodSync(locked, 0o000);
+    const [lk] = loadProblems(locked, {});
+    assert.match(lk, /EACCES/);
+  }
+});
+
+test('environment variables override the file', (t) => {
+  const dir = tempDir(t);
+  const file = join(dir, 'base.yaml');
+  writeFileSync(file, 'listen: 127.0.0.1:9000\napp:\n  url: http://127.0.0.1:1111\nlog:\n  level: warn\n');
+  const c = loadConfig(file, {
+    SWITCHBOARD_APP_URL: 'http://127.0.0.1:2222',
+    SWITCHBOARD_LISTEN: '127.0.0.1:9100',
+    SWITCHBOARD_CONTROL_LISTEN: '127.0.0.1:9101',
+    SWITCHBOARD_AMQP_URL: 'amqp://guest:guest@127.0.0.1:5672',
+    SWITCHBOARD_LOG_LEVEL: 'debug',
+    SWITCHBOARD_WORKERS: '3',
+  });
+  assert.equal(c.app.url, 'http://127.0.0.1:2222');
+  assert.equal(c.listen, '127.0.0.1:9100');
+  assert.equal(c.control.listen, '127.0.0.1:9101');
+  assert.equal(c.amqp.url, 'amqp://guest:guest@127.0.0.1:5672');
+  assert.equal(c.log.level, 'debug');
+  assert.equal(c.workers, 3);
+  assert.equal(loadConfig(file, { SWITCHBOARD_WORKERS: 'auto' }).workers, 'auto');
+  assert.equal(loadConfig(file, { SWITCHBOARD_LISTEN: '' }).listen, '127.0.0.1:9000', 'an empty variable is ignored');
+});
+
+test('SWITCHBOARD_CONFIG names the file when none is given; an explicit file wins', (t) => {
+  const dir = tempDir(t);
+  const a = join(dir, 'a.json');
+  const b = join(dir, 'b.yaml');
+  writeFileSync(a, JSON.stringify({ listen: '127.0.0.1:7001' }));
+  writeFileSync(b, 'listen: 127.0.0.1:7002\n');
+  assert.equal(loadConfig(undefined, { SWITCHBOARD_CONFIG: a }).listen, '127.0.0.1:7001');
+  assert.equal(loadConfig(b, { SWITCHBOARD_CONFIG: a }).listen, '127.0.0.1:7002');
+});
+
+test('bad environment values are reported by the config path they set', () => {
+  assert.deepEqual(loadProblems(undefined, { SWITCHBOARD_LOG_LEVEL: 'chatty' }), ['log.level: expected a pino level, got "chatty"']);
+  assert.match(loadProblems(undefined, { SWITCHBOARD_LISTEN: 'nowhere' })[0], /^listen: .*"nowhere"/);
+  assert.match(loadProblems(undefined, { SWITCHBOARD_APP_URL: 'not a url' })[0], /^app\.url: /);
+  assert.match(loadProblems(undefined, { SWITCHBOARD_AMQP_URL: 'http://broker' })[0], /^amqp\.url: /);
+  assert.match(loadProblems(undefined, { SWITCHBOARD_WORKERS: 'two' })[0], /^workers: .*"two"/);
+  const [open] = loadProblems(undefined, { SWITCHBOARD_CONTROL_LISTEN: '0.0.0.0:9101' });
+  assert.match(open, /^control\.token: required/);
+});
