@@ -7,6 +7,8 @@ import type { ControlRoute } from '../proxy/control-api.js';
 import type { Effects, Upstream } from './upstream.js';
 import { apiGatewayRoutes } from './apigateway/connections.js';
 import { NativeWebhooks } from './webhook/native.js';
+import { WebSocketOverHttp } from './websocket-over-http/dialect.js';
+import { gripPublishRoutes } from './websocket-over-http/publish-route.js';
 import { WebhookSender } from './webhook/sender.js';
 
 export interface PluginDeps {
@@ -32,13 +34,15 @@ export function createUpstream(config: Readonly<Config>, deps: PluginDeps): Upst
   const host = { log: deps.log, apply: deps.apply };
   switch (config.upstream) {
     case 'webhook':
-      return new NativeWebhooks(config.webhooks, createWebhookSender(config, deps), host);
+      return config.webhooks.dialect === 'websocket-over-http'
+        ? new WebSocketOverHttp(config, createWebhookSender(config, deps), host)
+        : new NativeWebhooks(config.webhooks, createWebhookSender(config, deps), host);
     case 'amqp':
       throw new Error('upstream "amqp" is not available yet');
   }
 }
 
 /** Control-port routes that dialects add (GRIP publish, API Gateway @connections). */
-export function controlRoutes(_config: Readonly<Config>): readonly ControlRoute[] {
-  return [...apiGatewayRoutes()];
+export function controlRoutes(config: Readonly<Config>): readonly ControlRoute[] {
+  return [...gripPublishRoutes(config), ...apiGatewayRoutes()];
 }

@@ -45,8 +45,8 @@ export interface Effects {
   meta?: Record<string, string>;
   send?: Payload[];
   close?: { code: number; reason?: string };
-  /** Dialect-specific: the session is kept open without a client (GRIP detach). */
-  detach?: boolean;
+  /** Drop the client's socket without a close frame (WebSocket-over-HTTP DISCONNECT). */
+  drop?: boolean;
 }
 
 export type ConnectOutcome =
@@ -92,6 +92,8 @@ export interface Upstream {
   destroy(): void;
   /** True while the upstream can take events (a broker connection is up). */
   ready(): boolean;
+  /** The handshake headers to keep for this session; by default those in `webhooks.forwardHeaders`. */
+  headersOf?(raw: import('node:http').IncomingHttpHeaders): Record<string, string>;
   connect(session: SessionView): Promise<ConnectOutcome>;
   /** Delivers client messages of one session, in order; never called twice at once per session. */
   message(session: SessionView, batch: readonly InboundMessage[]): Promise<DeliveryOutcome>;

@@ -23,6 +23,7 @@ export interface ControlRequest {
 }
 
 export interface ControlRoute {
+  /** `*` takes every method (the route answers 405 itself). */
   readonly method: string;
   readonly pattern: RegExp;
   /** Routes that answer in their own format (GRIP, API Gateway) skip the bearer token check when false. */
@@ -257,7 +258,7 @@ export function createControlApi(deps: ControlDeps): (req: IncomingMessage, res:
       const match = route.pattern.exec(path);
       if (!match) continue;
       pathMatched = true;
-      if (route.method !== req.method) continue;
+      if (route.method !== '*' && route.method !== req.method) continue;
       if (route.authenticated !== false && !authorized(req)) {
         sendError(res, new SwitchboardError('unauthorized'));
         return;

@@ -116,10 +116,13 @@ export class Gateway {
 
     const query: Record<string, string> = {};
     for (const [k, v] of url.searchParams) if (!RESUME_PARAMS.includes(k)) query[k] = v;
-    const headers: Record<string, string> = {};
-    for (const name of ctx.config.webhooks.forwardHeaders) {
-      const value = req.headers[name];
-      if (value !== undefined) headers[name] = Array.isArray(value) ? value.join(', ') : value;
+    let headers: Record<string, string> = {};
+    if (ctx.upstream.headersOf) headers = ctx.upstream.headersOf(req.headers);
+    else {
+      for (const name of ctx.config.webhooks.forwardHeaders) {
+        const value = req.headers[name];
+        if (value !== undefined) headers[name] = Array.isArray(value) ? value.join(', ') : value;
+      }
     }
     const session = new Session(ctx, {
       id: host.newConnectionId(),

@@ -509,6 +509,7 @@ export class Session implements SessionView, Beating {
     for (const channel of effects.unsubscribe ?? []) ctx.unsubscribe(this, channel);
     for (const payload of effects.send ?? []) this.send(new Push(payload));
     if (effects.close) this.close(effects.close.code, effects.close.reason);
+    else if (effects.drop) this.#ws?.terminate();
   }
 
   /** Waits for client messages already taken to reach the app. */
