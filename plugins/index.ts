@@ -6,6 +6,7 @@ import type { Metrics } from '../proxy/metrics.js';
 import type { ControlRoute } from '../proxy/control-api.js';
 import type { Effects, Upstream } from './upstream.js';
 import { apiGatewayRoutes } from './apigateway/connections.js';
+import { AmqpUpstream } from './amqp/upstream.js';
 import { NativeWebhooks } from './webhook/native.js';
 import { WebSocketOverHttp } from './websocket-over-http/dialect.js';
 import { gripPublishRoutes } from './websocket-over-http/publish-route.js';
@@ -38,7 +39,9 @@ export function createUpstream(config: Readonly<Config>, deps: PluginDeps): Upst
         ? new WebSocketOverHttp(config, createWebhookSender(config, deps), host)
         : new NativeWebhooks(config.webhooks, createWebhookSender(config, deps), host);
     case 'amqp':
-      throw new Error('upstream "amqp" is not available yet');
+      // Events go to RabbitMQ; the handshake and subscriptions are still decided by the
+      // native connect/subscribe webhooks when their paths are set.
+      return new AmqpUpstream(config, new NativeWebhooks(config.webhooks, createWebhookSender(config, deps), host), deps);
   }
 }
 

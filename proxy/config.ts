@@ -37,7 +37,14 @@ const httpUrl = z.string({ error: 'expected an http(s) URL' }).refine((v) => {
   }
 }, { error: 'expected an http(s) URL' });
 
-const amqpUrl = z.string({ error: 'expected an amqp(s) URL' }).refine((v) => /^amqps?:\/\//.test(v), { error: 'expected an amqp:// or amqps:// URL' });
+const amqpUrl = z.string({ error: 'expected an amqp(s) URL' }).refine((v) => {
+  try {
+    const u = new URL(v);
+    return (u.protocol === 'amqp:' || u.protocol === 'amqps:') && u.hostname !== '';
+  } catch {
+    return false;
+  }
+}, { error: 'expected an amqp:// or amqps:// URL with a host' });
 
 const webhookPath = z.union([z.string().startsWith('/', { error: 'expected a path starting with "/"' }), z.null()], {
   error: 'expected a path starting with "/" or null',
@@ -121,6 +128,13 @@ const schema = z.strictObject({
     deadLetterExchange: text.default('switchboard.dead'),
     /** Events held while the broker is away, before client reads pause. */
     bufferMessages: positiveInt.default(10_000),
+    /** Push-queue messages taken from the broker before one is acked. */
+    prefetch: positiveInt.default(100),
+    /** Reconnect waits: exponential from baseMs, capped at capMs, full jitter (also for cluster.amqp). */
+    reconnect: z.strictObject({
+      baseMs: positiveInt.default(100),
+      capMs: positiveInt.default(10_000),
+    }).prefault({}),
   }).prefault({}),
   cluster: z.strictObject({
     amqp: z.strictObject({

@@ -37,6 +37,8 @@ const specs = {
   too_many_connections: { status: 503, message: 'connection limit reached' },
   rate_limited: { status: 503, message: 'too many new connections, retry later' },
   app_unavailable: { status: 503, message: 'the app did not answer the connect webhook' },
+  broker_unavailable: { status: 503, message: 'the event broker is unavailable' },
+  cluster_unavailable: { status: 503, message: 'the cluster broker is not connected: other nodes were not reached' },
   bad_gateway: { status: 502, message: 'the app could not be reached' },
   internal: { status: 500, message: 'internal error' },
 } as const satisfies Record<string, ErrorSpec>;

@@ -22,6 +22,7 @@ import { TimerWheel } from './timer-wheel.js';
 import { TokenCodec } from './token.js';
 import { controlRoutes, createUpstream } from '../plugins/index.js';
 import type { Effects, Upstream } from '../plugins/upstream.js';
+import { installAmqp, type Installed } from '../plugins/amqp/install.js';
 
 export type SwitchboardState = 'starting' | 'running' | 'draining' | 'closed';
 
@@ -73,8 +74,10 @@ export class Switchboard {
   readonly #work = new Set<Promise<unknown>>();
   readonly #controlRoutes: ControlRoute[];
   readonly #startHooks: Array<() => Promise<void>> = [];
+  readonly #drainHooks: Array<() => Promise<void>> = [];
   readonly #closeHooks: Array<() => Promise<void>> = [];
   readonly #readiness: Array<() => string | null> = [];
+  readonly #amqp: Installed;
   #counter = 0;
   #closing: Promise<void> | null = null;
 
@@ -133,6 +136,8 @@ export class Switchboard {
     this.#public.on('upgrade', (req, socket, head) => this.#gateway.upgrade(req, socket, head));
     this.#public.on('clientError', (_err, socket) => socket.destroy());
     this.#control = options.control === false ? null : createServer();
+    // RabbitMQ cluster relay and push-queue consumer, when configured (with workers, the primary consumes the queue).
+    this.#amqp = installAmqp(this, { pushQueue: options.control !== false });
   }
 
   /** Connection ids name their node and worker, so a push by id finds its process. */
@@ -148,6 +153,11 @@ export class Switchboard {
   /** Plugins hook into the fixed start and close order; readiness checks name what is missing. */
   onStart(hook: () => Promise<void>): void {
     this.#startHooks.push(hook);
+  }
+
+  /** Runs first in a drain, before sessions close (stop consuming new work). */
+  onDrain(hook: () => Promise<void>): void {
+    this.#drainHooks.push(hook);
   }
 
   onClose(hook: () => Promise<void>): void {
@@ -240,6 +250,9 @@ export class Switchboard {
     const budget = this.config.drain.timeoutMs;
     const deadline = this.clock.now() + budget;
     this.log.info({ sessions: this.registry.size, budgetMs: budget }, 'draining');
+    for (const hook of this.#drainHooks) {
+      await withDeadline(hook(), budget / 4).catch((err: unknown) => this.log.warn({ err: (err as Error).message }, 'drain hook failed'));
+    }
     const spread = Math.floor(budget / 2);
     const raw: Session[] = [];
     for (const s of this.registry.all()) {
@@ -276,6 +289,7 @@ export class Switchboard {
     for (const s of [...this.registry.all()]) s.close(CloseCode.goingAway, 'shutting down');
     this.#gateway.close();
     this.upstream.destroy();
+    this.#amqp.destroy();
     this.#proxy.close();
     this.#public.closeAllConnections();
     this.#public.close();

@@ -17,6 +17,7 @@ import { Push } from './push.js';
 import { zeroCounts, type Target } from './router.js';
 import { PortInUseError, Switchboard, parseConnectionId } from './switchboard.js';
 import { controlRoutes } from '../plugins/index.js';
+import { installPushQueue } from '../plugins/amqp/install.js';
 
 /** Runs as primary or worker when `workers` is more than 1; false when one process will do. */
 export async function runWorkers(config: Readonly<Config>): Promise<boolean> {
@@ -283,6 +284,15 @@ async function runPrimary(config: Readonly<Config>, n: number): Promise<void> {
   }
 
   const directory = new WorkersDirectory(pool, nodeId);
+  // The push queue is consumed here, once per node, and routed to the workers like API pushes.
+  const hooks = { start: [] as Array<() => Promise<void>>, drain: [] as Array<() => Promise<void>>, readiness: [] as Array<() => string | null> };
+  installPushQueue(config, {
+    log, clock: systemClock, directory,
+    onStart: (h) => hooks.start.push(h),
+    onDrain: (h) => hooks.drain.push(h),
+    addReadiness: (c) => hooks.readiness.push(c),
+  });
+  for (const start of hooks.start) await start();
   const control: Server = createServer(createControlApi({
     config,
     clock: systemClock,
@@ -292,6 +302,10 @@ async function runPrimary(config: Readonly<Config>, n: number): Promise<void> {
     ready: async () => {
       if (state !== 'running') return { ready: false, reason: state };
       if (pool.workers.size < n) return { ready: false, reason: `${n - pool.workers.size} worker(s) restarting` };
+      for (const check of hooks.readiness) {
+        const reason = check();
+        if (reason !== null) return { ready: false, reason };
+      }
       const states = await pool.callAll<{ ready: boolean; reason?: string }>({ op: 'ready' });
       return states.find((s) => !s.ready) ?? { ready: true };
     },
@@ -322,6 +336,7 @@ async function runPrimary(config: Readonly<Config>, n: number): Promise<void> {
     }
     state = 'draining';
     log.info({ signal }, 'draining workers');
+    for (const drain of hooks.drain) await drain().catch((err: unknown) => log.warn({ err: (err as Error).message }, 'drain hook failed'));
     const exits = [...pool.workers.values()].map((w) => (w.isDead() ? Promise.resolve() : once(w, 'exit')));
     for (const w of pool.workers.values()) w.send({ sb: 'drain' });
     const deadline = setTimeout(() => {

@@ -1,0 +1,82 @@
+// The pure parts of the RabbitMQ plugin: backoff, routing keys, the cluster wire format,
+// batch outcomes. No broker needed.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { backoffDelay, brokerUrl, redact } from '../plugins/amqp/connection.js';
+import { bindingKey, decodeMessage, encodeClose, encodePush, escapeName, nodeOf, routingKey } from '../plugins/amqp/cluster.js';
+import { outcomeOf } from '../plugins/amqp/upstream.js';
+import { Push } from '../proxy/push.js';
+
+test('backoff: full jitter under an exponential ceiling, capped', () => {
+  const b = { baseMs: 100, capMs: 1000 };
+  assert.equal(backoffDelay(0, b, () => 0.999), 99);
+  assert.equal(backoffDelay(3, b, () => 0.999), 799);
+  assert.equal(backoffDelay(10, b, () => 0.999), 999);
+  assert.equal(backoffDelay(1000, b, () => 0.5), 500);
+  assert.equal(backoffDelay(5, b, () => 0), 0);
+});
+
+test('broker URL: a heartbeat unless set; passwords redacted for logs', () => {
+  assert.equal(brokerUrl('amqp://u:p@h:5672/vh'), 'amqp://u:p@h:5672/vh?heartbeat=15');
+  assert.equal(brokerUrl('amqp://h?heartbeat=5'), 'amqp://h?heartbeat=5');
+  assert.equal(redact('amqps://user:secret@host/'), 'amqps://user:***@host/');
+});
+
+test('routing keys: escaped names cannot act as topic syntax; long names hash; connections go to their node', () => {
+  for (const name of ['a.b', '*', '#', 'a b', 'ünï', '']) {
+    assert.match(escapeName(name), /^[A-Za-z0-9_-]*$/, name);
+  }
+  assert.notEqual(escapeName('a.b'), escapeName('a_b'));
+  const long = 'x'.repeat(1000);
+  assert.match(escapeName(long), /^~[A-Za-z0-9_-]{43}$/);
+  assert.ok(routingKey({ channel: long }).length < 255);
+  assert.equal(routingKey({ channel: 'news' }), bindingKey('channel', 'news'));
+  assert.equal(routingKey({ user: 'u1' }), `user.${Buffer.from('u1').toString('base64url')}`);
+  assert.equal(routingKey({ all: true }), 'all');
+  assert.equal(routingKey({ connection: 'nb-0-abc' }), 'node.nb');
+  assert.equal(nodeOf('nb-3-x-y'), 'nb');
+  assert.equal(nodeOf('nodash'), null);
+});
+
+test('cluster wire format: a push and a close survive the round trip', () => {
+  const now = 1_000_000;
+  const push = new Push({ kind: 'binary', data: Buffer.from([1, 2]) }, { class: 'lossy', coalesceKey: 'k', expiresAt: now + 5000 });
+  const { content, options } = encodePush('na', { user: 'u.1' }, push, now);
+  assert.equal(options.expiration, '5000');
+  const back = decodeMessage(content, options.type, options.headers, now + 1000);
+  assert.ok(!(back instanceof Error) && back.type === 'push');
+  assert.deepEqual(back.target, { user: 'u.1' });
+  assert.equal(back.origin, 'na');
+  assert.deepEqual([...(back.push.payload as { data: Buffer }).data], [1, 2]);
+  assert.equal(back.push.class, 'lossy');
+  assert.equal(back.push.coalesceKey, 'k');
+  assert.equal(back.push.expiresAt, now + 1000 + 5000, 'TTL travels as time left');
+
+  for (const p of [new Push({ kind: 'text', text: 'hé' }), new Push({ kind: 'json', json: '{"a":1}' })]) {
+    const e = encodePush('na', { all: true }, p, now);
+    const d = decodeMessage(e.content, e.options.type, e.options.headers, now);
+    assert.ok(!(d instanceof Error) && d.type === 'push');
+    assert.deepEqual(d.push.payload, p.payload);
+    assert.equal(d.push.expiresAt, Infinity);
+    assert.equal(e.options.expiration, undefined);
+  }
+
+  const c = encodeClose('nb', { connection: 'na-0-x' }, 4001, 'bye');
+  const closed = decodeMessage(c.content, c.options.type, c.options.headers, now);
+  assert.deepEqual(closed, { type: 'close', origin: 'nb', target: { connection: 'na-0-x' }, code: 4001, reason: 'bye' });
+
+  assert.ok(decodeMessage(Buffer.alloc(0), 'push', {}, now) instanceof Error);
+  assert.ok(decodeMessage(Buffer.alloc(0), 'probe', { 'x-switchboard-origin': 'x', 'x-switchboard-to': 'all' }, now) instanceof Error);
+  // Header values that arrive as Buffers (long strings from some clients) are read as text.
+  const buf = decodeMessage(Buffer.from('x'), 'push', {
+    'x-switchboard-origin': Buffer.from('nc'), 'x-switchboard-to': 'channel', 'x-switchboard-name': Buffer.from('c'), 'x-switchboard-kind': 'text',
+  }, now);
+  assert.ok(!(buf instanceof Error) && buf.origin === 'nc');
+});
+
+test('a batch is accepted only when every message is confirmed', () => {
+  assert.deepEqual(outcomeOf(['confirmed', 'confirmed']), { ok: true });
+  assert.equal((outcomeOf(['confirmed', 'nacked']) as { error: string }).error, 'broker_nack');
+  assert.equal((outcomeOf(['returned']) as { retryable: boolean }).retryable, false);
+  assert.equal((outcomeOf(['aborted', 'nacked']) as { error: string }).error, 'shutting_down');
+});
