@@ -1,58 +1,9 @@
 // The shared timer wheel, driven by a fake clock: nothing here waits for real time.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import type { Clock } from '../proxy/clock.js';
+import { FakeClock } from './helpers/fake-clock.js';
 import { TimerWheel } from '../proxy/timer-wheel.js';
 
-/** A clock whose timeouts fire only when the test advances time, in due order. */
-class FakeClock implements Clock {
-  #now: number;
-  #seq = 0;
-  readonly #timers = new Map<number, { at: number; fn: () => void }>();
-
-  constructor(start = 1_000_000) {
-    this.#now = start;
-  }
-
-  now(): number {
-    return this.#now;
-  }
-
-  setTimeout(fn: () => void, ms: number): unknown {
-    const id = ++this.#seq;
-    this.#timers.set(id, { at: this.#now + Math.max(0, ms), fn });
-    return id;
-  }
-
-  clearTimeout(handle: unknown): void {
-    this.#timers.delete(handle as number);
-  }
-
-  /** Timeouts set and not yet fired or cleared. */
-  get pending(): number {
-    return this.#timers.size;
-  }
-
-  /** Moves time forward, firing every timeout that falls due on the way, each at its own time. */
-  advance(ms: number): void {
-    const end = this.#now + ms;
-    for (let fired = 0; fired < 100_000; fired++) {
-      let next: [number, { at: number; fn: () => void }] | null = null;
-      for (const entry of this.#timers) {
-        if (entry[1].at <= end && (next === null || entry[1].at < next[1].at)) next = entry;
-      }
-      if (next === null) break;
-      this.#timers.delete(next[0]);
-      this.#now = Math.max(this.#now, next[1].at);
-      next[1].fn();
-    }
-    this.#now = end;
-  }
-
-  advanceTo(t: number): void {
-    this.advance(Math.max(0, t - this.#now));
-  }
-}
 
 function wheel(tickMs: number, clock: FakeClock) {
   const fired: Array<{ item: string; at: number }> = [];
