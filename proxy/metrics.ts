@@ -5,6 +5,19 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 export type Metrics = ReturnType<typeof createMetrics>;
 
 export function createMetrics(options: { defaults?: boolean } = {}) {
+  const m = createCollectors(options);
+  // Label children for the per-frame counters, bound once: the hot path pays no label lookup.
+  return {
+    ...m,
+    frames: {
+      in: { raw: m.messagesTotal.labels('in', 'raw'), reliable: m.messagesTotal.labels('in', 'reliable') },
+      out: { raw: m.messagesTotal.labels('out', 'raw'), reliable: m.messagesTotal.labels('out', 'reliable') },
+    },
+    bytes: { in: m.bytesTotal.labels('in'), out: m.bytesTotal.labels('out') },
+  };
+}
+
+function createCollectors(options: { defaults?: boolean }) {
   const registry = new Registry();
   if (options.defaults !== false) collectDefaultMetrics({ register: registry, prefix: 'switchboard_' });
   const registers = [registry];

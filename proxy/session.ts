@@ -332,8 +332,8 @@ export class Session implements SessionView, Beating {
   #countOut(push: Push): void {
     this.#messagesOut++;
     const m = this.#ctx.metrics;
-    m.messagesTotal.inc({ direction: 'out', mode: this.mode });
-    m.bytesTotal.inc({ direction: 'out' }, push.bytes);
+    m.frames.out[this.mode].inc();
+    m.bytes.out.inc(push.bytes);
   }
 
   /** Writes queued messages while the socket stays under the high-water mark. */
@@ -446,8 +446,8 @@ export class Session implements SessionView, Beating {
   #receive(payload: Payload, id: string | undefined, bytes: number): void {
     const ctx = this.#ctx;
     this.#messagesIn++;
-    ctx.metrics.messagesTotal.inc({ direction: 'in', mode: this.mode });
-    ctx.metrics.bytesTotal.inc({ direction: 'in' }, bytes);
+    ctx.metrics.frames.in[this.mode].inc();
+    ctx.metrics.bytes.in.inc(bytes);
     this.#inbound.push({ seq: ++this.#inSeq, payload, id });
     if (!this.#paused && this.#inbound.length >= ctx.config.limits.maxPendingMessages) {
       // TCP backpressure: the client's frames wait in the kernel, not in our memory.

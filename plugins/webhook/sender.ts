@@ -48,6 +48,8 @@ export class WebhookSender {
   readonly #clock: Clock;
   readonly #inFlight = new Set<Promise<unknown>>();
   readonly #abort = new AbortController();
+  /** Histogram children by event and status, made once each. */
+  readonly #durations = new Map<string, { observe(value: number): void }>();
   #closed = false;
 
   constructor(options: SenderOptions, deps: { metrics: Metrics; log: Logger; clock: Clock }) {
@@ -128,7 +130,10 @@ export class WebhookSender {
   }
 
   #observe(event: string, status: string, started: number): void {
-    this.#metrics.webhookDuration.observe({ event, status }, (performance.now() - started) / 1000);
+    const key = `${event} ${status}`;
+    let child = this.#durations.get(key);
+    if (!child) this.#durations.set(key, (child = this.#metrics.webhookDuration.labels(event, status)));
+    child.observe((performance.now() - started) / 1000);
   }
 
   /** Waits for every webhook in flight (retries included), then closes the pool. */
