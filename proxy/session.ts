@@ -504,7 +504,8 @@ export class Session implements SessionView, Beating {
     if (this.state === 'closed') return;
     const ctx = this.#ctx;
     if (effects.user !== undefined) ctx.setUser(this, effects.user);
-    if (effects.meta) Object.assign(this.meta, effects.meta);
+    // A new object, not a mutation: upstreams cache what they derive from it by identity.
+    if (effects.meta) this.meta = { ...this.meta, ...effects.meta };
     for (const channel of effects.channels ?? []) ctx.subscribe(this, channel);
     for (const channel of effects.unsubscribe ?? []) ctx.unsubscribe(this, channel);
     for (const payload of effects.send ?? []) this.send(new Push(payload));

@@ -15,6 +15,7 @@ export class NativeWebhooks implements Upstream {
   readonly #config: WebhookConfig;
   readonly #sender: WebhookSender;
   readonly #host: UpstreamHost;
+  readonly #cache = new WeakMap<SessionView, { user: string | null; meta: object; headers: Record<string, string> }>();
 
   constructor(config: WebhookConfig, sender: WebhookSender, host: UpstreamHost) {
     this.#config = config;
@@ -41,6 +42,18 @@ export class NativeWebhooks implements Upstream {
     const headers: Record<string, string> = replayHandshake && this.#config.replayHandshakeHeaders ? { ...s.headers } : {};
     if (s.user !== null) headers['x-switchboard-user'] = s.user;
     for (const [key, value] of Object.entries(s.meta)) headers[`x-switchboard-meta-${key}`] = value;
+    return headers;
+  }
+
+  /**
+   * The message webhook's session headers, built once per session and again only when its
+   * user or meta change (sessions replace `meta` rather than mutate it).
+   */
+  #messageHeaders(s: SessionView): Record<string, string> {
+    const cached = this.#cache.get(s);
+    if (cached && cached.user === s.user && cached.meta === s.meta) return cached.headers;
+    const headers = this.#sessionHeaders(s, true);
+    this.#cache.set(s, { user: s.user, meta: s.meta, headers });
     return headers;
   }
 
@@ -82,7 +95,7 @@ export class NativeWebhooks implements Upstream {
     const key = m.id !== undefined ? `${s.id}:${m.id}` : `${s.id}:${m.seq}`;
     const result = await this.#sender.send({
       event: 'message', path, id: key, connection: s.id, idempotent: true,
-      headers: { 'content-type': contentTypeOf(m.payload), 'idempotency-key': key, ...this.#sessionHeaders(s, true) },
+      headers: { 'content-type': contentTypeOf(m.payload), 'idempotency-key': key, ...this.#messageHeaders(s) },
       body: bodyOf(m.payload),
     });
     if (!result.answered) return { ok: false, error: 'webhook_failed', message: `the app could not be reached (${result.last.kind})`, retryable: true };
