@@ -56,6 +56,10 @@ export interface Handshake {
 }
 
 const MAX_CLIENT_ID = 256;
+const SESSION = Symbol('session');
+type Bound = WebSocket & { [SESSION]?: Session };
+const NO_META: Readonly<Record<string, string>> = Object.freeze({});
+const NORMAL_CLOSE = Object.freeze({ code: CloseCode.normal, reason: '', clientClosed: false });
 const EMPTY = Buffer.alloc(0);
 
 /** The close code `ws` sends for a bad frame; it then reports 1006 as it stops reading. */
@@ -77,7 +81,8 @@ export class Session implements SessionView, Beating {
   readonly headers: Record<string, string>;
   readonly connectedAt: number;
   user: string | null = null;
-  meta: Record<string, string> = {};
+  /** Replaced, never mutated; shared empty until the app sets some. */
+  meta: Readonly<Record<string, string>> = NO_META;
   channels: Set<string> | null = null;
 
   state: SessionState = 'open';
@@ -99,7 +104,8 @@ export class Session implements SessionView, Beating {
   #messagesIn = 0;
   #messagesOut = 0;
   #detachedAt = 0;
-  #lastClose: { code: number; reason: string; clientClosed: boolean } = { code: CloseCode.normal, reason: '', clientClosed: false };
+  /** How the last socket closed; unset until one did (idle sessions carry no object for it). */
+  #lastClose: { code: number; reason: string; clientClosed: boolean } = NORMAL_CLOSE;
   #log: Logger | null = null;
 
   constructor(ctx: SessionContext, hs: Handshake, now: number) {
@@ -149,18 +155,12 @@ export class Session implements SessionView, Beating {
     this.#socket = socket;
     this.#enter('open');
     ctx.metrics.connections.inc();
-    ws.on('message', (data, isBinary) => this.#onFrame(data as Buffer, isBinary));
-    ws.on('pong', () => { this.lastSeen = ctx.clock.now(); });
-    ws.on('close', (code, reason) => this.#onSocketClose(ws, code, reason.toString()));
-    ws.on('error', (err) => {
-      // ws closes the socket itself on a bad frame, then reports 1006 (it stops reading): keep the code it sent.
-      const code = receiverCloseCode((err as NodeJS.ErrnoException).code);
-      if (code !== undefined && ws === this.#ws && this.state === 'open') {
-        this.#lastClose = { code, reason: err.message, clientClosed: false };
-        this.#enter('closing');
-      }
-      this.log.debug({ err }, 'socket error');
-    });
+    // Shared listeners that find the session on the socket: no closures per connection.
+    (ws as Bound)[SESSION] = this;
+    ws.on('message', Session.#onMessage);
+    ws.on('pong', Session.#onPong);
+    ws.on('close', Session.#onClose);
+    ws.on('error', Session.#onError);
     ctx.heartbeat.track(this);
 
     if (this.mode === 'reliable') {
@@ -197,6 +197,30 @@ export class Session implements SessionView, Beating {
       metrics.droppedMessagesTotal.inc({ reason });
       this.log.debug({ reason, seq: entry.seq }, 'message dropped');
     });
+  }
+
+  static #onMessage(this: Bound, data: Buffer, isBinary: boolean): void {
+    this[SESSION]!.#onFrame(data, isBinary);
+  }
+
+  static #onPong(this: Bound): void {
+    const s = this[SESSION]!;
+    s.lastSeen = s.#ctx.clock.now();
+  }
+
+  static #onClose(this: Bound, code: number, reason: Buffer): void {
+    this[SESSION]!.#onSocketClose(this, code, reason.toString());
+  }
+
+  static #onError(this: Bound, err: Error): void {
+    const s = this[SESSION]!;
+    // ws closes the socket itself on a bad frame, then reports 1006 (it stops reading): keep the code it sent.
+    const code = receiverCloseCode((err as NodeJS.ErrnoException).code);
+    if (code !== undefined && this === s.#ws && s.state === 'open') {
+      s.#lastClose = { code, reason: err.message, clientClosed: false };
+      s.#enter('closing');
+    }
+    s.log.debug({ err }, 'socket error');
   }
 
   #unbind(ws: WebSocket): void {
