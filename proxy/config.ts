@@ -116,6 +116,8 @@ const schema = z.strictObject({
       'cookie', 'authorization', 'origin', 'user-agent', 'accept-language', 'x-forwarded-for', 'x-request-id',
     ]),
     replayHandshakeHeaders: bool.default(true),
+    /** Client messages of one connection per message webhook; above 1, a JSON batch body. */
+    batchMessages: positiveInt.max(1000, { error: 'expected a positive integer up to 1000' }).default(1),
     onConnectError: z.enum(['reject', 'accept'], { error: 'expected "reject" or "accept"' }).default('reject'),
     /** websocket-over-http: seconds between keep-alive requests when the app asks for none. */
     keepAliveIntervalSec: nonNegativeInt.default(0),

@@ -181,3 +181,47 @@ test('webhooks are signed the Standard Webhooks way, one signature per secret', 
   assert.equal(req.headers['webhook-signature'], expected.join(' '));
   await c.close();
 });
+
+test('batched message webhooks: what queued meanwhile goes in one request, each item acked, replies sent', async (t) => {
+  let release!: () => void;
+  const firstHeld = new Promise<void>((r) => { release = r; });
+  const app = await startApp(async (r) => {
+    if (r.url !== '/ws/message') return { status: 204 };
+    const { messages } = r.json<{ messages: Array<{ seq: number; key: string; data?: unknown; text?: string; binary?: string }> }>();
+    if (messages[0].seq === 1) await firstHeld;
+    return { body: { send: messages.map((m) => ({ echo: m.seq })) } };
+  });
+  const sc = await startSidecar(app.url, { webhooks: { batchMessages: 50 } });
+  t.after(async () => { await sc.close(); await app.close(); });
+  const { client, welcome } = await connectReliable(sc.wsUrl());
+  client.send({ type: 'message', data: { n: 1 }, id: 'a1' });
+  await app.waitFor((r) => r.url === '/ws/message', 'the first webhook');
+  for (let i = 2; i <= 5; i++) client.send({ type: 'message', data: { n: i }, id: `a${i}` });
+  await new Promise((r) => setTimeout(r, 100));
+  release();
+  const acks: string[] = [];
+  const echoes: unknown[] = [];
+  while (acks.length < 5 || echoes.length < 5) {
+    const f = await client.nextJson();
+    if (f.type === 'ack') acks.push(f.id);
+    if (f.type === 'message') echoes.push(f.data);
+  }
+  assert.deepEqual(acks, ['a1', 'a2', 'a3', 'a4', 'a5']);
+  assert.deepEqual(echoes, [1, 2, 3, 4, 5].map((n) => ({ echo: n })));
+  const requests = app.byPath('/ws/message');
+  assert.equal(requests.length, 2, 'the four queued messages went in one request');
+  assert.equal(requests[1].headers['x-switchboard-batch'], '4');
+  assert.deepEqual(requests[1].json().messages.map((m: any) => [m.seq, m.key, m.data]), [2, 3, 4, 5].map((n) => [n, `${welcome.session}:a${n}`, { n }]));
+  assert.equal(requests[1].headers['idempotency-key'], `${welcome.session}:a2..${welcome.session}:a5`);
+  await client.close();
+
+  const raw = await connect(sc.wsUrl());
+  raw.send('plain text');
+  raw.send(Buffer.from([7]));
+  const items = async () => app.byPath('/ws/message').slice(2).flatMap((r) => r.json().messages);
+  for (let i = 0; i < 100 && (await items()).length < 2; i++) await new Promise((r) => setTimeout(r, 10));
+  const [text, bin] = await items();
+  assert.equal(text.text, 'plain text');
+  assert.equal(bin.binary, Buffer.from([7]).toString('base64'));
+  await raw.close();
+});

@@ -2,7 +2,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Config } from '../../proxy/config.js';
 import type {
-  ConnectOutcome, DeliveryOutcome, DisconnectInfo, Effects, InboundMessage, ResumeInfo, SessionView, Upstream, UpstreamHost,
+  ConnectOutcome, DeliveryOutcome, DisconnectInfo, Effects, InboundMessage, Payload, ResumeInfo, SessionView, Upstream, UpstreamHost,
 } from '../upstream.js';
 import { bodyKind, bodyOf, contentTypeOf, payloadOf, payloadOfValue } from './payload.js';
 import type { WebhookSender } from './sender.js';
@@ -11,7 +11,8 @@ type WebhookConfig = Config['webhooks'];
 
 export class NativeWebhooks implements Upstream {
   readonly name = 'webhook';
-  readonly maxBatch = 1;
+  /** 1: one POST per client message; more with `webhooks.batchMessages` (a JSON batch body). */
+  readonly maxBatch: number;
   readonly #config: WebhookConfig;
   readonly #sender: WebhookSender;
   readonly #host: UpstreamHost;
@@ -21,6 +22,7 @@ export class NativeWebhooks implements Upstream {
     this.#config = config;
     this.#sender = sender;
     this.#host = host;
+    this.maxBatch = config.batchMessages;
   }
 
   async start(): Promise<void> {}
@@ -89,28 +91,53 @@ export class NativeWebhooks implements Upstream {
   }
 
   async message(s: SessionView, batch: readonly InboundMessage[]): Promise<DeliveryOutcome> {
-    const m = batch[0];
     const path = this.#config.paths.message;
     if (path === null) return { ok: true };
-    const key = m.id !== undefined ? `${s.id}:${m.id}` : `${s.id}:${m.seq}`;
+    const keyOf = (m: InboundMessage) => (m.id !== undefined ? `${s.id}:${m.id}` : `${s.id}:${m.seq}`);
+    let request: { key: string; contentType: string; body: Buffer | string; extra?: Record<string, string> };
+    if (this.maxBatch === 1) {
+      const m = batch[0];
+      request = { key: keyOf(m), contentType: contentTypeOf(m.payload), body: bodyOf(m.payload) };
+    } else {
+      // Batched: one JSON body for everything queued; each item keeps its own idempotency key.
+      const items = batch.map((m) => `{"seq":${m.seq},"key":${JSON.stringify(keyOf(m))},${itemOf(m)}}`);
+      const key = batch.length === 1 ? keyOf(batch[0]) : `${keyOf(batch[0])}..${keyOf(batch[batch.length - 1])}`;
+      request = { key, contentType: 'application/json', body: `{"messages":[${items.join(',')}]}`, extra: { 'x-switchboard-batch': String(batch.length) } };
+    }
     const result = await this.#sender.send({
-      event: 'message', path, id: key, connection: s.id, idempotent: true,
-      headers: { 'content-type': contentTypeOf(m.payload), 'idempotency-key': key, ...this.#messageHeaders(s) },
-      body: bodyOf(m.payload),
+      event: 'message', path, id: request.key, connection: s.id, idempotent: true,
+      headers: { 'content-type': request.contentType, 'idempotency-key': request.key, ...request.extra, ...this.#messageHeaders(s) },
+      body: request.body,
     });
     if (!result.answered) return { ok: false, error: 'webhook_failed', message: `the app could not be reached (${result.last.kind})`, retryable: true };
     if (result.status >= 200 && result.status < 300) {
       if (result.status === 204 || result.body.length === 0) return { ok: true };
-      const kind = bodyKind(result.headers['content-type'] as string | undefined) ?? 'binary';
-      const payload = payloadOf(kind, result.body);
-      if (payload instanceof Error) {
-        this.#host.log.warn({ connection: s.id, err: payload.message }, 'message webhook answer not sent: claims JSON but is not');
-        return { ok: true };
-      }
-      return { ok: true, effects: { send: [payload] } };
+      const send = this.maxBatch === 1 ? this.#reply(s, result) : this.#batchReply(s, result);
+      return send ? { ok: true, effects: { send } } : { ok: true };
     }
     const retryable = result.status === 408 || result.status === 429 || result.status >= 500;
     return { ok: false, error: retryable ? 'webhook_failed' : 'rejected', message: `the app answered ${result.status}`, retryable };
+  }
+
+  /** One message's answer: the body as one frame, its content type deciding text, JSON or binary. */
+  #reply(s: SessionView, result: { headers: Record<string, string | string[] | undefined>; body: Buffer }): Payload[] | null {
+    const kind = bodyKind(result.headers['content-type'] as string | undefined) ?? 'binary';
+    const payload = payloadOf(kind, result.body);
+    if (payload instanceof Error) {
+      this.#host.log.warn({ connection: s.id, err: payload.message }, 'message webhook answer not sent: claims JSON but is not');
+      return null;
+    }
+    return [payload];
+  }
+
+  /** A batch's answer: `{"send":[…]}`, as in a connect answer. */
+  #batchReply(s: SessionView, result: { headers: Record<string, string | string[] | undefined>; body: Buffer }): Payload[] | null {
+    const effects = parseConnectAnswer(result.body, result.headers['content-type'] as string | undefined);
+    if (effects instanceof Error || !effects.send) {
+      if (effects instanceof Error) this.#host.log.warn({ connection: s.id, err: effects.message }, 'batched message answer not sent');
+      return null;
+    }
+    return effects.send;
   }
 
   async subscribe(s: SessionView, channel: string): Promise<DeliveryOutcome> {
@@ -139,6 +166,12 @@ export class NativeWebhooks implements Upstream {
       {}, `disconnect_${s.id}`,
     );
   }
+}
+
+/** A batch item's payload field: `text`, `data` (JSON) or `binary` (base64). */
+function itemOf(m: InboundMessage): string {
+  const p = m.payload;
+  return p.kind === 'text' ? `"text":${JSON.stringify(p.text)}` : p.kind === 'json' ? `"data":${p.json}` : `"binary":"${p.data.toString('base64')}"`;
 }
 
 function pickContentType(headers: Record<string, string | string[] | undefined>): Record<string, string> {
