@@ -368,11 +368,18 @@ export class Session implements SessionView, Beating {
     const highWater = this.#ctx.config.session.outbox.highWaterBytes;
     const retain = this.mode === 'reliable';
     const now = this.#ctx.clock.now();
-    while (ws.bufferedAmount <= highWater) {
-      if (!outbox.peek(now)) return;
-      const entry = outbox.markSent(retain);
-      if (retain) this.#write(ws, entry);
-      else this.#writeRaw(ws, entry.push);
+    // Corked: what goes out in one flush leaves in one write, not one syscall per frame.
+    const socket = this.#socket;
+    socket?.cork();
+    try {
+      while (ws.bufferedAmount <= highWater) {
+        if (!outbox.peek(now)) return;
+        const entry = outbox.markSent(retain);
+        if (retain) this.#write(ws, entry);
+        else this.#writeRaw(ws, entry.push);
+      }
+    } finally {
+      socket?.uncork();
     }
     this.#waitForDrain();
   }
@@ -486,6 +493,8 @@ export class Session implements SessionView, Beating {
     const upstream = ctx.upstream;
     const resumeBelow = Math.max(1, ctx.config.limits.maxPendingMessages >> 1);
     try {
+      // When messages can travel together, let the rest of this read's frames arrive first.
+      if (upstream.maxBatch > 1) await undefined;
       while (this.#inbound.length > 0) {
         const batch = this.#inbound.splice(0, upstream.maxBatch);
         let outcome: DeliveryOutcome;
@@ -507,6 +516,17 @@ export class Session implements SessionView, Beating {
   }
 
   #settle(batch: readonly InboundMessage[], outcome: DeliveryOutcome): void {
+    // Acks and answers of one delivery leave in one write.
+    const socket = this.#socket;
+    socket?.cork();
+    try {
+      this.#settleCorked(batch, outcome);
+    } finally {
+      socket?.uncork();
+    }
+  }
+
+  #settleCorked(batch: readonly InboundMessage[], outcome: DeliveryOutcome): void {
     const ws = this.#ws;
     if (ws && this.mode === 'reliable') {
       for (const m of batch) {

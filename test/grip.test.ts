@@ -110,6 +110,9 @@ test('GRIP detach: messages from the client are no longer relayed, pushes still 
   const { app, sc } = await setup(t);
   const c = await open(sc);
   c.send('detach');
+  // Frames that travel in the same request as 'detach' reach the app, as with Pushpin; wait for
+  // the app's answer to have been carried out.
+  assert.equal((await c.next()).text, 'detached');
   c.send('after detach');
   c.send('after detach 2');
   assert.equal((await app.publish({ channel: 'room', text: 'still subscribed' })).status, 200);
