@@ -2,7 +2,8 @@
 // `switchboard [--config FILE]`: exit 2 on bad config (one line per problem), exit 1 when
 // a port is taken, exit 0 after a drain on SIGTERM/SIGINT.
 import { parseArgs } from 'node:util';
-import { ConfigError, loadConfig, type Config } from './config.js';
+import cluster from 'node:cluster';
+import type { Config } from './config.js';
 import { PortInUseError, Switchboard } from './switchboard.js';
 import { version } from './version.js';
 
@@ -36,16 +37,23 @@ async function main(): Promise<void> {
   if (args.help) return void process.stdout.write(usage);
   if (args.version) return void process.stdout.write(`${version}\n`);
 
+  const { runWorkers, WORKER_CONFIG } = await import('./workers.js');
   let config: Readonly<Config>;
-  try {
-    config = loadConfig(args.config);
-  } catch (err) {
-    if (err instanceof ConfigError) fail(2, err.problems);
-    throw err;
+  const fromPrimary = cluster.isWorker ? process.env[WORKER_CONFIG] : undefined;
+  if (fromPrimary !== undefined) {
+    config = JSON.parse(fromPrimary) as Config;
+  } else {
+    // The schema (zod, yaml) loads only where a config file is read.
+    const { ConfigError, loadConfig } = await import('./config.js');
+    try {
+      config = loadConfig(args.config);
+    } catch (err) {
+      if (err instanceof ConfigError) fail(2, err.problems);
+      throw err;
+    }
   }
   if (args.check) return void process.stdout.write('configuration is valid\n');
 
-  const { runWorkers } = await import('./workers.js');
   if (await runWorkers(config)) return;
 
   const switchboard = new Switchboard(config);

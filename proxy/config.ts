@@ -1,30 +1,16 @@
 // One schema for the whole configuration: validated once at startup, every problem
 // reported with its path, unknown keys rejected, the result frozen.
 import { readFileSync } from 'node:fs';
-import { isIP } from 'node:net';
-import { cpus } from 'node:os';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
+import { isLoopback, parseAddress } from './address.js';
+
+export { isLoopback, parseAddress, type Address } from './address.js';
 
 const positiveInt = z.number({ error: 'expected a positive integer' }).int({ error: 'expected a positive integer' }).positive({ error: 'expected a positive integer' });
 const nonNegativeInt = z.number({ error: 'expected an integer >= 0' }).int({ error: 'expected an integer >= 0' }).min(0, { error: 'expected an integer >= 0' });
 const bool = z.boolean({ error: 'expected true or false' });
 const text = z.string({ error: 'expected a string' }).min(1, { error: 'expected a non-empty string' });
-
-export interface Address {
-  readonly host: string;
-  readonly port: number;
-}
-
-/** `host:port`, `:port`, `port` or `[v6]:port`. */
-export function parseAddress(value: string, defaultHost = '0.0.0.0'): Address | null {
-  const m = /^(?:\[([^\]]+)\]|([^:]*)):(\d{1,5})$/.exec(value) ?? /^()()(\d{1,5})$/.exec(value);
-  if (!m) return null;
-  const port = Number(m[3]);
-  if (port > 65535) return null;
-  const host = m[1] || m[2] || defaultHost;
-  return { host, port };
-}
 
 const address = z.string({ error: 'expected "host:port"' }).refine((v) => parseAddress(v) !== null, { error: 'expected "host:port" with a port from 0 to 65535' });
 
@@ -173,10 +159,6 @@ const schema = z.strictObject({
 export type Config = z.output<typeof schema>;
 type Input = Record<string, unknown>;
 
-export function isLoopback(host: string): boolean {
-  return host === 'localhost' || host === '::1' || (isIP(host) === 4 && host.startsWith('127.'));
-}
-
 export class ConfigError extends Error {
   readonly problems: readonly string[];
   constructor(problems: string[]) {
@@ -266,8 +248,4 @@ export function loadConfig(file: string | undefined, env: NodeJS.ProcessEnv = pr
     setPath(raw, keyPath, number && /^\d+$/.test(value) ? Number(value) : value);
   }
   return validateConfig(raw);
-}
-
-export function workerCount(config: Config): number {
-  return config.workers === 'auto' ? Math.max(1, cpus().length) : config.workers;
 }

@@ -7,7 +7,9 @@ import { randomBytes } from 'node:crypto';
 import { once } from 'node:events';
 import { AggregatorRegistry, Counter, Registry as MetricsRegistry } from 'prom-client';
 import type { Logger } from 'pino';
-import { parseAddress, workerCount, type Config } from './config.js';
+import { cpus } from 'node:os';
+import { parseAddress } from './address.js';
+import type { Config } from './config.js';
 import { systemClock } from './clock.js';
 import { createControlApi } from './control-api.js';
 import { addCounts, type Directory, type ListQuery, type Page, type RouteResult, type SessionInfo } from './directory.js';
@@ -18,6 +20,13 @@ import { zeroCounts, type Target } from './router.js';
 import { PortInUseError, Switchboard, parseConnectionId } from './switchboard.js';
 import { controlRoutes } from '../plugins/index.js';
 import { installPushQueue } from '../plugins/amqp/install.js';
+
+/** The environment variable that carries the primary's validated config to its workers. */
+export const WORKER_CONFIG = 'SWITCHBOARD_WORKER_CONFIG';
+
+export function workerCount(config: Config): number {
+  return config.workers === 'auto' ? Math.max(1, cpus().length) : config.workers;
+}
 
 /** Runs as primary or worker when `workers` is more than 1; false when one process will do. */
 export async function runWorkers(config: Readonly<Config>): Promise<boolean> {
@@ -248,8 +257,10 @@ async function runPrimary(config: Readonly<Config>, n: number): Promise<void> {
   let state: 'starting' | 'running' | 'draining' = 'starting';
 
   cluster.setupPrimary({ serialization: 'advanced' });
+  const workerConfig = JSON.stringify({ ...config, nodeId });
   const fork = (index: number): Worker => {
-    const worker = cluster.fork({ SWITCHBOARD_WORKER_INDEX: String(index), SWITCHBOARD_NODE_ID: nodeId });
+    // Workers take the config as validated here: they never load the schema (less memory each).
+    const worker = cluster.fork({ SWITCHBOARD_WORKER_INDEX: String(index), [WORKER_CONFIG]: workerConfig });
     pool.workers.set(index, worker);
     worker.on('message', (m: unknown) => {
       if (m && typeof m === 'object' && 'sbReply' in m) pool.onReply(m as Reply);

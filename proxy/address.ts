@@ -1,0 +1,22 @@
+// Listen addresses, apart from the config schema: the running proxy needs these, not the
+// validator (cluster workers take their config already validated and never load it).
+import { isIP } from 'node:net';
+
+export interface Address {
+  readonly host: string;
+  readonly port: number;
+}
+
+/** `host:port`, `:port`, `port` or `[v6]:port`. */
+export function parseAddress(value: string, defaultHost = '0.0.0.0'): Address | null {
+  const m = /^(?:\[([^\]]+)\]|([^:]*)):(\d{1,5})$/.exec(value) ?? /^()()(\d{1,5})$/.exec(value);
+  if (!m) return null;
+  const port = Number(m[3]);
+  if (port > 65535) return null;
+  const host = m[1] || m[2] || defaultHost;
+  return { host, port };
+}
+
+export function isLoopback(host: string): boolean {
+  return host === 'localhost' || host === '::1' || (isIP(host) === 4 && host.startsWith('127.'));
+}
