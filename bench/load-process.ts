@@ -1,0 +1,419 @@
+// A load process: holds up to 10,000 client sockets (one fd each; the per-process hard
+// limit here is 20,000) and runs what the bench process asks over IPC. Loopback only,
+// every wait bounded; it exits when the bench process goes away.
+import { WebSocket } from 'ws';
+import {
+  MAX_SOCKETS_PER_PROCESS, monotonicMs,
+  type CommandName, type Commands, type ConnectArgs, type ConnectResult, type EchoBurstArgs, type EchoBurstResult,
+  type EchoRateArgs, type EchoRateResult, type Reply, type Request, type ResumeArgs, type ResumeResult,
+  type SeqWaitArgs, type SeqWaitResult,
+} from './load-protocol.js';
+
+interface Conn {
+  ws: WebSocket | null;
+  /** The source address this client uses, again when it resumes. */
+  localAddress: string | undefined;
+  // echo: send times of the messages in flight, in order (the server answers in order)
+  readonly sendTimes: number[];
+  sent: number;
+  received: number;
+  // reliable mode
+  session: string | null;
+  token: string | null;
+  lastSeq: number;
+  lost: number;
+  duplicates: number;
+  wrongData: number;
+  onWelcome: ((resumed: boolean) => void) | null;
+}
+
+const conns: Conn[] = [];
+let open = 0;
+
+// What a raw-mode frame means depends on the scenario running.
+let onRaw: (c: Conn, data: Buffer) => void = () => {};
+
+function isLoopback(url: string): boolean {
+  const host = new URL(url).hostname;
+  return host === 'localhost' || host.startsWith('127.') || host === '[::1]';
+}
+
+function countError(errors: Record<string, number>, err: unknown): void {
+  const key = (err as NodeJS.ErrnoException)?.code ?? (err as Error)?.message?.slice(0, 60) ?? String(err);
+  errors[key] = (errors[key] ?? 0) + 1;
+}
+
+function withDeadline<T>(work: Promise<T>, ms: number, what: string): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const t = setTimeout(() => reject(new Error(`${what}: gave up after ${ms} ms`)), ms);
+    work.then((v) => { clearTimeout(t); resolve(v); }, (e: unknown) => { clearTimeout(t); reject(e as Error); });
+  });
+}
+
+// ── reliable mode ──────────────────────────────────────────────────────────────
+
+let seqTarget = Infinity;
+let seqReached = 0;
+let seqDone: (() => void) | null = null;
+
+function onReliable(c: Conn, data: Buffer): void {
+  let frame: { type?: string; seq?: number; from?: number; to?: number; data?: { n?: number }; session?: string; token?: string; resumed?: boolean };
+  try {
+    frame = JSON.parse(data.toString('utf8'));
+  } catch {
+    return;
+  }
+  switch (frame.type) {
+    case 'welcome': {
+      const resumed = frame.resumed === true && frame.session === c.session;
+      if (!resumed) c.lastSeq = 0;
+      c.session = frame.session ?? null;
+      c.token = frame.token ?? null;
+      c.onWelcome?.(resumed);
+      c.onWelcome = null;
+      return;
+    }
+    case 'gap':
+      c.lost += (frame.to ?? 0) - (frame.from ?? 0) + 1;
+      advance(c, frame.to ?? c.lastSeq);
+      return;
+    case 'message': {
+      const seq = frame.seq ?? 0;
+      if (seq <= c.lastSeq) {
+        c.duplicates++;
+        return;
+      }
+      if (seq > c.lastSeq + 1) c.lost += seq - c.lastSeq - 1;
+      if (frame.data?.n !== seq) c.wrongData++;
+      advance(c, seq);
+      return;
+    }
+    default:
+  }
+}
+
+function advance(c: Conn, seq: number): void {
+  const before = c.lastSeq;
+  c.lastSeq = Math.max(c.lastSeq, seq);
+  if (before < seqTarget && c.lastSeq >= seqTarget && ++seqReached >= conns.length) seqDone?.();
+}
+
+// ── connecting ─────────────────────────────────────────────────────────────────
+
+function newConn(): Conn {
+  return {
+    ws: null, localAddress: undefined, sendTimes: [], sent: 0, received: 0,
+    session: null, token: null, lastSeq: 0, lost: 0, duplicates: 0, wrongData: 0, onWelcome: null,
+  };
+}
+
+/** Opens one socket for `c`; resolves on open (raw) or on the welcome frame (reliable). */
+function openSocket(c: Conn, url: string, protocol: string | undefined, localAddress: string | undefined, timeoutMs: number): Promise<boolean> {
+  return new Promise<boolean>((resolve, reject) => {
+    const ws = new WebSocket(url, protocol ? [protocol] : undefined, {
+      localAddress, perMessageDeflate: false, handshakeTimeout: timeoutMs,
+    });
+    let settled = false;
+    const fail = (err: unknown) => {
+      if (settled) return;
+      settled = true;
+      ws.terminate();
+      reject(err as Error);
+    };
+    ws.on('error', fail);
+    ws.on('unexpected-response', (_req, res) => fail(new Error(`handshake answered ${res.statusCode}`)));
+    ws.on('close', () => {
+      if (!settled) return fail(new Error('closed during the handshake'));
+      if (c.ws === ws) {
+        c.ws = null;
+        open--;
+      }
+    });
+    if (protocol) {
+      c.onWelcome = (resumed) => {
+        settled = true;
+        resolve(resumed);
+      };
+      ws.on('message', (data: Buffer) => onReliable(c, data));
+    } else {
+      ws.on('message', (data: Buffer) => onRaw(c, data));
+    }
+    ws.on('open', () => {
+      c.ws = ws;
+      open++;
+      if (!protocol) {
+        settled = true;
+        resolve(false);
+      }
+    });
+  });
+}
+
+async function connect(args: ConnectArgs): Promise<ConnectResult> {
+  if (!isLoopback(args.url)) throw new Error(`refusing a non-loopback target: ${args.url}`);
+  if (conns.length + args.count > MAX_SOCKETS_PER_PROCESS) {
+    throw new Error(`a load process holds at most ${MAX_SOCKETS_PER_PROCESS} sockets (fd limit)`);
+  }
+  const start = performance.now();
+  const errors: Record<string, number> = {};
+  let next = 0;
+  let opened = 0;
+  let failed = 0;
+  const base = conns.length;
+  const worker = async () => {
+    while (next < args.count) {
+      const i = next++;
+      const c = newConn();
+      c.localAddress = args.addresses[(base + i) % args.addresses.length];
+      try {
+        await openSocket(c, args.url, args.protocol, c.localAddress, args.timeoutMs);
+        conns.push(c);
+        opened++;
+      } catch (err) {
+        failed++;
+        countError(errors, err);
+      }
+    }
+  };
+  const workers = Array.from({ length: Math.max(1, Math.min(args.concurrency, args.count)) }, worker);
+  await withDeadline(Promise.all(workers), args.timeoutMs, 'connect');
+  return { opened, failed, errors, elapsedMs: performance.now() - start };
+}
+
+// ── echo ───────────────────────────────────────────────────────────────────────
+
+let mismatched = 0;
+
+function message(seq: number, size: number): string {
+  return `${seq}:`.padEnd(size, 'x');
+}
+
+/** Records the round trip of the oldest message in flight on `c`. */
+function onEcho(record: (ms: number) => void) {
+  return (c: Conn, data: Buffer) => {
+    const now = performance.now();
+    const sentAt = c.sendTimes.shift();
+    if (sentAt === undefined) return;
+    const colon = data.indexOf(58);
+    if (colon < 0 || Number(data.toString('latin1', 0, colon)) !== c.received) mismatched++;
+    c.received++;
+    record(now - sentAt);
+  };
+}
+
+function sendEcho(c: Conn, size: number): void {
+  c.sendTimes.push(performance.now());
+  c.ws!.send(message(c.sent++, size));
+}
+
+async function echoBurst(args: EchoBurstArgs): Promise<EchoBurstResult> {
+  const live = conns.filter((c) => c.ws);
+  const total = live.length * args.messages;
+  let received = 0;
+  mismatched = 0;
+  const start = performance.now();
+  let finish: () => void = () => {};
+  const done = new Promise<void>((resolve) => { finish = resolve; });
+  const pump = (c: Conn) => {
+    while (c.ws && c.sent < args.messages && c.sent - c.received < args.inFlight) sendEcho(c, args.size);
+  };
+  const record = onEcho(() => {});
+  onRaw = (c, data) => {
+    record(c, data);
+    if (++received >= total) finish();
+    else pump(c);
+  };
+  for (const c of live) {
+    c.sent = 0;
+    c.received = 0;
+    c.sendTimes.length = 0;
+    pump(c);
+  }
+  let timedOut = false;
+  await withDeadline(done, args.timeoutMs, 'echo burst').catch(() => { timedOut = true; });
+  onRaw = () => {};
+  return { received, elapsedMs: performance.now() - start, timedOut, mismatched };
+}
+
+async function echoRate(args: EchoRateArgs): Promise<EchoRateResult> {
+  const live = conns.filter((c) => c.ws);
+  const latencies: number[] = [];
+  let sent = 0;
+  let received = 0;
+  mismatched = 0;
+  for (const c of live) {
+    c.sent = 0;
+    c.received = 0;
+    c.sendTimes.length = 0;
+  }
+  const record = onEcho((ms) => latencies.push(ms));
+  let drained: () => void = () => {};
+  onRaw = (c, data) => {
+    record(c, data);
+    received++;
+    if (sending === null && received >= sent) drained();
+  };
+  // Open loop: messages leave on schedule whether or not earlier ones came back.
+  const start = performance.now();
+  let sending: NodeJS.Timeout | null = setInterval(() => {
+    const due = Math.min(Math.floor(((performance.now() - start) * args.rate) / 1000), Math.floor((args.durationMs * args.rate) / 1000));
+    while (sent < due) {
+      const c = live[sent % live.length];
+      sent++;
+      if (c.ws) sendEcho(c, args.size);
+    }
+  }, 1);
+  await new Promise((resolve) => setTimeout(resolve, args.durationMs));
+  clearInterval(sending);
+  sending = null;
+  if (received < sent) {
+    await withDeadline(new Promise<void>((resolve) => { drained = resolve; }), Math.min(args.timeoutMs, 10_000), 'echo drain').catch(() => {});
+  }
+  onRaw = () => {};
+  return { sent, received, latencies: Float64Array.from(latencies), mismatched };
+}
+
+// ── fanout ─────────────────────────────────────────────────────────────────────
+
+let fanoutLatencies: number[] = [];
+const fanoutCounts = new Map<number, number>();
+let fanoutWaiter: { key: number; resolve: () => void } | null = null;
+
+function onFanout(_c: Conn, data: Buffer): void {
+  const now = monotonicMs();
+  let push: { k: number; t: number };
+  try {
+    push = JSON.parse(data.toString('utf8'));
+  } catch {
+    return;
+  }
+  fanoutLatencies.push(now - push.t);
+  const n = (fanoutCounts.get(push.k) ?? 0) + 1;
+  fanoutCounts.set(push.k, n);
+  if (fanoutWaiter && fanoutWaiter.key === push.k && n >= open) fanoutWaiter.resolve();
+}
+
+async function fanoutWait(args: { key: number; timeoutMs: number }): Promise<{ received: number }> {
+  onRaw = onFanout;
+  if ((fanoutCounts.get(args.key) ?? 0) < open) {
+    await withDeadline(new Promise<void>((resolve) => { fanoutWaiter = { key: args.key, resolve }; }), args.timeoutMs, `push ${args.key}`)
+      .catch(() => {});
+    fanoutWaiter = null;
+  }
+  return { received: fanoutCounts.get(args.key) ?? 0 };
+}
+
+// ── resume ─────────────────────────────────────────────────────────────────────
+
+function drop(): { dropped: number } {
+  let dropped = 0;
+  for (const c of conns) {
+    const ws = c.ws;
+    if (!ws) continue;
+    c.ws = null;
+    open--;
+    ws.removeAllListeners('message');
+    ws.removeAllListeners('close');
+    ws.terminate();
+    dropped++;
+  }
+  return { dropped };
+}
+
+async function resume(args: ResumeArgs): Promise<ResumeResult> {
+  if (!isLoopback(args.url)) throw new Error(`refusing a non-loopback target: ${args.url}`);
+  const errors: Record<string, number> = {};
+  let resumed = 0;
+  let fresh = 0;
+  let failed = 0;
+  const times: number[] = [];
+  const start = performance.now();
+  // All at once: the storm is the point.
+  await withDeadline(Promise.all(conns.map(async (c) => {
+    if (!c.token) {
+      failed++;
+      return;
+    }
+    const url = `${args.url}?resume=${encodeURIComponent(c.token)}&lastSeq=${c.lastSeq}`;
+    try {
+      if (await openSocket(c, url, 'switchboard.v1', c.localAddress, args.timeoutMs)) {
+        resumed++;
+        times.push(performance.now() - start);
+      } else {
+        fresh++;
+      }
+    } catch (err) {
+      failed++;
+      countError(errors, err);
+    }
+  })), args.timeoutMs, 'resume').catch((err: unknown) => countError(errors, err));
+  return { resumed, fresh, failed, errors, times: Float64Array.from(times) };
+}
+
+async function seqWait(args: SeqWaitArgs): Promise<SeqWaitResult> {
+  seqTarget = args.seq;
+  seqReached = conns.filter((c) => c.lastSeq >= args.seq).length;
+  if (seqReached < conns.length) {
+    await withDeadline(new Promise<void>((resolve) => { seqDone = resolve; }), args.timeoutMs, `seq ${args.seq}`).catch(() => {});
+  }
+  seqDone = null;
+  seqTarget = Infinity;
+  let complete = 0;
+  let lost = 0;
+  let duplicates = 0;
+  let wrongData = 0;
+  for (const c of conns) {
+    if (c.lastSeq >= args.seq) complete++;
+    lost += c.lost + Math.max(0, args.seq - c.lastSeq);
+    duplicates += c.duplicates;
+    wrongData += c.wrongData;
+  }
+  return { complete, incomplete: conns.length - complete, lost, duplicates, wrongData };
+}
+
+// ── the IPC loop ───────────────────────────────────────────────────────────────
+
+function closeAll(): { closed: number } {
+  let closed = 0;
+  for (const c of conns) {
+    if (c.ws) {
+      c.ws.removeAllListeners('close');
+      c.ws.terminate();
+      closed++;
+    }
+    c.ws = null;
+  }
+  conns.length = 0;
+  open = 0;
+  return { closed };
+}
+
+const handlers: { [C in CommandName]: (args: Commands[C][0]) => Commands[C][1] | Promise<Commands[C][1]> } = {
+  connect,
+  echoBurst,
+  echoRate,
+  fanoutWait,
+  fanoutCollect: () => {
+    onRaw = onFanout;
+    const latencies = Float64Array.from(fanoutLatencies);
+    fanoutLatencies = [];
+    fanoutCounts.clear();
+    return { latencies };
+  },
+  drop,
+  resume,
+  seqWait,
+  closeAll,
+};
+
+process.on('message', (m: Request) => {
+  const handler = handlers[m.cmd] as (args: unknown) => unknown;
+  Promise.resolve()
+    .then(() => handler(m.args))
+    .then(
+      (result) => process.send!({ id: m.id, ok: true, result } satisfies Reply),
+      (err: unknown) => process.send!({ id: m.id, ok: false, error: (err as Error).message ?? String(err) } satisfies Reply),
+    );
+});
+// The bench process is gone: so are we.
+process.on('disconnect', () => process.exit(0));

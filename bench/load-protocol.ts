@@ -1,0 +1,125 @@
+// What the bench process asks a load process over IPC, and what it answers.
+// One request at a time per command kind; every request carries a deadline.
+
+/** Sockets one load process may hold: each is an fd, and the hard limit here is 20,000 per process. */
+export const MAX_SOCKETS_PER_PROCESS = 10_000;
+
+export interface ConnectArgs {
+  readonly url: string;
+  readonly count: number;
+  /** `switchboard.v1` for reliable mode; the welcome frame is awaited as part of the open. */
+  readonly protocol?: string;
+  /** Source addresses (127.0.0.x), used round-robin, so no address runs out of ports. */
+  readonly addresses: readonly string[];
+  /** Handshakes in progress at once. */
+  readonly concurrency: number;
+  readonly timeoutMs: number;
+}
+
+export interface ConnectResult {
+  readonly opened: number;
+  readonly failed: number;
+  readonly errors: Record<string, number>;
+  readonly elapsedMs: number;
+}
+
+export interface EchoBurstArgs {
+  readonly messages: number;
+  readonly inFlight: number;
+  readonly size: number;
+  readonly timeoutMs: number;
+}
+
+export interface EchoBurstResult {
+  readonly received: number;
+  readonly elapsedMs: number;
+  readonly timedOut: boolean;
+  readonly mismatched: number;
+}
+
+export interface EchoRateArgs {
+  /** Messages per second over all connections of this process. */
+  readonly rate: number;
+  readonly durationMs: number;
+  readonly size: number;
+  readonly timeoutMs: number;
+}
+
+export interface EchoRateResult {
+  readonly sent: number;
+  readonly received: number;
+  /** Round trips in ms. */
+  readonly latencies: Float64Array;
+  readonly mismatched: number;
+}
+
+export interface FanoutWaitArgs {
+  readonly key: number;
+  readonly timeoutMs: number;
+}
+
+export interface FanoutResult {
+  /** publish → receive, ms, one per recipient per push (CLOCK_MONOTONIC, shared by all processes). */
+  readonly latencies: Float64Array;
+}
+
+export interface ResumeArgs {
+  readonly url: string;
+  readonly timeoutMs: number;
+}
+
+export interface ResumeResult {
+  /** Welcome with `resumed: true` and the same session id. */
+  readonly resumed: number;
+  /** Welcome with `resumed: false`: a new session, the old one lost. */
+  readonly fresh: number;
+  readonly failed: number;
+  readonly errors: Record<string, number>;
+  /** Per resumed session: ms from the start of the storm to its welcome. */
+  readonly times: Float64Array;
+}
+
+export interface SeqWaitArgs {
+  /** Every session should have received seq 1..seq, each `data.n` equal to its seq. */
+  readonly seq: number;
+  readonly timeoutMs: number;
+}
+
+export interface SeqWaitResult {
+  readonly complete: number;
+  readonly incomplete: number;
+  /** Messages missing: holes in seq, `gap` frames, and seqs never received. */
+  readonly lost: number;
+  readonly duplicates: number;
+  readonly wrongData: number;
+}
+
+export interface Commands {
+  connect: [ConnectArgs, ConnectResult];
+  echoBurst: [EchoBurstArgs, EchoBurstResult];
+  echoRate: [EchoRateArgs, EchoRateResult];
+  fanoutWait: [FanoutWaitArgs, { received: number }];
+  /** Returns the latencies recorded so far and starts recording afresh. */
+  fanoutCollect: [Record<string, never>, FanoutResult];
+  drop: [Record<string, never>, { dropped: number }];
+  resume: [ResumeArgs, ResumeResult];
+  seqWait: [SeqWaitArgs, SeqWaitResult];
+  closeAll: [Record<string, never>, { closed: number }];
+}
+
+export type CommandName = keyof Commands;
+
+export interface Request<C extends CommandName = CommandName> {
+  readonly id: number;
+  readonly cmd: C;
+  readonly args: Commands[C][0];
+}
+
+export type Reply =
+  | { readonly id: number; readonly ok: true; readonly result: unknown }
+  | { readonly id: number; readonly ok: false; readonly error: string };
+
+/** Milliseconds on CLOCK_MONOTONIC: comparable between processes of one machine. */
+export function monotonicMs(): number {
+  return Number(process.hrtime.bigint()) / 1e6;
+}
