@@ -4,7 +4,7 @@
 //
 //   idle ──start──▶ connecting ──setup done──▶ up ──lost──▶ waiting ──backoff──▶ connecting
 //                       └──failed──▶ waiting                   any ──close/destroy──▶ closed
-import { connect, type ChannelModel } from 'amqplib';
+import type { ChannelModel } from 'amqplib';
 import type { Logger } from 'pino';
 import type { Clock } from '../../proxy/clock.js';
 import { userAgent } from '../../proxy/version.js';
@@ -111,6 +111,8 @@ export class BrokerConnection {
     this.#timer = null;
     let model: ChannelModel;
     try {
+      // Loaded on first use: a sidecar without RabbitMQ never pays for amqplib.
+      const { connect } = await import('amqplib');
       model = await connect(this.#url, {
         timeout: CONNECT_TIMEOUT_MS,
         clientProperties: { connection_name: `${this.#options.name} (${userAgent})` },

@@ -3,7 +3,7 @@
 // reconnect, everything unconfirmed is published again in the order it was taken, so an
 // event whose confirm was lost with the connection may reach the exchange twice (same
 // messageId: consumers de-duplicate).
-import { IllegalOperationError, type ConfirmChannel, type Message, type Options } from 'amqplib';
+import type { ConfirmChannel, Message, Options } from 'amqplib';
 import type { Logger } from 'pino';
 import type { Metrics } from '../../proxy/metrics.js';
 
@@ -133,9 +133,10 @@ export class Publisher {
       try {
         writable = ch.publish(exchange, routingKey, content, options, (err: unknown) => this.#confirmed(ch, entry, err));
       } catch (err) {
-        if (err instanceof IllegalOperationError) {
+        // amqplib's IllegalOperationError, by name: amqplib itself loads only once a link connects.
+        if ((err as Error | undefined)?.name === 'IllegalOperationError') {
           // The channel closed under us; the entry stays for the next one.
-          this.#log.debug({ err: err.message }, 'publish on a closed channel');
+          this.#log.debug({ err: (err as Error).message }, 'publish on a closed channel');
           break;
         }
         // This event cannot be encoded (a header table over 64 KiB): refuse it, go on with the rest.
