@@ -225,3 +225,24 @@ test('batched message webhooks: what queued meanwhile goes in one request, each 
   assert.equal(bin.binary, Buffer.from([7]).toString('base64'));
   await raw.close();
 });
+
+test('batched message webhooks: a 4xx nacks every item of the batch; an answer that is not a send list sends nothing', async (t) => {
+  const app = await startApp(async (r) => {
+    if (r.url !== '/ws/message') return { status: 204 };
+    const { messages } = r.json<{ messages: Array<{ text?: string; data?: { n: number } }> }>();
+    if (messages.some((m) => m.data?.n === 1)) return { status: 422, body: 'no' };
+    return { status: 200, headers: { 'content-type': 'application/json' }, body: '{"send": not json' };
+  });
+  const sc = await startSidecar(app.url, { webhooks: { batchMessages: 10 } });
+  t.after(async () => { await sc.close(); await app.close(); });
+  const { client } = await connectReliable(sc.wsUrl());
+  client.send({ type: 'message', data: { n: 1 }, id: 'x1' });
+  const nack = await client.nextJson();
+  assert.deepEqual(nack, { type: 'nack', id: 'x1', error: 'rejected', retryable: false });
+  client.send({ type: 'message', data: { n: 2 }, id: 'x2' });
+  // The garbled answer is logged, the message is acked, and nothing reaches the client but the ack.
+  assert.deepEqual(await client.nextJson(), { type: 'ack', id: 'x2' });
+  client.send({ type: 'ping' });
+  assert.equal((await client.nextJson()).type, 'pong');
+  await client.close();
+});
