@@ -49,11 +49,17 @@ const node = (nodeId: string) => startSidecar(app.url, { nodeId, cluster: { amqp
 const a = await node('benchaa');
 const b = await node('benchbb');
 try {
-  for (const n of [a, b]) while (!n.sb.readiness().ready) await new Promise((r) => setTimeout(r, 20));
+  for (const n of [a, b]) {
+    for (let i = 0; !n.sb.readiness().ready; i++) {
+      if (i === 500) throw new Error('a node was not ready within 10 s');
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  }
   const ws = new WebSocket(b.wsUrl());
   await once(ws, 'open');
   // Until the channel binding of B is in place, pushes from A do not reach it.
-  for (;;) {
+  for (let attempt = 0; ; attempt++) {
+    if (attempt === 100) throw new Error("node B's channel binding did not take effect within 100 pushes");
     const got = new Promise((resolve) => ws.once('message', resolve));
     await fetch(`${a.controlUrl}/v1/channels/bench/messages`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"warm":true}' });
     if (await Promise.race([got.then(() => true), new Promise((r) => setTimeout(() => r(false), 100))])) break;
