@@ -3,14 +3,13 @@ import type { Logger } from 'pino';
 import type { Clock } from '../proxy/clock.js';
 import type { Config } from '../proxy/config.js';
 import type { Metrics } from '../proxy/metrics.js';
-import type { ControlRoute } from '../proxy/control-api.js';
 import type { Effects, Upstream } from './upstream.js';
-import { apiGatewayRoutes } from './apigateway/connections.js';
 import { AmqpUpstream } from './amqp/upstream.js';
 import { NativeWebhooks } from './webhook/native.js';
 import { WebSocketOverHttp } from './websocket-over-http/dialect.js';
-import { gripPublishRoutes } from './websocket-over-http/publish-route.js';
 import { WebhookSender } from './webhook/sender.js';
+
+export { controlRoutes } from './routes.js';
 
 export interface PluginDeps {
   readonly log: Logger;
@@ -43,9 +42,4 @@ export function createUpstream(config: Readonly<Config>, deps: PluginDeps): Upst
       // native connect/subscribe webhooks when their paths are set.
       return new AmqpUpstream(config, new NativeWebhooks(config.webhooks, createWebhookSender(config, deps), host), deps);
   }
-}
-
-/** Control-port routes that dialects add (GRIP publish, API Gateway @connections). */
-export function controlRoutes(config: Readonly<Config>): readonly ControlRoute[] {
-  return [...gripPublishRoutes(config), ...apiGatewayRoutes()];
 }

@@ -20,3 +20,12 @@ export function parseAddress(value: string, defaultHost = '0.0.0.0'): Address | 
 export function isLoopback(host: string): boolean {
   return host === 'localhost' || host === '::1' || (isIP(host) === 4 && host.startsWith('127.'));
 }
+
+export class PortInUseError extends Error {
+  readonly port: number;
+  constructor(what: string, address: Address, options: { cause: unknown }) {
+    super(`${what} port ${address.port} on ${address.host} is already in use`, options);
+    this.name = 'PortInUseError';
+    this.port = address.port;
+  }
+}

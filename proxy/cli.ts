@@ -4,7 +4,7 @@
 import { parseArgs } from 'node:util';
 import cluster from 'node:cluster';
 import type { Config } from './config.js';
-import { PortInUseError, Switchboard } from './switchboard.js';
+import { PortInUseError } from './address.js';
 import { version } from './version.js';
 
 const usage = `usage: switchboard [--config FILE]
@@ -56,6 +56,7 @@ async function main(): Promise<void> {
 
   if (await runWorkers(config)) return;
 
+  const { Switchboard } = await import('./switchboard.js');
   const switchboard = new Switchboard(config);
   // Handlers first: a signal that arrives while starting still drains (or aborts the start).
   let stopping = false;

@@ -4,6 +4,12 @@ import type { Push } from './push.js';
 import type { Registry } from './registry.js';
 import type { Session } from './session.js';
 
+/** Connection ids are `<node>-<worker>-<unique>`. */
+export function parseConnectionId(id: string): { node: string; worker: number } | null {
+  const m = /^([a-z0-9]+)-(\d+)-[\w-]+$/.exec(id);
+  return m ? { node: m[1], worker: Number(m[2]) } : null;
+}
+
 export type Target =
   | { readonly connection: string }
   | { readonly user: string }

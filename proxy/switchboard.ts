@@ -6,7 +6,10 @@ import type { AddressInfo, Socket } from 'node:net';
 import { randomBytes } from 'node:crypto';
 import httpProxy from 'http-proxy';
 import type { Logger } from 'pino';
-import { parseAddress, type Address } from './address.js';
+import { PortInUseError, parseAddress, type Address } from './address.js';
+
+export { PortInUseError } from './address.js';
+export { parseConnectionId } from './router.js';
 import type { Config } from './config.js';
 import { systemClock, type Clock } from './clock.js';
 import { createControlApi, type ControlRoute } from './control-api.js';
@@ -35,21 +38,6 @@ export interface SwitchboardOptions {
   readonly worker?: number;
   /** Listen on these instead of the config's (the primary process owns the control port). */
   readonly control?: boolean;
-}
-
-/** Connection ids are `<node>-<worker>-<unique>`. */
-export function parseConnectionId(id: string): { node: string; worker: number } | null {
-  const m = /^([a-z0-9]+)-(\d+)-[\w-]+$/.exec(id);
-  return m ? { node: m[1], worker: Number(m[2]) } : null;
-}
-
-export class PortInUseError extends Error {
-  readonly port: number;
-  constructor(what: string, address: Address, options: { cause: unknown }) {
-    super(`${what} port ${address.port} on ${address.host} is already in use`, options);
-    this.name = 'PortInUseError';
-    this.port = address.port;
-  }
 }
 
 export class Switchboard {

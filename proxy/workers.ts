@@ -8,17 +8,17 @@ import { once } from 'node:events';
 import { AggregatorRegistry, Counter, Registry as MetricsRegistry } from 'prom-client';
 import type { Logger } from 'pino';
 import { cpus } from 'node:os';
-import { parseAddress } from './address.js';
+import { PortInUseError, parseAddress } from './address.js';
 import type { Config } from './config.js';
 import { systemClock } from './clock.js';
 import { createControlApi } from './control-api.js';
 import { addCounts, type Directory, type ListQuery, type Page, type RouteResult, type SessionInfo } from './directory.js';
 import { createLogger } from './log.js';
 import { createMetrics } from './metrics.js';
+import type { Switchboard } from './switchboard.js';
 import { Push } from './push.js';
-import { zeroCounts, type Target } from './router.js';
-import { PortInUseError, Switchboard, parseConnectionId } from './switchboard.js';
-import { controlRoutes } from '../plugins/index.js';
+import { parseConnectionId, zeroCounts, type Target } from './router.js';
+import { controlRoutes } from '../plugins/routes.js';
 import { installPushQueue } from '../plugins/amqp/install.js';
 
 /** The environment variable that carries the primary's validated config to its workers. */
@@ -70,6 +70,8 @@ export const fromWire = (w: WirePush): Push => new Push(w.payload, { class: w.cl
 
 async function runWorker(config: Readonly<Config>): Promise<void> {
   const index = Number(process.env.SWITCHBOARD_WORKER_INDEX ?? 0);
+  // Loaded here, not at the top: the primary never runs a client pipeline.
+  const { Switchboard } = await import('./switchboard.js');
   const sb = new Switchboard(config, { worker: index, control: false });
   AggregatorRegistry.setRegistries([sb.metrics.registry]);
   // Constructing one installs prom-client's answer to the primary's metric requests.
