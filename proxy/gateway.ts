@@ -9,6 +9,13 @@ import { AddressCounts, TokenBucket } from './limiter.js';
 import type { Registry } from './registry.js';
 import { RELIABLE_PROTOCOL, Session, type SessionContext } from './session.js';
 
+function destroyOnError(this: Socket): void {
+  this.destroy();
+}
+
+/** Frozen: a write to it throws instead of leaking into every session. */
+const NONE: Record<string, string> = Object.freeze({}) as Record<string, string>;
+
 export interface GatewayHost {
   readonly ctx: SessionContext;
   readonly registry: Registry;
@@ -30,6 +37,17 @@ export class Gateway {
   readonly #extraHeaders = new WeakMap<IncomingMessage, Record<string, string>>();
   /** Client sockets, from the first byte of the handshake to the close. */
   #sockets = 0;
+  /**
+   * One listener for every socket's close, not a closure per connection. The address is the
+   * one counted at the upgrade: a socket keeps what `remoteAddress` first answered.
+   */
+  readonly #released = (() => {
+    const gateway = this;
+    return function released(this: Socket): void {
+      gateway.#sockets--;
+      if (gateway.#host.ctx.config.limits.maxConnectionsPerIp > 0) gateway.#perIp.remove(this.remoteAddress ?? '');
+    };
+  })();
 
   constructor(host: GatewayHost) {
     this.#host = host;
@@ -63,7 +81,7 @@ export class Gateway {
     const ctx = this.#host.ctx;
     const limits = ctx.config.limits;
     const address = (socket as Socket).remoteAddress ?? '';
-    socket.on('error', () => socket.destroy());
+    socket.on('error', destroyOnError);
     const refusal = this.#admit(address);
     if (refusal) {
       ctx.metrics.connectionsTotal.inc({ result: refusal.error.code });
@@ -72,10 +90,7 @@ export class Gateway {
     }
     this.#sockets++;
     if (limits.maxConnectionsPerIp > 0) this.#perIp.add(address);
-    socket.once('close', () => {
-      this.#sockets--;
-      if (limits.maxConnectionsPerIp > 0) this.#perIp.remove(address);
-    });
+    socket.on('close', this.#released);
     this.#handshake(req, socket as Socket, head, url, address).catch((err: unknown) => {
       ctx.log.error({ err }, 'handshake failed');
       reject(socket, 500, JSON.stringify(new SwitchboardError('internal').toJSON()));
@@ -114,20 +129,28 @@ export class Gateway {
       }
     }
 
-    const query: Record<string, string> = {};
-    for (const [k, v] of url.searchParams) if (!RESUME_PARAMS.includes(k)) query[k] = v;
-    let headers: Record<string, string> = {};
+    // Sessions without a query or forwarded headers share one empty record.
+    let query: Record<string, string> = NONE;
+    for (const [k, v] of url.searchParams) {
+      if (RESUME_PARAMS.includes(k)) continue;
+      if (query === NONE) query = {};
+      query[k] = v;
+    }
+    let headers: Record<string, string> = NONE;
     if (ctx.upstream.headersOf) headers = ctx.upstream.headersOf(req.headers);
     else {
       for (const name of ctx.config.webhooks.forwardHeaders) {
         const value = req.headers[name];
-        if (value !== undefined) headers[name] = Array.isArray(value) ? value.join(', ') : value;
+        if (value === undefined) continue;
+        if (headers === NONE) headers = {};
+        headers[name] = Array.isArray(value) ? value.join(', ') : value;
       }
     }
     const session = new Session(ctx, {
       id: host.newConnectionId(),
       mode: reliable ? 'reliable' : 'raw',
-      path: url.pathname,
+      // One string for both when the URL has no query (the common case).
+      path: url.pathname === req.url ? req.url : url.pathname,
       url: req.url ?? url.pathname,
       query,
       remoteAddress: address,
@@ -175,6 +198,8 @@ export class Gateway {
     lastSeq?: number, effects?: import('../plugins/upstream.js').Effects,
   ): void {
     this.#wss.handleUpgrade(req, socket, head, (ws: WebSocket) => {
+      // From here ws handles the socket's errors.
+      socket.off('error', destroyOnError);
       const session = take();
       if (session.state === 'closed') {
         ws.close(1013, 'session ended');
