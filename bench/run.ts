@@ -11,10 +11,10 @@ import { summarize, table, type Line, type RepFigures } from './report.js';
 import { SkipScenario, type RunOptions, type Scenario } from './scenario.js';
 import { echoScenario } from './scenarios/echo.js';
 import { fanoutScenario } from './scenarios/fanout.js';
-import { idle, idle50k } from './scenarios/idle.js';
+import { idle, idle50k, idle50kKernel } from './scenarios/idle.js';
 import { resumeScenario } from './scenarios/resume.js';
 
-const scenarios: readonly Scenario[] = [idle, idle50k, echoScenario, fanoutScenario, resumeScenario];
+const scenarios: readonly Scenario[] = [idle, idle50k, idle50kKernel, echoScenario, fanoutScenario, resumeScenario];
 
 const usage = `usage: npm run bench -- [options] [scenario...]
 

@@ -154,6 +154,8 @@ export interface SwitchboardOptions {
   readonly config?: Record<string, unknown>;
   /** Node flags for the sidecar, e.g. --cpu-prof. */
   readonly nodeFlags?: readonly string[];
+  /** Environment added to this process's, e.g. NODE_CLUSTER_SCHED_POLICY. */
+  readonly env?: Readonly<Record<string, string>>;
 }
 
 export interface SwitchboardUnderTest extends ServerUnderTest {
@@ -174,7 +176,7 @@ export async function startSwitchboard(options: SwitchboardOptions = {}): Promis
   const file = join(dir, 'config.json');
   writeFileSync(file, JSON.stringify(config, null, 2));
   const child = spawnTracked(process.execPath, [...(options.nodeFlags ?? []), '--expose-gc', '--import', probeUrl, cliPath, '--config', file], {
-    stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
+    stdio: ['ignore', 'pipe', 'pipe', 'ipc'], env: { ...process.env, ...options.env },
   });
   const output = tail(child);
   const controlUrl = `http://127.0.0.1:${controlPort}`;
@@ -208,6 +210,7 @@ export interface BareOptions {
   readonly mode: 'idle' | 'echo' | 'fanout';
   readonly workers?: number;
   readonly nodeFlags?: readonly string[];
+  readonly env?: Readonly<Record<string, string>>;
 }
 
 export async function startBare(options: BareOptions): Promise<ServerUnderTest> {
@@ -216,7 +219,7 @@ export async function startBare(options: BareOptions): Promise<ServerUnderTest> 
   const args = ['--mode', options.mode, '--port', String(port), '--workers', String(options.workers ?? 1)];
   if (controlPort !== null) args.push('--control', String(controlPort));
   const child = spawnTracked(process.execPath, [...(options.nodeFlags ?? []), '--expose-gc', '--import', probeUrl, bareServerPath, ...args], {
-    stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
+    stdio: ['ignore', 'pipe', 'pipe', 'ipc'], env: { ...process.env, ...options.env },
   });
   const output = tail(child);
   try {

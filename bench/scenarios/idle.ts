@@ -1,7 +1,9 @@
 // Idle connections: what holding a socket costs the server process.
 //   idle      10k raw connections, one server process each side.
-//   idle-50k  50k raw connections, Switchboard `workers: 5` vs five bare ws processes
-//             behind node:cluster.
+//   idle-50k  50k raw connections, Switchboard `workers: 3` vs three bare ws processes
+//             behind node:cluster (round-robin: the primary accepts and hands each over).
+//   idle-50k-kernel  the same with NODE_CLUSTER_SCHED_POLICY=none on both sides: workers
+//             accept from the shared socket themselves, the primary never holds a connection.
 import { LoadGroup } from '../load-generator.js';
 import { sleep } from '../procs.js';
 import { SkipScenario, bothSides, type RunOptions, type Scenario } from '../scenario.js';
@@ -88,10 +90,10 @@ async function holdManyConnections(server: ServerUnderTest, count: number): Prom
 }
 
 /** Switchboard with `workers: 3`, or a skip when the sidecar refuses or ignores the key. */
-async function startWorkers(options: RunOptions): Promise<ServerUnderTest> {
+async function startWorkers(options: RunOptions, env: Record<string, string>): Promise<ServerUnderTest> {
   let server: ServerUnderTest;
   try {
-    server = await startSwitchboard({ config: { ...noWebhooks, workers: WORKERS }, nodeFlags: options.nodeFlags('switchboard') });
+    server = await startSwitchboard({ config: { ...noWebhooks, workers: WORKERS }, nodeFlags: options.nodeFlags('switchboard'), env });
   } catch (err) {
     if (err instanceof StartError && err.exitCode === 2) {
       throw new SkipScenario(`the sidecar refuses \`workers: ${WORKERS}\`: ${err.output.trim().split('\n')[0]}`);
@@ -109,30 +111,37 @@ async function startWorkers(options: RunOptions): Promise<ServerUnderTest> {
   return server;
 }
 
-export const idle50k: Scenario = {
-  name: 'idle-50k',
-  title: `idle connections, ${WORKERS} processes per side`,
-  notes: [
-    `Switchboard \`workers: ${WORKERS}\` vs ${WORKERS} bare ws processes behind node:cluster (the same process count).`,
-    'Memory summed over each process tree (primary + workers) from /proc: VmRSS and PSS (PSS splits',
-    'shared pages such as the node binary between processes, so it is the better total). Each process',
-    'gets a full GC (SIGUSR2 to the preloaded probe) before reading. Clients: 10k sockets per process.',
-  ],
-  metrics: [
-    { key: 'rss', label: 'total RSS (sum over processes)', unit: 'MiB', target: { text: '≤ 512 MiB', on: 'switchboard', max: 512 * 1048576 } },
-    { key: 'pss', label: 'total PSS (sum over processes)', unit: 'MiB' },
-    { key: 'rssPerConnection', label: 'RSS per connection', unit: 'bytes' },
-    { key: 'processes', label: 'server processes', unit: 'count' },
-    { key: 'handshakeRate', label: 'handshakes/s while connecting', unit: 'per-s' },
-  ],
-  async rep(options: RunOptions, index: number) {
-    const count = options.quick ? 10_000 : 50_000;
-    options.log(`idle-50k: ${count.toLocaleString('en-US')} connections, ${WORKERS} processes`);
-    const { switchboard, bare } = await bothSides(
-      index,
-      async () => holdManyConnections(await startWorkers(options), count),
-      async () => holdManyConnections(await startBare({ mode: 'idle', workers: WORKERS, nodeFlags: options.nodeFlags('bare ws') }), count),
-    );
-    return { switchboard, bare };
-  },
-};
+function idleWorkers(name: string, policy: 'rr' | 'none'): Scenario {
+  const env = { NODE_CLUSTER_SCHED_POLICY: policy };
+  return {
+    name,
+    title: `idle connections, ${WORKERS} processes per side, ${policy === 'rr' ? 'round-robin hand-off (node:cluster default)' : 'workers accept directly (NODE_CLUSTER_SCHED_POLICY=none)'}`,
+    notes: [
+      `Switchboard \`workers: ${WORKERS}\` vs ${WORKERS} bare ws processes behind node:cluster (the same process count),`,
+      `both with NODE_CLUSTER_SCHED_POLICY=${policy}.`,
+      'Memory summed over each process tree (primary + workers) from /proc: VmRSS and PSS (PSS splits',
+      'shared pages such as the node binary between processes, so it is the better total). Each process',
+      'gets a full GC (SIGUSR2 to the preloaded probe) before reading. Clients: 10k sockets per process.',
+    ],
+    metrics: [
+      { key: 'rss', label: 'total RSS (sum over processes)', unit: 'MiB', target: { text: '≤ 512 MiB', on: 'switchboard', max: 512 * 1048576 } },
+      { key: 'pss', label: 'total PSS (sum over processes)', unit: 'MiB' },
+      { key: 'rssPerConnection', label: 'RSS per connection', unit: 'bytes' },
+      { key: 'processes', label: 'server processes', unit: 'count' },
+      { key: 'handshakeRate', label: 'handshakes/s while connecting', unit: 'per-s' },
+    ],
+    async rep(options: RunOptions, index: number) {
+      const count = options.quick ? 10_000 : 50_000;
+      options.log(`${name}: ${count.toLocaleString('en-US')} connections, ${WORKERS} processes`);
+      const { switchboard, bare } = await bothSides(
+        index,
+        async () => holdManyConnections(await startWorkers(options, env), count),
+        async () => holdManyConnections(await startBare({ mode: 'idle', workers: WORKERS, nodeFlags: options.nodeFlags('bare ws'), env }), count),
+      );
+      return { switchboard, bare };
+    },
+  };
+}
+
+export const idle50k = idleWorkers('idle-50k', 'rr');
+export const idle50kKernel = idleWorkers('idle-50k-kernel', 'none');
