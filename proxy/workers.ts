@@ -28,6 +28,18 @@ export function workerCount(config: Config): number {
   return config.workers === 'auto' ? Math.max(1, cpus().length) : config.workers;
 }
 
+/**
+ * V8's young generation for workers: 4 MiB semi-spaces instead of V8's default (up to 16 MiB),
+ * unless the operator chose a size (NODE_OPTIONS or node flags). Workers exist to hold many
+ * connections; this saves ~12 MiB per worker for a few percent of CPU (docs/BENCHMARKS.md).
+ */
+export const WORKER_SEMI_SPACE_FLAG = '--max-semi-space-size=4';
+
+function workerExecArgv(): string[] {
+  const chosen = [...process.execArgv, process.env.NODE_OPTIONS ?? ''].some((a) => a.includes('semi-space-size'));
+  return chosen ? process.execArgv : [...process.execArgv, WORKER_SEMI_SPACE_FLAG];
+}
+
 /** Runs as primary or worker when `workers` is more than 1; false when one process will do. */
 export async function runWorkers(config: Readonly<Config>): Promise<boolean> {
   if (cluster.isWorker) {
@@ -258,7 +270,7 @@ async function runPrimary(config: Readonly<Config>, n: number): Promise<void> {
   const restarts = new Counter({ name: 'switchboard_worker_restarts_total', help: 'Client-pipeline workers restarted after a crash', registers: [own] });
   let state: 'starting' | 'running' | 'draining' = 'starting';
 
-  cluster.setupPrimary({ serialization: 'advanced' });
+  cluster.setupPrimary({ serialization: 'advanced', execArgv: workerExecArgv() });
   const workerConfig = JSON.stringify({ ...config, nodeId });
   const fork = (index: number): Worker => {
     // Workers take the config as validated here: they never load the schema (less memory each).

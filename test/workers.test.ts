@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { startApp } from './helpers/app.js';
 import { connect, connectReliable, type TestClient } from './helpers/client.js';
 import { freePort, runCli, writeConfig } from './helpers/process.js';
@@ -68,6 +69,10 @@ test('two workers: one push API over both, aggregated metrics, a crashed worker 
   // Crash one worker: its clients lose their sockets, it comes back, the count says so.
   const pids = execFileSync('pgrep', ['-P', String(cli.child.pid)]).toString().trim().split('\n').map(Number);
   assert.equal(pids.length, 2);
+  for (const pid of pids) {
+    const argv = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+    assert.ok(argv.includes('--max-semi-space-size=4'), `worker ${pid} runs with the workers' young generation: ${argv.join(' ')}`);
+  }
   process.kill(pids[0], 'SIGKILL');
   await cli.waitForOutput(/worker exited: restarting it/);
   let restarted = '';
@@ -89,4 +94,21 @@ test('two workers: one push API over both, aggregated metrics, a crashed worker 
   // Every session of the live worker got its disconnect webhook before the exit.
   const disconnected = new Set(app.byPath('/ws/disconnect').map((r) => r.json().connection));
   for (const { session } of survivors) assert.ok(disconnected.has(session), `disconnect for ${session}`);
+});
+
+test("workers keep the operator's young-generation size when NODE_OPTIONS sets one", async (t) => {
+  const [pub, ctl] = [await freePort(), await freePort()];
+  const cli = runCli(['--config', writeConfig({
+    listen: `127.0.0.1:${pub}`, control: { listen: `127.0.0.1:${ctl}` }, workers: 2, log: { level: 'info' },
+  })], { NODE_OPTIONS: '--max-semi-space-size=8' });
+  t.after(() => { cli.child.kill('SIGKILL'); });
+  await cli.waitForOutput(/switchboard primary ready/);
+  const pids = execFileSync('pgrep', ['-P', String(cli.child.pid)]).toString().trim().split('\n').map(Number);
+  assert.equal(pids.length, 2);
+  for (const pid of pids) {
+    assert.ok(!readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').includes('--max-semi-space-size=4'));
+    assert.match(readFileSync(`/proc/${pid}/environ`, 'utf8'), /NODE_OPTIONS=--max-semi-space-size=8/);
+  }
+  cli.child.kill('SIGTERM');
+  assert.deepEqual(await cli.exited, { code: 0, signal: null });
 });

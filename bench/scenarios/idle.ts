@@ -8,6 +8,7 @@ import { LoadGroup } from '../load-generator.js';
 import { sleep } from '../procs.js';
 import { SkipScenario, bothSides, type RunOptions, type Scenario } from '../scenario.js';
 import { StartError, startBare, startSwitchboard, type ServerUnderTest } from '../servers.js';
+import { WORKER_SEMI_SPACE_FLAG } from '../../proxy/workers.js';
 
 /** Idle clients need no webhook: the sidecar accepts them without asking an app. */
 const noWebhooks = { webhooks: { paths: { connect: null, message: null, disconnect: null } } };
@@ -113,12 +114,15 @@ async function startWorkers(options: RunOptions, env: Record<string, string>): P
 
 function idleWorkers(name: string, policy: 'rr' | 'none'): Scenario {
   const env = { NODE_CLUSTER_SCHED_POLICY: policy };
+  // Switchboard's primary gives its workers this young-generation size; bare ws gets it too.
+  const bareEnv = { ...env, NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} ${WORKER_SEMI_SPACE_FLAG}`.trim() };
   return {
     name,
     title: `idle connections, ${WORKERS} processes per side, ${policy === 'rr' ? 'round-robin hand-off (node:cluster default)' : 'workers accept directly (NODE_CLUSTER_SCHED_POLICY=none)'}`,
     notes: [
       `Switchboard \`workers: ${WORKERS}\` vs ${WORKERS} bare ws processes behind node:cluster (the same process count),`,
-      `both with NODE_CLUSTER_SCHED_POLICY=${policy}.`,
+      `both with NODE_CLUSTER_SCHED_POLICY=${policy}; both with ${WORKER_SEMI_SPACE_FLAG} (Switchboard's default`,
+      'for its workers; NODE_OPTIONS for every bare ws process, the primary included).',
       'Memory summed over each process tree (primary + workers) from /proc: VmRSS and PSS (PSS splits',
       'shared pages such as the node binary between processes, so it is the better total). Each process',
       'gets a full GC (SIGUSR2 to the preloaded probe) before reading. Clients: 10k sockets per process.',
@@ -136,7 +140,7 @@ function idleWorkers(name: string, policy: 'rr' | 'none'): Scenario {
       const { switchboard, bare } = await bothSides(
         index,
         async () => holdManyConnections(await startWorkers(options, env), count),
-        async () => holdManyConnections(await startBare({ mode: 'idle', workers: WORKERS, nodeFlags: options.nodeFlags('bare ws'), env }), count),
+        async () => holdManyConnections(await startBare({ mode: 'idle', workers: WORKERS, nodeFlags: options.nodeFlags('bare ws'), env: bareEnv }), count),
       );
       return { switchboard, bare };
     },
