@@ -1,6 +1,7 @@
 // Sends webhooks over one keep-alive undici Pool: timeout per attempt, classified
 // retries with backoff, Standard Webhooks signing, metrics. Shared by every dialect.
-import { Pool } from 'undici';
+import type { IncomingHttpHeaders } from 'node:http';
+import { Pool, type Dispatcher } from 'undici';
 import type { Logger } from 'pino';
 import type { Clock } from '../../proxy/clock.js';
 import { sleep } from '../../proxy/clock.js';
@@ -120,12 +121,11 @@ export class WebhookSender {
     // undici's own timeouts (no AbortSignal per request: they cost more than the request on this path).
     const timeout = this.#options.timeoutMs;
     try {
-      const res = await this.#pool.request({
+      const res = await exchange(this.#pool, {
         method: 'POST', path: this.path(request.path), headers, body: request.body, headersTimeout: timeout, bodyTimeout: timeout,
-      });
-      const body = await readCapped(res.body, this.#options.maxResponseBytes);
-      this.#observe(request.event, String(res.statusCode), started);
-      return { answered: true, status: res.statusCode, headers: res.headers, body };
+      }, this.#options.maxResponseBytes);
+      this.#observe(request.event, String(res.status), started);
+      return { answered: true, status: res.status, headers: res.headers, body: res.body };
     } catch (err) {
       const attempt = classifyError(err);
       this.#observe(request.event, attempt.kind === 'not-reached' ? 'unreachable' : 'error', started);
@@ -155,13 +155,52 @@ export class WebhookSender {
   }
 }
 
-async function readCapped(body: AsyncIterable<Buffer> & { dump?: () => Promise<void> }, max: number): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of body) {
-    size += chunk.length;
-    if (size > max) throw Object.assign(new Error(`answer larger than ${max} bytes`), { code: 'ANSWER_TOO_LARGE' });
-    chunks.push(chunk);
-  }
-  return chunks.length === 1 ? chunks[0] : Buffer.concat(chunks);
+interface Exchange {
+  readonly status: number;
+  readonly headers: IncomingHttpHeaders;
+  readonly body: Buffer;
+}
+
+/**
+ * One request and its whole answer, up to `max` bytes, straight from undici's dispatcher:
+ * webhook answers are small and read at once, so no response stream is built for them.
+ */
+function exchange(pool: Dispatcher, options: Dispatcher.DispatchOptions, max: number): Promise<Exchange> {
+  return new Promise((resolve, reject) => {
+    let status = 0;
+    let headers: IncomingHttpHeaders = {};
+    let chunks: Buffer[] = [];
+    let size = 0;
+    let settled = false;
+    pool.dispatch(options, {
+      // Its presence tells undici this handler speaks the controller API.
+      onRequestStart() {},
+      onResponseStart(_controller, statusCode, responseHeaders) {
+        // A 1xx is followed by the real answer.
+        if (statusCode < 200) return;
+        status = statusCode;
+        headers = responseHeaders;
+      },
+      onResponseData(controller, chunk) {
+        if (status === 0) return;
+        size += chunk.length;
+        if (size > max) {
+          controller.abort(Object.assign(new Error(`answer larger than ${max} bytes`), { code: 'ANSWER_TOO_LARGE' }));
+          return;
+        }
+        chunks.push(chunk);
+      },
+      onResponseEnd() {
+        if (settled) return;
+        settled = true;
+        resolve({ status, headers, body: chunks.length === 1 ? chunks[0] : Buffer.concat(chunks) });
+        chunks = [];
+      },
+      onResponseError(_controller, err) {
+        if (settled) return;
+        settled = true;
+        reject(err);
+      },
+    });
+  });
 }
