@@ -265,3 +265,49 @@ test('an answer larger than limits.maxMessageBytes is never sent on: the message
   assert.match(metrics, /^switchboard_webhook_failures_total\{event="message"\} 1$/m);
   await client.close();
 });
+
+test('a hostile app (slow, resetting, cutting an answer short): retried with the same key, acked once it answers, nacked when it never does', async (t) => {
+  const attempts = new Map<string, number>();
+  const app = await startApp(async (r, res) => {
+    if (r.url !== '/ws/message') return { status: 204 };
+    const what = JSON.parse(r.text) as string;
+    const n = (attempts.get(what) ?? 0) + 1;
+    attempts.set(what, n);
+    if ((what === 'slow' && n === 1) || what === 'never') {
+      await new Promise((resolve) => setTimeout(resolve, 1500));
+      return { body: 'too late' };
+    }
+    if (what === 'reset' && n === 1) {
+      res.socket?.destroy();
+      return 'handled';
+    }
+    if (what === 'cut' && n === 1) {
+      res.writeHead(200, { 'content-type': 'text/plain', 'content-length': '100' });
+      res.write('only part');
+      setImmediate(() => res.socket?.destroy());
+      return 'handled';
+    }
+    return { headers: { 'content-type': 'text/plain' }, body: `ok:${what}` };
+  });
+  const sc = await startSidecar(app.url, { webhooks: { timeoutMs: 300, retry: { maxAttempts: 2, baseMs: 1, capMs: 5 } } });
+  t.after(async () => { await sc.close(); await app.close(); });
+  const { client } = await connectReliable(sc.wsUrl());
+
+  for (const what of ['slow', 'reset', 'cut']) {
+    client.send({ type: 'message', data: what, id: what });
+    const frames = [await client.nextJson(), await client.nextJson()];
+    assert.deepEqual(frames.find((f) => f.type === 'ack'), { type: 'ack', id: what }, what);
+    assert.equal(frames.find((f) => f.type === 'message')?.data, `ok:${what}`, `${what}: only the full answer is sent`);
+    const sent = app.byPath('/ws/message').filter((r) => JSON.parse(r.text) === what);
+    assert.equal(sent.length, 2, `${what}: one retry`);
+    assert.equal(sent[0].headers['idempotency-key'], sent[1].headers['idempotency-key'], `${what}: the same key on the retry`);
+  }
+
+  client.send({ type: 'message', data: 'never', id: 'never' });
+  assert.deepEqual(await client.nextJson(), { type: 'nack', id: 'never', error: 'webhook_failed', retryable: true });
+  const metrics = (await sc.control('GET', '/metrics')).text;
+  assert.match(metrics, /^switchboard_webhook_failures_total\{event="message"\} 1$/m);
+  client.send({ type: 'ping' });
+  assert.equal((await client.nextJson()).type, 'pong');
+  await client.close();
+});

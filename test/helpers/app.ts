@@ -13,7 +13,7 @@ export interface Recorded {
 }
 
 export type Answer = { status?: number; headers?: Record<string, string>; body?: string | Buffer | object } | void;
-export type Handler = (req: Recorded, res: ServerResponse) => Answer | Promise<Answer> | 'handled';
+export type Handler = (req: Recorded, res: ServerResponse) => Answer | 'handled' | Promise<Answer | 'handled'>;
 
 export interface TestApp {
   readonly url: string;
