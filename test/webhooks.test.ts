@@ -58,15 +58,25 @@ test('connect webhook carries the handshake; its answer sets user, channels, met
   assert.equal(typeof d.durationMs, 'number');
 });
 
-test('the app rejects a handshake with its own status; a failing app gives 503', async (t) => {
-  let mode: 'deny' | 'fail' = 'deny';
-  const app = await startApp((r) => r.url === '/ws/connect' ? { status: mode === 'deny' ? 401 : 500, body: 'nope' } : { status: 204 });
-  const sc = await startSidecar(app.url, { webhooks: { retry: { maxAttempts: 2 } } });
+test('the app rejects a handshake with its own status; a failing, slow or resetting app gives 503', async (t) => {
+  let mode: 'deny' | 'fail' | 'slow' | 'reset' = 'deny';
+  const app = await startApp(async (r, res) => {
+    if (r.url !== '/ws/connect') return { status: 204 };
+    if (mode === 'slow') await new Promise((resolve) => setTimeout(resolve, 1000));
+    if (mode === 'reset') {
+      res.socket?.destroy();
+      return 'handled';
+    }
+    return { status: mode === 'deny' ? 401 : mode === 'fail' ? 500 : 200, body: 'nope' };
+  });
+  const sc = await startSidecar(app.url, { webhooks: { timeoutMs: 300, retry: { maxAttempts: 2 } } });
   t.after(async () => { await sc.close(); await app.close(); });
 
   await assert.rejects(connect(sc.wsUrl()), (e: any) => e.status === 401);
-  mode = 'fail';
-  await assert.rejects(connect(sc.wsUrl()), (e: any) => e.status === 503);
+  for (const failure of ['fail', 'slow', 'reset'] as const) {
+    mode = failure;
+    await assert.rejects(connect(sc.wsUrl()), (e: any) => e.status === 503, failure);
+  }
   const metrics = await sc.control('GET', '/metrics');
   assert.match(metrics.text, /switchboard_connections_total\{result="rejected_401"\} 1/);
 });
