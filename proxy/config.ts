@@ -79,6 +79,8 @@ const schema = z.strictObject({
     maxFrameErrors: positiveInt.default(10),
     /** Client messages waiting for their webhook, per connection, before reading pauses. */
     maxPendingMessages: positiveInt.default(64),
+    /** Accept queue of the public port (the kernel caps it at net.core.somaxconn). */
+    listenBacklog: positiveInt.max(65535, { error: 'expected a positive integer up to 65535' }).default(4096),
   }).prefault({}),
   upstream: z.enum(['webhook', 'amqp'], { error: 'expected "webhook" or "amqp"' }).default('webhook'),
   webhooks: z.strictObject({

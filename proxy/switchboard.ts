@@ -201,7 +201,7 @@ export class Switchboard {
       }));
       await listen(this.#control, parseAddress(this.config.control.listen, '127.0.0.1')!, 'control');
     }
-    await listen(this.#public, parseAddress(this.config.listen)!, 'public');
+    await listen(this.#public, parseAddress(this.config.listen)!, 'public', this.config.limits.listenBacklog);
     this.state = 'running';
     this.log.info({ listen: this.publicAddress, control: this.controlAddress, upstream: this.upstream.name }, 'switchboard ready');
     return this;
@@ -288,13 +288,13 @@ export class Switchboard {
   }
 }
 
-function listen(server: Server, address: Address, what: string): Promise<void> {
+function listen(server: Server, address: Address, what: string, backlog?: number): Promise<void> {
   return new Promise((resolve, reject) => {
     const onError = (err: NodeJS.ErrnoException) => {
       reject(err.code === 'EADDRINUSE' ? new PortInUseError(what, address, { cause: err }) : err);
     };
     server.once('error', onError);
-    server.listen(address.port, address.host, () => {
+    server.listen({ port: address.port, host: address.host, backlog }, () => {
       server.off('error', onError);
       resolve();
     });

@@ -51,6 +51,7 @@ test('a wrong value is reported with its path, what was expected and what was gi
   assert.match(problems({ webhooks: { secret: 'plain' } })[0], /^webhooks\.secret: /);
   assert.match(problems({ log: { level: 'loud' } })[0], /^log\.level: .*got "loud"$/);
   assert.match(problems({ limits: { maxMessageBytes: '1mb' } })[0], /^limits\.maxMessageBytes: expected a positive integer, got "1mb"$/);
+  assert.deepEqual(problems({ limits: { listenBacklog: 0 } }), ['limits.listenBacklog: expected a positive integer, got 0']);
   assert.deepEqual(problems({ webhooks: { batchMessages: 0 } }), ['webhooks.batchMessages: expected a positive integer, got 0']);
   assert.deepEqual(problems({ webhooks: { batchMessages: 1001 } }), ['webhooks.batchMessages: expected a positive integer up to 1000, got 1001']);
 });

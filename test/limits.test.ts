@@ -2,6 +2,8 @@
 // heartbeat end to end: a client that never pongs is cut off, a live one is not.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { WebSocket, type ClientOptions } from 'ws';
 import { guard, startApp } from './helpers/app.js';
 import { startSidecar } from './helpers/sidecar.js';
@@ -173,4 +175,16 @@ test('heartbeat: a client that never pongs but keeps sending frames is not cut o
   await app.waitFor((r) => r.url === '/ws/message' && r.text === 'tick 29', 'the last frame');
   assert.equal(busy.ws.readyState, WebSocket.OPEN);
   assert.equal(app.byPath('/ws/disconnect').length, 0);
+});
+
+test('limits.listenBacklog sets the public port\'s accept queue (Node would use 511)', async (t) => {
+  const app = await startApp();
+  const sc = await startSidecar(app.url, { limits: { listenBacklog: 1234 } });
+  t.after(async () => { await sc.close(); await app.close(); });
+  const port = new URL(sc.wsUrl()).port;
+  // For a listening socket, ss reports the accept queue's size as Send-Q.
+  const line = execFileSync('ss', ['-Hltn', `sport = :${port}`]).toString().trim();
+  const sendQ = Number(line.split(/\s+/)[2]);
+  const somaxconn = Number(readFileSync('/proc/sys/net/core/somaxconn', 'utf8'));
+  assert.equal(sendQ, Math.min(1234, somaxconn), line);
 });
