@@ -8,7 +8,7 @@ import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { installCleanup, killAll } from './procs.js';
 import { summarize, table, type Line, type RepFigures } from './report.js';
-import { SkipScenario, type RunOptions, type Scenario } from './scenario.js';
+import type { RunOptions, Scenario } from './scenario.js';
 import { echoScenario } from './scenarios/echo.js';
 import { fanoutScenario } from './scenarios/fanout.js';
 import { idle, idle50k, idle50kKernel } from './scenarios/idle.js';
@@ -32,7 +32,6 @@ interface Outcome {
   readonly scenario: string;
   readonly title: string;
   readonly lines?: Line[];
-  readonly skipped?: string;
   readonly failed?: string;
 }
 
@@ -45,7 +44,6 @@ async function runScenario(scenario: Scenario, reps: number, options: RunOptions
       figures.push(await scenario.rep(options, i));
     }
   } catch (err) {
-    if (err instanceof SkipScenario) return { scenario: scenario.name, title: scenario.title, skipped: err.message };
     return { scenario: scenario.name, title: scenario.title, failed: (err as Error).stack ?? String(err) };
   }
   options.log(`── ${scenario.name}: ${((performance.now() - started) / 1000).toFixed(0)} s`);
@@ -55,7 +53,6 @@ async function runScenario(scenario: Scenario, reps: number, options: RunOptions
 function print(outcome: Outcome, scenario: Scenario, reps: number): void {
   const out = process.stdout;
   out.write(`\n## ${outcome.scenario}: ${outcome.title}\n\n`);
-  if (outcome.skipped) return void out.write(`SKIPPED: ${outcome.skipped}\n`);
   if (outcome.failed) return void out.write(`FAILED: ${outcome.failed}\n`);
   out.write(`${table(outcome.lines!)}\n\n`);
   out.write(`(medians of ${reps} repetition${reps === 1 ? '' : 's'}; ratio = median of per-repetition switchboard / bare ws)\n`);

@@ -21,14 +21,6 @@ export interface Scenario {
   rep(options: RunOptions, index: number): Promise<RepFigures>;
 }
 
-/** Thrown by a repetition when the scenario cannot run here; the reason is printed. */
-export class SkipScenario extends Error {
-  constructor(reason: string) {
-    super(reason);
-    this.name = 'SkipScenario';
-  }
-}
-
 /** Runs the two sides of a repetition, alternating which goes first. */
 export async function bothSides<T>(index: number, switchboard: () => Promise<T>, bare: () => Promise<T>): Promise<{ switchboard: T; bare: T }> {
   if (index % 2 === 0) {

@@ -5,8 +5,6 @@ import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { isLoopback, parseAddress } from './address.js';
 
-export { isLoopback, parseAddress, type Address } from './address.js';
-
 const positiveInt = z.number({ error: 'expected a positive integer' }).int({ error: 'expected a positive integer' }).positive({ error: 'expected a positive integer' });
 const nonNegativeInt = z.number({ error: 'expected an integer >= 0' }).int({ error: 'expected an integer >= 0' }).min(0, { error: 'expected an integer >= 0' });
 const bool = z.boolean({ error: 'expected true or false' });

@@ -7,9 +7,6 @@ import { randomBytes } from 'node:crypto';
 import httpProxy from 'http-proxy';
 import type { Logger } from 'pino';
 import { PortInUseError, parseAddress, type Address } from './address.js';
-
-export { PortInUseError } from './address.js';
-export { parseConnectionId } from './router.js';
 import type { Config } from './config.js';
 import { systemClock, type Clock } from './clock.js';
 import { createControlApi, type ControlRoute } from './control-api.js';

@@ -5,7 +5,10 @@ import type {
   ConnectOutcome, DeliveryOutcome, DisconnectInfo, Effects, InboundMessage, Payload, ResumeInfo, SessionView, Upstream, UpstreamHost,
 } from '../upstream.js';
 import { bodyKind, bodyOf, contentTypeOf, payloadOf, payloadOfValue } from './payload.js';
-import type { WebhookSender } from './sender.js';
+import type { WebhookResult, WebhookSender } from './sender.js';
+
+/** A webhook the app answered. */
+type Answered = Extract<WebhookResult, { answered: true }>;
 
 type WebhookConfig = Config['webhooks'];
 
@@ -120,7 +123,7 @@ export class NativeWebhooks implements Upstream {
   }
 
   /** One message's answer: the body as one frame, its content type deciding text, JSON or binary. */
-  #reply(s: SessionView, result: { headers: Record<string, string | string[] | undefined>; body: Buffer }): Payload[] | null {
+  #reply(s: SessionView, result: Answered): Payload[] | null {
     const kind = bodyKind(result.headers['content-type'] as string | undefined) ?? 'binary';
     const payload = payloadOf(kind, result.body);
     if (payload instanceof Error) {
@@ -131,7 +134,7 @@ export class NativeWebhooks implements Upstream {
   }
 
   /** A batch's answer: `{"send":[…]}`, as in a connect answer. */
-  #batchReply(s: SessionView, result: { headers: Record<string, string | string[] | undefined>; body: Buffer }): Payload[] | null {
+  #batchReply(s: SessionView, result: Answered): Payload[] | null {
     const effects = parseConnectAnswer(result.body, result.headers['content-type'] as string | undefined);
     if (effects instanceof Error || !effects.send) {
       if (effects instanceof Error) this.#host.log.warn({ connection: s.id, err: effects.message }, 'batched message answer not sent');
