@@ -20,6 +20,22 @@ function fail(code: number, lines: readonly string[]): never {
   process.exit(code);
 }
 
+/**
+ * The last net: an exception that escapes every guard (a socket, timer or broker callback)
+ * is logged at fatal, and the process keeps serving its other clients. Each entry point
+ * has its own guard first; this one only keeps a fault of ours from dropping everyone.
+ */
+function guardProcess(config: Readonly<Config>): void {
+  let log: { fatal(o: object, m: string): void } | null = null;
+  const report = async (kind: string, err: unknown) => {
+    const { createLogger } = await import('./log.js');
+    log ??= createLogger(config.log.level, { role: 'process' });
+    log.fatal({ err, kind }, 'escaped every guard: logged, the process keeps running');
+  };
+  process.on('uncaughtException', (err) => void report('uncaughtException', err));
+  process.on('unhandledRejection', (err) => void report('unhandledRejection', err));
+}
+
 async function main(): Promise<void> {
   let args;
   try {
@@ -53,6 +69,7 @@ async function main(): Promise<void> {
     }
   }
   if (args.check) return void process.stdout.write('configuration is valid\n');
+  guardProcess(config);
 
   if (await runWorkers(config)) return;
 

@@ -4,9 +4,17 @@ import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { isLoopback, parseAddress } from './address.js';
+import { parseJson, tooDeep } from './json.js';
+
+/** No configuration needs more nesting than this; deeper input is refused before validation. */
+const MAX_CONFIG_DEPTH = 16;
 
 const positiveInt = z.number({ error: 'expected a positive integer' }).int({ error: 'expected a positive integer' }).positive({ error: 'expected a positive integer' });
 const nonNegativeInt = z.number({ error: 'expected an integer >= 0' }).int({ error: 'expected an integer >= 0' }).min(0, { error: 'expected an integer >= 0' });
+/** Node's timers take at most 2^31-1 ms; a longer duration would fire at once. */
+export const MAX_DURATION_MS = 2_147_483_647;
+const duration = positiveInt.max(MAX_DURATION_MS, { error: `expected a positive integer up to ${MAX_DURATION_MS} (ms)` });
+const nonNegativeDuration = nonNegativeInt.max(MAX_DURATION_MS, { error: `expected an integer from 0 to ${MAX_DURATION_MS} (ms)` });
 const bool = z.boolean({ error: 'expected true or false' });
 const text = z.string({ error: 'expected a string' }).min(1, { error: 'expected a non-empty string' });
 
@@ -34,7 +42,12 @@ const webhookPath = z.union([z.string().startsWith('/', { error: 'expected a pat
   error: 'expected a path starting with "/" or null',
 });
 
-const secret = z.string().regex(/^whsec_[A-Za-z0-9+/]+={0,2}$/, { error: 'expected "whsec_" followed by a base64 key' });
+/** Standard Webhooks keys shorter than this are guessable: refused. */
+export const MIN_SECRET_BYTES = 16;
+const secret = z.string().regex(/^whsec_[A-Za-z0-9+/]+={0,2}$/, { error: 'expected "whsec_" followed by a base64 key' })
+  .refine((v) => Buffer.from(v.slice('whsec_'.length), 'base64').length >= MIN_SECRET_BYTES, { error: `the key after "whsec_" must decode to at least ${MIN_SECRET_BYTES} bytes` });
+/** A control token guards the push API on a reachable port: at least this long there. */
+export const MIN_CONTROL_TOKEN = 16;
 
 // `prefault({})` lets a missing section take every default of its keys.
 const schema = z.strictObject({
@@ -51,15 +64,15 @@ const schema = z.strictObject({
     token: text.nullable().default(null),
   }).prefault({}),
   heartbeat: z.strictObject({
-    intervalMs: positiveInt.default(25_000),
-    timeoutMs: positiveInt.default(10_000),
+    intervalMs: duration.default(25_000),
+    timeoutMs: duration.default(10_000),
   }).prefault({}),
   session: z.strictObject({
-    graceMs: nonNegativeInt.default(120_000),
+    graceMs: nonNegativeDuration.default(120_000),
     /** HMAC key for resume tokens; random per process when unset. */
     tokenSecret: z.string().min(16, { error: 'expected at least 16 characters' }).nullable().default(null),
     /** How long a resume token stays valid after it was issued (at each welcome). */
-    tokenTtlMs: positiveInt.default(86_400_000),
+    tokenTtlMs: duration.default(86_400_000),
     outbox: z.strictObject({
       maxMessages: positiveInt.default(1024),
       maxBytes: positiveInt.default(1_048_576),
@@ -77,18 +90,20 @@ const schema = z.strictObject({
     maxFrameErrors: positiveInt.default(10),
     /** Client messages waiting for their webhook, per connection, before reading pauses. */
     maxPendingMessages: positiveInt.default(64),
+    /** A request (a WebSocket handshake's headers included) must arrive whole within this; else 408 and close. */
+    handshakeTimeoutMs: duration.default(10_000),
     /** Accept queue of the public port (the kernel caps it at net.core.somaxconn). */
     listenBacklog: positiveInt.max(65535, { error: 'expected a positive integer up to 65535' }).default(4096),
   }).prefault({}),
   upstream: z.enum(['webhook', 'amqp'], { error: 'expected "webhook" or "amqp"' }).default('webhook'),
   webhooks: z.strictObject({
     dialect: z.enum(['native', 'websocket-over-http'], { error: 'expected "native" or "websocket-over-http"' }).default('native'),
-    timeoutMs: positiveInt.default(5000),
+    timeoutMs: duration.default(5000),
     connections: positiveInt.default(128),
     retry: z.strictObject({
       maxAttempts: positiveInt.default(5),
-      baseMs: positiveInt.default(100),
-      capMs: positiveInt.default(10_000),
+      baseMs: duration.default(100),
+      capMs: duration.default(10_000),
     }).prefault({}),
     secret: z.union([secret, z.array(secret).min(1), z.null()], { error: 'expected "whsec_…", a list of them, or null' }).default(null),
     paths: z.strictObject({
@@ -120,8 +135,8 @@ const schema = z.strictObject({
     prefetch: positiveInt.default(100),
     /** Reconnect waits: exponential from baseMs, capped at capMs, full jitter (also for cluster.amqp). */
     reconnect: z.strictObject({
-      baseMs: positiveInt.default(100),
-      capMs: positiveInt.default(10_000),
+      baseMs: duration.default(100),
+      capMs: duration.default(10_000),
     }).prefault({}),
   }).prefault({}),
   cluster: z.strictObject({
@@ -139,7 +154,7 @@ const schema = z.strictObject({
       z.null(),
     ], { error: 'expected {basic:{user,password}}, {bearer:"…"}, {jwt:{key}} or null' }).default(null),
   }).prefault({}),
-  drain: z.strictObject({ timeoutMs: positiveInt.default(30_000) }).prefault({}),
+  drain: z.strictObject({ timeoutMs: duration.default(30_000) }).prefault({}),
   log: z.strictObject({
     level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], { error: 'expected a pino level' }).default('info'),
   }).prefault({}),
@@ -147,6 +162,8 @@ const schema = z.strictObject({
   const control = parseAddress(c.control.listen, '127.0.0.1');
   if (control && !isLoopback(control.host) && c.control.token === null) {
     ctx.addIssue({ code: 'custom', params: { crossField: true }, path: ['control', 'token'], message: `required when control.listen (${c.control.listen}) is not a loopback address` });
+  } else if (control && !isLoopback(control.host) && c.control.token !== null && c.control.token.length < MIN_CONTROL_TOKEN) {
+    ctx.addIssue({ code: 'custom', params: { crossField: true }, path: ['control', 'token'], message: `must be at least ${MIN_CONTROL_TOKEN} characters when control.listen (${c.control.listen}) is not a loopback address` });
   }
   if (c.upstream === 'amqp' && c.amqp.url === null) {
     ctx.addIssue({ code: 'custom', params: { crossField: true }, path: ['amqp', 'url'], message: 'required when upstream is "amqp"' });
@@ -176,6 +193,8 @@ function describe(value: unknown): string {
 
 /** Validates a parsed config object; throws ConfigError listing every problem. */
 export function validateConfig(input: unknown): Readonly<Config> {
+  const deep = tooDeep(input, MAX_CONFIG_DEPTH);
+  if (deep) throw new ConfigError([`${deep.slice(0, 8).join('.')}${deep.length > 8 ? '...' : ''}: nested deeper than ${MAX_CONFIG_DEPTH} levels`]);
   const result = schema.safeParse(input ?? {}, { reportInput: true });
   if (!result.success) {
     const problems = result.error.issues.map((issue) => {
@@ -207,7 +226,14 @@ function parseFile(file: string): Input {
     throw new ConfigError([`${file}: cannot read (${(err as NodeJS.ErrnoException).code ?? String(err)})`]);
   }
   try {
-    const parsed: unknown = /\.json$/i.test(file) ? JSON.parse(source) : parseYaml(source);
+    let parsed: unknown;
+    if (/\.json$/i.test(file)) {
+      const json = parseJson(source, MAX_CONFIG_DEPTH);
+      if (!json.ok) throw json.error;
+      parsed = json.value;
+    } else {
+      parsed = parseYaml(source, { maxAliasCount: 100 });
+    }
     if (parsed === null || parsed === undefined) return {};
     if (typeof parsed !== 'object' || Array.isArray(parsed)) throw new Error('expected a mapping at the top level');
     return parsed as Input;

@@ -6,7 +6,7 @@ import type { Config } from './config.js';
 import type { Clock } from './clock.js';
 import { CloseCode, SwitchboardError } from './errors.js';
 import type { Metrics } from './metrics.js';
-import { parseBatch, pushFromHttp } from './push-request.js';
+import { jsonBody, parseBatch, pushFromHttp } from './push-request.js';
 import { addCounts, type Directory } from './directory.js';
 import { zeroCounts, type Target } from './router.js';
 import { bodyKind, payloadOf } from '../plugins/webhook/payload.js';
@@ -166,14 +166,7 @@ export function createControlApi(deps: ControlDeps): (req: IncomingMessage, res:
       method: 'POST', pattern: /^\/v1\/batch$/,
       handle: async (r) => {
         if (bodyKind(r.req.headers['content-type']) !== 'json') throw new SwitchboardError('unsupported_type', 'a batch is application/json');
-        let body: unknown;
-        try {
-          body = JSON.parse((await r.body(maxBytes * 4)).toString('utf8'));
-        } catch (err) {
-          if (err instanceof SwitchboardError) throw err;
-          throw new SwitchboardError('bad_json');
-        }
-        const items = parseBatch(body, clock.now(), MAX_BATCH_MESSAGES, maxBytes);
+        const items = parseBatch(jsonBody((await r.body(maxBytes * 4)).toString('utf8')), clock.now(), MAX_BATCH_MESSAGES, maxBytes);
         const total = zeroCounts();
         let missing = 0;
         let published = false;

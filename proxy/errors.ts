@@ -22,6 +22,7 @@ interface ErrorSpec {
 const specs = {
   bad_request: { status: 400, message: 'bad request' },
   bad_json: { status: 400, message: 'body is not valid JSON' },
+  too_deep: { status: 400, message: 'body is nested deeper than 64 levels' },
   bad_body: { status: 400, message: 'body does not have the expected shape' },
   bad_header: { status: 400, message: 'a header has an invalid value' },
   bad_query: { status: 400, message: 'a query parameter has an invalid value' },
@@ -64,6 +65,7 @@ export class SwitchboardError extends Error {
 /** Client-frame errors in reliable mode: answered with an `error` frame, the socket stays open. */
 export const FrameError = {
   bad_json: 'frame is not a JSON object',
+  too_deep: 'frame is nested deeper than 64 levels',
   bad_type: 'unknown frame type',
   bad_field: 'a field has the wrong type',
   binary_frame: 'reliable mode takes text frames only',

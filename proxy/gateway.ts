@@ -8,6 +8,7 @@ import { SwitchboardError } from './errors.js';
 import { AddressCounts, TokenBucket } from './limiter.js';
 import type { Registry } from './registry.js';
 import { RELIABLE_PROTOCOL, Session, type SessionContext } from './session.js';
+import type { Effects } from '../plugins/upstream.js';
 
 function destroyOnError(this: Socket): void {
   this.destroy();
@@ -28,6 +29,19 @@ export interface GatewayHost {
 /** Query parameters of a resume; they are not passed on to the connect webhook. */
 const RESUME_PARAMS = ['resume', 'lastSeq'];
 
+/** A handshake between ws's checks and the upgrade: what `verifyClient` needs to decide. */
+interface Pending {
+  readonly socket: Socket;
+  readonly url: URL;
+  readonly address: string;
+  /** The session the upgrade binds, once decided; resumes carry the client's last seq. */
+  session?: Session;
+  lastSeq?: number;
+  effects?: Effects;
+  fresh?: boolean;
+  taken?: boolean;
+}
+
 export class Gateway {
   readonly #host: GatewayHost;
   readonly #paths: ReadonlySet<string>;
@@ -35,11 +49,13 @@ export class Gateway {
   readonly #perIp = new AddressCounts();
   readonly #bucket: TokenBucket | null;
   readonly #extraHeaders = new WeakMap<IncomingMessage, Record<string, string>>();
-  /** Client sockets, from the first byte of the handshake to the close. */
+  readonly #pending = new WeakMap<IncomingMessage, Pending>();
+  /** Client sockets of the public port, from the accept to the close (half-sent handshakes too). */
   #sockets = 0;
+  readonly #counted = new WeakSet<Socket>();
   /**
    * One listener for every socket's close, not a closure per connection. The address is the
-   * one counted at the upgrade: a socket keeps what `remoteAddress` first answered.
+   * one counted at the accept: a socket keeps what `remoteAddress` first answered.
    */
   readonly #released = (() => {
     const gateway = this;
@@ -61,6 +77,9 @@ export class Gateway {
       maxPayload: config.limits.maxMessageBytes,
       perMessageDeflate: false,
       handleProtocols: (protocols) => (protocols.has(RELIABLE_PROTOCOL) ? RELIABLE_PROTOCOL : protocols.values().next().value ?? false),
+      // Runs only once ws has found the handshake well-formed (method, key, version,
+      // subprotocols): a handshake ws would refuse never reaches the app.
+      verifyClient: (info: { req: IncomingMessage }, done: (ok: boolean) => void) => this.#verify(info.req, done),
     });
     this.#wss.on('headers', (headers, req) => {
       const extra = this.#extraHeaders.get(req);
@@ -72,6 +91,26 @@ export class Gateway {
     return this.#sockets;
   }
 
+  /**
+   * Every socket the public port accepts counts against the limits from its first byte, so
+   * half-sent handshakes do too; one whose request turns out to be plain HTTP stops counting
+   * (`plainHttp`), and a WebSocket counts until it closes.
+   */
+  accepted(socket: Socket): void {
+    if (this.#counted.has(socket)) return;
+    this.#counted.add(socket);
+    this.#sockets++;
+    if (this.#host.ctx.config.limits.maxConnectionsPerIp > 0) this.#perIp.add(socket.remoteAddress ?? '');
+    socket.on('close', this.#released);
+  }
+
+  /** A request that is not an upgrade: its socket is an HTTP connection, not a client of ours. */
+  plainHttp(socket: Socket): void {
+    if (!this.#counted.delete(socket)) return;
+    socket.off('close', this.#released);
+    this.#released.call(socket);
+  }
+
   upgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void {
     const url = new URL(req.url ?? '/', 'ws://switchboard');
     if (!this.#paths.has(url.pathname)) {
@@ -79,29 +118,27 @@ export class Gateway {
       return;
     }
     const ctx = this.#host.ctx;
-    const limits = ctx.config.limits;
     const address = (socket as Socket).remoteAddress ?? '';
     socket.on('error', destroyOnError);
+    // A keep-alive HTTP connection that asks for an upgrade counts again from here.
+    this.accepted(socket as Socket);
     const refusal = this.#admit(address);
     if (refusal) {
       ctx.metrics.connectionsTotal.inc({ result: refusal.error.code });
       reject(socket, refusal.error.status, JSON.stringify(refusal.error.toJSON()), refusal.headers);
       return;
     }
-    this.#sockets++;
-    if (limits.maxConnectionsPerIp > 0) this.#perIp.add(address);
-    socket.on('close', this.#released);
-    this.#handshake(req, socket as Socket, head, url, address).catch((err: unknown) => {
-      ctx.log.error({ err }, 'handshake failed');
-      reject(socket, 500, JSON.stringify(new SwitchboardError('internal').toJSON()));
-    });
+    const pending: Pending = { socket: socket as Socket, url, address };
+    this.#pending.set(req, pending);
+    this.#wss.handleUpgrade(req, socket, head, (ws: WebSocket) => this.#bind(pending, ws));
   }
 
   #admit(address: string): { error: SwitchboardError; headers?: Record<string, string> } | null {
     const limits = this.#host.ctx.config.limits;
     if (!this.#host.accepting()) return { error: new SwitchboardError('not_ready') };
-    if (this.#sockets >= limits.maxConnections) return { error: new SwitchboardError('too_many_connections') };
-    if (limits.maxConnectionsPerIp > 0 && this.#perIp.get(address) >= limits.maxConnectionsPerIp) {
+    // This socket is one of those counted.
+    if (this.#sockets > limits.maxConnections) return { error: new SwitchboardError('too_many_connections') };
+    if (limits.maxConnectionsPerIp > 0 && this.#perIp.get(address) > limits.maxConnectionsPerIp) {
       return { error: new SwitchboardError('too_many_per_ip') };
     }
     if (this.#bucket) {
@@ -111,21 +148,34 @@ export class Gateway {
     return null;
   }
 
-  async #handshake(req: IncomingMessage, socket: Socket, head: Buffer, url: URL, address: string): Promise<void> {
+  /** ws's verifyClient: resume, or the app's say. Refusals are answered here, not through ws. */
+  #verify(req: IncomingMessage, done: (ok: boolean) => void): void {
+    const pending = this.#pending.get(req);
+    if (!pending) return done(false);
+    this.#decide(req, pending).then((ok) => {
+      if (!ok) return;
+      done(true);
+      // ws upgrades synchronously; when it did not, the client had already gone.
+      if (!pending.taken) this.#abandon(pending);
+    }).catch((err: unknown) => {
+      this.#host.ctx.log.error({ err }, 'handshake failed');
+      reject(pending.socket, 500, JSON.stringify(new SwitchboardError('internal').toJSON()));
+    });
+  }
+
+  async #decide(req: IncomingMessage, pending: Pending): Promise<boolean> {
     const host = this.#host;
-    const { ctx, registry } = host;
+    const { ctx } = host;
+    const { url, socket, address } = pending;
     const offered = (req.headers['sec-websocket-protocol'] ?? '').split(',').map((p) => p.trim()).filter(Boolean);
     const reliable = offered.includes(RELIABLE_PROTOCOL);
 
     if (reliable && url.searchParams.has('resume')) {
       const resumed = this.#resume(url, ctx.clock.now());
       if (resumed) {
-        this.#complete(req, socket, head, () => {
-          ctx.metrics.resumesTotal.inc({ result: 'resumed' });
-          ctx.metrics.connectionsTotal.inc({ result: 'resumed' });
-          return resumed.session;
-        }, resumed.lastSeq);
-        return;
+        pending.session = resumed.session;
+        pending.lastSeq = resumed.lastSeq;
+        return true;
       }
     }
 
@@ -163,21 +213,53 @@ export class Gateway {
       ctx.metrics.connectionsTotal.inc({ result: `rejected_${outcome.status}` });
       session.log.info({ status: outcome.status }, 'handshake rejected by the app');
       reject(socket, outcome.status, outcome.body, outcome.headers);
-      return;
+      return false;
+    }
+    pending.session = session;
+    pending.effects = outcome.effects;
+    pending.fresh = true;
+    if (!host.accepting()) {
+      this.#abandon(pending);
+      reject(socket, 503, JSON.stringify(new SwitchboardError('not_ready').toJSON()));
+      return false;
     }
     if (outcome.headers) this.#extraHeaders.set(req, outcome.headers);
-    registry.add(session);
-    ctx.metrics.sessions.inc();
-    if (socket.destroyed || !host.accepting()) {
-      // The app accepted a client that is already gone: it still hears of the end.
-      session.close(socket.destroyed ? 1006 : 1013, 'client left during the handshake');
-      if (!socket.destroyed) reject(socket, 503, JSON.stringify(new SwitchboardError('not_ready').toJSON()));
+    return true;
+  }
+
+  /** The socket exists: only now is a new session registered (and a resume taken over). */
+  #bind(pending: Pending, ws: WebSocket): void {
+    pending.taken = true;
+    const { ctx, registry } = this.#host;
+    // From here ws handles the socket's errors.
+    pending.socket.off('error', destroyOnError);
+    const session = pending.session!;
+    if (pending.fresh) {
+      registry.add(session);
+      ctx.metrics.sessions.inc();
+      ctx.metrics.connectionsTotal.inc({ result: 'accepted' });
+    } else {
+      ctx.metrics.resumesTotal.inc({ result: 'resumed' });
+      ctx.metrics.connectionsTotal.inc({ result: 'resumed' });
+    }
+    if (session.state === 'closed') {
+      ws.close(1013, 'session ended');
       return;
     }
-    this.#complete(req, socket, head, () => {
-      ctx.metrics.connectionsTotal.inc({ result: 'accepted' });
-      return session;
-    }, undefined, outcome.effects);
+    session.attach(ws, pending.socket, pending.lastSeq === undefined ? undefined : { lastSeq: pending.lastSeq });
+    if (pending.effects) session.apply(pending.effects);
+  }
+
+  /**
+   * The app accepted a client that is gone (it left during the connect webhook, or the
+   * sidecar began draining): the session was never registered, and the app hears of its end once.
+   */
+  #abandon(pending: Pending): void {
+    const session = pending.session;
+    if (!pending.fresh || !session) return;
+    pending.fresh = false;
+    this.#host.ctx.metrics.sessions.inc();
+    session.close(pending.socket.destroyed ? 1006 : 1013, 'client left during the handshake');
   }
 
   #resume(url: URL, now: number): { session: Session; lastSeq: number } | null {
@@ -191,23 +273,6 @@ export class Gateway {
     const lastSeqText = url.searchParams.get('lastSeq') ?? '0';
     const lastSeq = /^\d{1,15}$/.test(lastSeqText) ? Number(lastSeqText) : 0;
     return { session, lastSeq };
-  }
-
-  #complete(
-    req: IncomingMessage, socket: Socket, head: Buffer, take: () => Session,
-    lastSeq?: number, effects?: import('../plugins/upstream.js').Effects,
-  ): void {
-    this.#wss.handleUpgrade(req, socket, head, (ws: WebSocket) => {
-      // From here ws handles the socket's errors.
-      socket.off('error', destroyOnError);
-      const session = take();
-      if (session.state === 'closed') {
-        ws.close(1013, 'session ended');
-        return;
-      }
-      session.attach(ws, socket, lastSeq === undefined ? undefined : { lastSeq });
-      if (effects) session.apply(effects);
-    });
   }
 
   close(): void {

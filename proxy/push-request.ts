@@ -3,6 +3,7 @@
 import type { Payload } from '../plugins/upstream.js';
 import { payloadOfValue } from '../plugins/webhook/payload.js';
 import { SwitchboardError } from './errors.js';
+import { parseJson } from './json.js';
 import { Push, type MessageClass } from './push.js';
 import type { Target } from './router.js';
 
@@ -48,6 +49,13 @@ export function pushFromHttp(payload: Payload, headers: PushHeaders, now: number
   } catch (err) {
     throw new SwitchboardError('bad_header', (err as Error).message, { cause: err });
   }
+}
+
+/** A JSON body from outside, bounded in depth: its value, or a 400 saying why not. */
+export function jsonBody(text: string): unknown {
+  const parsed = parseJson(text);
+  if (!parsed.ok) throw new SwitchboardError(parsed.error.code, parsed.error.message, { cause: parsed.error });
+  return parsed.value;
 }
 
 export interface BatchItem {

@@ -14,6 +14,7 @@ import type { Heartbeat, Beating } from './heartbeat.js';
 import type { TimerWheel } from './timer-wheel.js';
 import type { TokenCodec } from './token.js';
 import { CloseCode, FrameError, type FrameErrorCode } from './errors.js';
+import { parseClientFrame } from './frame.js';
 import { Outbox, type DropReason, type Entry } from './outbox.js';
 import { Push } from './push.js';
 import type {
@@ -55,7 +56,6 @@ export interface Handshake {
   readonly headers: Record<string, string>;
 }
 
-const MAX_CLIENT_ID = 256;
 const SESSION = Symbol('session');
 type Bound = WebSocket & { [SESSION]?: Session };
 const NO_META: Readonly<Record<string, string>> = Object.freeze({});
@@ -200,7 +200,14 @@ export class Session implements SessionView, Beating {
   }
 
   static #onMessage(this: Bound, data: Buffer, isBinary: boolean): void {
-    this[SESSION]!.#onFrame(data, isBinary);
+    const s = this[SESSION]!;
+    try {
+      s.#onFrame(data, isBinary);
+    } catch (err) {
+      // A fault of ours on one frame ends that connection, never the process.
+      s.log.error({ err }, 'frame handling failed: closing 1011');
+      s.close(CloseCode.internal, 'internal error');
+    }
   }
 
   static #onPong(this: Bound): void {
@@ -410,44 +417,43 @@ export class Session implements SessionView, Beating {
       return;
     }
     if (isBinary) return this.#frameError('binary_frame');
-    let frame: unknown;
-    try {
-      frame = JSON.parse(data.toString('utf8'));
-    } catch {
-      return this.#frameError('bad_json');
-    }
-    if (frame === null || typeof frame !== 'object' || Array.isArray(frame)) return this.#frameError('bad_json');
-    const f = frame as Record<string, unknown>;
+    const f = parseClientFrame(data.toString('utf8'));
     switch (f.type) {
-      case 'message': {
-        if (!('data' in f)) return this.#frameError('bad_field', '"data" is required');
-        if (f.id !== undefined && (typeof f.id !== 'string' || f.id.length === 0 || f.id.length > MAX_CLIENT_ID)) {
-          return this.#frameError('bad_field', `"id" must be a string of 1 to ${MAX_CLIENT_ID} characters`);
-        }
-        this.#receive({ kind: 'json', json: JSON.stringify(f.data) }, f.id as string | undefined, data.length);
+      case 'fault':
+        return this.#frameError(f.error, f.message);
+      case 'message':
+        this.#receive({ kind: 'json', json: f.json }, f.id, data.length);
         return;
-      }
       case 'ack':
-        if (!Number.isSafeInteger(f.seq) || (f.seq as number) < 0) return this.#frameError('bad_field', '"seq" must be an integer >= 0');
-        this.#outbox?.ack(f.seq as number);
+        this.#outbox?.ack(f.seq);
         return;
       case 'ping':
-        this.#ws?.send('{"type":"pong"}');
+        this.#reply('{"type":"pong"}');
+        return;
+      case 'unsubscribe':
+        ctx.unsubscribe(this, f.channel);
+        if (f.id !== undefined) this.#reply(JSON.stringify({ type: 'ack', id: f.id }));
         return;
       case 'subscribe':
-      case 'unsubscribe':
-        if (typeof f.channel !== 'string' || f.channel.length === 0) return this.#frameError('bad_field', '"channel" must be a non-empty string');
-        if (f.id !== undefined && typeof f.id !== 'string') return this.#frameError('bad_field', '"id" must be a string');
-        if (f.type === 'unsubscribe') {
-          ctx.unsubscribe(this, f.channel);
-          if (f.id) this.#ws?.send(JSON.stringify({ type: 'ack', id: f.id }));
-        } else {
-          void this.#subscribe(f.channel, f.id as string | undefined);
-        }
-        return;
-      default:
-        return this.#frameError('bad_type', `unknown frame type ${JSON.stringify(f.type)}`);
+        void this.#subscribe(f.channel, f.id);
     }
+  }
+
+  /**
+   * Writes an answer that is not a message (pong, ack, nack, error). Answers count against
+   * the client's bound like messages do: a client that does not read is closed (4008)
+   * before what waits for it passes `session.outbox.maxBytes`.
+   */
+  #reply(frame: string): void {
+    const ws = this.#ws;
+    if (!ws || this.state !== 'open') return;
+    if (ws.bufferedAmount + frame.length > this.#ctx.config.session.outbox.maxBytes) {
+      this.#ctx.metrics.droppedMessagesTotal.inc({ reason: 'overflow' });
+      this.log.warn({ buffered: ws.bufferedAmount }, 'client does not read its answers: closing slow consumer');
+      this.close(CloseCode.slowConsumer, 'slow consumer');
+      return;
+    }
+    ws.send(frame);
   }
 
   async #subscribe(channel: string, id: string | undefined): Promise<void> {
@@ -455,19 +461,17 @@ export class Session implements SessionView, Beating {
     if (this.state === 'closed') return;
     if (outcome.ok) {
       this.#ctx.subscribe(this, channel);
-      if (id) this.#ws?.send(JSON.stringify({ type: 'ack', id }));
+      if (id !== undefined) this.#reply(JSON.stringify({ type: 'ack', id }));
       return;
     }
-    const ws = this.#ws;
-    if (!ws) return;
-    if (id) ws.send(JSON.stringify({ type: 'nack', id, error: outcome.error, retryable: outcome.retryable }));
-    else ws.send(JSON.stringify({ type: 'error', error: outcome.error, message: outcome.message }));
+    if (id !== undefined) this.#reply(JSON.stringify({ type: 'nack', id, error: outcome.error, retryable: outcome.retryable }));
+    else this.#reply(JSON.stringify({ type: 'error', error: outcome.error, message: outcome.message }));
   }
 
   #frameError(code: FrameErrorCode, detail?: string): void {
     const ctx = this.#ctx;
     ctx.metrics.frameErrorsTotal.inc({ error: code });
-    this.#ws?.send(JSON.stringify({ type: 'error', error: code, message: detail ?? FrameError[code] }));
+    this.#reply(JSON.stringify({ type: 'error', error: code, message: detail ?? FrameError[code] }));
     if (++this.#frameErrors >= ctx.config.limits.maxFrameErrors) {
       this.log.warn({ errors: this.#frameErrors }, 'too many malformed frames: closing');
       this.close(CloseCode.policy, 'too many malformed frames');
@@ -527,11 +531,10 @@ export class Session implements SessionView, Beating {
   }
 
   #settleCorked(batch: readonly InboundMessage[], outcome: DeliveryOutcome): void {
-    const ws = this.#ws;
-    if (ws && this.mode === 'reliable') {
+    if (this.#ws && this.mode === 'reliable') {
       for (const m of batch) {
         if (m.id === undefined) continue;
-        ws.send(outcome.ok
+        this.#reply(outcome.ok
           ? JSON.stringify({ type: 'ack', id: m.id })
           : JSON.stringify({ type: 'nack', id: m.id, error: outcome.error, retryable: outcome.retryable }));
       }

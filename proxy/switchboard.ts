@@ -118,7 +118,14 @@ export class Switchboard {
       newConnectionId: () => this.newConnectionId(),
       proxyUpgrade: (req, socket, head) => this.#proxy.ws(req, socket, head),
     });
-    this.#public = createServer((req, res) => this.#proxy.web(req, res));
+    // Half-sent requests (slowloris) are cut off once limits.handshakeTimeoutMs has passed,
+    // checked often enough for that bound to hold.
+    const handshakeMs = config.limits.handshakeTimeoutMs;
+    this.#public = createServer({ headersTimeout: handshakeMs, connectionsCheckingInterval: Math.min(1000, Math.max(50, handshakeMs / 4)) }, (req, res) => {
+      this.#gateway.plainHttp(req.socket);
+      this.#proxy.web(req, res);
+    });
+    this.#public.on('connection', (socket: Socket) => this.#gateway.accepted(socket));
     this.#public.on('upgrade', (req, socket, head) => this.#gateway.upgrade(req, socket, head));
     this.#public.on('clientError', (_err, socket) => socket.destroy());
     this.#control = options.control === false ? null : createServer();

@@ -14,6 +14,7 @@ import { systemClock } from './clock.js';
 import { createControlApi } from './control-api.js';
 import { addCounts, type Directory, type ListQuery, type Page, type RouteResult, type SessionInfo } from './directory.js';
 import { createLogger } from './log.js';
+import { parseJson } from './json.js';
 import { createMetrics } from './metrics.js';
 import type { Switchboard } from './switchboard.js';
 import { Push } from './push.js';
@@ -230,10 +231,9 @@ export class WorkersDirectory implements Directory {
   async list(query: ListQuery): Promise<Page> {
     let cursors: Record<string, string> = {};
     if (query.cursor) {
-      try {
-        cursors = JSON.parse(Buffer.from(query.cursor, 'base64url').toString('utf8')) as Record<string, string>;
-      } catch {
-        cursors = {};
+      const parsed = parseJson(Buffer.from(query.cursor, 'base64url').toString('utf8'));
+      if (parsed.ok && parsed.value !== null && typeof parsed.value === 'object' && !Array.isArray(parsed.value)) {
+        for (const [k, v] of Object.entries(parsed.value)) if (typeof v === 'string') cursors[k] = v;
       }
     }
     const indexes = [...this.#pool.workers.keys()];

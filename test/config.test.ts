@@ -148,7 +148,10 @@ test('control.token is required when control.listen is not loopback', () => {
     assert.equal(found.length, 1, found.join('\n'));
     assert.match(found[0], /^control\.token: required/);
     assert.ok(found[0].includes(listen), 'the message names the address');
-    assert.equal(validateConfig({ control: { listen, token: 's3cret' } }).control.token, 's3cret');
+    assert.equal(validateConfig({ control: { listen, token: 'a-long-enough-s3cret' } }).control.token, 'a-long-enough-s3cret');
+    const weak = problems({ control: { listen, token: 's3cret' } });
+    assert.equal(weak.length, 1, weak.join('\n'));
+    assert.match(weak[0], /^control\.token: must be at least 16 characters/, 'a guessable token on a reachable port is refused');
   }
   for (const listen of ['127.0.0.1:8081', '127.0.0.2:9', 'localhost:8081', '[::1]:8081', ':8081']) {
     assert.equal(validateConfig({ control: { listen } }).control.listen, listen);

@@ -12,7 +12,7 @@ import type { Clock } from '../../proxy/clock.js';
 import { MAX_BATCH_MESSAGES } from '../../proxy/control-api.js';
 import { SwitchboardError } from '../../proxy/errors.js';
 import type { Push } from '../../proxy/push.js';
-import { parseBatch } from '../../proxy/push-request.js';
+import { jsonBody, parseBatch } from '../../proxy/push-request.js';
 import type { Target } from '../../proxy/router.js';
 import { bodyKind } from '../webhook/payload.js';
 import { BrokerConnection, backoffDelay, type Backoff } from './connection.js';
@@ -84,8 +84,10 @@ export class PushQueueConsumer {
         return;
       }
       this.#chain = this.#chain.then(() => this.#handle(ch, copies, msg)).catch((err: unknown) => {
-        // Left unacked: the broker delivers it again after a reconnect.
-        this.#log.error({ err }, 'handling a queued push failed');
+        // Never left unacked (it would hold a prefetch slot for ever): the queue's own
+        // dead-lettering takes it, without a reason header.
+        this.#log.error({ err, messageId: msg.properties.messageId }, 'handling a queued push failed: rejected to the dead-letter exchange');
+        settle(() => ch.nack(msg, false, false));
       });
     }, { noAck: false });
     this.#consumerTag = consumerTag;
@@ -145,17 +147,13 @@ export class PushQueueConsumer {
     if (type !== undefined && bodyKind(type) !== 'json') return new SwitchboardError('unsupported_type', `a push is application/json, got ${JSON.stringify(type)}`);
     const max = this.#options.maxItemBytes * 4;
     if (msg.content.length > max) return new SwitchboardError('too_large', `body of ${msg.content.length} bytes is more than ${max}`);
-    let body: unknown;
     try {
-      body = JSON.parse(msg.content.toString('utf8'));
-    } catch (err) {
-      return new SwitchboardError('bad_json', `body is not valid JSON: ${(err as Error).message}`);
-    }
-    try {
-      return parseBatch(body, this.#clock.now(), MAX_BATCH_MESSAGES, this.#options.maxItemBytes);
+      return parseBatch(jsonBody(msg.content.toString('utf8')), this.#clock.now(), MAX_BATCH_MESSAGES, this.#options.maxItemBytes);
     } catch (err) {
       if (err instanceof SwitchboardError) return err;
-      throw err;
+      // Not a verdict on the message, but it must not stall the queue: dead-lettered with the reason.
+      this.#log.error({ err }, 'parsing a queued push failed unexpectedly');
+      return new SwitchboardError('internal', `could not be parsed: ${(err as Error).message}`, { cause: err });
     }
   }
 

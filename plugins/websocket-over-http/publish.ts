@@ -1,6 +1,7 @@
 // The GRIP publish endpoint, `POST /publish/`: body parsing with Pushpin's validation and
 // error texts, reply negotiation, and the auth a GRIP publisher (js-grip) sends.
 // Facts and sources: docs/websocket-over-http-notes.md.
+import { MAX_JSON_DEPTH, parseJson } from '../../proxy/json.js';
 import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
 
 // ---------------------------------------------------------------------------------------
@@ -34,12 +35,9 @@ type Check<T> = { ok: true; value: T } | { ok: false; error: string };
 
 /** Parses a publish body; a failure carries Pushpin's 400 text (send as text/plain). */
 export function parsePublishBody(body: Buffer | string): PublishParse {
-  let doc: unknown;
-  try {
-    doc = JSON.parse(typeof body === 'string' ? body : body.toString('utf8'));
-  } catch {
-    return bad('Body is not valid JSON.\n');
-  }
+  const parsed = parseJson(typeof body === 'string' ? body : body.toString('utf8'));
+  if (!parsed.ok) return bad(parsed.error.code === 'too_deep' ? `Body is nested deeper than ${MAX_JSON_DEPTH} levels.\n` : 'Body is not valid JSON.\n');
+  const doc = parsed.value;
   if (!isObj(doc)) return bad('Invalid format.\n');
   if (!('items' in doc)) return bad("Invalid format: object does not contain 'items'\n");
   if (!Array.isArray(doc.items)) return bad("Invalid format: object contains 'items' with wrong type\n");
@@ -414,12 +412,8 @@ export function verifyJwtHs256(token: string, key: Buffer | string, nowMs: numbe
 }
 
 function parseJsonObject(segment: string): Record<string, unknown> | null {
-  try {
-    const v: unknown = JSON.parse(Buffer.from(segment, 'base64url').toString('utf8'));
-    return isObj(v) ? v : null;
-  } catch {
-    return null;
-  }
+  const parsed = parseJson(Buffer.from(segment, 'base64url').toString('utf8'));
+  return parsed.ok && isObj(parsed.value) ? parsed.value : null;
 }
 
 /**
