@@ -185,6 +185,11 @@ export class ConfigError extends Error {
   }
 }
 
+/** A key path as the operator would write it; an empty or dotted key is quoted. */
+function pathText(path: readonly PropertyKey[]): string {
+  return path.map((k) => (typeof k === 'string' && (k === '' || /[.\s]/.test(k)) ? JSON.stringify(k) : String(k))).join('.');
+}
+
 function describe(value: unknown): string {
   if (value === undefined) return 'nothing';
   const s = JSON.stringify(value);
@@ -194,13 +199,13 @@ function describe(value: unknown): string {
 /** Validates a parsed config object; throws ConfigError listing every problem. */
 export function validateConfig(input: unknown): Readonly<Config> {
   const deep = tooDeep(input, MAX_CONFIG_DEPTH);
-  if (deep) throw new ConfigError([`${deep.slice(0, 8).join('.')}${deep.length > 8 ? '...' : ''}: nested deeper than ${MAX_CONFIG_DEPTH} levels`]);
+  if (deep) throw new ConfigError([`${pathText(deep.slice(0, 8))}${deep.length > 8 ? '...' : ''}: nested deeper than ${MAX_CONFIG_DEPTH} levels`]);
   const result = schema.safeParse(input ?? {}, { reportInput: true });
   if (!result.success) {
     const problems = result.error.issues.map((issue) => {
-      const where = issue.path.length ? issue.path.join('.') : '(root)';
+      const where = issue.path.length ? pathText(issue.path) : '(root)';
       if (issue.code === 'unrecognized_keys') {
-        return issue.keys.map((k) => `${issue.path.concat(k).join('.')}: unknown key`).join('\n');
+        return issue.keys.map((k) => `${pathText(issue.path.concat(k))}: unknown key`).join('\n');
       }
       const got = 'input' in issue && !(issue.code === 'custom' && issue.params?.crossField) ? `, got ${describe(issue.input)}` : '';
       return `${where}: ${issue.message}${got}`;
@@ -238,6 +243,8 @@ function parseFile(file: string): Input {
     if (typeof parsed !== 'object' || Array.isArray(parsed)) throw new Error('expected a mapping at the top level');
     return parsed as Input;
   } catch (err) {
+    // The YAML reader recurses: a hostile file can run it out of stack.
+    if (err instanceof RangeError || /Maximum call stack/.test((err as Error).message)) throw new ConfigError([`${file}: nested deeper than the reader can follow (at most ${MAX_CONFIG_DEPTH} levels)`]);
     throw new ConfigError([`${file}: ${(err as Error).message.split('\n')[0]}`]);
   }
 }

@@ -6,6 +6,7 @@ import type { Config } from './config.js';
 import type { Clock } from './clock.js';
 import { CloseCode, SwitchboardError } from './errors.js';
 import type { Metrics } from './metrics.js';
+import { JsonError } from './json.js';
 import { jsonBody, parseBatch, pushFromHttp } from './push-request.js';
 import { addCounts, type Directory } from './directory.js';
 import { zeroCounts, type Target } from './router.js';
@@ -107,7 +108,7 @@ export function createControlApi(deps: ControlDeps): (req: IncomingMessage, res:
     const kind = bodyKind(r.req.headers['content-type']);
     if (kind === null) throw new SwitchboardError('unsupported_type');
     const payload = payloadOf(kind, await r.body(maxBytes));
-    if (payload instanceof Error) throw new SwitchboardError('bad_json', payload.message);
+    if (payload instanceof Error) throw new SwitchboardError(payload instanceof JsonError ? payload.code : 'bad_json', payload.message, { cause: payload });
     const h = r.req.headers;
     return pushFromHttp(payload, {
       class: h['x-switchboard-class'] as string | undefined,

@@ -258,6 +258,8 @@ export class Gateway {
     const session = pending.session;
     if (!pending.fresh || !session) return;
     pending.fresh = false;
+    // The app named the user: its disconnect says who left (not registered, so set directly).
+    if (pending.effects?.user !== undefined) session.user = pending.effects.user;
     this.#host.ctx.metrics.sessions.inc();
     session.close(pending.socket.destroyed ? 1006 : 1013, 'client left during the handshake');
   }

@@ -121,7 +121,7 @@ export class Switchboard {
     // Half-sent requests (slowloris) are cut off once limits.handshakeTimeoutMs has passed,
     // checked often enough for that bound to hold.
     const handshakeMs = config.limits.handshakeTimeoutMs;
-    this.#public = createServer({ headersTimeout: handshakeMs, connectionsCheckingInterval: Math.min(1000, Math.max(50, handshakeMs / 4)) }, (req, res) => {
+    this.#public = createServer({ headersTimeout: handshakeMs, requestTimeout: Math.max(300_000, handshakeMs), connectionsCheckingInterval: Math.min(1000, Math.max(50, handshakeMs / 4)) }, (req, res) => {
       this.#gateway.plainHttp(req.socket);
       this.#proxy.web(req, res);
     });
@@ -183,6 +183,11 @@ export class Switchboard {
 
   get controlAddress(): AddressInfo | null {
     return (this.#control?.address() as AddressInfo | null) ?? null;
+  }
+
+  /** Client sockets of the public port that count against the limits. */
+  get sockets(): number {
+    return this.#gateway.sockets;
   }
 
   get server(): Server {

@@ -20,8 +20,11 @@ export class TokenCodec {
   verify(token: string, now: number): string | null {
     const dot = token.indexOf('.');
     if (dot <= 0 || token.length > 512) return null;
-    const body = Buffer.from(token.slice(0, dot), 'base64url').toString('utf8');
+    const bodyBytes = Buffer.from(token.slice(0, dot), 'base64url');
     const given = Buffer.from(token.slice(dot + 1), 'base64url');
+    // Only the one spelling issue() gives: base64url decoding skips stray characters and spare bits.
+    if (bodyBytes.toString('base64url') !== token.slice(0, dot) || given.toString('base64url') !== token.slice(dot + 1)) return null;
+    const body = bodyBytes.toString('utf8');
     const expected = Buffer.from(this.#mac(body), 'base64url');
     if (given.length !== expected.length || !timingSafeEqual(given, expected)) return null;
     const sep = body.lastIndexOf('.');

@@ -1,5 +1,6 @@
 // Payloads to and from HTTP bodies: the content type decides text, JSON or binary.
 import type { Payload } from '../upstream.js';
+import { parseJson } from '../../proxy/json.js';
 
 export function contentTypeOf(p: Payload): string {
   return p.kind === 'text' ? 'text/plain; charset=utf-8' : p.kind === 'json' ? 'application/json' : 'application/octet-stream';
@@ -28,11 +29,8 @@ export function payloadOf(kind: Exclude<BodyKind, null>, body: Buffer): Payload 
   if (kind === 'binary') return { kind: 'binary', data: body };
   const text = body.toString('utf8');
   if (kind === 'text') return { kind: 'text', text };
-  try {
-    JSON.parse(text);
-  } catch (err) {
-    return new Error(`body is not valid JSON: ${(err as Error).message}`);
-  }
+  const parsed = parseJson(text);
+  if (!parsed.ok) return parsed.error;
   return { kind: 'json', json: text.trim() };
 }
 
