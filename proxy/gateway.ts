@@ -8,6 +8,7 @@ import { SwitchboardError } from './errors.js';
 import { AddressCounts, TokenBucket } from './limiter.js';
 import type { Registry } from './registry.js';
 import { RELIABLE_PROTOCOL, Session, type SessionContext } from './session.js';
+import { parseConnectionId } from './router.js';
 import type { Effects } from '../plugins/upstream.js';
 
 function destroyOnError(this: Socket): void {
@@ -24,6 +25,14 @@ export interface GatewayHost {
   accepting(): boolean;
   newConnectionId(): string;
   proxyUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): void;
+  /**
+   * Passes a resume for a session another worker of this process group holds to that worker
+   * (false when there is no such worker: the client then gets a new session).
+   */
+  handoff?(worker: number, req: IncomingMessage, socket: Socket, head: Buffer): boolean;
+  /** This process's node and worker, as connection ids name them. */
+  readonly nodeId: string;
+  readonly worker: number;
 }
 
 /** Query parameters of a resume; they are not passed on to the connect webhook. */
@@ -128,9 +137,22 @@ export class Gateway {
       reject(socket, refusal.error.status, JSON.stringify(refusal.error.toJSON()), refusal.headers);
       return;
     }
+    if (this.#handedOff(req, socket as Socket, head, url)) return;
     const pending: Pending = { socket: socket as Socket, url, address };
     this.#pending.set(req, pending);
     this.#wss.handleUpgrade(req, socket, head, (ws: WebSocket) => this.#bind(pending, ws));
+  }
+
+  /** A resume of a session that lives in another worker goes there, socket and all. */
+  #handedOff(req: IncomingMessage, socket: Socket, head: Buffer, url: URL): boolean {
+    const host = this.#host;
+    if (!host.handoff || !url.searchParams.has('resume')) return false;
+    const id = host.ctx.tokens.verify(url.searchParams.get('resume') ?? '', host.ctx.clock.now());
+    const owner = id === null ? null : parseConnectionId(id);
+    if (!owner || owner.node !== host.nodeId || owner.worker === host.worker) return false;
+    if (!host.handoff(owner.worker, req, socket, head)) return false;
+    socket.off('error', destroyOnError);
+    return true;
   }
 
   #admit(address: string): { error: SwitchboardError; headers?: Record<string, string> } | null {

@@ -1,7 +1,7 @@
 // The sidecar, composed: the public port (WebSocket gateway and reverse proxy), the
 // control port, sessions and their shared timers, and the upstream plugin.
 // `close()` drains in a fixed order; `destroy()` aborts.
-import { createServer, Agent, type Server, type ServerResponse } from 'node:http';
+import { createServer, Agent, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { randomBytes } from 'node:crypto';
 import httpProxy from 'http-proxy';
@@ -35,6 +35,15 @@ export interface SwitchboardOptions {
   readonly worker?: number;
   /** Listen on these instead of the config's (the primary process owns the control port). */
   readonly control?: boolean;
+  /** Passes a resume to the worker that holds its session (workers only). */
+  readonly handoff?: (worker: number, req: IncomingMessage, socket: Socket, head: Buffer) => boolean;
+}
+
+/** What of a handshake crosses to another worker with its socket. */
+export interface HandedRequest {
+  readonly method: string;
+  readonly url: string;
+  readonly headers: IncomingMessage['headers'];
 }
 
 export class Switchboard {
@@ -117,6 +126,9 @@ export class Switchboard {
       accepting: () => this.state === 'running',
       newConnectionId: () => this.newConnectionId(),
       proxyUpgrade: (req, socket, head) => this.#proxy.ws(req, socket, head),
+      nodeId: this.nodeId,
+      worker: this.worker,
+      handoff: options.handoff,
     });
     // Half-sent requests (slowloris) are cut off once limits.handshakeTimeoutMs has passed,
     // checked often enough for that bound to hold.
@@ -136,6 +148,14 @@ export class Switchboard {
   /** Connection ids name their node and worker, so a push by id finds its process. */
   newConnectionId(): string {
     return `${this.nodeId}-${this.worker}-${(++this.#counter).toString(36)}${randomBytes(6).toString('base64url')}`;
+  }
+
+  /** Takes a resume handshake another worker passed here, with its socket. */
+  adopt(request: HandedRequest, socket: Socket, head: Buffer): void {
+    if (this.state !== 'running') return void reject(socket, 503, JSON.stringify(new SwitchboardError('not_ready').toJSON()));
+    this.#gateway.accepted(socket);
+    const req = { method: request.method, url: request.url, headers: request.headers, socket } as unknown as IncomingMessage;
+    this.#gateway.upgrade(req, socket, head);
   }
 
   /** Plugins add control routes before `start()`. */

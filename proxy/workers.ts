@@ -16,7 +16,8 @@ import { addCounts, type Directory, type ListQuery, type Page, type RouteResult,
 import { createLogger } from './log.js';
 import { parseJson } from './json.js';
 import { createMetrics } from './metrics.js';
-import type { Switchboard } from './switchboard.js';
+import type { HandedRequest, Switchboard } from './switchboard.js';
+import { Socket } from 'node:net';
 import { Push } from './push.js';
 import { parseConnectionId, zeroCounts, type Target } from './router.js';
 import { controlRoutes } from '../plugins/routes.js';
@@ -66,6 +67,8 @@ type Op =
   | { op: 'ready' };
 
 interface Call { sbCall: number; body: Op }
+/** A resume handshake on its way to the worker that holds the session (the socket travels with it). */
+interface Handoff { sb: 'handoff'; to: number; request: HandedRequest; head: string }
 interface Reply { sbReply: number; result?: unknown; error?: string }
 
 /** A push as it crosses a process boundary (advanced serialization keeps Buffers). */
@@ -85,7 +88,16 @@ async function runWorker(config: Readonly<Config>): Promise<void> {
   const index = Number(process.env.SWITCHBOARD_WORKER_INDEX ?? 0);
   // Loaded here, not at the top: the primary never runs a client pipeline.
   const { Switchboard } = await import('./switchboard.js');
-  const sb = new Switchboard(config, { worker: index, control: false });
+  const sb = new Switchboard(config, {
+    worker: index,
+    control: false,
+    // A resume for a session of another worker: the socket goes there through the primary.
+    handoff: (to, req, socket, head) => {
+      const message: Handoff = { sb: 'handoff', to, request: { method: req.method ?? 'GET', url: req.url ?? '/', headers: req.headers }, head: head.toString('base64') };
+      process.send!(message, socket);
+      return true;
+    },
+  });
   AggregatorRegistry.setRegistries([sb.metrics.registry]);
   // Constructing one installs prom-client's answer to the primary's metric requests.
   new AggregatorRegistry();
@@ -96,8 +108,13 @@ async function runWorker(config: Readonly<Config>): Promise<void> {
     sb.destroy();
     process.exit(1);
   });
-  process.on('message', (message: unknown) => {
+  process.on('message', (message: unknown, handle: unknown) => {
     const m = message as Partial<Call> & { sb?: string };
+    if (m.sb === 'handoff') {
+      const h = message as Handoff;
+      if (handle instanceof Socket) sb.adopt(h.request, handle, Buffer.from(h.head, 'base64'));
+      return;
+    }
     if (m.sb === 'drain') {
       void sb.close().then(() => process.exit(0));
       return;
@@ -271,13 +288,21 @@ async function runPrimary(config: Readonly<Config>, n: number): Promise<void> {
   let state: 'starting' | 'running' | 'draining' = 'starting';
 
   cluster.setupPrimary({ serialization: 'advanced', execArgv: workerExecArgv() });
-  const workerConfig = JSON.stringify({ ...config, nodeId });
+  // One resume-token key for every worker, so a token issued by one verifies in all.
+  const tokenSecret = config.session.tokenSecret ?? randomBytes(32).toString('base64url');
+  const workerConfig = JSON.stringify({ ...config, nodeId, session: { ...config.session, tokenSecret } });
   const fork = (index: number): Worker => {
     // Workers take the config as validated here: they never load the schema (less memory each).
     const worker = cluster.fork({ SWITCHBOARD_WORKER_INDEX: String(index), [WORKER_CONFIG]: workerConfig });
     pool.workers.set(index, worker);
-    worker.on('message', (m: unknown) => {
+    worker.on('message', (m: unknown, handle: unknown) => {
       if (m && typeof m === 'object' && 'sbReply' in m) pool.onReply(m as Reply);
+      else if ((m as Partial<Handoff> | null)?.sb === 'handoff' && handle instanceof Socket) {
+        const target = pool.workers.get((m as Handoff).to);
+        // The holder is gone (restarting): the client reconnects and resumes again, or starts anew.
+        if (target?.isConnected()) target.send(m as Handoff, handle);
+        else handle.destroy();
+      }
     });
     worker.on('exit', (code, signal) => {
       pool.lost(worker);

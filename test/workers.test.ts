@@ -112,3 +112,45 @@ test("workers keep the operator's young-generation size when NODE_OPTIONS sets o
   cli.child.kill('SIGTERM');
   assert.deepEqual(await cli.exited, { code: 0, signal: null });
 });
+
+test('two workers: 200 reliable sessions dropped and resumed all come back with their session and held messages, whichever worker the reconnect lands on', async (t) => {
+  const app = await startApp((r) => (r.url === '/ws/connect' ? { body: { user: `u${r.json().query.n}` } } : { status: 204 }));
+  t.after(() => app.close());
+  const [pub, ctl] = [await freePort(), await freePort()];
+  const cli = runCli(['--config', writeConfig({
+    listen: `127.0.0.1:${pub}`, control: { listen: `127.0.0.1:${ctl}` }, workers: 2, nodeId: 'n2',
+    app: { url: app.url }, log: { level: 'info' }, drain: { timeoutMs: 3000 },
+  })]);
+  t.after(() => { cli.child.kill('SIGKILL'); });
+  await cli.waitForOutput(/switchboard primary ready/);
+
+  const sessions: Array<{ session: string; token: string; client: TestClient }> = [];
+  for (let n = 0; n < 200; n++) {
+    const { client, welcome } = await connectReliable(`ws://127.0.0.1:${pub}/ws?n=${n}`);
+    sessions.push({ session: welcome.session, token: welcome.token, client });
+  }
+  // Drop every socket; a push while detached is held for the resume.
+  for (const s of sessions) s.client.ws.terminate();
+  for (const s of sessions) {
+    for (;;) {
+      const info = await control(ctl, 'GET', `/v1/connections/${s.session}`);
+      if (info.json?.state === 'detached') break;
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    assert.equal((await control(ctl, 'POST', `/v1/connections/${s.session}/messages`, { held: s.session })).json.queued, 1);
+  }
+  let resumed = 0;
+  for (const s of sessions) {
+    const { client, welcome } = await connectReliable(`ws://127.0.0.1:${pub}/ws?resume=${encodeURIComponent(s.token)}&lastSeq=0`);
+    t.after(() => client.close().then(() => {}));
+    if (welcome.resumed === true && welcome.session === s.session) resumed++;
+    const held = await client.until('message');
+    assert.deepEqual(held.data, { held: s.session });
+    s.client = client;
+  }
+  assert.equal(resumed, 200, 'every session resumed');
+  // Round-robin accepts put sessions on both workers, so about half the reconnects land on the other one.
+  const onFirst = sessions.filter((s) => s.session.split('-')[1] === '0').length;
+  assert.ok(onFirst > 0 && onFirst < 200, 'sessions live on both workers');
+  assert.equal(app.byPath('/ws/connect').length, 200, 'no resume made a new connect');
+});
