@@ -1,7 +1,7 @@
 // The control port: the push API, health, metrics and a small status page.
 // Plugins add routes of their own (GRIP publish, @connections) through `ControlRoute`.
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { timingSafeEqual } from 'node:crypto';
+import { createHash, timingSafeEqual } from 'node:crypto';
 import type { Config } from './config.js';
 import type { Clock } from './clock.js';
 import { CloseCode, SwitchboardError } from './errors.js';
@@ -93,14 +93,15 @@ function decode(segment: string): string {
 export function createControlApi(deps: ControlDeps): (req: IncomingMessage, res: ServerResponse) => void {
   const { config, directory, clock } = deps;
   const maxBytes = config.limits.maxMessageBytes;
-  const token = config.control.token === null ? null : Buffer.from(config.control.token);
+  const digest = (v: string) => createHash('sha256').update(v).digest();
+  const token = config.control.token === null ? null : digest(config.control.token);
 
   const authorized = (req: IncomingMessage): boolean => {
     if (token === null) return true;
-    // The scheme name is case-insensitive (RFC 9110 §11.1); the token is compared in constant time.
+    // The scheme name is case-insensitive (RFC 9110 §11.1). Digests are compared, in constant
+    // time, so neither the token's content nor its length shows in the timing.
     const m = /^bearer +(.+)$/i.exec(req.headers.authorization ?? '');
-    const given = Buffer.from(m ? m[1] : '');
-    return given.length === token.length && timingSafeEqual(given, token);
+    return timingSafeEqual(digest(m ? m[1] : ''), token);
   };
 
   /** A push from this request's body and headers. */
