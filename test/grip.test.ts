@@ -7,7 +7,6 @@ import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import type { AddressInfo } from 'node:net';
 import { startSidecar, type Sidecar } from './helpers/sidecar.js';
-import { freePort } from './helpers/process.js';
 import { connect, TestClient } from './helpers/client.js';
 import { guard } from './helpers/app.js';
 
@@ -21,19 +20,30 @@ interface GripApp {
 
 const appPath = new URL('./fixtures/grip-app.js', import.meta.url).pathname;
 
-/** The app in its own process, told where to publish. */
-async function spawnApp(t: TestContext, port: number, gripUrl: string): Promise<GripApp> {
-  const url = `http://127.0.0.1:${port}`;
-  const child = spawn(process.execPath, [appPath], { env: { ...process.env, PORT: String(port), GRIP_URL: gripUrl }, stdio: ['ignore', 'pipe', 'inherit'] });
+/** The app in its own process, on a port of its own; `configure` tells it where to publish. */
+async function spawnApp(t: TestContext): Promise<GripApp & { configure(gripUrl: string): Promise<void> }> {
+  const child = spawn(process.execPath, [appPath], { stdio: ['pipe', 'pipe', 'inherit'] });
   t.after(async () => {
     if (child.exitCode === null) {
       child.kill('SIGTERM');
       await once(child, 'exit');
     }
   });
-  await guard(once(child.stdout!, 'data'), 'the GRIP app to listen');
+  let out = '';
+  const seen = (pattern: RegExp, what: string) => guard(new Promise<RegExpExecArray>((resolve) => {
+    const check = () => { const m = pattern.exec(out); if (m) { child.stdout!.off('data', onData); resolve(m); } };
+    const onData = (d: Buffer) => { out += d.toString(); check(); };
+    child.stdout!.on('data', onData);
+    check();
+  }), what);
+  const port = Number((await seen(/listening (\d+)\n/, 'the GRIP app to listen'))[1]);
+  const url = `http://127.0.0.1:${port}`;
   return {
     url,
+    async configure(gripUrl) {
+      child.stdin!.write(`${gripUrl}\n`);
+      await seen(/configured\n/, 'the GRIP app to take its publish URL');
+    },
     bodies: async () => (await fetch(`${url}/_bodies`)).json() as Promise<string[]>,
     publish: async (item) => {
       const res = await fetch(`${url}/_publish`, { method: 'POST', body: JSON.stringify(item) });
@@ -45,12 +55,12 @@ async function spawnApp(t: TestContext, port: number, gripUrl: string): Promise<
 const gripUrlOf = (sc: Sidecar, signed?: { iss: string; key: string }) =>
   `${sc.controlUrl}/${signed ? `?iss=${signed.iss}&key=${encodeURIComponent(signed.key)}` : ''}`;
 
-/** Switchboard first (the app's port is reserved), then the app. */
+/** The app first (on a port of its own), then Switchboard in front of it, then the app learns where to publish. */
 async function setup(t: TestContext, grip: Record<string, unknown> = {}, signed?: { iss: string; key: string }): Promise<{ app: GripApp; sc: Sidecar }> {
-  const port = await freePort();
-  const sc = await startSidecar(`http://127.0.0.1:${port}`, { webhooks: { dialect: 'websocket-over-http' }, grip });
+  const app = await spawnApp(t);
+  const sc = await startSidecar(app.url, { webhooks: { dialect: 'websocket-over-http' }, grip });
   t.after(() => sc.close());
-  const app = await spawnApp(t, port, gripUrlOf(sc, signed));
+  await app.configure(gripUrlOf(sc, signed));
   return { app, sc };
 }
 
@@ -136,7 +146,8 @@ test('publish auth: a JWT publisher is accepted, a wrong key is refused as Pushp
   const c = await open(sc);
   assert.equal((await app.publish({ channel: 'room', text: 'signed' })).status, 200);
   assert.equal((await c.next()).text, 'signed');
-  const forger = await spawnApp(t, await freePort(), gripUrlOf(sc, { iss: 'app', key: 'not the key at all' }));
+  const forger = await spawnApp(t);
+  await forger.configure(gripUrlOf(sc, { iss: 'app', key: 'not the key at all' }));
   const forged = await forger.publish({ channel: 'room', text: 'forged' });
   assert.equal(forged.status, 502);
   assert.match(forged.text, /nauthorized/);
