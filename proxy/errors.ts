@@ -29,6 +29,8 @@ const specs = {
   bad_close_code: { status: 400, message: 'close code must be an integer from 4000 to 4099' },
   unauthorized: { status: 401, message: 'missing or wrong bearer token' },
   not_found: { status: 404, message: 'no such route' },
+  request_timeout: { status: 408, message: 'the request did not arrive whole in time (limits.handshakeTimeoutMs)' },
+  headers_too_large: { status: 431, message: 'request headers are too large' },
   unknown_connection: { status: 404, message: 'no such connection' },
   method_not_allowed: { status: 405, message: 'method not allowed on this route' },
   too_large: { status: 413, message: 'body is larger than limits.maxMessageBytes' },

@@ -3,6 +3,7 @@
 // `close()` drains in a fixed order; `destroy()` aborts.
 import { createServer, Agent, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
 import { randomBytes } from 'node:crypto';
 import httpProxy from 'http-proxy';
 import type { Logger } from 'pino';
@@ -139,7 +140,7 @@ export class Switchboard {
     });
     this.#public.on('connection', (socket: Socket) => this.#gateway.accepted(socket));
     this.#public.on('upgrade', (req, socket, head) => this.#gateway.upgrade(req, socket, head));
-    this.#public.on('clientError', (_err, socket) => socket.destroy());
+    this.#public.on('clientError', (err: NodeJS.ErrnoException, socket) => answerClientError(err, socket));
     this.#control = options.control === false ? null : createServer();
     // RabbitMQ cluster relay and push-queue consumer, when configured (with workers, the primary consumes the queue).
     this.#amqp = installAmqp(this, { pushQueue: options.control !== false });
@@ -315,6 +316,13 @@ export class Switchboard {
     this.#control?.close();
     this.log.info('closed');
   }
+}
+
+/** A malformed or too slow request gets a status, not a bare close (as Node's docs show). */
+function answerClientError(err: NodeJS.ErrnoException, socket: Duplex): void {
+  if (!socket.writable || (socket as Socket).bytesWritten > 0) return void socket.destroy();
+  const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
+  reject(socket, status, JSON.stringify(new SwitchboardError(status === 400 ? 'bad_request' : status === 431 ? 'headers_too_large' : 'request_timeout').toJSON()));
 }
 
 function listen(server: Server, address: Address, what: string, backlog?: number): Promise<void> {
