@@ -36,10 +36,10 @@ export function createUpstream(config: Readonly<Config>, deps: PluginDeps): Upst
     case 'webhook':
       return config.webhooks.dialect === 'websocket-over-http'
         ? new WebSocketOverHttp(config, createWebhookSender(config, deps), host)
-        : new NativeWebhooks(config.webhooks, createWebhookSender(config, deps), host);
+        : new NativeWebhooks(config.webhooks, createWebhookSender(config, deps), host, deps);
     case 'amqp':
       // Events go to RabbitMQ; the handshake and subscriptions are still decided by the
       // native connect/subscribe webhooks when their paths are set.
-      return new AmqpUpstream(config, new NativeWebhooks(config.webhooks, createWebhookSender(config, deps), host), deps);
+      return new AmqpUpstream(config, new NativeWebhooks(config.webhooks, createWebhookSender(config, deps), host, deps), deps);
   }
 }

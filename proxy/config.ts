@@ -104,6 +104,8 @@ const schema = z.strictObject({
       maxAttempts: positiveInt.default(5),
       baseMs: duration.default(100),
       capMs: duration.default(10_000),
+      /** Events sent at least once (disconnect) keep being tried, with backoff, for this long. */
+      atLeastOnceMs: duration.default(600_000),
     }).prefault({}),
     secret: z.union([secret, z.array(secret).min(1), z.null()], { error: 'expected "whsec_…", a list of them, or null' }).default(null),
     paths: z.strictObject({

@@ -6,6 +6,9 @@ import type {
 } from '../upstream.js';
 import { bodyKind, bodyOf, contentTypeOf, payloadOf, payloadOfValue } from './payload.js';
 import type { WebhookResult, WebhookSender } from './sender.js';
+import { sendAtLeastOnce } from './at-least-once.js';
+import type { Clock } from '../../proxy/clock.js';
+import type { Metrics } from '../../proxy/metrics.js';
 
 /** A webhook the app answered. */
 type Answered = Extract<WebhookResult, { answered: true }>;
@@ -21,10 +24,18 @@ export class NativeWebhooks implements Upstream {
   readonly #host: UpstreamHost;
   readonly #cache = new WeakMap<SessionView, { user: string | null; meta: object; headers: Record<string, string> }>();
 
-  constructor(config: WebhookConfig, sender: WebhookSender, host: UpstreamHost) {
+  readonly #clock: Clock;
+  readonly #waiting: { inc(): void; dec(): void };
+  /** Connections whose disconnect is still being tried: reported if the process stops first. */
+  readonly #undelivered = new Set<string>();
+  #destroyed = false;
+
+  constructor(config: WebhookConfig, sender: WebhookSender, host: UpstreamHost, deps: { clock: Clock; metrics: Metrics }) {
     this.#config = config;
     this.#sender = sender;
     this.#host = host;
+    this.#clock = deps.clock;
+    this.#waiting = deps.metrics.webhooksWaiting.labels('disconnect');
     this.maxBatch = config.batchMessages;
   }
 
@@ -35,6 +46,10 @@ export class NativeWebhooks implements Upstream {
   }
 
   destroy(): void {
+    this.#destroyed = true;
+    if (this.#undelivered.size > 0) {
+      this.#host.log.error({ connections: [...this.#undelivered], event: 'disconnect' }, 'disconnect webhooks given up at shutdown: the app never took them');
+    }
     this.#sender.destroy();
   }
 
@@ -163,11 +178,20 @@ export class NativeWebhooks implements Upstream {
   async disconnect(s: SessionView, info: DisconnectInfo): Promise<void> {
     if (this.#config.paths.disconnect === null) return;
     const { code, reason, durationMs, messagesIn, messagesOut, undelivered } = info;
-    await this.#json(
-      'disconnect', s,
-      { connection: s.id, user: s.user, code, reason, durationMs, messagesIn, messagesOut, undelivered },
-      {}, `disconnect_${s.id}`,
-    );
+    const body = { connection: s.id, user: s.user, code, reason, durationMs, messagesIn, messagesOut, undelivered };
+    this.#undelivered.add(s.id);
+    try {
+      await sendAtLeastOnce('disconnect', s.id, () => this.#json('disconnect', s, body, {}, `disconnect_${s.id}`), {
+        forMs: this.#config.retry.atLeastOnceMs,
+        backoff: this.#config.retry,
+        clock: this.#clock,
+        log: this.#host.log,
+        waiting: this.#waiting,
+        stopped: () => this.#destroyed,
+      });
+    } finally {
+      this.#undelivered.delete(s.id);
+    }
   }
 }
 

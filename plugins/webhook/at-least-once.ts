@@ -1,0 +1,51 @@
+// Events the contract sends at least once (disconnect): each round is a normal send with its
+// retries; between rounds, a backoff, until the app takes it or `webhooks.retry.atLeastOnceMs`
+// has passed. Waiting events are counted; one given up is logged with its connection.
+import type { Logger } from 'pino';
+import { sleep, type Clock } from '../../proxy/clock.js';
+import { backoffMs } from './retry.js';
+import type { WebhookResult } from './sender.js';
+
+export interface AtLeastOnceOptions {
+  /** How long to keep trying, from the first attempt. */
+  readonly forMs: number;
+  readonly backoff: { readonly baseMs: number; readonly capMs: number };
+  readonly clock: Clock;
+  readonly log: Logger;
+  /** The gauge of events waiting for a next round. */
+  readonly waiting: { inc(): void; dec(): void };
+  /** True once the sender is destroyed: no further round. */
+  readonly stopped: () => boolean;
+}
+
+/** Taken: the app answered with anything but a status that asks for a retry. */
+function taken(result: WebhookResult): boolean {
+  return result.answered && result.status !== 408 && result.status !== 429 && result.status < 500;
+}
+
+/** Resolves true once the app took the event, false when it was given up (logged). */
+export async function sendAtLeastOnce(
+  event: string, connection: string, send: () => Promise<WebhookResult>, options: AtLeastOnceOptions,
+): Promise<boolean> {
+  const { clock, log } = options;
+  const deadline = clock.now() + options.forMs;
+  let waiting = false;
+  try {
+    for (let round = 1; ; round++) {
+      const result = await send();
+      if (taken(result)) return true;
+      const wait = backoffMs(round, options.backoff);
+      if (options.stopped() || clock.now() + wait >= deadline) {
+        log.error({ connection, event, rounds: round, shuttingDown: options.stopped() }, `${event} webhook given up: the app never took it`);
+        return false;
+      }
+      if (!waiting) {
+        waiting = true;
+        options.waiting.inc();
+      }
+      await sleep(wait, clock);
+    }
+  } finally {
+    if (waiting) options.waiting.dec();
+  }
+}

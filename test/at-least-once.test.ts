@@ -1,0 +1,76 @@
+// Disconnect webhooks are sent at least once: kept trying, with backoff, while the app is down,
+// for webhooks.retry.atLeastOnceMs; counted while they wait; given up with a log line naming the connection.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { Writable } from 'node:stream';
+import pino from 'pino';
+import { startApp } from './helpers/app.js';
+import { startSidecar } from './helpers/sidecar.js';
+import { connect } from './helpers/client.js';
+import { FakeClock } from './helpers/fake-clock.js';
+import { sendAtLeastOnce } from '../plugins/webhook/at-least-once.js';
+import type { WebhookResult } from '../plugins/webhook/sender.js';
+
+test('a disconnect outlives retry.maxAttempts while the app is down, counted as waiting, and arrives once the app is back', async (t) => {
+  let gaugeWhileDown: string | null = null;
+  let sc!: Awaited<ReturnType<typeof startSidecar>>;
+  const app = await startApp(async (r) => {
+    if (r.url !== '/ws/disconnect') return { status: 200 };
+    const n = app.byPath('/ws/disconnect').length;
+    // The third attempt is in the second round: the first one's failure is being waited out.
+    if (n === 3) gaugeWhileDown = /switchboard_webhooks_waiting\{event="disconnect"\} (\d+)/.exec((await sc.control('GET', '/metrics')).text)?.[1] ?? null;
+    return { status: n < 6 ? 503 : 204 };
+  });
+  sc = await startSidecar(app.url, { webhooks: { retry: { maxAttempts: 2, baseMs: 5, capMs: 40, atLeastOnceMs: 60_000 } } });
+  t.after(async () => { await sc.close(); await app.close(); });
+  const client = await connect(sc.wsUrl());
+  await client.close(1000);
+  const sixth = await app.waitFor((r) => r.url === '/ws/disconnect' && app.byPath('/ws/disconnect').length >= 6, 'the sixth disconnect attempt');
+  assert.equal(sixth.json().code, 1000);
+  assert.equal(gaugeWhileDown, '1', 'counted while it waits');
+  const ids = new Set(app.byPath('/ws/disconnect').map((r) => r.headers['x-switchboard-connection']));
+  assert.equal(ids.size, 1, 'one session, retried');
+  // Once taken, nothing waits.
+  for (;;) {
+    const text = (await sc.control('GET', '/metrics')).text;
+    if (/switchboard_webhooks_waiting\{event="disconnect"\} 0/.test(text)) break;
+    await new Promise((r) => setTimeout(r, 10));
+  }
+});
+
+test('an at-least-once event is given up after its time, with a log line naming the connection', async () => {
+  const clock = new FakeClock(0);
+  const lines: string[] = [];
+  const log = pino({ level: 'error' }, new Writable({ write(chunk, _e, done) { lines.push(String(chunk)); done(); } }));
+  let sends = 0;
+  let waiting = 0;
+  const failing = async (): Promise<WebhookResult> => {
+    sends++;
+    return { answered: true, status: 503, headers: {}, body: Buffer.alloc(0) };
+  };
+  const done = sendAtLeastOnce('disconnect', 'n1-0-abc', failing, {
+    forMs: 10_000, backoff: { baseMs: 100, capMs: 1000 }, clock, log,
+    waiting: { inc: () => waiting++, dec: () => waiting-- }, stopped: () => false,
+  });
+  let result: boolean | undefined;
+  void done.then((r) => { result = r; });
+  for (let i = 0; i < 200 && result === undefined; i++) {
+    await new Promise((r) => setImmediate(r));
+    clock.advance(500);
+  }
+  assert.equal(result, false);
+  assert.ok(sends > 3, `tried in rounds (${sends})`);
+  assert.equal(waiting, 0, 'no longer counted as waiting');
+  assert.equal(lines.length, 1);
+  const line = JSON.parse(lines[0]);
+  assert.equal(line.connection, 'n1-0-abc');
+  assert.match(line.msg, /disconnect webhook given up/);
+
+  // A 4xx other than 408/429 is the app's answer: taken, not retried.
+  let once = 0;
+  const refused = await sendAtLeastOnce('disconnect', 'n1-0-def', async () => { once++; return { answered: true, status: 410, headers: {}, body: Buffer.alloc(0) }; }, {
+    forMs: 10_000, backoff: { baseMs: 100, capMs: 1000 }, clock, log, waiting: { inc() {}, dec() {} }, stopped: () => false,
+  });
+  assert.equal(refused, true);
+  assert.equal(once, 1);
+});
