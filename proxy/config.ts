@@ -104,6 +104,8 @@ const schema = z.strictObject({
       maxAttempts: positiveInt.default(5),
       baseMs: duration.default(100),
       capMs: duration.default(10_000),
+      /** Attempts of the connect webhook (a client waits on each): 1 = never retried. */
+      connectAttempts: positiveInt.max(10, { error: 'expected a positive integer up to 10' }).default(1),
       /** Events sent at least once (disconnect) keep being tried, with backoff, for this long. */
       atLeastOnceMs: duration.default(600_000),
     }).prefault({}),

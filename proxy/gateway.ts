@@ -35,6 +35,18 @@ export interface GatewayHost {
   readonly worker: number;
 }
 
+/** Headers only the sidecar sets on webhooks: a client's are never forwarded. */
+export function isSidecarHeader(name: string): boolean {
+  return name.startsWith('x-switchboard-') || name === 'webhook-id' || name === 'webhook-timestamp' || name === 'webhook-signature';
+}
+
+/** The webhook's User-Agent is the sidecar's; the client's travels under a name of its own. */
+export function forwardedName(name: string): string {
+  return name === 'user-agent' ? CLIENT_USER_AGENT : name;
+}
+
+export const CLIENT_USER_AGENT = 'x-switchboard-client-user-agent';
+
 /** Query parameters of a resume; they are not passed on to the connect webhook. */
 const RESUME_PARAMS = ['resume', 'lastSeq'];
 
@@ -213,9 +225,9 @@ export class Gateway {
     else {
       for (const name of ctx.config.webhooks.forwardHeaders) {
         const value = req.headers[name];
-        if (value === undefined) continue;
+        if (value === undefined || isSidecarHeader(name)) continue;
         if (headers === NONE) headers = {};
-        headers[name] = Array.isArray(value) ? value.join(', ') : value;
+        headers[forwardedName(name)] = Array.isArray(value) ? value.join(', ') : value;
       }
     }
     const session = new Session(ctx, {

@@ -45,6 +45,7 @@ function createCollectors(options: { defaults?: boolean }) {
       registers,
     }),
     webhookFailuresTotal: new Counter({ name: `${p}webhook_failures_total`, help: 'Webhooks that failed for good', labelNames: ['event'] as const, registers }),
+    webhookAnswersTooLargeTotal: new Counter({ name: `${p}webhook_answers_too_large_total`, help: '2xx webhook answers larger than limits.maxMessageBytes (not retried)', labelNames: ['event'] as const, registers }),
     webhooksWaiting: new Gauge({ name: `${p}webhooks_waiting`, help: 'At-least-once webhooks (disconnect) waiting to be tried again', labelNames: ['event'] as const, registers }),
     resumesTotal: new Counter({ name: `${p}resumes_total`, help: 'Resume attempts by result', labelNames: ['result'] as const, registers }),
     frameErrorsTotal: new Counter({ name: `${p}frame_errors_total`, help: 'Malformed client frames by error', labelNames: ['error'] as const, registers }),

@@ -257,7 +257,7 @@ test('batched message webhooks: a 4xx nacks every item of the batch; an answer t
   await client.close();
 });
 
-test('an answer larger than limits.maxMessageBytes is never sent on: the message fails (counted), the socket stays', async (t) => {
+test('an answer larger than limits.maxMessageBytes is never sent on nor retried: the message is nacked answer_too_large (counted), the socket stays', async (t) => {
   const app = await startApp((r) => (r.url === '/ws/message'
     ? { headers: { 'content-type': 'text/plain' }, body: r.text === '"big"' ? 'x'.repeat(5000) : 'small' }
     : { status: 204 }));
@@ -265,14 +265,15 @@ test('an answer larger than limits.maxMessageBytes is never sent on: the message
   t.after(async () => { await sc.close(); await app.close(); });
   const { client } = await connectReliable(sc.wsUrl());
   client.send({ type: 'message', data: 'big', id: 'b1' });
-  assert.deepEqual(await client.nextJson(), { type: 'nack', id: 'b1', error: 'webhook_failed', retryable: true });
-  assert.equal(app.byPath('/ws/message').length, 2, 'retried once, as a possibly-reached failure');
+  assert.deepEqual(await client.nextJson(), { type: 'nack', id: 'b1', error: 'answer_too_large', retryable: false });
+  assert.equal(app.byPath('/ws/message').length, 1, 'not retried: the app accepted the message');
   client.send({ type: 'message', data: 'fine', id: 'b2' });
   const frames = [await client.nextJson(), await client.nextJson()];
   assert.deepEqual(frames.find((f) => f.type === 'ack'), { type: 'ack', id: 'b2' });
   assert.equal(frames.find((f) => f.type === 'message')?.data, 'small');
   const metrics = (await sc.control('GET', '/metrics')).text;
   assert.match(metrics, /^switchboard_webhook_failures_total\{event="message"\} 1$/m);
+  assert.match(metrics, /^switchboard_webhook_answers_too_large_total\{event="message"\} 1$/m);
   await client.close();
 });
 

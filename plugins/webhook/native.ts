@@ -7,6 +7,7 @@ import type {
 import { bodyKind, bodyOf, contentTypeOf, payloadOf, payloadOfValue } from './payload.js';
 import type { WebhookResult, WebhookSender } from './sender.js';
 import { sendAtLeastOnce } from './at-least-once.js';
+import { headerValue } from './header-value.js';
 import type { Clock } from '../../proxy/clock.js';
 import type { Metrics } from '../../proxy/metrics.js';
 
@@ -60,8 +61,8 @@ export class NativeWebhooks implements Upstream {
   /** Headers every webhook of a session carries after connect. */
   #sessionHeaders(s: SessionView, replayHandshake: boolean): Record<string, string> {
     const headers: Record<string, string> = replayHandshake && this.#config.replayHandshakeHeaders ? { ...s.headers } : {};
-    if (s.user !== null) headers['x-switchboard-user'] = s.user;
-    for (const [key, value] of Object.entries(s.meta)) headers[`x-switchboard-meta-${key}`] = value;
+    if (s.user !== null) headers['x-switchboard-user'] = headerValue(s.user);
+    for (const [key, value] of Object.entries(s.meta)) headers[`x-switchboard-meta-${key}`] = headerValue(value);
     return headers;
   }
 
@@ -77,10 +78,10 @@ export class NativeWebhooks implements Upstream {
     return headers;
   }
 
-  #json(event: string, s: SessionView, body: unknown, extra: Record<string, string> = {}, id = `${event}_${randomUUID()}`) {
+  #json(event: string, s: SessionView, body: unknown, extra: Record<string, string> = {}, id = `${event}_${randomUUID()}`, maxAttempts?: number) {
     const path = this.#config.paths[event as keyof WebhookConfig['paths']]!;
     return this.#sender.send({
-      event, path, id, connection: s.id, idempotent: true,
+      event, path, id, connection: s.id, idempotent: true, maxAttempts,
       headers: { 'content-type': 'application/json', ...this.#sessionHeaders(s, false), ...extra },
       body: JSON.stringify(body),
     });
@@ -91,7 +92,8 @@ export class NativeWebhooks implements Upstream {
     const result = await this.#json(
       'connect', s,
       { connection: s.id, path: s.path, query: s.query, remoteAddress: s.remoteAddress, subprotocol: s.subprotocol },
-      s.headers,
+      // A client waits on the handshake: tried once (webhooks.retry.connectAttempts), within webhooks.timeoutMs.
+      s.headers, undefined, this.#config.retry.connectAttempts,
     );
     if (!result.answered || result.status >= 500) {
       if (this.#config.onConnectError === 'accept') return { ok: true, effects: {} };
@@ -127,7 +129,11 @@ export class NativeWebhooks implements Upstream {
       headers: { 'content-type': request.contentType, 'idempotency-key': request.key, ...request.extra, ...this.#messageHeaders(s) },
       body: request.body,
     });
-    if (!result.answered) return { ok: false, error: 'webhook_failed', message: `the app could not be reached (${result.last.kind})`, retryable: true };
+    if (!result.answered) {
+      // The app took the message and answered more than limits.maxMessageBytes: not the input's fault, not retried.
+      if (result.last.kind === 'too-large') return { ok: false, error: 'answer_too_large', message: 'the app answered more than limits.maxMessageBytes', retryable: false };
+      return { ok: false, error: 'webhook_failed', message: `the app could not be reached (${result.last.kind})`, retryable: true };
+    }
     if (result.status >= 200 && result.status < 300) {
       if (result.status === 204 || result.body.length === 0) return { ok: true };
       const send = this.maxBatch === 1 ? this.#reply(s, result) : this.#batchReply(s, result);

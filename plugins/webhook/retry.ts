@@ -7,7 +7,9 @@ export type Attempt =
   /** The request never left: connection refused, DNS, connect timeout. */
   | { readonly kind: 'not-reached'; readonly code: string }
   /** Sent, but no complete answer: reset, timeout. The app may have acted on it. */
-  | { readonly kind: 'maybe-reached'; readonly code: string };
+  | { readonly kind: 'maybe-reached'; readonly code: string }
+  /** A 2xx answer larger than the bound: the app acted on the request; never retried. */
+  | { readonly kind: 'too-large'; readonly code: string };
 
 const notReachedCodes = new Set([
   'ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', 'UND_ERR_CONNECT_TIMEOUT', 'EADDRNOTAVAIL',
@@ -16,6 +18,7 @@ const notReachedCodes = new Set([
 export function classifyError(err: unknown): Attempt {
   const e = err as { code?: string; name?: string; cause?: { code?: string } };
   const code = e?.code ?? e?.cause?.code ?? e?.name ?? 'unknown';
+  if (code === 'ANSWER_TOO_LARGE') return { kind: 'too-large', code };
   return notReachedCodes.has(code) ? { kind: 'not-reached', code } : { kind: 'maybe-reached', code };
 }
 
@@ -29,6 +32,7 @@ export function mayRetry(attempt: Attempt, options: { idempotent: boolean }): bo
     case 'answered': return isRetryableStatus(attempt.status);
     case 'not-reached': return true;
     case 'maybe-reached': return options.idempotent;
+    case 'too-large': return false;
   }
 }
 

@@ -91,6 +91,7 @@ export class WebhookSender {
       if (!retry) {
         if (!result.answered || isRetryableStatus(result.status)) {
           this.#metrics.webhookFailuresTotal.inc({ event: request.event });
+          if (attempt.kind === 'too-large') this.#metrics.webhookAnswersTooLargeTotal.inc({ event: request.event });
           this.#log.warn(
             { connection: request.connection, event: request.event, attempts, failure: result.answered ? result.status : attempt.kind === 'answered' ? attempt.status : attempt.code },
             'webhook failed for good',
@@ -111,11 +112,12 @@ export class WebhookSender {
 
   async #attempt(request: WebhookRequest): Promise<WebhookResult> {
     const started = performance.now();
+    // The sidecar's own headers are set last: nothing a client forwarded can stand in for them.
     const headers: Record<string, string> = {
+      ...request.headers,
       'user-agent': userAgent,
       'x-switchboard-event': request.event,
       'x-switchboard-connection': request.connection,
-      ...request.headers,
     };
     if (this.#keys.length > 0) Object.assign(headers, signatureHeaders(this.#keys, request.id, this.#clock.now(), request.body));
     // undici's own timeouts (no AbortSignal per request: they cost more than the request on this path).
@@ -123,7 +125,7 @@ export class WebhookSender {
     try {
       const res = await exchange(this.#pool, {
         method: 'POST', path: this.path(request.path), headers, body: request.body, headersTimeout: timeout, bodyTimeout: timeout,
-      }, this.#options.maxResponseBytes);
+      }, this.#options.maxResponseBytes, timeout);
       this.#observe(request.event, String(res.status), started);
       return { answered: true, status: res.status, headers: res.headers, body: res.body };
     } catch (err) {
@@ -165,16 +167,29 @@ interface Exchange {
  * One request and its whole answer, up to `max` bytes, straight from undici's dispatcher:
  * webhook answers are small and read at once, so no response stream is built for them.
  */
-function exchange(pool: Dispatcher, options: Dispatcher.DispatchOptions, max: number): Promise<Exchange> {
+function exchange(pool: Dispatcher, options: Dispatcher.DispatchOptions, max: number, timeoutMs: number): Promise<Exchange> {
   return new Promise((resolve, reject) => {
     let status = 0;
     let headers: IncomingHttpHeaders = {};
     let chunks: Buffer[] = [];
     let size = 0;
     let settled = false;
+    let controller: { abort(reason: Error): void } | null = null;
+    // undici's own timers tick about once a second; this one holds the configured bound to the millisecond.
+    const timedOut = Object.assign(new Error(`no answer within ${timeoutMs} ms`), { code: 'WEBHOOK_TIMEOUT' });
+    const timer = setTimeout(() => {
+      if (settled) return;
+      settled = true;
+      chunks = [];
+      controller?.abort(timedOut);
+      reject(timedOut);
+    }, timeoutMs);
     pool.dispatch(options, {
       // Its presence tells undici this handler speaks the controller API.
-      onRequestStart() {},
+      onRequestStart(c) {
+        controller = c;
+        if (settled) c.abort(timedOut);
+      },
       onResponseStart(_controller, statusCode, responseHeaders) {
         // A 1xx is followed by the real answer.
         if (statusCode < 200) return;
@@ -191,12 +206,14 @@ function exchange(pool: Dispatcher, options: Dispatcher.DispatchOptions, max: nu
         chunks.push(chunk);
       },
       onResponseEnd() {
+        clearTimeout(timer);
         if (settled) return;
         settled = true;
         resolve({ status, headers, body: chunks.length === 1 ? chunks[0] : Buffer.concat(chunks) });
         chunks = [];
       },
       onResponseError(_controller, err) {
+        clearTimeout(timer);
         if (settled) return;
         settled = true;
         reject(err);

@@ -14,6 +14,7 @@ import {
   wohRequestHeaders, type GripControl, type GripExtension,
 } from './grip.js';
 import { createGripSig } from './publish.js';
+import { forwardedName, isSidecarHeader } from '../../proxy/gateway.js';
 
 /** Client handshake headers that describe the socket itself, not the client. */
 const SOCKET_HEADERS = new Set(['host', 'sec-websocket-key', 'sec-websocket-version']);
@@ -74,8 +75,8 @@ export class WebSocketOverHttp implements Upstream {
   headersOf(raw: IncomingHttpHeaders): Record<string, string> {
     const out: Record<string, string> = {};
     for (const [name, value] of Object.entries(raw)) {
-      if (value === undefined || SOCKET_HEADERS.has(name) || isStrippedClientHeader(name)) continue;
-      out[name] = Array.isArray(value) ? value.join(', ') : value;
+      if (value === undefined || SOCKET_HEADERS.has(name) || isStrippedClientHeader(name) || isSidecarHeader(name)) continue;
+      out[forwardedName(name)] = Array.isArray(value) ? value.join(', ') : value;
     }
     return out;
   }
