@@ -2,6 +2,7 @@
 // (`LocalDirectory`) or in worker processes (`proxy/workers.ts`). The push API is written
 // against this, so it behaves the same for any number of workers.
 import type { Push } from './push.js';
+import { CLIENT_USER_AGENT } from './webhook-headers.js';
 import type { Registry } from './registry.js';
 import { zeroCounts, type Counts, type Router, type Target } from './router.js';
 import type { Session } from './session.js';
@@ -62,7 +63,7 @@ export function sessionInfo(s: Session): SessionInfo {
     state: s.state,
     outbox: { messages: s.outboxMessages, bytes: s.outboxBytes },
     remoteAddress: s.remoteAddress,
-    userAgent: s.headers['user-agent'] ?? null,
+    userAgent: s.headers[CLIENT_USER_AGENT] ?? null,
     lastActiveAt: new Date(Math.max(s.lastSeen, s.connectedAt)).toISOString(),
   };
 }

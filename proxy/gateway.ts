@@ -9,6 +9,7 @@ import { AddressCounts, TokenBucket } from './limiter.js';
 import type { Registry } from './registry.js';
 import { RELIABLE_PROTOCOL, Session, type SessionContext } from './session.js';
 import { parseConnectionId } from './router.js';
+import { forwardedName, isSidecarHeader } from './webhook-headers.js';
 import type { Effects } from '../plugins/upstream.js';
 
 function destroyOnError(this: Socket): void {
@@ -34,18 +35,6 @@ export interface GatewayHost {
   readonly nodeId: string;
   readonly worker: number;
 }
-
-/** Headers only the sidecar sets on webhooks: a client's are never forwarded. */
-export function isSidecarHeader(name: string): boolean {
-  return name.startsWith('x-switchboard-') || name === 'webhook-id' || name === 'webhook-timestamp' || name === 'webhook-signature';
-}
-
-/** The webhook's User-Agent is the sidecar's; the client's travels under a name of its own. */
-export function forwardedName(name: string): string {
-  return name === 'user-agent' ? CLIENT_USER_AGENT : name;
-}
-
-export const CLIENT_USER_AGENT = 'x-switchboard-client-user-agent';
 
 /** Query parameters of a resume; they are not passed on to the connect webhook. */
 const RESUME_PARAMS = ['resume', 'lastSeq'];

@@ -14,7 +14,7 @@ import {
   wohRequestHeaders, type GripControl, type GripExtension,
 } from './grip.js';
 import { createGripSig } from './publish.js';
-import { forwardedName, isSidecarHeader } from '../../proxy/gateway.js';
+import { forwardedName, isSidecarHeader } from '../../proxy/webhook-headers.js';
 
 /** Client handshake headers that describe the socket itself, not the client. */
 const SOCKET_HEADERS = new Set(['host', 'sec-websocket-key', 'sec-websocket-version']);

@@ -1,0 +1,13 @@
+// Which handshake headers may travel to the app on webhooks, and under which name.
+
+/** Headers only the sidecar sets on webhooks: a client's are never forwarded. */
+export function isSidecarHeader(name: string): boolean {
+  return name.startsWith('x-switchboard-') || name === 'webhook-id' || name === 'webhook-timestamp' || name === 'webhook-signature';
+}
+
+/** The webhook's User-Agent is the sidecar's; the client's travels under a name of its own. */
+export function forwardedName(name: string): string {
+  return name === 'user-agent' ? CLIENT_USER_AGENT : name;
+}
+
+export const CLIENT_USER_AGENT = 'x-switchboard-client-user-agent';
