@@ -89,7 +89,7 @@ export class Switchboard {
     this.directory = new LocalDirectory(this.registry, this.router);
     this.#heartbeat = new Heartbeat(config.heartbeat, this.clock);
     const graceTick = Math.min(1000, Math.max(10, config.session.graceMs / 10));
-    this.#grace = new TimerWheel<Session>(graceTick, (s) => s.expire(), this.clock);
+    this.#grace = new TimerWheel<Session>(graceTick, (s) => s.expire(), this.clock, (err, s) => s.log.error({ err }, 'ending a session after its grace failed'));
 
     const registry = this.registry;
     this.upstream = createUpstream(config, {

@@ -5,16 +5,19 @@ import type { Clock } from './clock.js';
 export class TimerWheel<T> {
   readonly #tickMs: number;
   readonly #onDue: (item: T, now: number) => void;
+  readonly #onError: (err: unknown, item: T) => void;
   readonly #clock: Clock;
   readonly #slots = new Map<number, Set<T>>();
   readonly #slotOf = new Map<T, number>();
   #timer: unknown = null;
   #nextSlot = Infinity;
 
-  constructor(tickMs: number, onDue: (item: T, now: number) => void, clock: Clock) {
+  /** `onError` hears of a callback that threw; by default the error is rethrown apart, to the process's own handler. */
+  constructor(tickMs: number, onDue: (item: T, now: number) => void, clock: Clock, onError: (err: unknown, item: T) => void = rethrowApart) {
     this.#tickMs = Math.max(1, Math.floor(tickMs));
     this.#onDue = onDue;
     this.#clock = clock;
+    this.#onError = onError;
   }
 
   get size(): number {
@@ -74,7 +77,12 @@ export class TimerWheel<T> {
         if (!set.has(item)) continue; // cancelled or moved by an earlier callback
         set.delete(item);
         this.#slotOf.delete(item);
-        this.#onDue(item, now);
+        try {
+          this.#onDue(item, now);
+        } catch (err) {
+          // One item's fault must not stop every other item's timer.
+          this.#onError(err, item);
+        }
       }
       if (set.size === 0 && this.#slots.get(slot) === set) this.#slots.delete(slot);
     }
@@ -82,4 +90,8 @@ export class TimerWheel<T> {
     for (const slot of this.#slots.keys()) if (slot < next) next = slot;
     if (next !== Infinity) this.#arm(next);
   }
+}
+
+function rethrowApart(err: unknown): void {
+  queueMicrotask(() => { throw err; });
 }

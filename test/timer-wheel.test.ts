@@ -168,3 +168,22 @@ test('a callback may reschedule another item due in the same tick', () => {
   assert.deepEqual(fired.map((f) => f.item), ['a', 'b']);
   assert.ok(fired[1].at >= 60, `b fired at +${fired[1].at}, before its new time`);
 });
+
+test('an item whose callback throws does not stop the others, and its error is reported', async () => {
+  const clock = new FakeClock(0);
+  const fired: string[] = [];
+  const errors: Array<[string, string]> = [];
+  const wheel = new TimerWheel<string>(10, (item) => {
+    if (item === 'bad') throw new Error('bad item');
+    fired.push(item);
+  }, clock, (err, item) => errors.push([item, (err as Error).message]));
+  wheel.schedule('a', 5);
+  wheel.schedule('bad', 5);
+  wheel.schedule('c', 5);
+  wheel.schedule('later', 50);
+  clock.advance(20);
+  assert.deepEqual(fired.sort(), ['a', 'c']);
+  assert.deepEqual(errors, [['bad', 'bad item']]);
+  clock.advance(100);
+  assert.deepEqual(fired.sort(), ['a', 'c', 'later'], 'the wheel is still armed');
+});
