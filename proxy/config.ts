@@ -55,6 +55,10 @@ const schema = z.strictObject({
   workers: z.union([positiveInt, z.literal('auto')], { error: 'expected a positive integer or "auto"' }).default(1),
   nodeId: z.string().regex(/^[a-z0-9]{1,16}$/, { error: 'expected 1-16 lowercase letters or digits' }).nullable().default(null),
   app: z.strictObject({ url: httpUrl.default('http://127.0.0.1:3000') }).prefault({}),
+  proxy: z.strictObject({
+    /** Let the public port reach the app's webhook paths (off: 404 there). */
+    exposeWebhookPaths: bool.default(false),
+  }).prefault({}),
   ws: z.strictObject({
     paths: z.array(z.string().startsWith('/', { error: 'expected a path starting with "/"' }), { error: 'expected a list of paths' })
       .min(1, { error: 'expected at least one path' }).default(['/ws']),

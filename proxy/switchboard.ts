@@ -7,7 +7,8 @@ import type { Duplex } from 'node:stream';
 import { randomBytes } from 'node:crypto';
 import httpProxy from 'http-proxy';
 import type { Logger } from 'pino';
-import { PortInUseError, parseAddress, type Address } from './address.js';
+import { PortInUseError, isLoopback, parseAddress, type Address } from './address.js';
+import { stripReserved, webhookPathMatcher } from './forwarding.js';
 import type { Config } from './config.js';
 import { systemClock, type Clock } from './clock.js';
 import { createControlApi, type ControlRoute } from './control-api.js';
@@ -114,6 +115,8 @@ export class Switchboard {
       track: (work) => this.track(work),
     };
 
+    // The app's webhook endpoints are not the public's to call (proxy.exposeWebhookPaths opts in).
+    const isWebhookPath = config.proxy.exposeWebhookPaths ? () => false : webhookPathMatcher(Object.values(config.webhooks.paths));
     this.#proxy = httpProxy.createProxyServer({
       target: config.app.url,
       xfwd: true,
@@ -126,7 +129,11 @@ export class Switchboard {
       registry,
       accepting: () => this.state === 'running',
       newConnectionId: () => this.newConnectionId(),
-      proxyUpgrade: (req, socket, head) => this.#proxy.ws(req, socket, head),
+      proxyUpgrade: (req, socket, head) => {
+        if (isWebhookPath(req.url ?? '/')) return reject(socket, 404, JSON.stringify(new SwitchboardError('not_found').toJSON()));
+        stripReserved(req);
+        this.#proxy.ws(req, socket, head);
+      },
       nodeId: this.nodeId,
       worker: this.worker,
       handoff: options.handoff,
@@ -136,6 +143,11 @@ export class Switchboard {
     const handshakeMs = config.limits.handshakeTimeoutMs;
     this.#public = createServer({ headersTimeout: handshakeMs, requestTimeout: Math.max(300_000, handshakeMs), connectionsCheckingInterval: Math.min(1000, Math.max(50, handshakeMs / 4)) }, (req, res) => {
       this.#gateway.plainHttp(req.socket);
+      if (isWebhookPath(req.url ?? '/')) {
+        req.resume();
+        return void sendNotFound(res);
+      }
+      stripReserved(req);
       this.#proxy.web(req, res);
     });
     this.#public.on('connection', (socket: Socket) => this.#gateway.accepted(socket));
@@ -233,6 +245,9 @@ export class Switchboard {
     }
     await listen(this.#public, parseAddress(this.config.listen)!, 'public', this.config.limits.listenBacklog);
     this.state = 'running';
+    if (this.config.webhooks.secret === null && this.config.upstream === 'webhook' && !isLoopback(new URL(this.config.app.url).hostname.replace(/^\[|\]$/g, ''))) {
+      this.log.warn({ app: this.config.app.url }, 'webhooks go out unsigned to a non-loopback app: set webhooks.secret so the app can tell them from forgeries');
+    }
     this.log.info({ listen: this.publicAddress, control: this.controlAddress, upstream: this.upstream.name }, 'switchboard ready');
     return this;
   }
@@ -241,7 +256,8 @@ export class Switchboard {
     this.log.warn({ err: err.message }, 'proxy to the app failed');
     if ('writeHead' in res) {
       if (res.headersSent) return void res.destroy();
-      const e = new SwitchboardError('bad_gateway', `the app at ${this.config.app.url} could not be reached: ${(err as NodeJS.ErrnoException).code ?? err.message}`);
+      // The app's address stays inside: the client learns only that it is unreachable.
+      const e = new SwitchboardError('bad_gateway');
       res.writeHead(502, { 'content-type': 'application/json' });
       res.end(JSON.stringify(e.toJSON()));
     } else {
@@ -323,6 +339,12 @@ function answerClientError(err: NodeJS.ErrnoException, socket: Duplex): void {
   if (!socket.writable || (socket as Socket).bytesWritten > 0) return void socket.destroy();
   const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
   reject(socket, status, JSON.stringify(new SwitchboardError(status === 400 ? 'bad_request' : status === 431 ? 'headers_too_large' : 'request_timeout').toJSON()));
+}
+
+function sendNotFound(res: ServerResponse): void {
+  const body = JSON.stringify(new SwitchboardError('not_found').toJSON());
+  res.writeHead(404, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
+  res.end(body);
 }
 
 function listen(server: Server, address: Address, what: string, backlog?: number): Promise<void> {

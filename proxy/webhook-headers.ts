@@ -1,6 +1,6 @@
-// Which handshake headers may travel to the app on webhooks, and under which name.
+// Which client headers may travel to the app (on webhooks and through the public port), and under which name.
 
-/** Headers only the sidecar sets on webhooks: a client's are never forwarded. */
+/** Headers only the sidecar sets: a client's are never forwarded, on webhooks or proxied requests. */
 export function isSidecarHeader(name: string): boolean {
   return name.startsWith('x-switchboard-') || name === 'webhook-id' || name === 'webhook-timestamp' || name === 'webhook-signature';
 }
