@@ -5,6 +5,7 @@ import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { isLoopback, parseAddress } from './address.js';
 import { parseJson, tooDeep } from './json.js';
+import { isAddressOrCidr } from './forwarding.js';
 
 /** No configuration needs more nesting than this; deeper input is refused before validation. */
 const MAX_CONFIG_DEPTH = 16;
@@ -58,6 +59,10 @@ const schema = z.strictObject({
   proxy: z.strictObject({
     /** Let the public port reach the app's webhook paths (off: 404 there). */
     exposeWebhookPaths: bool.default(false),
+    /** Proxied requests wait this long for the app's answer; then 504. */
+    timeoutMs: duration.default(30_000),
+    /** Peers whose X-Forwarded-* / Forwarded headers are kept (and appended to): addresses or CIDRs. */
+    trustedProxies: z.array(z.string().refine(isAddressOrCidr, { error: 'expected an IP address or CIDR (e.g. "10.0.0.0/8")' }), { error: 'expected a list of addresses' }).default([]),
   }).prefault({}),
   ws: z.strictObject({
     paths: z.array(z.string().startsWith('/', { error: 'expected a path starting with "/"' }), { error: 'expected a list of paths' })

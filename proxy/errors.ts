@@ -43,6 +43,7 @@ const specs = {
   broker_unavailable: { status: 503, message: 'the event broker is unavailable' },
   cluster_unavailable: { status: 503, message: 'the cluster broker is not connected: other nodes were not reached' },
   bad_gateway: { status: 502, message: 'the app could not be reached' },
+  gateway_timeout: { status: 504, message: 'the app did not answer in time (proxy.timeoutMs)' },
   internal: { status: 500, message: 'internal error' },
 } as const satisfies Record<string, ErrorSpec>;
 

@@ -31,6 +31,8 @@ export interface GatewayHost {
    * (false when there is no such worker: the client then gets a new session).
    */
   handoff?(worker: number, req: IncomingMessage, socket: Socket, head: Buffer): boolean;
+  /** Sets the forwarding headers (X-Forwarded-*, Forwarded) as the app will see them on the connect webhook. */
+  setForwarding(req: IncomingMessage): void;
   /** This process's node and worker, as connection ids name them. */
   readonly nodeId: string;
   readonly worker: number;
@@ -209,6 +211,7 @@ export class Gateway {
       if (query === NONE) query = {};
       query[k] = v;
     }
+    host.setForwarding(req);
     let headers: Record<string, string> = NONE;
     if (ctx.upstream.headersOf) headers = ctx.upstream.headersOf(req.headers);
     else {

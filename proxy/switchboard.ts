@@ -8,7 +8,7 @@ import { randomBytes } from 'node:crypto';
 import httpProxy from 'http-proxy';
 import type { Logger } from 'pino';
 import { PortInUseError, isLoopback, parseAddress, type Address } from './address.js';
-import { stripReserved, webhookPathMatcher } from './forwarding.js';
+import { setForwarding, stripHopByHop, stripReserved, trustedProxies, webhookPathMatcher } from './forwarding.js';
 import type { Config } from './config.js';
 import { systemClock, type Clock } from './clock.js';
 import { createControlApi, type ControlRoute } from './control-api.js';
@@ -75,6 +75,8 @@ export class Switchboard {
   readonly #closeHooks: Array<() => Promise<void>> = [];
   readonly #readiness: Array<() => string | null> = [];
   readonly #amqp: Installed;
+  /** Proxied requests whose app did not answer within proxy.timeoutMs (504, not 502). */
+  readonly #timedOut = new WeakSet<IncomingMessage>();
   #counter = 0;
   #closing: Promise<void> | null = null;
 
@@ -117,13 +119,19 @@ export class Switchboard {
 
     // The app's webhook endpoints are not the public's to call (proxy.exposeWebhookPaths opts in).
     const isWebhookPath = config.proxy.exposeWebhookPaths ? () => false : webhookPathMatcher(Object.values(config.webhooks.paths));
+    const trusted = trustedProxies(config.proxy.trustedProxies);
     this.#proxy = httpProxy.createProxyServer({
       target: config.app.url,
-      xfwd: true,
+      // Forwarding headers are set by setForwarding (trusted proxies only keep theirs).
+      xfwd: false,
+      proxyTimeout: config.proxy.timeoutMs,
       ws: true,
       agent: new Agent({ keepAlive: true, maxSockets: 256 }),
     });
-    this.#proxy.on('error', (err, _req, res) => this.#proxyFailed(err, res as ServerResponse | Socket));
+    this.#proxy.on('error', (err, req, res) => this.#proxyFailed(err, res as ServerResponse | Socket, this.#timedOut.has(req)));
+    this.#proxy.on('proxyReq', (proxyReq, req) => proxyReq.once('timeout', () => this.#timedOut.add(req)));
+    // Cleaned before http-proxy copies them to the client.
+    this.#proxy.on('proxyRes', (proxyRes) => stripHopByHop(proxyRes.headers));
     this.#gateway = new Gateway({
       ctx: this.ctx,
       registry,
@@ -132,8 +140,10 @@ export class Switchboard {
       proxyUpgrade: (req, socket, head) => {
         if (isWebhookPath(req.url ?? '/')) return reject(socket, 404, JSON.stringify(new SwitchboardError('not_found').toJSON()));
         stripReserved(req);
+        setForwarding(req, trusted);
         this.#proxy.ws(req, socket, head);
       },
+      setForwarding: (req) => setForwarding(req, trusted),
       nodeId: this.nodeId,
       worker: this.worker,
       handoff: options.handoff,
@@ -148,6 +158,8 @@ export class Switchboard {
         return void sendNotFound(res);
       }
       stripReserved(req);
+      stripHopByHop(req.headers);
+      setForwarding(req, trusted);
       this.#proxy.web(req, res);
     });
     this.#public.on('connection', (socket: Socket) => this.#gateway.accepted(socket));
@@ -252,10 +264,15 @@ export class Switchboard {
     return this;
   }
 
-  #proxyFailed(err: Error, res: ServerResponse | Socket): void {
-    this.log.warn({ err: err.message }, 'proxy to the app failed');
+  #proxyFailed(err: Error, res: ServerResponse | Socket, timedOut: boolean): void {
+    this.log.warn({ err: err.message, timedOut }, 'proxy to the app failed');
     if ('writeHead' in res) {
       if (res.headersSent) return void res.destroy();
+      if (timedOut) {
+        const e = new SwitchboardError('gateway_timeout');
+        res.writeHead(504, { 'content-type': 'application/json' });
+        return void res.end(JSON.stringify(e.toJSON()));
+      }
       // The app's address stays inside: the client learns only that it is unreachable.
       const e = new SwitchboardError('bad_gateway');
       res.writeHead(502, { 'content-type': 'application/json' });

@@ -47,7 +47,9 @@ test('weak secrets and durations Node timers cannot hold are refused with their 
   assert.match(problems({ webhooks: { secret: short } })[0], /^webhooks\.secret: .*at least 16 bytes/);
   assert.match(problems({ webhooks: { secret: [`whsec_${Buffer.alloc(32, 1).toString('base64')}`, short] } })[0], /^webhooks\.secret\.1: /);
   assert.deepEqual(problems({ webhooks: { secret: `whsec_${Buffer.alloc(16, 1).toString('base64')}` } }), []);
-  for (const key of [['drain', 'timeoutMs'], ['heartbeat', 'intervalMs'], ['session', 'graceMs'], ['webhooks', 'timeoutMs'], ['limits', 'handshakeTimeoutMs']]) {
+  assert.match(problems({ proxy: { trustedProxies: ['10.0.0.0/8', 'nope'] } })[0], /^proxy\.trustedProxies\.1: expected an IP address or CIDR/);
+  assert.match(problems({ proxy: { trustedProxies: ['10.0.0.0/33'] } })[0], /^proxy\.trustedProxies\.0: /);
+  for (const key of [['drain', 'timeoutMs'], ['proxy', 'timeoutMs'], ['heartbeat', 'intervalMs'], ['session', 'graceMs'], ['webhooks', 'timeoutMs'], ['limits', 'handshakeTimeoutMs']]) {
     const input = { [key[0]]: { [key[1]]: 2 ** 31 } };
     const found = problems(input);
     assert.equal(found.length, 1, found.join('\n'));

@@ -2,7 +2,7 @@
 // cannot reach the app's webhook paths, and learns nothing of the app's address.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createServer, type IncomingMessage } from 'node:http';
+import { createServer, request as httpRequest, type IncomingMessage } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { once } from 'node:events';
 import { WebSocketServer } from 'ws';
@@ -74,4 +74,65 @@ test('canonical paths: decoded, slashes collapsed, dot segments resolved', () =>
     ['/a%2Fb', '/a/b'], ['/%61', '/a'], ['/a/', '/a/'], ['/a?x=/b', '/a'], ['/%E0%A4%A', null], ['/a\\b', '/a/b'],
   ];
   for (const [input, output] of table) assert.equal(canonicalPath(input), output, input);
+});
+
+test('forwarding headers: a client\'s are dropped unless its peer is a trusted proxy; on proxied requests and the connect webhook alike', async (t) => {
+  const app = await startApp((r) => ({ status: r.url === '/ws/connect' ? 200 : 204 }));
+  const spoof = { 'x-forwarded-for': '6.6.6.6', 'x-forwarded-proto': 'https', 'x-forwarded-host': 'evil.example', forwarded: 'for=6.6.6.6', 'x-real-ip': '6.6.6.6' };
+  for (const trusted of [false, true]) {
+    const sc = await startSidecar(app.url, trusted ? { proxy: { trustedProxies: ['127.0.0.0/8', '::1'] } } : {});
+    const port = sc.sb.publicAddress.port;
+    await fetch(`${sc.httpUrl}/page?trusted=${trusted}`, { headers: spoof });
+    const c = await connect(sc.wsUrl(`/ws?trusted=${trusted}`), undefined, { headers: spoof });
+    await c.close();
+    const page = app.requests.find((r) => r.url === `/page?trusted=${trusted}`)!;
+    const hook = app.requests.filter((r) => r.url === '/ws/connect').at(-1)!;
+    if (trusted) {
+      assert.equal(page.headers['x-forwarded-for'], '6.6.6.6, 127.0.0.1');
+      assert.equal(page.headers['x-forwarded-proto'], 'https');
+      assert.equal(page.headers['x-forwarded-host'], 'evil.example');
+      assert.equal(page.headers.forwarded, 'for=6.6.6.6, for=127.0.0.1;proto=https;host="evil.example"');
+      assert.equal(hook.headers['x-forwarded-for'], '6.6.6.6, 127.0.0.1');
+    } else {
+      assert.equal(page.headers['x-forwarded-for'], '127.0.0.1');
+      assert.equal(page.headers['x-forwarded-proto'], 'http');
+      assert.equal(page.headers['x-forwarded-host'], `127.0.0.1:${port}`);
+      assert.equal(page.headers.forwarded, `for=127.0.0.1;proto=http;host="127.0.0.1:${port}"`);
+      assert.equal(page.headers['x-real-ip'], undefined);
+      assert.equal(hook.headers['x-forwarded-for'], '127.0.0.1', 'the connect webhook sees the same');
+    }
+    await sc.close();
+  }
+  await app.close();
+});
+
+test('hop-by-hop headers, those named in Connection included, are not forwarded either way', async (t) => {
+  const app = await startApp(() => ({ status: 200, headers: { connection: 'x-app-hop', 'x-app-hop': 'secret', 'keep-alive': 'timeout=5', 'x-app-kept': 'yes', 'proxy-authenticate': 'Basic' }, body: 'ok' }));
+  const sc = await startSidecar(app.url);
+  t.after(async () => { await sc.close(); await app.close(); });
+  const answer = await new Promise<{ headers: Record<string, string | string[] | undefined> }>((resolve, reject) => {
+    const req = httpRequest(`${sc.httpUrl}/hop`, { headers: { connection: 'x-client-hop, keep-alive', 'x-client-hop': 'secret', 'proxy-authorization': 'Basic eA==', te: 'trailers', 'x-client-kept': 'yes' } }, (res) => {
+      res.resume();
+      res.on('end', () => resolve({ headers: res.headers }));
+    });
+    req.on('error', reject);
+    req.end();
+  });
+  const seen = app.requests.find((r) => r.url === '/hop')!;
+  assert.equal(seen.headers['x-client-hop'], undefined);
+  assert.equal(seen.headers['proxy-authorization'], undefined);
+  assert.equal(seen.headers.te, undefined);
+  assert.equal(seen.headers['x-client-kept'], 'yes');
+  assert.equal(answer.headers['x-app-hop'], undefined);
+  assert.equal(answer.headers['proxy-authenticate'], undefined);
+  assert.equal(answer.headers['x-app-kept'], 'yes');
+});
+
+test('a proxied request the app does not answer within proxy.timeoutMs gets 504', async (t) => {
+  const app = await startApp(async (r) => (r.url === '/slow' ? new Promise<never>(() => {}) : { status: 204 }));
+  const sc = await startSidecar(app.url, { proxy: { timeoutMs: 200 } });
+  t.after(async () => { await sc.close(); await app.close(); });
+  const res = await fetch(`${sc.httpUrl}/slow`);
+  assert.equal(res.status, 504);
+  assert.equal(((await res.json()) as { error: string }).error, 'gateway_timeout');
 });
