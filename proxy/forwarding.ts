@@ -106,8 +106,13 @@ function one(v: string | string[] | undefined): string | undefined {
 
 const HOP_BY_HOP = ['connection', 'keep-alive', 'proxy-connection', 'te', 'trailer', 'transfer-encoding', 'upgrade', 'proxy-authenticate', 'proxy-authorization'];
 
-/** Removes hop-by-hop headers (RFC 9110 §7.6.1), those named in `Connection` included. */
-export function stripHopByHop(headers: Record<string, unknown>): void {
+/**
+ * Removes hop-by-hop headers (RFC 9110 §7.6.1), those named in `Connection` included. A request's
+ * `Transfer-Encoding` stays (`keepFraming`): Node frames the body it pipes to the app by it, and a
+ * chunked body sent on unframed would run into the next request on the same connection.
+ */
+export function stripHopByHop(headers: Record<string, unknown>, keepFraming = false): void {
+  const framing = keepFraming ? headers['transfer-encoding'] : undefined;
   const named = headers.connection;
   const list = typeof named === 'string' ? named : Array.isArray(named) ? named.join(',') : '';
   for (const name of list.split(',')) {
@@ -115,4 +120,5 @@ export function stripHopByHop(headers: Record<string, unknown>): void {
     if (n !== '') delete headers[n];
   }
   for (const name of HOP_BY_HOP) delete headers[name];
+  if (framing !== undefined) headers['transfer-encoding'] = framing;
 }

@@ -158,7 +158,7 @@ export class Switchboard {
         return void sendNotFound(res);
       }
       stripReserved(req);
-      stripHopByHop(req.headers);
+      stripHopByHop(req.headers, true);
       setForwarding(req, trusted);
       this.#proxy.web(req, res);
     });

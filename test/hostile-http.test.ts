@@ -3,10 +3,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer, request as httpRequest, type IncomingMessage } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { connect as tcpConnect, type AddressInfo } from 'node:net';
 import { once } from 'node:events';
 import { WebSocketServer } from 'ws';
-import { startApp } from './helpers/app.js';
+import { guard, startApp } from './helpers/app.js';
 import { startSidecar } from './helpers/sidecar.js';
 import { connect } from './helpers/client.js';
 import { freePort } from './helpers/process.js';
@@ -135,4 +135,21 @@ test('a proxied request the app does not answer within proxy.timeoutMs gets 504'
   const res = await fetch(`${sc.httpUrl}/slow`);
   assert.equal(res.status, 504);
   assert.equal(((await res.json()) as { error: string }).error, 'gateway_timeout');
+});
+
+test('a chunked request body reaches the app whole, and the next request on the same connection is its own', async (t) => {
+  const app = await startApp((r) => ({ status: 200, headers: { 'content-type': 'text/plain' }, body: `got ${r.method} ${r.text}` }));
+  const sc = await startSidecar(app.url);
+  t.after(async () => { await sc.close(); await app.close(); });
+  const socket = tcpConnect(sc.sb.publicAddress.port, '127.0.0.1');
+  let text = '';
+  socket.on('data', (d: Buffer) => { text += d.toString('latin1'); });
+  await once(socket, 'connect');
+  socket.write('GET /one HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: keep-alive, x-hop\r\nX-Hop: 1\r\n\r\n5\r\nhello\r\n0\r\n\r\n');
+  socket.write('GET /two HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n');
+  await guard(once(socket, 'close'), 'both answers');
+  assert.match(text, /got GET hello/);
+  assert.match(text, /got GET (?:\r\n|$)/);
+  assert.deepEqual(app.requests.map((r) => [r.url, r.text]), [['/one', 'hello'], ['/two', '']]);
+  assert.equal(app.requests[0].headers['x-hop'], undefined);
 });
