@@ -1,5 +1,6 @@
 // Every error Switchboard reports has a code, a message, and what it maps to:
 // an HTTP status on the control or public port, or a WebSocket close code.
+import { MAX_JSON_DEPTH } from './json.js';
 
 export const CloseCode = {
   normal: 1000,
@@ -22,7 +23,7 @@ interface ErrorSpec {
 const specs = {
   bad_request: { status: 400, message: 'bad request' },
   bad_json: { status: 400, message: 'body is not valid JSON' },
-  too_deep: { status: 400, message: 'body is nested deeper than 64 levels' },
+  too_deep: { status: 400, message: `body is nested deeper than ${MAX_JSON_DEPTH} levels` },
   bad_body: { status: 400, message: 'body does not have the expected shape' },
   bad_header: { status: 400, message: 'a header has an invalid value' },
   bad_query: { status: 400, message: 'a query parameter has an invalid value' },
@@ -68,7 +69,7 @@ export class SwitchboardError extends Error {
 /** Client-frame errors in reliable mode: answered with an `error` frame, the socket stays open. */
 export const FrameError = {
   bad_json: 'frame is not a JSON object',
-  too_deep: 'frame is nested deeper than 64 levels',
+  too_deep: `frame is nested deeper than ${MAX_JSON_DEPTH} levels`,
   bad_type: 'unknown frame type',
   bad_field: 'a field has the wrong type',
   binary_frame: 'reliable mode takes text frames only',

@@ -3,13 +3,13 @@
 // and forwarding headers set as a reverse proxy sets them.
 
 import { BlockList, isIP, isIPv6 } from 'node:net';
-import { isSidecarHeader as isReservedHeader } from './webhook-headers.js';
+import { isSidecarHeader } from './webhook-headers.js';
 
 /** Removes reserved headers from a request before it is proxied (`rawHeaders` too: http-proxy does not read it, the app may). */
 export function stripReserved(req: { headers: Record<string, unknown>; rawHeaders: string[] }): void {
   let found = false;
   for (const name of Object.keys(req.headers)) {
-    if (isReservedHeader(name)) {
+    if (isSidecarHeader(name)) {
       delete req.headers[name];
       found = true;
     }
@@ -17,7 +17,7 @@ export function stripReserved(req: { headers: Record<string, unknown>; rawHeader
   if (!found) return;
   const kept: string[] = [];
   for (let i = 0; i < req.rawHeaders.length; i += 2) {
-    if (!isReservedHeader(req.rawHeaders[i].toLowerCase())) kept.push(req.rawHeaders[i], req.rawHeaders[i + 1]);
+    if (!isSidecarHeader(req.rawHeaders[i].toLowerCase())) kept.push(req.rawHeaders[i], req.rawHeaders[i + 1]);
   }
   req.rawHeaders.splice(0, req.rawHeaders.length, ...kept);
 }
