@@ -277,6 +277,7 @@ const envKeys: Record<string, { path: string[]; number?: boolean }> = {
   SWITCHBOARD_LISTEN: { path: ['listen'] },
   SWITCHBOARD_CONTROL_LISTEN: { path: ['control', 'listen'] },
   SWITCHBOARD_CONTROL_TOKEN: { path: ['control', 'token'] },
+  SWITCHBOARD_WEBHOOKS_SECRET: { path: ['webhooks', 'secret'] },
   SWITCHBOARD_AMQP_URL: { path: ['amqp', 'url'] },
   SWITCHBOARD_CLUSTER_AMQP_URL: { path: ['cluster', 'amqp', 'url'] },
   SWITCHBOARD_LOG_LEVEL: { path: ['log', 'level'] },

@@ -4,6 +4,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { once } from 'node:events';
+import { randomBytes } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import { chromium, type Browser } from 'playwright-core';
 import { createDemoApp } from '../config-examples/demo/app.js';
@@ -15,11 +16,12 @@ const available = existsSync(executablePath);
 if (!available && process.env.CI) throw new Error(`${executablePath} is missing: CI must install Debian's chromium package`);
 
 test('the demo page resumes after a server-side break and shows every message once', { skip: !available && 'chromium is not installed' }, async (t) => {
-  const options = { controlUrl: '' };
+  const webhookSecret = `whsec_${randomBytes(32).toString('base64')}`;
+  const options = { controlUrl: '', webhookSecret };
   const app = createDemoApp(options);
   app.listen(0, '127.0.0.1');
   await once(app, 'listening');
-  const sc = await startSidecar(`http://127.0.0.1:${(app.address() as AddressInfo).port}`);
+  const sc = await startSidecar(`http://127.0.0.1:${(app.address() as AddressInfo).port}`, { webhooks: { secret: webhookSecret } });
   options.controlUrl = sc.controlUrl;
   const browser: Browser = await chromium.launch({
     executablePath,

@@ -250,6 +250,9 @@ test('environment variables override the file', (t) => {
   assert.equal(c.workers, 3);
   assert.equal(loadConfig(file, { SWITCHBOARD_WORKERS: 'auto' }).workers, 'auto');
   assert.equal(loadConfig(file, { SWITCHBOARD_LISTEN: '' }).listen, '127.0.0.1:9000', 'an empty variable is ignored');
+  const secret = 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw';
+  assert.equal(loadConfig(file, { SWITCHBOARD_WEBHOOKS_SECRET: secret }).webhooks.secret, secret);
+  assert.throws(() => loadConfig(file, { SWITCHBOARD_WEBHOOKS_SECRET: 'not-a-secret' }), /webhooks\.secret/);
 });
 
 test('SWITCHBOARD_CONFIG names the file when none is given; an explicit file wins', (t) => {

@@ -7,7 +7,10 @@ import { connect as tcpConnect, type AddressInfo } from 'node:net';
 import { once } from 'node:events';
 import { WebSocketServer } from 'ws';
 import { guard, startApp } from './helpers/app.js';
-import { startSidecar } from './helpers/sidecar.js';
+import { startSidecar, testConfig } from './helpers/sidecar.js';
+import { Switchboard } from '../proxy/switchboard.js';
+import { Writable } from 'node:stream';
+import pino from 'pino';
 import { connect } from './helpers/client.js';
 import { freePort } from './helpers/process.js';
 import { canonicalPath } from '../proxy/forwarding.js';
@@ -152,4 +155,22 @@ test('a chunked request body reaches the app whole, and the next request on the 
   assert.match(text, /got GET (?:\r\n|$)/);
   assert.deepEqual(app.requests.map((r) => [r.url, r.text]), [['/one', 'hello'], ['/two', '']]);
   assert.equal(app.requests[0].headers['x-hop'], undefined);
+});
+
+test('webhooks going out unsigned to a non-loopback app log a startup warning; signed or loopback ones do not', async () => {
+  const warnings = async (overrides: Record<string, unknown>) => {
+    const lines: string[] = [];
+    const log = pino({ level: 'warn' }, new Writable({ write(chunk, _e, done) { lines.push(String(chunk)); done(); } }));
+    // The app is never contacted: nothing connects, and start() does not call it.
+    const sb = new Switchboard(testConfig('http://app.example:3000', overrides), { log, metrics: undefined });
+    await sb.start();
+    await sb.close();
+    return lines.map((l) => JSON.parse(l) as { level: number; msg: string }).filter((l) => /unsigned/.test(l.msg));
+  };
+  const unsigned = await warnings({});
+  assert.equal(unsigned.length, 1);
+  assert.equal(unsigned[0].level, 40, 'a warning, not an error');
+  assert.deepEqual(await warnings({ webhooks: { secret: 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw' } }), []);
+  assert.deepEqual(await warnings({ app: { url: 'http://127.0.0.1:3000' } }), []);
+  assert.deepEqual(await warnings({ app: { url: 'http://[::1]:3000' } }), []);
 });

@@ -4,6 +4,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import { readFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { dirname, join, normalize } from 'node:path';
+import { Webhook, WebhookVerificationError } from 'standardwebhooks';
 
 const here = dirname(fileURLToPath(import.meta.url));
 /** The compiled client library, served to the page as ES modules. */
@@ -14,6 +15,8 @@ export interface DemoAppOptions {
   /** Where Switchboard's push API listens. */
   readonly controlUrl: string;
   readonly controlToken?: string;
+  /** Switchboard's `webhooks.secret` (`whsec_…`): every webhook is verified with it. */
+  readonly webhookSecret: string;
 }
 
 function body(req: IncomingMessage): Promise<string> {
@@ -26,6 +29,15 @@ function body(req: IncomingMessage): Promise<string> {
 }
 
 export function createDemoApp(options: DemoAppOptions): Server {
+  // Standard Webhooks: Switchboard signs id, timestamp and body; a request from anyone
+  // else (a client that found the app's port, a replay older than five minutes) fails here.
+  const webhook = new Webhook(options.webhookSecret);
+  const verified = async (req: IncomingMessage): Promise<string> => {
+    const text = await body(req);
+    webhook.verify(text, req.headers as Record<string, string>);
+    return text;
+  };
+
   const push = (channel: string, value: unknown) => fetch(`${options.controlUrl}/v1/channels/${encodeURIComponent(channel)}/messages`, {
     method: 'POST',
     headers: { 'content-type': 'application/json', ...(options.controlToken ? { authorization: `Bearer ${options.controlToken}` } : {}) },
@@ -39,14 +51,14 @@ export function createDemoApp(options: DemoAppOptions): Server {
     },
     // Switchboard asks whether this client may connect; the answer names the user.
     'POST /ws/connect': async (req, res) => {
-      const { query } = JSON.parse(await body(req)) as { query: Record<string, string> };
+      const { query } = JSON.parse(await verified(req)) as { query: Record<string, string> };
       const name = (query.name ?? '').replace(/[^\w -]/g, '').slice(0, 24) || `guest-${Math.floor(Math.random() * 1000)}`;
       res.writeHead(200, { 'content-type': 'application/json' });
       res.end(JSON.stringify({ user: name, channels: ['chat'], send: [{ from: 'demo', text: `welcome, ${name}` }] }));
     },
     // A chat line from a client: the app relays it to everyone in the channel.
     'POST /ws/message': async (req, res) => {
-      const text = await body(req);
+      const text = await verified(req);
       let line: unknown;
       try {
         line = JSON.parse(text);
@@ -60,7 +72,7 @@ export function createDemoApp(options: DemoAppOptions): Server {
       res.end();
     },
     'POST /ws/disconnect': async (req, res) => {
-      await body(req);
+      await verified(req);
       res.writeHead(204);
       res.end();
     },
@@ -70,7 +82,10 @@ export function createDemoApp(options: DemoAppOptions): Server {
     const path = (req.url ?? '/').split('?')[0];
     const route = routes[`${req.method} ${path}`];
     if (route) {
-      route(req, res).catch(() => { res.writeHead(500); res.end(); });
+      route(req, res).catch((err: unknown) => {
+        res.writeHead(err instanceof WebhookVerificationError ? 401 : 500, { 'content-type': 'text/plain' });
+        res.end(err instanceof WebhookVerificationError ? `bad webhook signature: ${err.message}\n` : '');
+      });
       return;
     }
     if (req.method === 'GET' && path.startsWith('/client/') && path.endsWith('.js')) {
@@ -89,6 +104,11 @@ export function createDemoApp(options: DemoAppOptions): Server {
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
   const port = Number(process.env.PORT ?? 3000);
-  createDemoApp({ controlUrl: process.env.SWITCHBOARD_CONTROL_URL ?? 'http://127.0.0.1:8081' })
+  const webhookSecret = process.env.SWITCHBOARD_WEBHOOKS_SECRET;
+  if (!webhookSecret) {
+    process.stderr.write('SWITCHBOARD_WEBHOOKS_SECRET is not set: the app verifies every webhook with the secret Switchboard signs with (npm start sets one)\n');
+    process.exit(2);
+  }
+  createDemoApp({ controlUrl: process.env.SWITCHBOARD_CONTROL_URL ?? 'http://127.0.0.1:8081', webhookSecret })
     .listen(port, '127.0.0.1', () => process.stdout.write(`demo app on http://127.0.0.1:${port}\n`));
 }

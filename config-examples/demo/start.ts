@@ -2,13 +2,17 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { dirname, join } from 'node:path';
+import { randomBytes } from 'node:crypto';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const root = join(here, '..', '..', '..');
 const children: ChildProcess[] = [];
+// One fresh signing secret per run, given to both: Switchboard signs every webhook, the app
+// verifies each one (a request to the app's webhook paths from anyone else gets 401).
+const env = { ...process.env, SWITCHBOARD_WEBHOOKS_SECRET: process.env.SWITCHBOARD_WEBHOOKS_SECRET || `whsec_${randomBytes(32).toString('base64')}` };
 
 function run(name: string, args: string[]): void {
-  const child = spawn(process.execPath, args, { stdio: 'inherit', cwd: root });
+  const child = spawn(process.execPath, args, { stdio: 'inherit', cwd: root, env });
   children.push(child);
   child.on('exit', (code, signal) => {
     if (stopping) return;

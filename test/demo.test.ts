@@ -1,0 +1,80 @@
+// The demo app trusts only what Switchboard signed: its webhook routes verify the Standard
+// Webhooks signature and answer 401 otherwise, and `app.js` will not start without a secret.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { once } from 'node:events';
+import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import type { AddressInfo } from 'node:net';
+import { Webhook } from 'standardwebhooks';
+import { createDemoApp } from '../config-examples/demo/app.js';
+import { startSidecar } from './helpers/sidecar.js';
+import { connect } from './helpers/client.js';
+import { guard } from './helpers/app.js';
+
+const newSecret = () => `whsec_${randomBytes(32).toString('base64')}`;
+
+async function demo(t: { after(fn: () => unknown): void }) {
+  const webhookSecret = newSecret();
+  const options = { controlUrl: '', webhookSecret };
+  const app = createDemoApp(options);
+  app.listen(0, '127.0.0.1');
+  await once(app, 'listening');
+  const appUrl = `http://127.0.0.1:${(app.address() as AddressInfo).port}`;
+  const sc = await startSidecar(appUrl, { webhooks: { secret: webhookSecret } });
+  options.controlUrl = sc.controlUrl;
+  t.after(async () => {
+    await sc.close();
+    app.closeAllConnections();
+    app.close();
+  });
+  return { appUrl, sc, webhookSecret };
+}
+
+const line = JSON.stringify({ text: 'I am admin' });
+
+test('the demo app answers signed webhooks: a chat line goes round through the app', async (t) => {
+  const { sc } = await demo(t);
+  const a = await connect(`${sc.wsUrl()}?name=alice`);
+  assert.deepEqual(await a.nextJson(), { from: 'demo', text: 'welcome, alice' });
+  a.send({ text: 'hello' });
+  assert.deepEqual(await a.nextJson(), { from: 'alice', text: 'hello' });
+  await a.close();
+});
+
+test('the demo app refuses unsigned, wrongly signed, altered and stale webhooks with 401', async (t) => {
+  const { appUrl, sc, webhookSecret } = await demo(t);
+  const watcher = await connect(`${sc.wsUrl()}?name=watcher`);
+  await watcher.nextJson();
+  const post = (headers: Record<string, string>, body = line) =>
+    fetch(`${appUrl}/ws/message`, { method: 'POST', headers: { 'content-type': 'application/json', 'x-switchboard-user': 'admin', ...headers }, body });
+  const signed = (secret: string, body: string, at = new Date()) => {
+    const id = `msg_${randomBytes(8).toString('hex')}`;
+    return { 'webhook-id': id, 'webhook-timestamp': String(Math.floor(at.getTime() / 1000)), 'webhook-signature': new Webhook(secret).sign(id, at, body) };
+  };
+
+  assert.equal((await post({})).status, 401, 'unsigned');
+  assert.equal((await post(signed(newSecret(), line))).status, 401, 'signed with another secret');
+  assert.equal((await post(signed(webhookSecret, '{"text":"something else"}'))).status, 401, 'body altered after signing');
+  assert.equal((await post(signed(webhookSecret, line, new Date(Date.now() - 10 * 60_000)))).status, 401, 'ten minutes old');
+  for (const path of ['/ws/connect', '/ws/disconnect']) {
+    assert.equal((await fetch(`${appUrl}${path}`, { method: 'POST', body: '{"query":{}}' })).status, 401, path);
+  }
+  // A correctly signed one is accepted: the check is the signature, not the sender.
+  assert.equal((await post(signed(webhookSecret, line))).status, 204);
+  assert.deepEqual(await watcher.nextJson(), { from: 'admin', text: 'I am admin' });
+  // None of the refused ones reached the channel before it.
+  assert.equal(watcher.frames.length, 0);
+  await watcher.close();
+});
+
+test('the demo app does not start without SWITCHBOARD_WEBHOOKS_SECRET', async () => {
+  const env: NodeJS.ProcessEnv = { ...process.env, PORT: '0' };
+  delete env.SWITCHBOARD_WEBHOOKS_SECRET;
+  const child = spawn(process.execPath, [new URL('../config-examples/demo/app.js', import.meta.url).pathname], { env, stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  child.stderr.on('data', (c: Buffer) => (stderr += c));
+  const [code] = await guard(once(child, 'exit'), 'the demo app to exit');
+  assert.equal(code, 2);
+  assert.match(stderr, /SWITCHBOARD_WEBHOOKS_SECRET/);
+});
