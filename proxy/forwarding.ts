@@ -28,31 +28,56 @@ export function stripReserved(req: { headers: Record<string, unknown>; rawHeader
  */
 export function canonicalPath(target: string): string | null {
   const q = target.indexOf('?');
-  const raw = q < 0 ? target : target.slice(0, q);
-  let decoded: string;
-  try {
-    decoded = decodeURIComponent(raw);
-  } catch {
-    return null;
+  let decoded = q < 0 ? target : target.slice(0, q);
+  // Decoded until nothing changes (an app or framework behind may decode a second time, so
+  // "%256D" must count as "m"); a later round that fails keeps what the one before gave, and
+  // a path still changing after MAX_DECODE_ROUNDS is refused.
+  for (let round = 0; ; round++) {
+    let next: string;
+    try {
+      next = decodeURIComponent(decoded);
+    } catch {
+      if (round === 0) return null;
+      break;
+    }
+    if (next === decoded) break;
+    if (round === MAX_DECODE_ROUNDS) return null;
+    decoded = next;
   }
-  const collapsed = `/${decoded.replace(/\\/g, '/').split('/').filter((s) => s !== '').join('/')}`;
-  const segments: string[] = [];
-  for (const s of collapsed.split('/').slice(1)) {
-    if (s === '.' || s === '') continue;
-    if (s === '..') segments.pop();
-    else segments.push(s);
-  }
+  const segments = resolveSegments(decoded.replace(/\\/g, '/').split('/'));
   const trailing = /[/\\]$/.test(decoded) && segments.length > 0 ? '/' : '';
   return `/${segments.join('/')}${trailing}`;
 }
 
+const MAX_DECODE_ROUNDS = 4;
+
+/** Empty and "." segments dropped, ".." taking one back (never above the root). */
+function resolveSegments(parts: string[]): string[] {
+  const segments: string[] = [];
+  for (const s of parts) {
+    if (s === '.' || s === '') continue;
+    if (s === '..') segments.pop();
+    else segments.push(s);
+  }
+  return segments;
+}
+
+/**
+ * The form two canonical paths are compared in, for what apps behind may treat alike: without
+ * case (many frameworks route case-insensitively), without the `;parameters` of each segment
+ * (servlet containers drop them, so "..;" is "..") and without a trailing slash.
+ */
+function routeKey(path: string): string {
+  return `/${resolveSegments(path.toLowerCase().split('/').map((s) => s.replace(/;.*$/, ''))).join('/')}`;
+}
+
 /** Whether a public request's target is one of the webhook paths (compared canonically). */
 export function webhookPathMatcher(paths: ReadonlyArray<string | null>): (target: string) => boolean {
-  const blocked = new Set(paths.filter((p): p is string => p !== null).map((p) => canonicalPath(p)!.replace(/\/$/, '')));
+  const blocked = new Set(paths.filter((p): p is string => p !== null).map((p) => routeKey(canonicalPath(p)!)));
   return (target) => {
     const path = canonicalPath(target);
     // An undecodable path cannot be told apart from a webhook path: refused as well.
-    return path === null || blocked.has(path.replace(/\/$/, ''));
+    return path === null || blocked.has(routeKey(path));
   };
 }
 

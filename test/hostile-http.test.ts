@@ -11,9 +11,10 @@ import { startSidecar, testConfig } from './helpers/sidecar.js';
 import { Switchboard } from '../proxy/switchboard.js';
 import { Writable } from 'node:stream';
 import pino from 'pino';
+import fc from 'fast-check';
 import { connect } from './helpers/client.js';
 import { freePort } from './helpers/process.js';
-import { canonicalPath } from '../proxy/forwarding.js';
+import { canonicalPath, webhookPathMatcher } from '../proxy/forwarding.js';
 
 const forged = { 'x-switchboard-user': 'admin', 'x-switchboard-event': 'message', 'x-switchboard-connection': 'n-0-x', 'webhook-id': 'w', 'webhook-timestamp': '1', 'webhook-signature': 'v1,xx' };
 
@@ -47,7 +48,8 @@ test('the webhook paths are 404 from the public port, however spelled, unless pr
   const app = await startApp(() => ({ status: 200, body: 'app' }));
   const sc = await startSidecar(app.url);
   t.after(async () => { await sc.close(); await app.close(); });
-  for (const path of ['/ws/connect', '/ws/message', '/ws/disconnect', '/ws//message', '/ws/%6Dessage', '/ws/./message', '/x/../ws/message', '/ws/message/', '/ws/message?x=1', '/%E0%A4%A']) {
+  for (const path of ['/ws/connect', '/ws/message', '/ws/disconnect', '/ws//message', '/ws/%6Dessage', '/ws/./message', '/x/../ws/message', '/ws/message/', '/ws/message?x=1', '/%E0%A4%A',
+    '/ws/%256Dessage', '/ws/%25256Dessage', '/WS/Message', '/ws/message;jsessionid=1', '/x/..;/ws/message', '/ws/%2e%2e/ws/message', '/%2525252525252541']) {
     const res = await fetch(`${sc.httpUrl}${path}`, { method: 'POST', headers: { 'x-switchboard-user': 'admin' }, body: '"hi"' });
     assert.equal(res.status, 404, path);
     assert.equal(((await res.json()) as { error: string }).error, 'not_found', path);
@@ -75,6 +77,7 @@ test('canonical paths: decoded, slashes collapsed, dot segments resolved', () =>
   const table: Array<[string, string | null]> = [
     ['/', '/'], ['/a/b', '/a/b'], ['//a///b', '/a/b'], ['/a/./b', '/a/b'], ['/a/../b', '/b'], ['/../../b', '/b'],
     ['/a%2Fb', '/a/b'], ['/%61', '/a'], ['/a/', '/a/'], ['/a?x=/b', '/a'], ['/%E0%A4%A', null], ['/a\\b', '/a/b'],
+    ['/%2561', '/a'], ['/%25', '/%'], ['/100%25off', '/100%off'], ['/%252525252561', null],
   ];
   for (const [input, output] of table) assert.equal(canonicalPath(input), output, input);
 });
@@ -173,4 +176,17 @@ test('webhooks going out unsigned to a non-loopback app log a startup warning; s
   assert.deepEqual(await warnings({ webhooks: { secret: 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw' } }), []);
   assert.deepEqual(await warnings({ app: { url: 'http://127.0.0.1:3000' } }), []);
   assert.deepEqual(await warnings({ app: { url: 'http://[::1]:3000' } }), []);
+});
+
+test('property: any request target gives null or a canonical path, and a matcher answer, without throwing', () => {
+  const isWebhook = webhookPathMatcher(['/ws/connect', '/ws/message', null]);
+  const piece = fc.oneof(fc.constantFrom('/', '//', '.', '..', '%', '%2', '%25', '%2e', '%2F', '%5C', '\\', ';', '?', 'ws', 'message', 'M', '%6D', '%E0%A4'), fc.string({ maxLength: 4 }));
+  fc.assert(fc.property(fc.array(piece, { maxLength: 24 }).map((p) => p.join('')), (target) => {
+    const path = canonicalPath(target);
+    if (path !== null) {
+      assert.ok(path.startsWith('/'), path);
+      assert.ok(!/\/\/|(^|\/)\.\.?(\/|$)/.test(path), `${target} gave ${path}`);
+    }
+    assert.equal(typeof isWebhook(target), 'boolean');
+  }), { numRuns: 2000 });
 });
