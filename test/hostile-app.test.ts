@@ -100,3 +100,33 @@ test('a non-ASCII user and a meta value with a newline travel on every later web
   assert.equal(message.headers['x-switchboard-meta-plain'], 'ok');
   assert.equal(disconnect.json().user, '李雷');
 });
+
+test('answers nested too deep (connect, message) are ignored like any malformed answer; the process and other clients stay up', async (t) => {
+  const deep = (n: number) => `${'['.repeat(n)}${']'.repeat(n)}`;
+  const app = await startApp((r) => {
+    const q = (r.url === '/ws/connect' ? r.json().query : {}) as Record<string, string>;
+    if (r.url === '/ws/connect') {
+      if (q.deep === 'send') return { headers: { 'content-type': 'application/json' }, body: `{"send":[${deep(5000)}]}` };
+      if (q.deep === 'meta') return { headers: { 'content-type': 'application/json' }, body: `{"meta":{"x":${deep(5000)}}}` };
+      return { status: 200 };
+    }
+    if (r.url === '/ws/message') return { headers: { 'content-type': 'application/json' }, body: deep(5000) };
+    return { status: 204 };
+  });
+  const sc = await startSidecar(app.url);
+  t.after(async () => { await sc.close(); await app.close(); });
+  const bystander = (await connectReliable(sc.wsUrl())).client;
+  for (const which of ['send', 'meta']) {
+    // Like any connect answer that cannot be read: logged, and the handshake accepted without its effects.
+    const { client } = await connectReliable(`${sc.wsUrl()}?deep=${which}`);
+    client.send({ type: 'ping', id: 'p' });
+    assert.equal((await client.nextJson()).type, 'pong', `${which}: nothing was sent before the pong`);
+    await client.close(1000);
+  }
+  // A message answer too deep is not sent to the client; the message itself was taken (ack).
+  bystander.send({ type: 'message', data: 'hi', id: 'm1' });
+  assert.deepEqual(await bystander.until('ack'), { type: 'ack', id: 'm1' });
+  bystander.send({ type: 'ping', id: 'p' });
+  assert.equal((await bystander.until('pong')).type, 'pong');
+  await bystander.close(1000);
+});

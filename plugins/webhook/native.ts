@@ -7,6 +7,7 @@ import type {
 import { bodyKind, bodyOf, contentTypeOf, payloadOf, payloadOfValue } from './payload.js';
 import type { WebhookResult, WebhookSender } from './sender.js';
 import { sendAtLeastOnce } from './at-least-once.js';
+import { parseJson } from '../../proxy/json.js';
 import { headerValue } from './header-value.js';
 import type { Clock } from '../../proxy/clock.js';
 import type { Metrics } from '../../proxy/metrics.js';
@@ -148,7 +149,7 @@ export class NativeWebhooks implements Upstream {
     const kind = bodyKind(result.headers['content-type'] as string | undefined) ?? 'binary';
     const payload = payloadOf(kind, result.body);
     if (payload instanceof Error) {
-      this.#host.log.warn({ connection: s.id, err: payload.message }, 'message webhook answer not sent: claims JSON but is not');
+      this.#host.log.warn({ connection: s.id, err: payload.message }, 'message webhook answer not sent: not usable JSON');
       return null;
     }
     return [payload];
@@ -215,12 +216,9 @@ function pickContentType(headers: Record<string, string | string[] | undefined>)
 /** `{"user","channels","meta","send"}`, every field optional; an empty body is fine. */
 export function parseConnectAnswer(body: Buffer, contentType: string | undefined): Effects | Error {
   if (body.length === 0 || bodyKind(contentType) !== 'json') return {};
-  let value: unknown;
-  try {
-    value = JSON.parse(body.toString('utf8'));
-  } catch {
-    return new Error('connect answer is not valid JSON');
-  }
+  const parsed = parseJson(body.toString('utf8'));
+  if (!parsed.ok) return new Error(parsed.error.code === 'too_deep' ? `connect answer: ${parsed.error.message}` : 'connect answer is not valid JSON');
+  const value = parsed.value;
   if (value === null || typeof value !== 'object' || Array.isArray(value)) return new Error('connect answer is not a JSON object');
   const v = value as Record<string, unknown>;
   const effects: Effects = {};

@@ -2,6 +2,7 @@
 // messages, the message prefix, and the Meta-* / Set-Meta-* / Keep-Alive-Interval headers.
 // Pushpin is the reference; facts and sources: docs/websocket-over-http-notes.md.
 import { WOH_CONTENT_TYPE, WOH_LIMITS } from './codec.js';
+import { parseJson } from '../../proxy/json.js';
 
 export const DEFAULT_MESSAGE_PREFIX = 'm:';
 /** Seconds, when a keep-alive control message gives no positive timeout (Pushpin: 55). */
@@ -136,12 +137,9 @@ const PN = 'grip control object';
  * message; the connection stays open. Error texts follow Pushpin's.
  */
 export function parseControlMessage(json: Buffer | string): ParseResult<GripControl> {
-  let doc: unknown;
-  try {
-    doc = JSON.parse(typeof json === 'string' ? json : json.toString('utf8'));
-  } catch {
-    return fail('grip control message is not valid json');
-  }
+  const parsed = parseJson(typeof json === 'string' ? json : json.toString('utf8'));
+  if (!parsed.ok) return fail('grip control message is not valid json');
+  const doc = parsed.value;
   if (typeof doc !== 'object' || doc === null) return fail('grip control message is not valid json');
   if (Array.isArray(doc)) return fail('grip control packet is not an object');
   const o = doc as Record<string, unknown>;
