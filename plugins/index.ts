@@ -35,7 +35,7 @@ export function createUpstream(config: Readonly<Config>, deps: PluginDeps): Upst
   switch (config.upstream) {
     case 'webhook':
       return config.webhooks.dialect === 'websocket-over-http'
-        ? new WebSocketOverHttp(config, createWebhookSender(config, deps), host)
+        ? new WebSocketOverHttp(config, createWebhookSender(config, deps), host, deps)
         : new NativeWebhooks(config.webhooks, createWebhookSender(config, deps), host, deps);
     case 'amqp':
       // Events go to RabbitMQ; the handshake and subscriptions are still decided by the

@@ -38,6 +38,31 @@ test('a disconnect outlives retry.maxAttempts while the app is down, counted as 
   }
 });
 
+test('websocket-over-http: CLOSE and DISCONNECT are sent at least once too, while the app answers 503', async (t) => {
+  const failures = new Map<string, number>();
+  const app = await startApp((r) => {
+    const events = { status: 200, headers: { 'content-type': 'application/websocket-events' } };
+    if (r.text.startsWith('OPEN')) return { ...events, body: 'OPEN\r\n' };
+    const kind = /^(CLOSE|DISCONNECT)/.exec(r.text)?.[1];
+    if (!kind) return { ...events, body: '' };
+    const n = (failures.get(kind) ?? 0) + 1;
+    failures.set(kind, n);
+    return n <= 3 ? { status: 503 } : { ...events, body: '' };
+  });
+  const sc = await startSidecar(app.url, { webhooks: { dialect: 'websocket-over-http', retry: { maxAttempts: 1, baseMs: 5, capMs: 20, atLeastOnceMs: 60_000 } } });
+  t.after(async () => { await sc.close(); await app.close(); });
+  const closing = await connect(sc.wsUrl());
+  await closing.close(1000);
+  const lost = await connect(sc.wsUrl());
+  lost.ws.terminate();
+  for (const kind of ['CLOSE', 'DISCONNECT']) {
+    await app.waitFor(() => (failures.get(kind) ?? 0) >= 4, `the fourth ${kind}`);
+  }
+  const closes = app.requests.filter((r) => r.text.startsWith('CLOSE'));
+  assert.equal(new Set(closes.map((r) => r.headers['connection-id'])).size, 1, 'one connection, retried');
+  assert.equal(closes.length, 4);
+});
+
 test('an at-least-once event is given up after its time, with a log line naming the connection', async () => {
   const clock = new FakeClock(0);
   const lines: string[] = [];

@@ -5,6 +5,8 @@ import type { Logger } from 'pino';
 import { sleep, type Clock } from '../../proxy/clock.js';
 import { backoffMs } from './retry.js';
 import type { WebhookResult } from './sender.js';
+import type { Config } from '../../proxy/config.js';
+import type { Metrics } from '../../proxy/metrics.js';
 
 export interface AtLeastOnceOptions {
   /** How long to keep trying, from the first attempt. */
@@ -48,4 +50,48 @@ export async function sendAtLeastOnce(
   } finally {
     if (waiting) options.waiting.dec();
   }
+}
+
+/**
+ * A dialect's at-least-once events: sent in rounds, counted while waiting, tracked until
+ * taken so that a process stopping first reports the connections whose event never arrived.
+ */
+export class AtLeastOnce {
+  readonly #event: string;
+  readonly #options: Omit<AtLeastOnceOptions, 'stopped'>;
+  readonly #undelivered = new Set<string>();
+  #destroyed = false;
+
+  constructor(event: string, options: Omit<AtLeastOnceOptions, 'stopped'>) {
+    this.#event = event;
+    this.#options = options;
+  }
+
+  async send(connection: string, send: () => Promise<WebhookResult>): Promise<boolean> {
+    this.#undelivered.add(connection);
+    try {
+      return await sendAtLeastOnce(this.#event, connection, send, { ...this.#options, stopped: () => this.#destroyed });
+    } finally {
+      this.#undelivered.delete(connection);
+    }
+  }
+
+  /** No further rounds; the connections still waiting are logged as given up. */
+  destroy(): void {
+    this.#destroyed = true;
+    if (this.#undelivered.size > 0) {
+      this.#options.log.error({ connections: [...this.#undelivered], event: this.#event }, `${this.#event} webhooks given up at shutdown: the app never took them`);
+    }
+  }
+}
+
+/** Disconnect events of a dialect: at least once, for `webhooks.retry.atLeastOnceMs`. */
+export function disconnectsOf(config: Readonly<Config>['webhooks'], clock: Clock, metrics: Metrics, host: { readonly log: Logger }): AtLeastOnce {
+  return new AtLeastOnce('disconnect', {
+    forMs: config.retry.atLeastOnceMs,
+    backoff: config.retry,
+    clock,
+    log: host.log,
+    waiting: metrics.webhooksWaiting.labels('disconnect'),
+  });
 }

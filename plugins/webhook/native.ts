@@ -6,7 +6,7 @@ import type {
 } from '../upstream.js';
 import { bodyKind, bodyOf, contentTypeOf, payloadOf, payloadOfValue } from './payload.js';
 import type { WebhookResult, WebhookSender } from './sender.js';
-import { sendAtLeastOnce } from './at-least-once.js';
+import { disconnectsOf, type AtLeastOnce } from './at-least-once.js';
 import { parseJson } from '../../proxy/json.js';
 import { headerValue } from './header-value.js';
 import type { Clock } from '../../proxy/clock.js';
@@ -26,18 +26,14 @@ export class NativeWebhooks implements Upstream {
   readonly #host: UpstreamHost;
   readonly #cache = new WeakMap<SessionView, { user: string | null; meta: object; headers: Record<string, string> }>();
 
-  readonly #clock: Clock;
-  readonly #waiting: { inc(): void; dec(): void };
-  /** Connections whose disconnect is still being tried: reported if the process stops first. */
-  readonly #undelivered = new Set<string>();
-  #destroyed = false;
+  /** The disconnect, sent at least once. */
+  readonly #disconnects: AtLeastOnce;
 
   constructor(config: WebhookConfig, sender: WebhookSender, host: UpstreamHost, deps: { clock: Clock; metrics: Metrics }) {
     this.#config = config;
     this.#sender = sender;
     this.#host = host;
-    this.#clock = deps.clock;
-    this.#waiting = deps.metrics.webhooksWaiting.labels('disconnect');
+    this.#disconnects = disconnectsOf(config, deps.clock, deps.metrics, host);
     this.maxBatch = config.batchMessages;
   }
 
@@ -48,10 +44,7 @@ export class NativeWebhooks implements Upstream {
   }
 
   destroy(): void {
-    this.#destroyed = true;
-    if (this.#undelivered.size > 0) {
-      this.#host.log.error({ connections: [...this.#undelivered], event: 'disconnect' }, 'disconnect webhooks given up at shutdown: the app never took them');
-    }
+    this.#disconnects.destroy();
     this.#sender.destroy();
   }
 
@@ -186,19 +179,7 @@ export class NativeWebhooks implements Upstream {
     if (this.#config.paths.disconnect === null) return;
     const { code, reason, durationMs, messagesIn, messagesOut, undelivered } = info;
     const body = { connection: s.id, user: s.user, code, reason, durationMs, messagesIn, messagesOut, undelivered };
-    this.#undelivered.add(s.id);
-    try {
-      await sendAtLeastOnce('disconnect', s.id, () => this.#json('disconnect', s, body, {}, `disconnect_${s.id}`), {
-        forMs: this.#config.retry.atLeastOnceMs,
-        backoff: this.#config.retry,
-        clock: this.#clock,
-        log: this.#host.log,
-        waiting: this.#waiting,
-        stopped: () => this.#destroyed,
-      });
-    } finally {
-      this.#undelivered.delete(s.id);
-    }
+    await this.#disconnects.send(s.id, () => this.#json('disconnect', s, body, {}, `disconnect_${s.id}`));
   }
 }
 

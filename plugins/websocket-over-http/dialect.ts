@@ -15,6 +15,9 @@ import {
 } from './grip.js';
 import { createGripSig } from './publish.js';
 import { forwardedName, isSidecarHeader } from '../../proxy/webhook-headers.js';
+import { disconnectsOf, type AtLeastOnce } from '../webhook/at-least-once.js';
+import type { Clock } from '../../proxy/clock.js';
+import type { Metrics } from '../../proxy/metrics.js';
 
 /** Client handshake headers that describe the socket itself, not the client. */
 const SOCKET_HEADERS = new Set(['host', 'sec-websocket-key', 'sec-websocket-version']);
@@ -45,11 +48,14 @@ export class WebSocketOverHttp implements Upstream {
   readonly #host: UpstreamHost;
   readonly #connections = new Map<string, Connection>();
   readonly #sig: { iss: string; key: string } | null;
+  /** CLOSE and DISCONNECT: the disconnect of this dialect, sent at least once. */
+  readonly #disconnects: AtLeastOnce;
 
-  constructor(config: Readonly<Config>, sender: WebhookSender, host: UpstreamHost) {
+  constructor(config: Readonly<Config>, sender: WebhookSender, host: UpstreamHost, deps: { clock: Clock; metrics: Metrics }) {
     this.#config = config;
     this.#sender = sender;
     this.#host = host;
+    this.#disconnects = disconnectsOf(config.webhooks, deps.clock, deps.metrics, host);
     const auth = config.grip.publishAuth;
     // The app verifies Grip-Sig with the key it publishes with, when that is a JWT key.
     this.#sig = auth !== null && 'jwt' in auth ? { iss: auth.jwt.iss ?? 'switchboard', key: auth.jwt.key } : null;
@@ -64,6 +70,7 @@ export class WebSocketOverHttp implements Upstream {
 
   destroy(): void {
     for (const c of this.#connections.values()) this.#stopTimers(c);
+    this.#disconnects.destroy();
     this.#sender.destroy();
   }
 
@@ -166,7 +173,9 @@ export class WebSocketOverHttp implements Upstream {
     c.closed = true;
     // A client that sent a close frame gets CLOSE (with its code); a lost one DISCONNECT.
     const event = info.clientClosed ? closeEvent(info.code === 1005 ? undefined : info.code, info.reason) : { type: 'DISCONNECT' as const };
-    await this.#serial(c, () => this.#post(s, c, [event], true));
+    // At least once: the app may be down for a while (the request is one the app has not seen,
+    // or a 408/429/5xx answer to it); rounds of retries for webhooks.retry.atLeastOnceMs.
+    await this.#serial(c, () => this.#disconnects.send(s.id, () => this.#post(s, c, [event], true)));
     this.#connections.delete(s.id);
   }
 
