@@ -9,7 +9,8 @@ import type { Metrics } from './metrics.js';
 import { JsonError } from './json.js';
 import { jsonBody, parseBatch, pushFromHttp } from './push-request.js';
 import { addCounts, type Directory } from './directory.js';
-import { zeroCounts, type Target } from './router.js';
+import { zeroCounts } from './router.js';
+import { nameOf, toAll, toChannel, toConnection, toUser, type Target } from './target.js';
 import { bodyKind, payloadOf } from '../plugins/webhook/payload.js';
 import type { Logger } from 'pino';
 
@@ -121,7 +122,7 @@ export function createControlApi(deps: ControlDeps): (req: IncomingMessage, res:
   const sendTo = (target: Target) => async (r: ControlRequest) => {
     const push = await pushOf(r);
     const { counts, published, found } = await directory.route(target, push);
-    if (!found) throw new SwitchboardError('unknown_connection', `no connection ${JSON.stringify((target as { connection: string }).connection)}`);
+    if (!found) throw new SwitchboardError('unknown_connection', `no connection ${JSON.stringify(nameOf(target))}`);
     sendJson(r.res, 202, published ? { published: true, ...counts } : counts);
   };
 
@@ -160,10 +161,10 @@ export function createControlApi(deps: ControlDeps): (req: IncomingMessage, res:
         res.end(html);
       },
     },
-    { method: 'POST', pattern: /^\/v1\/connections\/([^/]+)\/messages$/, handle: (r) => sendTo({ connection: decode(r.match[1]) })(r) },
-    { method: 'POST', pattern: /^\/v1\/users\/([^/]+)\/messages$/, handle: (r) => sendTo({ user: decode(r.match[1]) })(r) },
-    { method: 'POST', pattern: /^\/v1\/channels\/([^/]+)\/messages$/, handle: (r) => sendTo({ channel: decode(r.match[1]) })(r) },
-    { method: 'POST', pattern: /^\/v1\/broadcast$/, handle: (r) => sendTo({ all: true })(r) },
+    { method: 'POST', pattern: /^\/v1\/connections\/([^/]+)\/messages$/, handle: (r) => sendTo(toConnection(decode(r.match[1])))(r) },
+    { method: 'POST', pattern: /^\/v1\/users\/([^/]+)\/messages$/, handle: (r) => sendTo(toUser(decode(r.match[1])))(r) },
+    { method: 'POST', pattern: /^\/v1\/channels\/([^/]+)\/messages$/, handle: (r) => sendTo(toChannel(decode(r.match[1])))(r) },
+    { method: 'POST', pattern: /^\/v1\/broadcast$/, handle: (r) => sendTo(toAll)(r) },
     {
       method: 'POST', pattern: /^\/v1\/batch$/,
       handle: async (r) => {
@@ -186,7 +187,7 @@ export function createControlApi(deps: ControlDeps): (req: IncomingMessage, res:
       handle: async (r) => {
         const { code, reason } = closeParams(r.url);
         const id = decode(r.match[1]);
-        const closed = await directory.close({ connection: id }, code, reason);
+        const closed = await directory.close(toConnection(id), code, reason);
         if (closed === 0) throw unknown(id);
         sendJson(r.res, 200, { closed });
       },
@@ -195,7 +196,7 @@ export function createControlApi(deps: ControlDeps): (req: IncomingMessage, res:
       method: 'DELETE', pattern: /^\/v1\/users\/([^/]+)$/,
       handle: async (r) => {
         const { code, reason } = closeParams(r.url);
-        sendJson(r.res, 200, { closed: await directory.close({ user: decode(r.match[1]) }, code, reason) });
+        sendJson(r.res, 200, { closed: await directory.close(toUser(decode(r.match[1])), code, reason) });
       },
     },
     {

@@ -4,7 +4,8 @@
 import type { Push } from './push.js';
 import { CLIENT_USER_AGENT } from './webhook-headers.js';
 import type { Registry } from './registry.js';
-import { zeroCounts, type Counts, type Router, type Target } from './router.js';
+import { zeroCounts, type Counts, type Router } from './router.js';
+import type { Target } from './target.js';
 import type { Session } from './session.js';
 
 export interface SessionInfo {
@@ -97,19 +98,16 @@ export class LocalDirectory implements Directory {
 
   async close(target: Target, code: number, reason: string): Promise<number> {
     const relay = this.#router.relay;
-    const remote = relay !== null && !('connection' in target && relay.isLocal(target.connection));
+    const remote = relay !== null && !(target.kind === 'connection' && relay.isLocal(target.id));
     if (remote) await relay.close(target, code, reason);
     const here = this.closeLocal(target, code, reason);
     // A connection held by another node was closed there: it counts as one.
-    return remote && 'connection' in target ? Math.max(1, here) : here;
+    return remote && target.kind === 'connection' ? Math.max(1, here) : here;
   }
 
   closeLocal(target: Target, code: number, reason: string): number {
-    const r = this.#registry;
-    const sessions = 'connection' in target ? [r.get(target.connection)].filter((s) => s !== undefined)
-      : 'user' in target ? [...(r.user(target.user) ?? [])]
-      : 'channel' in target ? [...(r.channel(target.channel) ?? [])]
-      : [...r.all()];
+    // Copied first: a closed session leaves the registry's sets.
+    const sessions = [...this.#registry.select(target)];
     for (const s of sessions) s.close(code, reason);
     return sessions.length;
   }

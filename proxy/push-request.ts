@@ -5,7 +5,7 @@ import { payloadOfValue } from '../plugins/webhook/payload.js';
 import { SwitchboardError } from './errors.js';
 import { parseJson } from './json.js';
 import { Push, type MessageClass } from './push.js';
-import type { Target } from './router.js';
+import { targetOf, toAll, type Target } from './target.js';
 
 export const MAX_COALESCE_KEY = 256;
 
@@ -67,14 +67,11 @@ function target(value: unknown, where: string): Target {
   if (value === null || typeof value !== 'object' || Array.isArray(value)) {
     throw new SwitchboardError('bad_body', `${where}: expected {"connection"|"user"|"channel": "…"} or {"all": true}`);
   }
-  const keys = Object.keys(value);
-  const v = value as Record<string, unknown>;
-  if (keys.length === 1) {
-    const key = keys[0];
-    if (key === 'all' && v.all === true) return { all: true };
-    if ((key === 'connection' || key === 'user' || key === 'channel') && typeof v[key] === 'string' && v[key] !== '') {
-      return { [key]: v[key] } as Target;
-    }
+  const entries = Object.entries(value);
+  if (entries.length === 1) {
+    const [key, name] = entries[0];
+    const found = key === 'all' ? (name === true ? toAll : null) : typeof name === 'string' ? targetOf(key, name) : null;
+    if (found) return found;
   }
   throw new SwitchboardError('bad_body', `${where}: expected {"connection"|"user"|"channel": "…"} or {"all": true}, got ${JSON.stringify(value).slice(0, 80)}`);
 }

@@ -1,12 +1,14 @@
 // Finds sessions: by connection id, by user, by channel. Tells a watcher when a user or
 // channel gains its first local session or loses its last (cluster bindings follow it).
 import type { Session } from './session.js';
+import { unreachable, type Target } from './target.js';
 
-export type TargetKind = 'user' | 'channel';
+/** The indexes a session joins by name. */
+export type IndexKind = 'user' | 'channel';
 
 export interface RegistryWatcher {
-  first(kind: TargetKind, key: string): void;
-  last(kind: TargetKind, key: string): void;
+  first(kind: IndexKind, key: string): void;
+  last(kind: IndexKind, key: string): void;
 }
 
 export interface ListQuery {
@@ -30,6 +32,20 @@ export class Registry {
 
   get(id: string): Session | undefined {
     return this.#byId.get(id);
+  }
+
+  /** The sessions of this process a target names (none for an unknown connection). */
+  select(target: Target): Iterable<Session> {
+    switch (target.kind) {
+      case 'connection': {
+        const s = this.#byId.get(target.id);
+        return s ? [s] : [];
+      }
+      case 'user': return this.#byUser.get(target.name) ?? [];
+      case 'channel': return this.#byChannel.get(target.name) ?? [];
+      case 'all': return this.#byId.values();
+      default: return unreachable(target);
+    }
   }
 
   add(session: Session): void {
@@ -111,7 +127,7 @@ export class Registry {
     };
   }
 
-  #join(index: Map<string, Set<Session>>, kind: TargetKind, key: string, session: Session): void {
+  #join(index: Map<string, Set<Session>>, kind: IndexKind, key: string, session: Session): void {
     let set = index.get(key);
     if (!set) {
       index.set(key, (set = new Set()));
@@ -120,7 +136,7 @@ export class Registry {
     set.add(session);
   }
 
-  #leave(index: Map<string, Set<Session>>, kind: TargetKind, key: string, session: Session): void {
+  #leave(index: Map<string, Set<Session>>, kind: IndexKind, key: string, session: Session): void {
     const set = index.get(key);
     if (!set?.delete(session)) return;
     if (set.size === 0) {

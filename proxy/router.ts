@@ -3,18 +3,13 @@
 import type { Push } from './push.js';
 import type { Registry } from './registry.js';
 import type { Session } from './session.js';
+import type { Target } from './target.js';
 
 /** Connection ids are `<node>-<worker>-<unique>`. */
 export function parseConnectionId(id: string): { node: string; worker: number } | null {
   const m = /^([a-z0-9]+)-(\d+)-[\w-]+$/.exec(id);
   return m ? { node: m[1], worker: Number(m[2]) } : null;
 }
-
-export type Target =
-  | { readonly connection: string }
-  | { readonly user: string }
-  | { readonly channel: string }
-  | { readonly all: true };
 
 export interface Counts {
   delivered: number;
@@ -45,18 +40,12 @@ export class Router {
 
   /** Delivers to the sessions held here; null when a connection target is not here. */
   local(target: Target, push: Push, counts: Counts = zeroCounts()): Counts | null {
-    if ('connection' in target) {
-      const s = this.#registry.get(target.connection);
-      if (!s) return null;
+    let found = false;
+    for (const s of this.#registry.select(target)) {
+      found = true;
       tally(counts, s, push);
-      return counts;
     }
-    const sessions: Iterable<Session> | undefined =
-      'user' in target ? this.#registry.user(target.user)
-      : 'channel' in target ? this.#registry.channel(target.channel)
-      : this.#registry.all();
-    for (const s of sessions ?? []) tally(counts, s, push);
-    return counts;
+    return found || target.kind !== 'connection' ? counts : null;
   }
 
   /**
@@ -66,13 +55,13 @@ export class Router {
    */
   async route(target: Target, push: Push): Promise<{ counts: Counts; published: boolean; found: boolean }> {
     const relay = this.relay;
-    if ('connection' in target && relay && !relay.isLocal(target.connection)) {
+    if (target.kind === 'connection' && relay && !relay.isLocal(target.id)) {
       await relay.publish(target, push);
       return { counts: zeroCounts(), published: true, found: true };
     }
     const counts = this.local(target, push);
     if (counts === null) return { counts: zeroCounts(), published: false, found: false };
-    if (relay && !('connection' in target)) {
+    if (relay && target.kind !== 'connection') {
       await relay.publish(target, push);
       return { counts, published: true, found: true };
     }

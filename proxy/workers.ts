@@ -19,7 +19,8 @@ import { createMetrics } from './metrics.js';
 import type { HandedRequest, Switchboard } from './switchboard.js';
 import { Socket } from 'node:net';
 import { Push } from './push.js';
-import { parseConnectionId, zeroCounts, type Target } from './router.js';
+import { parseConnectionId, zeroCounts } from './router.js';
+import type { Target } from './target.js';
 import { controlRoutes } from '../plugins/routes.js';
 import { installPushQueue } from '../plugins/amqp/install.js';
 
@@ -213,8 +214,8 @@ export class WorkersDirectory implements Directory {
 
   async route(target: Target, push: Push): Promise<RouteResult> {
     const wire = toWire(push);
-    if ('connection' in target) {
-      const owner = this.#owner(target.connection);
+    if (target.kind === 'connection') {
+      const owner = this.#owner(target.id);
       if (owner === null) return { counts: zeroCounts(), published: false, found: false };
       return this.#pool.call(owner === -1 ? this.#first() : owner, { op: 'route', target, push: wire, relay: owner === -1 });
     }
@@ -228,8 +229,8 @@ export class WorkersDirectory implements Directory {
   }
 
   async close(target: Target, code: number, reason: string): Promise<number> {
-    if ('connection' in target) {
-      const owner = this.#owner(target.connection);
+    if (target.kind === 'connection') {
+      const owner = this.#owner(target.id);
       if (owner === null) return 0;
       return this.#pool.call(owner === -1 ? this.#first() : owner, { op: 'close', target, code, reason, relay: owner === -1 });
     }

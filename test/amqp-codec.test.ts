@@ -3,6 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { backoffDelay, brokerUrl, redact } from '../plugins/amqp/connection.js';
+import { toAll, toChannel, toConnection, toUser } from '../proxy/target.js';
 import { bindingKey, decodeMessage, encodeClose, encodePush, escapeName, nodeOf, routingKey } from '../plugins/amqp/cluster.js';
 import { outcomeOf } from '../plugins/amqp/upstream.js';
 import { Push } from '../proxy/push.js';
@@ -29,11 +30,11 @@ test('routing keys: escaped names cannot act as topic syntax; long names hash; c
   assert.notEqual(escapeName('a.b'), escapeName('a_b'));
   const long = 'x'.repeat(1000);
   assert.match(escapeName(long), /^~[A-Za-z0-9_-]{43}$/);
-  assert.ok(routingKey({ channel: long }).length < 255);
-  assert.equal(routingKey({ channel: 'news' }), bindingKey('channel', 'news'));
-  assert.equal(routingKey({ user: 'u1' }), `user.${Buffer.from('u1').toString('base64url')}`);
-  assert.equal(routingKey({ all: true }), 'all');
-  assert.equal(routingKey({ connection: 'nb-0-abc' }), 'node.nb');
+  assert.ok(routingKey(toChannel(long)).length < 255);
+  assert.equal(routingKey(toChannel('news')), bindingKey('channel', 'news'));
+  assert.equal(routingKey(toUser('u1')), `user.${Buffer.from('u1').toString('base64url')}`);
+  assert.equal(routingKey(toAll), 'all');
+  assert.equal(routingKey(toConnection('nb-0-abc')), 'node.nb');
   assert.equal(nodeOf('nb-3-x-y'), 'nb');
   assert.equal(nodeOf('nodash'), null);
 });
@@ -41,11 +42,11 @@ test('routing keys: escaped names cannot act as topic syntax; long names hash; c
 test('cluster wire format: a push and a close survive the round trip', () => {
   const now = 1_000_000;
   const push = new Push({ kind: 'binary', data: Buffer.from([1, 2]) }, { class: 'lossy', coalesceKey: 'k', expiresAt: now + 5000 });
-  const { content, options } = encodePush('na', { user: 'u.1' }, push, now);
+  const { content, options } = encodePush('na', toUser('u.1'), push, now);
   assert.equal(options.expiration, '5000');
   const back = decodeMessage(content, options.type, options.headers, now + 1000);
   assert.ok(!(back instanceof Error) && back.type === 'push');
-  assert.deepEqual(back.target, { user: 'u.1' });
+  assert.deepEqual(back.target, toUser('u.1'));
   assert.equal(back.origin, 'na');
   assert.deepEqual([...(back.push.payload as { data: Buffer }).data], [1, 2]);
   assert.equal(back.push.class, 'lossy');
@@ -53,7 +54,7 @@ test('cluster wire format: a push and a close survive the round trip', () => {
   assert.equal(back.push.expiresAt, now + 1000 + 5000, 'TTL travels as time left');
 
   for (const p of [new Push({ kind: 'text', text: 'hé' }), new Push({ kind: 'json', json: '{"a":1}' })]) {
-    const e = encodePush('na', { all: true }, p, now);
+    const e = encodePush('na', toAll, p, now);
     const d = decodeMessage(e.content, e.options.type, e.options.headers, now);
     assert.ok(!(d instanceof Error) && d.type === 'push');
     assert.deepEqual(d.push.payload, p.payload);
@@ -61,9 +62,9 @@ test('cluster wire format: a push and a close survive the round trip', () => {
     assert.equal(e.options.expiration, undefined);
   }
 
-  const c = encodeClose('nb', { connection: 'na-0-x' }, 4001, 'bye');
+  const c = encodeClose('nb', toConnection('na-0-x'), 4001, 'bye');
   const closed = decodeMessage(c.content, c.options.type, c.options.headers, now);
-  assert.deepEqual(closed, { type: 'close', origin: 'nb', target: { connection: 'na-0-x' }, code: 4001, reason: 'bye' });
+  assert.deepEqual(closed, { type: 'close', origin: 'nb', target: toConnection('na-0-x'), code: 4001, reason: 'bye' });
 
   assert.ok(decodeMessage(Buffer.alloc(0), 'push', {}, now) instanceof Error);
   assert.ok(decodeMessage(Buffer.alloc(0), 'probe', { 'x-switchboard-origin': 'x', 'x-switchboard-to': 'all' }, now) instanceof Error);

@@ -10,6 +10,7 @@ import { chromium, type Browser } from 'playwright-core';
 import { createDemoApp } from '../config-examples/demo/app.js';
 import { startSidecar } from './helpers/sidecar.js';
 import { Push } from '../proxy/push.js';
+import { toChannel } from '../proxy/target.js';
 
 const executablePath = '/usr/bin/chromium';
 const available = existsSync(executablePath);
@@ -61,7 +62,7 @@ test('the demo page resumes after a server-side break and shows every message on
   for (let i = 0; i < 100_000 && session.state !== 'detached'; i++) await new Promise((r) => setImmediate(r));
   assert.equal(session.state, 'detached');
   const queued = [1, 2, 3, 4, 5].map((i) => sc.sb.directory.routeLocal(
-    { channel: 'chat' }, new Push({ kind: 'json', json: JSON.stringify({ from: 'test', text: `while away ${i}` }) })).counts.queued);
+    toChannel('chat'), new Push({ kind: 'json', json: JSON.stringify({ from: 'test', text: `while away ${i}` }) })).counts.queued);
   assert.deepEqual(queued, [1, 1, 1, 1, 1]);
 
   await page.waitForFunction(() => document.getElementById('status')?.textContent?.startsWith('resumed'));

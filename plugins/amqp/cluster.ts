@@ -20,8 +20,9 @@ import type { Logger } from 'pino';
 import type { Clock } from '../../proxy/clock.js';
 import { SwitchboardError } from '../../proxy/errors.js';
 import { Push, type MessageClass } from '../../proxy/push.js';
-import type { Registry, RegistryWatcher, TargetKind } from '../../proxy/registry.js';
-import type { Relay, Router, Target } from '../../proxy/router.js';
+import type { IndexKind, Registry, RegistryWatcher } from '../../proxy/registry.js';
+import type { Relay, Router } from '../../proxy/router.js';
+import { nameOf, targetOf, unreachable, type Target } from '../../proxy/target.js';
 import type { Payload } from '../upstream.js';
 import { BrokerConnection, type Backoff } from './connection.js';
 import { payloadContent } from './upstream.js';
@@ -59,15 +60,18 @@ export function nodeOf(connection: string): string | null {
   return m ? m[1] : null;
 }
 
-export function bindingKey(kind: TargetKind, name: string): string {
+export function bindingKey(kind: IndexKind, name: string): string {
   return `${kind}.${escapeName(name)}`;
 }
 
 export function routingKey(target: Target): string {
-  if ('connection' in target) return `node.${nodeOf(target.connection) ?? escapeName(target.connection)}`;
-  if ('user' in target) return bindingKey('user', target.user);
-  if ('channel' in target) return bindingKey('channel', target.channel);
-  return 'all';
+  switch (target.kind) {
+    case 'connection': return `node.${nodeOf(target.id) ?? escapeName(target.id)}`;
+    case 'user':
+    case 'channel': return bindingKey(target.kind, target.name);
+    case 'all': return 'all';
+    default: return unreachable(target);
+  }
 }
 
 // ── wire format ───────────────────────────────────────────────────────────────
@@ -80,10 +84,8 @@ export type ClusterMessage =
   | { readonly type: 'close'; readonly origin: string; readonly target: Target; readonly code: number; readonly reason: string };
 
 function targetHeaders(target: Target): Record<string, string> {
-  if ('connection' in target) return { 'x-switchboard-to': 'connection', 'x-switchboard-name': target.connection };
-  if ('user' in target) return { 'x-switchboard-to': 'user', 'x-switchboard-name': target.user };
-  if ('channel' in target) return { 'x-switchboard-to': 'channel', 'x-switchboard-name': target.channel };
-  return { 'x-switchboard-to': 'all' };
+  const name = nameOf(target);
+  return name === null ? { 'x-switchboard-to': target.kind } : { 'x-switchboard-to': target.kind, 'x-switchboard-name': name };
 }
 
 export function encodePush(origin: string, target: Target, push: Push, now: number): { content: Buffer; options: Options.Publish } {
@@ -124,10 +126,8 @@ export function decodeMessage(content: Buffer, type: unknown, headers: Record<st
   const to = text(headers['x-switchboard-to']);
   const name = text(headers['x-switchboard-name']);
   if (origin === undefined) return new Error('no origin');
-  let target: Target;
-  if (to === 'all') target = { all: true };
-  else if ((to === 'connection' || to === 'user' || to === 'channel') && name !== undefined && name !== '') target = { [to]: name } as Target;
-  else return new Error(`bad target ${JSON.stringify(to)}`);
+  const target = targetOf(to, name);
+  if (target === null) return new Error(`bad target ${JSON.stringify(to)}`);
   if (type === 'close') {
     const code = Number(text(headers['x-switchboard-code']));
     if (!Number.isInteger(code)) return new Error('bad close code');
@@ -239,15 +239,15 @@ export class Cluster implements RegistryWatcher {
 
   // ── registry watcher ────────────────────────────────────────────────────────
 
-  first(kind: TargetKind, name: string): void {
+  first(kind: IndexKind, name: string): void {
     this.#bind(kind, name, true);
   }
 
-  last(kind: TargetKind, name: string): void {
+  last(kind: IndexKind, name: string): void {
     this.#bind(kind, name, false);
   }
 
-  #bind(kind: TargetKind, name: string, bound: boolean): void {
+  #bind(kind: IndexKind, name: string, bound: boolean): void {
     const ch = this.#channel;
     // While disconnected, nothing to do: the next connection binds the registry as it is then.
     if (!ch) return;
@@ -283,7 +283,7 @@ export class Cluster implements RegistryWatcher {
       return;
     }
     // Our own publications were delivered here before they were published.
-    if (decoded.origin === this.#options.nodeId && !('connection' in decoded.target)) return;
+    if (decoded.origin === this.#options.nodeId && decoded.target.kind !== 'connection') return;
     if (decoded.type === 'push') this.#deps.router.local(decoded.target, decoded.push);
     else this.#deps.closeLocal(decoded.target, decoded.code, decoded.reason);
   }

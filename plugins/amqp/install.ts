@@ -5,7 +5,8 @@ import type { Logger } from 'pino';
 import type { Clock } from '../../proxy/clock.js';
 import type { Config } from '../../proxy/config.js';
 import type { Registry } from '../../proxy/registry.js';
-import type { Router, Target } from '../../proxy/router.js';
+import type { Router } from '../../proxy/router.js';
+import type { Target } from '../../proxy/target.js';
 import { Cluster } from './cluster.js';
 import { PushQueueConsumer, type PushRoute } from './push-queue.js';
 

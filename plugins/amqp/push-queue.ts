@@ -13,7 +13,7 @@ import { MAX_BATCH_MESSAGES } from '../../proxy/control-api.js';
 import { SwitchboardError } from '../../proxy/errors.js';
 import type { Push } from '../../proxy/push.js';
 import { jsonBody, parseBatch } from '../../proxy/push-request.js';
-import type { Target } from '../../proxy/router.js';
+import type { Target } from '../../proxy/target.js';
 import { bodyKind } from '../webhook/payload.js';
 import { BrokerConnection, backoffDelay, type Backoff } from './connection.js';
 

@@ -8,6 +8,7 @@ import type { ServerResponse } from 'node:http';
 import type { ControlRoute } from '../../proxy/control-api.js';
 import { CloseCode, SwitchboardError } from '../../proxy/errors.js';
 import { Push } from '../../proxy/push.js';
+import { toConnection } from '../../proxy/target.js';
 import type { Payload } from '../upstream.js';
 import { bodyKind } from '../webhook/payload.js';
 
@@ -38,7 +39,7 @@ export function apiGatewayRoutes(): ControlRoute[] {
       method: 'POST', pattern,
       handle: async ({ req, res, match, directory, body }) => {
         const push = new Push(payloadOf(req.headers['content-type'], await body()));
-        const { found } = await directory.route({ connection: id(match[1]) }, push);
+        const { found } = await directory.route(toConnection(id(match[1])), push);
         if (!found) return gone(res);
         res.writeHead(200, { 'content-length': 0 });
         res.end();
@@ -61,7 +62,7 @@ export function apiGatewayRoutes(): ControlRoute[] {
     {
       method: 'DELETE', pattern,
       handle: async ({ res, match, directory }) => {
-        const closed = await directory.close({ connection: id(match[1]) }, CloseCode.normal, 'closed by the app');
+        const closed = await directory.close(toConnection(id(match[1])), CloseCode.normal, 'closed by the app');
         if (closed === 0) return gone(res);
         res.writeHead(204);
         res.end();

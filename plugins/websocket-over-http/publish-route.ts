@@ -4,6 +4,7 @@ import type { Config } from '../../proxy/config.js';
 import type { ControlRoute } from '../../proxy/control-api.js';
 import { SwitchboardError } from '../../proxy/errors.js';
 import { Push } from '../../proxy/push.js';
+import { toChannel } from '../../proxy/target.js';
 import {
   NOT_ACCEPTABLE_REPLY, methodNotAllowedReply, parsePublishBody, publishReplyType, publishedReply, verifyPublishAuth,
   type PublishAuth, type PublishReply,
@@ -61,7 +62,7 @@ export function gripPublishRoutes(config: Readonly<Config>): ControlRoute[] {
       for (const item of parsed.items) {
         const ws = item.ws;
         if (ws === null) continue;
-        const target = { channel: item.channel };
+        const target = toChannel(item.channel);
         if (ws.kind === 'text') await directory.route(target, new Push({ kind: 'text', text: ws.text }));
         else if (ws.kind === 'binary') await directory.route(target, new Push({ kind: 'binary', data: ws.data }));
         else if (ws.kind === 'close') {
