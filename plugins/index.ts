@@ -3,7 +3,7 @@ import type { Logger } from 'pino';
 import type { Clock } from '../proxy/clock.js';
 import type { Config } from '../proxy/config.js';
 import type { Metrics } from '../proxy/metrics.js';
-import type { Effects, Upstream } from './upstream.js';
+import type { Effects, Upstream } from '../proxy/upstream.js';
 import { AmqpUpstream } from './amqp/upstream.js';
 import { NativeWebhooks } from './webhook/native.js';
 import { WebSocketOverHttp } from './websocket-over-http/dialect.js';

@@ -11,7 +11,7 @@ import { jsonBody, parseBatch, pushFromHttp } from './push-request.js';
 import { addCounts, type Directory } from './directory.js';
 import { zeroCounts } from './router.js';
 import { nameOf, toAll, toChannel, toConnection, toUser, type Target } from './target.js';
-import { bodyKind, payloadOf } from '../plugins/webhook/payload.js';
+import { bodyKind, payloadOf } from './payload.js';
 import type { Logger } from 'pino';
 
 export interface ControlRequest {

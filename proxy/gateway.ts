@@ -10,7 +10,7 @@ import type { Registry } from './registry.js';
 import { RELIABLE_PROTOCOL, Session, type SessionContext } from './session.js';
 import { parseConnectionId } from './router.js';
 import { forwardedName, isSidecarHeader } from './webhook-headers.js';
-import type { Effects } from '../plugins/upstream.js';
+import type { Effects } from './upstream.js';
 
 function destroyOnError(this: Socket): void {
   this.destroy();

@@ -1,7 +1,7 @@
 // Turns push requests (HTTP bodies and headers, batch items) into pushes and targets.
 // Shared by the push API and the RabbitMQ push queue, so both accept exactly the same.
-import type { Payload } from '../plugins/upstream.js';
-import { payloadOfValue } from '../plugins/webhook/payload.js';
+import type { Payload } from './payload.js';
+import { payloadOfValue } from './payload.js';
 import { SwitchboardError } from './errors.js';
 import { parseJson } from './json.js';
 import { Push, type MessageClass } from './push.js';

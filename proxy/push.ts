@@ -1,6 +1,6 @@
 // An outbound message, serialized once for all its recipients: the raw frame and the
 // reliable-mode frame tail are built on first use and shared.
-import type { Payload } from '../plugins/upstream.js';
+import type { Payload } from './payload.js';
 
 export type MessageClass = 'durable' | 'lossy';
 

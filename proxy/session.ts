@@ -17,9 +17,8 @@ import { CloseCode, FrameError, type FrameErrorCode } from './errors.js';
 import { parseClientFrame } from './frame.js';
 import { Outbox, type DropReason, type Entry } from './outbox.js';
 import { Push } from './push.js';
-import type {
-  DeliveryOutcome, Effects, InboundMessage, Mode, Payload, SessionView, Upstream,
-} from '../plugins/upstream.js';
+import type { DeliveryOutcome, Effects, InboundMessage, SessionView, Upstream } from './upstream.js';
+import type { Mode, Payload } from './payload.js';
 
 export type SessionState = 'open' | 'detached' | 'closing' | 'closed';
 export type SendResult = 'delivered' | 'queued' | 'dropped';

@@ -24,7 +24,7 @@ import { Session, type SessionContext } from './session.js';
 import { TimerWheel } from './timer-wheel.js';
 import { TokenCodec } from './token.js';
 import { controlRoutes, createUpstream } from '../plugins/index.js';
-import type { Effects, Upstream } from '../plugins/upstream.js';
+import type { Effects, Upstream } from './upstream.js';
 import { installAmqp, type Installed } from '../plugins/amqp/install.js';
 
 export type SwitchboardState = 'starting' | 'running' | 'draining' | 'closed';

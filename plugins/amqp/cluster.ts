@@ -23,7 +23,7 @@ import { Push, type MessageClass } from '../../proxy/push.js';
 import type { IndexKind, Registry, RegistryWatcher } from '../../proxy/registry.js';
 import type { Relay, Router } from '../../proxy/router.js';
 import { nameOf, targetOf, unreachable, type Target } from '../../proxy/target.js';
-import type { Payload } from '../upstream.js';
+import type { Payload } from '../../proxy/payload.js';
 import { BrokerConnection, type Backoff } from './connection.js';
 import { payloadContent } from './upstream.js';
 

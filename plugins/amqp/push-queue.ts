@@ -14,7 +14,7 @@ import { SwitchboardError } from '../../proxy/errors.js';
 import type { Push } from '../../proxy/push.js';
 import { jsonBody, parseBatch } from '../../proxy/push-request.js';
 import type { Target } from '../../proxy/target.js';
-import { bodyKind } from '../webhook/payload.js';
+import { bodyKind } from '../../proxy/payload.js';
 import { BrokerConnection, backoffDelay, type Backoff } from './connection.js';
 
 export interface PushQueueOptions {

@@ -14,10 +14,8 @@ import type { Config } from '../../proxy/config.js';
 import { SwitchboardError } from '../../proxy/errors.js';
 import type { Metrics } from '../../proxy/metrics.js';
 import { userAgent } from '../../proxy/version.js';
-import type {
-  ConnectOutcome, DeliveryOutcome, DisconnectInfo, InboundMessage, Payload, ResumeInfo, SessionView, Upstream,
-} from '../upstream.js';
-import { contentTypeOf } from '../webhook/payload.js';
+import type { ConnectOutcome, DeliveryOutcome, DisconnectInfo, InboundMessage, ResumeInfo, SessionView, Upstream } from '../../proxy/upstream.js';
+import { contentTypeOf, type Payload } from '../../proxy/payload.js';
 import type { NativeWebhooks } from '../webhook/native.js';
 import { BrokerConnection } from './connection.js';
 import { Publisher, type Publication, type PublishResult } from './publisher.js';

@@ -9,8 +9,7 @@ import type { ControlRoute } from '../../proxy/control-api.js';
 import { CloseCode, SwitchboardError } from '../../proxy/errors.js';
 import { Push } from '../../proxy/push.js';
 import { toConnection } from '../../proxy/target.js';
-import type { Payload } from '../upstream.js';
-import { bodyKind } from '../webhook/payload.js';
+import { bodyKind, type Payload } from '../../proxy/payload.js';
 
 const pattern = /^\/@connections\/([^/]+)$/;
 

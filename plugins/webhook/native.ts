@@ -1,10 +1,8 @@
 // The native webhook dialect: one POST per event to `app.url` + the event's path.
 import { randomUUID } from 'node:crypto';
 import type { Config } from '../../proxy/config.js';
-import type {
-  ConnectOutcome, DeliveryOutcome, DisconnectInfo, Effects, InboundMessage, Payload, ResumeInfo, SessionView, Upstream, UpstreamHost,
-} from '../upstream.js';
-import { bodyKind, bodyOf, contentTypeOf, payloadOf, payloadOfValue } from './payload.js';
+import type { ConnectOutcome, DeliveryOutcome, DisconnectInfo, Effects, InboundMessage, ResumeInfo, SessionView, Upstream, UpstreamHost } from '../../proxy/upstream.js';
+import { bodyKind, bodyOf, contentTypeOf, payloadOf, payloadOfValue, type Payload } from '../../proxy/payload.js';
 import type { WebhookResult, WebhookSender } from './sender.js';
 import { disconnectsOf, type AtLeastOnce } from './at-least-once.js';
 import { parseJson } from '../../proxy/json.js';

@@ -4,9 +4,8 @@
 // on @fanoutio/serve-grip run unchanged. Facts and sources: docs/websocket-over-http-notes.md.
 import type { IncomingHttpHeaders } from 'node:http';
 import type { Config } from '../../proxy/config.js';
-import type {
-  ConnectOutcome, DeliveryOutcome, DisconnectInfo, Effects, InboundMessage, Payload, SessionView, Upstream, UpstreamHost,
-} from '../upstream.js';
+import type { ConnectOutcome, DeliveryOutcome, DisconnectInfo, Effects, InboundMessage, SessionView, Upstream, UpstreamHost } from '../../proxy/upstream.js';
+import type { Payload } from '../../proxy/payload.js';
 import type { WebhookResult, WebhookSender } from '../webhook/sender.js';
 import { WOH_LIMITS, closeEvent, decodeEvents, encodeEvents, isEventsResponse, parseClose, WohDecodeError, type WohEvent } from './codec.js';
 import {

@@ -1,6 +1,14 @@
 // Payloads to and from HTTP bodies: the content type decides text, JSON or binary.
-import type { Payload } from '../upstream.js';
-import { parseJson } from '../../proxy/json.js';
+import { parseJson } from './json.js';
+
+/** A frame's content, kept in the form it arrived in so nothing is re-encoded twice. */
+export type Payload =
+  | { readonly kind: 'text'; readonly text: string }
+  | { readonly kind: 'binary'; readonly data: Buffer }
+  /** A JSON value, held as its serialized text. */
+  | { readonly kind: 'json'; readonly json: string };
+
+export type Mode = 'raw' | 'reliable';
 
 export function contentTypeOf(p: Payload): string {
   return p.kind === 'text' ? 'text/plain; charset=utf-8' : p.kind === 'json' ? 'application/json' : 'application/octet-stream';

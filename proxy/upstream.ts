@@ -2,15 +2,7 @@
 // Every upstream transport (webhook, amqp) and every webhook dialect (native,
 // websocket-over-http) implements `Upstream`; one conformance suite runs against all.
 import type { Logger } from 'pino';
-
-/** A frame's content, kept in the form it arrived in so nothing is re-encoded twice. */
-export type Payload =
-  | { readonly kind: 'text'; readonly text: string }
-  | { readonly kind: 'binary'; readonly data: Buffer }
-  /** A JSON value, held as its serialized text. */
-  | { readonly kind: 'json'; readonly json: string };
-
-export type Mode = 'raw' | 'reliable';
+import type { Mode, Payload } from './payload.js';
 
 /** What an upstream may read of a session. */
 export interface SessionView {
