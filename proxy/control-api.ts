@@ -245,6 +245,13 @@ export function createControlApi(deps: ControlDeps): (req: IncomingMessage, res:
     sendJson(r.res, 200, { connection: id, channel, subscribed });
   };
   const routes = [...deps.routes, ...builtin];
+  // Refused at registration, as fastify does: a second route for one method and path would never be reached.
+  const keys = new Set<string>();
+  for (const route of routes) {
+    const key = `${route.method} ${route.pattern.source}`;
+    if (keys.has(key)) throw new Error(`control route ${key} is registered twice`);
+    keys.add(key);
+  }
 
   return (req, res) => {
     const url = new URL(req.url ?? '/', 'http://control');

@@ -24,7 +24,11 @@ export class Registry {
   readonly #byChannel = new Map<string, Set<Session>>();
   readonly #order = new Map<Session, number>();
   #counter = 0;
-  watcher: RegistryWatcher | null = null;
+  readonly #watcher: RegistryWatcher | null;
+
+  constructor(watcher: RegistryWatcher | null = null) {
+    this.#watcher = watcher;
+  }
 
   get size(): number {
     return this.#byId.size;
@@ -95,12 +99,9 @@ export class Registry {
     return this.#byId.values();
   }
 
-  channelNames(): IterableIterator<string> {
-    return this.#byChannel.keys();
-  }
-
-  userNames(): IterableIterator<string> {
-    return this.#byUser.keys();
+  /** The users or channels that have sessions here. */
+  names(kind: IndexKind): IterableIterator<string> {
+    return (kind === 'user' ? this.#byUser : this.#byChannel).keys();
   }
 
   /** A page of sessions in the order they were created; the cursor is opaque to callers. */
@@ -131,7 +132,7 @@ export class Registry {
     let set = index.get(key);
     if (!set) {
       index.set(key, (set = new Set()));
-      this.watcher?.first(kind, key);
+      this.#watcher?.first(kind, key);
     }
     set.add(session);
   }
@@ -141,7 +142,7 @@ export class Registry {
     if (!set?.delete(session)) return;
     if (set.size === 0) {
       index.delete(key);
-      this.watcher?.last(kind, key);
+      this.#watcher?.last(kind, key);
     }
   }
 }

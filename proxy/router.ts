@@ -32,10 +32,11 @@ export function zeroCounts(): Counts {
 
 export class Router {
   readonly #registry: Registry;
-  relay: Relay | null = null;
+  readonly relay: Relay | null;
 
-  constructor(registry: Registry) {
+  constructor(registry: Registry, relay: Relay | null = null) {
     this.#registry = registry;
+    this.relay = relay;
   }
 
   /** Delivers to the sessions held here; null when a connection target is not here. */

@@ -23,9 +23,9 @@ import { LocalDirectory } from './directory.js';
 import { Session, type SessionContext } from './session.js';
 import { TimerWheel } from './timer-wheel.js';
 import { TokenCodec } from './token.js';
-import { controlRoutes, createUpstream } from '../plugins/index.js';
-import type { Effects, Upstream } from './upstream.js';
-import { installAmqp, type Installed } from '../plugins/amqp/install.js';
+import { builtinPlugins } from '../plugins/index.js';
+import type { Upstream } from './upstream.js';
+import { Parts, pluginRoutes, pushSources, sessionParts, withDeadline, type Plugin, type SessionHost } from './plugin.js';
 
 export type SwitchboardState = 'starting' | 'running' | 'draining' | 'closed';
 
@@ -39,6 +39,8 @@ export interface SwitchboardOptions {
   readonly control?: boolean;
   /** Passes a resume to the worker that holds its session (workers only). */
   readonly handoff?: (worker: number, req: IncomingMessage, socket: Socket, head: Buffer) => boolean;
+  /** The plugins to run with (default: the built-in ones). */
+  readonly plugins?: readonly Plugin[];
 }
 
 /** What of a handshake crosses to another worker with its socket. */
@@ -53,7 +55,7 @@ export class Switchboard {
   readonly log: Logger;
   readonly metrics: Metrics;
   readonly clock: Clock;
-  readonly registry = new Registry();
+  readonly registry: Registry;
   readonly router: Router;
   readonly directory: LocalDirectory;
   readonly nodeId: string;
@@ -69,12 +71,9 @@ export class Switchboard {
   readonly #heartbeat: Heartbeat;
   readonly #grace: TimerWheel<Session>;
   readonly #work = new Set<Promise<unknown>>();
-  readonly #controlRoutes: ControlRoute[];
-  readonly #startHooks: Array<() => Promise<void>> = [];
-  readonly #drainHooks: Array<() => Promise<void>> = [];
-  readonly #closeHooks: Array<() => Promise<void>> = [];
-  readonly #readiness: Array<() => string | null> = [];
-  readonly #amqp: Installed;
+  readonly #controlRoutes: readonly ControlRoute[];
+  /** The upstream, the relay and the push sources: started in order, closed in reverse. */
+  readonly #parts: Parts;
   /** Proxied requests whose app did not answer within proxy.timeoutMs (504, not 502). */
   readonly #timedOut = new WeakSet<IncomingMessage>();
   #counter = 0;
@@ -87,20 +86,39 @@ export class Switchboard {
     this.nodeId = config.nodeId ?? randomBytes(4).readUInt32BE().toString(36);
     this.log = options.log ?? createLogger(config.log.level, { node: this.nodeId, worker: this.worker });
     this.metrics = options.metrics ?? createMetrics();
-    this.router = new Router(this.registry);
-    this.#controlRoutes = [...controlRoutes(config)];
+    const plugins = options.plugins ?? builtinPlugins;
+    const host: SessionHost = {
+      config,
+      log: this.log,
+      clock: this.clock,
+      metrics: this.metrics,
+      nodeId: this.nodeId,
+      apply: (connection, effects) => this.registry.get(connection)?.apply(effects),
+      names: (kind) => this.registry.names(kind),
+      deliverLocal: (target, push) => void this.router.local(target, push),
+      closeLocal: (target, code, reason) => this.directory.closeLocal(target, code, reason),
+    };
+    const { upstream, relay } = sessionParts(plugins, host);
+    this.upstream = upstream;
+    this.registry = new Registry(relay?.watcher ?? null);
+    this.router = new Router(this.registry, relay?.relay ?? null);
+    this.#parts = new Parts(this.log);
+    this.#parts.add({
+      name: `upstream ${upstream.name}`,
+      start: () => upstream.start(),
+      close: () => upstream.close(),
+      destroy: () => upstream.destroy(),
+      notReady: () => (upstream.ready() ? null : `upstream ${upstream.name} is not connected`),
+    });
+    if (relay) this.#parts.add(relay);
+    // With workers, the primary serves the push API and consumes the push sources.
+    this.#controlRoutes = options.control === false ? [] : pluginRoutes(plugins, config);
     this.directory = new LocalDirectory(this.registry, this.router);
     this.#heartbeat = new Heartbeat(config.heartbeat, this.clock);
     const graceTick = Math.min(1000, Math.max(10, config.session.graceMs / 10));
     this.#grace = new TimerWheel<Session>(graceTick, (s) => s.expire(), this.clock, (err, s) => s.log.error({ err }, 'ending a session after its grace failed'));
 
     const registry = this.registry;
-    this.upstream = createUpstream(config, {
-      log: this.log,
-      metrics: this.metrics,
-      clock: this.clock,
-      apply: (connection: string, effects: Effects) => registry.get(connection)?.apply(effects),
-    });
     this.ctx = {
       config,
       clock: this.clock,
@@ -166,8 +184,9 @@ export class Switchboard {
     this.#public.on('upgrade', (req, socket, head) => this.#gateway.upgrade(req, socket, head));
     this.#public.on('clientError', (err: NodeJS.ErrnoException, socket) => answerClientError(err, socket));
     this.#control = options.control === false ? null : createServer();
-    // RabbitMQ cluster relay and push-queue consumer, when configured (with workers, the primary consumes the queue).
-    this.#amqp = installAmqp(this, { pushQueue: options.control !== false });
+    if (this.#control) {
+      for (const source of pushSources(plugins, { config, log: this.log, clock: this.clock, directory: this.directory })) this.#parts.add(source);
+    }
   }
 
   /** Connection ids name their node and worker, so a push by id finds its process. */
@@ -183,29 +202,6 @@ export class Switchboard {
     this.#gateway.upgrade(req, socket, head);
   }
 
-  /** Plugins add control routes before `start()`. */
-  addControlRoute(route: ControlRoute): void {
-    this.#controlRoutes.push(route);
-  }
-
-  /** Plugins hook into the fixed start and close order; readiness checks name what is missing. */
-  onStart(hook: () => Promise<void>): void {
-    this.#startHooks.push(hook);
-  }
-
-  /** Runs first in a drain, before sessions close (stop consuming new work). */
-  onDrain(hook: () => Promise<void>): void {
-    this.#drainHooks.push(hook);
-  }
-
-  onClose(hook: () => Promise<void>): void {
-    this.#closeHooks.push(hook);
-  }
-
-  addReadiness(check: () => string | null): void {
-    this.#readiness.push(check);
-  }
-
   track(work: Promise<unknown>): void {
     const tracked = work.catch((err: unknown) => this.log.error({ err }, 'background work failed'));
     this.#work.add(tracked);
@@ -214,12 +210,8 @@ export class Switchboard {
 
   readiness(): { ready: boolean; reason?: string } {
     if (this.state !== 'running') return { ready: false, reason: this.state };
-    if (!this.upstream.ready()) return { ready: false, reason: `upstream ${this.upstream.name} is not connected` };
-    for (const check of this.#readiness) {
-      const reason = check();
-      if (reason !== null) return { ready: false, reason };
-    }
-    return { ready: true };
+    const reason = this.#parts.notReady();
+    return reason === null ? { ready: true } : { ready: false, reason };
   }
 
   get publicAddress(): AddressInfo {
@@ -240,8 +232,7 @@ export class Switchboard {
   }
 
   async start(): Promise<this> {
-    await this.upstream.start();
-    for (const hook of this.#startHooks) await hook();
+    await this.#parts.start();
     if (this.#control) {
       this.#control.on('request', createControlApi({
         config: this.config,
@@ -302,9 +293,7 @@ export class Switchboard {
     const budget = this.config.drain.timeoutMs;
     const deadline = this.clock.now() + budget;
     this.log.info({ sessions: this.registry.size, budgetMs: budget }, 'draining');
-    for (const hook of this.#drainHooks) {
-      await withDeadline(hook(), budget / 4).catch((err: unknown) => this.log.warn({ err: (err as Error).message }, 'drain hook failed'));
-    }
+    await this.#parts.drain(budget / 4);
     const spread = Math.floor(budget / 2);
     const raw: Session[] = [];
     for (const s of this.registry.all()) {
@@ -323,9 +312,8 @@ export class Switchboard {
     for (const s of [...this.registry.all()]) s.close(CloseCode.serviceRestart, 'service restart');
     await until(() => this.registry.size === 0, Math.max(0, deadline - this.clock.now()) / 2);
     try {
-      await withDeadline(Promise.allSettled([...this.#work]), deadline - this.clock.now());
-      await withDeadline(this.upstream.close(), deadline - this.clock.now());
-      for (const hook of this.#closeHooks) await withDeadline(hook(), deadline - this.clock.now());
+      await withDeadline(Promise.allSettled([...this.#work]), deadline - this.clock.now(), 'background work');
+      await this.#parts.close(deadline - this.clock.now(), () => this.clock.now());
     } catch (err) {
       this.log.warn({ err: (err as Error).message, left: this.#work.size }, 'drain budget exhausted: aborting the rest');
     }
@@ -340,8 +328,7 @@ export class Switchboard {
     this.#grace.stop();
     for (const s of [...this.registry.all()]) s.close(CloseCode.goingAway, 'shutting down');
     this.#gateway.close();
-    this.upstream.destroy();
-    this.#amqp.destroy();
+    this.#parts.destroy();
     this.#proxy.close();
     this.#public.closeAllConnections();
     this.#public.close();
@@ -385,12 +372,3 @@ async function until(condition: () => boolean, ms: number): Promise<void> {
   const end = Date.now() + Math.max(0, ms);
   while (!condition() && Date.now() < end) await delay(Math.min(50, Math.max(1, end - Date.now())));
 }
-
-function withDeadline<T>(work: Promise<T>, ms: number): Promise<T> {
-  return new Promise<T>((resolve, reject) => {
-    const t = setTimeout(() => reject(new Error('drain deadline passed')), Math.max(0, ms));
-    t.unref();
-    work.then((v) => { clearTimeout(t); resolve(v); }, (e: unknown) => { clearTimeout(t); reject(e as Error); });
-  });
-}
-

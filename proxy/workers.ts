@@ -21,8 +21,8 @@ import { Socket } from 'node:net';
 import { Push } from './push.js';
 import { parseConnectionId, zeroCounts } from './router.js';
 import type { Target } from './target.js';
-import { controlRoutes } from '../plugins/routes.js';
-import { installPushQueue } from '../plugins/amqp/install.js';
+import { builtinPlugins } from '../plugins/index.js';
+import { Parts, pluginRoutes, pushSources } from './plugin.js';
 
 /** The environment variable that carries the primary's validated config to its workers. */
 export const WORKER_CONFIG = 'SWITCHBOARD_WORKER_CONFIG';
@@ -335,15 +335,10 @@ async function runPrimary(config: Readonly<Config>, n: number): Promise<void> {
   }
 
   const directory = new WorkersDirectory(pool, nodeId);
-  // The push queue is consumed here, once per node, and routed to the workers like API pushes.
-  const hooks = { start: [] as Array<() => Promise<void>>, drain: [] as Array<() => Promise<void>>, readiness: [] as Array<() => string | null> };
-  installPushQueue(config, {
-    log, clock: systemClock, directory,
-    onStart: (h) => hooks.start.push(h),
-    onDrain: (h) => hooks.drain.push(h),
-    addReadiness: (c) => hooks.readiness.push(c),
-  });
-  for (const start of hooks.start) await start();
+  // Push sources (the push queue) are consumed here, once per node, and routed to the workers like API pushes.
+  const parts = new Parts(log);
+  for (const source of pushSources(builtinPlugins, { config, log, clock: systemClock, directory })) parts.add(source);
+  await parts.start();
   const control: Server = createServer(createControlApi({
     config,
     clock: systemClock,
@@ -353,10 +348,8 @@ async function runPrimary(config: Readonly<Config>, n: number): Promise<void> {
     ready: async () => {
       if (state !== 'running') return { ready: false, reason: state };
       if (pool.workers.size < n) return { ready: false, reason: `${n - pool.workers.size} worker(s) restarting` };
-      for (const check of hooks.readiness) {
-        const reason = check();
-        if (reason !== null) return { ready: false, reason };
-      }
+      const reason = parts.notReady();
+      if (reason !== null) return { ready: false, reason };
       const states = await pool.callAll<{ ready: boolean; reason?: string }>({ op: 'ready' });
       return states.find((s) => !s.ready) ?? { ready: true };
     },
@@ -364,7 +357,7 @@ async function runPrimary(config: Readonly<Config>, n: number): Promise<void> {
       contentType: aggregator.contentType,
       body: `${await aggregator.clusterMetrics()}\n${await own.metrics()}`,
     }),
-    routes: controlRoutes(config),
+    routes: pluginRoutes(builtinPlugins, config),
   }));
   const address = parseAddress(config.control.listen, '127.0.0.1')!;
   control.listen(address.port, address.host);
@@ -387,7 +380,7 @@ async function runPrimary(config: Readonly<Config>, n: number): Promise<void> {
     }
     state = 'draining';
     log.info({ signal }, 'draining workers');
-    for (const drain of hooks.drain) await drain().catch((err: unknown) => log.warn({ err: (err as Error).message }, 'drain hook failed'));
+    await parts.drain(config.drain.timeoutMs / 4);
     const exits = [...pool.workers.values()].map((w) => (w.isDead() ? Promise.resolve() : once(w, 'exit')));
     for (const w of pool.workers.values()) w.send({ sb: 'drain' });
     const deadline = setTimeout(() => {
@@ -396,6 +389,8 @@ async function runPrimary(config: Readonly<Config>, n: number): Promise<void> {
     }, config.drain.timeoutMs + 1000);
     await Promise.all(exits);
     clearTimeout(deadline);
+    await parts.close(1000, () => Date.now()).catch((err: unknown) => log.warn({ err: (err as Error).message }, 'closing the push sources failed'));
+    parts.destroy();
     control.closeAllConnections();
     control.close();
     process.exit(0);

@@ -20,8 +20,9 @@ import type { Logger } from 'pino';
 import type { Clock } from '../../proxy/clock.js';
 import { SwitchboardError } from '../../proxy/errors.js';
 import { Push, type MessageClass } from '../../proxy/push.js';
-import type { IndexKind, Registry, RegistryWatcher } from '../../proxy/registry.js';
-import type { Relay, Router } from '../../proxy/router.js';
+import type { IndexKind, RegistryWatcher } from '../../proxy/registry.js';
+import type { Relay } from '../../proxy/router.js';
+import type { SessionHost } from '../../proxy/plugin.js';
 import { nameOf, targetOf, unreachable, type Target } from '../../proxy/target.js';
 import type { Payload } from '../../proxy/payload.js';
 import { BrokerConnection, type Backoff } from './connection.js';
@@ -34,15 +35,7 @@ export interface ClusterOptions {
   readonly reconnect: Backoff;
 }
 
-export interface ClusterDeps {
-  readonly log: Logger;
-  readonly clock: Clock;
-  readonly registry: Registry;
-  /** Local delivery only. */
-  readonly router: Pick<Router, 'local'>;
-  /** Closes the sessions held here that a target names. */
-  closeLocal(target: Target, code: number, reason: string): number;
-}
+export type ClusterDeps = Pick<SessionHost, 'log' | 'clock' | 'names' | 'deliverLocal' | 'closeLocal'>;
 
 // ── routing keys ──────────────────────────────────────────────────────────────
 
@@ -214,8 +207,9 @@ export class Cluster implements RegistryWatcher {
     this.#channel = ch;
     this.#publisher = pub;
     const keys = ['all', `node.${nodeId}`];
-    for (const user of this.#deps.registry.userNames()) keys.push(bindingKey('user', user));
-    for (const channel of this.#deps.registry.channelNames()) keys.push(bindingKey('channel', channel));
+    for (const kind of ['user', 'channel'] as const) {
+      for (const name of this.#deps.names(kind)) keys.push(bindingKey(kind, name));
+    }
     await Promise.all(keys.map((key) => ch.bindQueue(this.#queue, exchange, key)));
     this.#log.info({ queue: this.#queue, bindings: keys.length }, 'cluster queue bound');
   }
@@ -284,7 +278,7 @@ export class Cluster implements RegistryWatcher {
     }
     // Our own publications were delivered here before they were published.
     if (decoded.origin === this.#options.nodeId && decoded.target.kind !== 'connection') return;
-    if (decoded.type === 'push') this.#deps.router.local(decoded.target, decoded.push);
+    if (decoded.type === 'push') this.#deps.deliverLocal(decoded.target, decoded.push);
     else this.#deps.closeLocal(decoded.target, decoded.code, decoded.reason);
   }
 }

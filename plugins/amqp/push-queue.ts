@@ -13,7 +13,7 @@ import { MAX_BATCH_MESSAGES } from '../../proxy/control-api.js';
 import { SwitchboardError } from '../../proxy/errors.js';
 import type { Push } from '../../proxy/push.js';
 import { jsonBody, parseBatch } from '../../proxy/push-request.js';
-import type { Target } from '../../proxy/target.js';
+import type { PushRoute } from '../../proxy/plugin.js';
 import { bodyKind } from '../../proxy/payload.js';
 import { BrokerConnection, backoffDelay, type Backoff } from './connection.js';
 
@@ -25,11 +25,6 @@ export interface PushQueueOptions {
   readonly reconnect: Backoff;
   /** Per item, as `limits.maxMessageBytes`; a message may hold a batch of 4 × that. */
   readonly maxItemBytes: number;
-}
-
-/** Where pushes go: the push API's directory (this process, or every worker). */
-export interface PushRoute {
-  route(target: Target, push: Push): Promise<{ found: boolean }>;
 }
 
 export class PushQueueConsumer {
