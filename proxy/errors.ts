@@ -5,6 +5,8 @@ import { MAX_JSON_DEPTH } from './json.js';
 export const CloseCode = {
   normal: 1000,
   goingAway: 1001,
+  protocolError: 1002,
+  invalidPayload: 1007,
   policy: 1008,
   tooBig: 1009,
   internal: 1011,
@@ -78,3 +80,44 @@ export const FrameError = {
 } as const;
 
 export type FrameErrorCode = keyof typeof FrameError;
+
+/**
+ * Why a reliable client's message or subscription was not taken: the `error` of its `nack`
+ * frame (docs/usage.md lists them). `retryable` says whether sending it again may work.
+ */
+export const NackCode = {
+  webhook_failed: 'the app did not take the message',
+  rejected: 'the app refused the message (a 4xx answer other than 408 and 429)',
+  answer_too_large: 'the app answered more than limits.maxMessageBytes',
+  buffer_full: 'the event broker is unavailable and the event buffer is full',
+  broker_nack: 'the broker refused the message',
+  unroutable: 'no queue is bound to the exchange for message events',
+  too_large: 'the message headers (handshake headers, meta) are too large for AMQP',
+  shutting_down: 'Switchboard stopped before the broker confirmed',
+  closed: 'the connection is closed',
+  subscribe_denied: FrameError.subscribe_denied,
+  subscribe_failed: FrameError.subscribe_failed,
+  internal: 'internal error',
+} as const;
+
+export type NackCodeName = keyof typeof NackCode;
+
+/** A failed delivery: the nack a reliable client gets (with its code's message unless given). */
+export function nack(error: NackCodeName, retryable: boolean, message: string = NackCode[error]): { ok: false; error: NackCodeName; message: string; retryable: boolean } {
+  return { ok: false, error, message, retryable };
+}
+
+const kStatusCode = 'status-code';
+
+/**
+ * The close code ws sends when its receiver rejects a frame: ws attaches it to the error
+ * under a symbol of its own. Undefined for errors that are not the receiver's.
+ */
+export function wsCloseCode(err: Error): number | undefined {
+  for (const key of Object.getOwnPropertySymbols(err)) {
+    if (key.description !== kStatusCode) continue;
+    const code = (err as unknown as Record<symbol, unknown>)[key];
+    return typeof code === 'number' ? code : undefined;
+  }
+  return undefined;
+}

@@ -13,7 +13,7 @@ import type { Metrics } from './metrics.js';
 import type { Heartbeat, Beating } from './heartbeat.js';
 import type { TimerWheel } from './timer-wheel.js';
 import type { TokenCodec } from './token.js';
-import { CloseCode, FrameError, type FrameErrorCode } from './errors.js';
+import { CloseCode, FrameError, nack, wsCloseCode, type FrameErrorCode } from './errors.js';
 import { parseClientFrame } from './frame.js';
 import { Outbox, type DropReason, type Entry } from './outbox.js';
 import { Push } from './push.js';
@@ -60,14 +60,6 @@ type Bound = WebSocket & { [SESSION]?: Session };
 const NO_META: Readonly<Record<string, string>> = Object.freeze({});
 const NORMAL_CLOSE = Object.freeze({ code: CloseCode.normal, reason: '', clientClosed: false });
 const EMPTY = Buffer.alloc(0);
-
-/** The close code `ws` sends for a bad frame; it then reports 1006 as it stops reading. */
-function receiverCloseCode(code: string | undefined): number | undefined {
-  if (code === undefined || !code.startsWith('WS_ERR_')) return undefined;
-  if (code === 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH' || code === 'WS_ERR_UNSUPPORTED_DATA_PAYLOAD_LENGTH') return CloseCode.tooBig;
-  if (code === 'WS_ERR_INVALID_UTF8') return 1007;
-  return 1002;
-}
 
 export class Session implements SessionView, Beating {
   readonly id: string;
@@ -221,7 +213,7 @@ export class Session implements SessionView, Beating {
   static #onError(this: Bound, err: Error): void {
     const s = this[SESSION]!;
     // ws closes the socket itself on a bad frame, then reports 1006 (it stops reading): keep the code it sent.
-    const code = receiverCloseCode((err as NodeJS.ErrnoException).code);
+    const code = wsCloseCode(err);
     if (code !== undefined && this === s.#ws && s.state === 'open') {
       s.#lastClose = { code, reason: err.message, clientClosed: false };
       s.#enter('closing');
@@ -505,7 +497,7 @@ export class Session implements SessionView, Beating {
           outcome = await upstream.message(this, batch);
         } catch (err) {
           this.log.error({ err }, 'upstream failed unexpectedly');
-          outcome = { ok: false, error: 'internal', message: 'internal error', retryable: true };
+          outcome = nack('internal', true);
         }
         this.#settle(batch, outcome);
         if (this.#paused && this.#inbound.length < resumeBelow) {

@@ -3,6 +3,7 @@
 // websocket-over-http) implements `Upstream`; one conformance suite runs against all.
 import type { Logger } from 'pino';
 import type { Mode, Payload } from './payload.js';
+import type { NackCodeName } from './errors.js';
 
 /** What an upstream may read of a session. */
 export interface SessionView {
@@ -47,7 +48,7 @@ export type ConnectOutcome =
 
 export type DeliveryOutcome =
   | { ok: true; effects?: Effects }
-  | { ok: false; error: string; message: string; retryable: boolean };
+  | { ok: false; error: NackCodeName; message: string; retryable: boolean };
 
 export interface DisconnectInfo {
   readonly code: number;

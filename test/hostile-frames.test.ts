@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { startApp } from './helpers/app.js';
 import { startSidecar } from './helpers/sidecar.js';
-import { connectReliable } from './helpers/client.js';
+import { connectReliable, TestClient } from './helpers/client.js';
 import { guard } from './helpers/app.js';
 import { parseClientFrame, MAX_CLIENT_ID } from '../proxy/frame.js';
 import { JsonError, MAX_JSON_DEPTH, jsonDepth, parseJson, tooDeep } from '../proxy/json.js';
@@ -62,6 +62,28 @@ test('a client that sends pings and never reads is closed 4008 before its answer
   assert.equal(seen.json().code, 4008, 'closed as a slow consumer');
   const metrics = await sc.control('GET', '/metrics');
   assert.match(metrics.text, /switchboard_disconnections_total\{code="4008"\} 1/);
+});
+
+test('a frame ws refuses ends the session with the close code ws sent: too many fragments is 1008, bad UTF-8 is 1007', async (t) => {
+  const app = await startApp();
+  const sc = await startSidecar(app.url);
+  t.after(async () => { await sc.close(); await app.close(); });
+  const fragmented = new TestClient(sc.wsUrl());
+  await guard(fragmented.opened, 'open');
+  // ws's server takes at most 16384 fragments of one message.
+  for (let i = 0; i <= 16_384 && fragmented.ws.readyState === fragmented.ws.OPEN; i++) fragmented.ws.send('a', { fin: false });
+  assert.equal((await guard(fragmented.closed, 'the close')).code, 1008);
+  const badUtf8 = new TestClient(sc.wsUrl());
+  await guard(badUtf8.opened, 'open');
+  // A text frame whose bytes are not UTF-8, written by hand (masked, as a client must).
+  const socket = (badUtf8.ws as unknown as { _socket: import('node:net').Socket })._socket;
+  socket.write(Buffer.from([0x81, 0x82, 0, 0, 0, 0, 0xc3, 0x28]));
+  assert.equal((await guard(badUtf8.closed, 'the close')).code, 1007);
+  const disconnects = await app.waitFor(() => app.byPath('/ws/disconnect').length >= 2, 'both disconnects').then(() => app.byPath('/ws/disconnect').map((r) => r.json().code as number));
+  assert.deepEqual(disconnects.sort(), [1007, 1008]);
+  const metrics = (await sc.control('GET', '/metrics')).text;
+  assert.match(metrics, /switchboard_disconnections_total\{code="1008"\} 1/);
+  assert.match(metrics, /switchboard_disconnections_total\{code="1007"\} 1/);
 });
 
 test('property: the frame codec answers every text with a frame or a typed fault, never an exception', () => {

@@ -11,7 +11,7 @@ import type { ChannelModel, Options } from 'amqplib';
 import type { Logger } from 'pino';
 import type { Clock } from '../../proxy/clock.js';
 import type { Config } from '../../proxy/config.js';
-import { SwitchboardError } from '../../proxy/errors.js';
+import { SwitchboardError, nack } from '../../proxy/errors.js';
 import type { Metrics } from '../../proxy/metrics.js';
 import { userAgent } from '../../proxy/version.js';
 import type { ConnectOutcome, DeliveryOutcome, DisconnectInfo, InboundMessage, ResumeInfo, SessionView, Upstream } from '../../proxy/upstream.js';
@@ -148,7 +148,7 @@ export class AmqpUpstream implements Upstream {
     });
     const results = this.#publisher.publish(pubs);
     if (results === null) {
-      return { ok: false, error: 'buffer_full', message: 'the event broker is unavailable and the event buffer is full', retryable: true };
+      return nack('buffer_full', true);
     }
     return outcomeOf(await Promise.all(results));
   }
@@ -184,8 +184,8 @@ export class AmqpUpstream implements Upstream {
 /** One outcome for a batch: every message must be confirmed for the batch to be accepted. */
 export function outcomeOf(results: readonly PublishResult[]): DeliveryOutcome {
   if (results.every((r) => r === 'confirmed')) return { ok: true };
-  if (results.includes('aborted')) return { ok: false, error: 'shutting_down', message: 'Switchboard stopped before the broker confirmed', retryable: true };
-  if (results.includes('nacked')) return { ok: false, error: 'broker_nack', message: 'the broker refused the message', retryable: true };
-  if (results.includes('invalid')) return { ok: false, error: 'too_large', message: 'the message headers (handshake headers, meta) are too large for AMQP', retryable: false };
-  return { ok: false, error: 'unroutable', message: 'no queue is bound to the exchange for message events', retryable: false };
+  if (results.includes('aborted')) return nack('shutting_down', true);
+  if (results.includes('nacked')) return nack('broker_nack', true);
+  if (results.includes('invalid')) return nack('too_large', false);
+  return nack('unroutable', false);
 }

@@ -3,7 +3,7 @@
 // has passed. Waiting events are counted; one given up is logged with its connection.
 import type { Logger } from 'pino';
 import { sleep, type Clock } from '../../proxy/clock.js';
-import { backoffMs } from './retry.js';
+import { backoffMs, isRetryableStatus } from './retry.js';
 import type { WebhookResult } from './sender.js';
 import type { Config } from '../../proxy/config.js';
 import type { Metrics } from '../../proxy/metrics.js';
@@ -22,7 +22,7 @@ export interface AtLeastOnceOptions {
 
 /** Taken: the app answered with anything but a status that asks for a retry. */
 function taken(result: WebhookResult): boolean {
-  return result.answered && result.status !== 408 && result.status !== 429 && result.status < 500;
+  return result.answered && !isRetryableStatus(result.status);
 }
 
 /** Resolves true once the app took the event, false when it was given up (logged). */

@@ -6,6 +6,8 @@ import { bodyKind, bodyOf, contentTypeOf, payloadOf, payloadOfValue, type Payloa
 import type { WebhookResult, WebhookSender } from './sender.js';
 import { disconnectsOf, type AtLeastOnce } from './at-least-once.js';
 import { parseJson } from '../../proxy/json.js';
+import { nack } from '../../proxy/errors.js';
+import { isRetryableStatus } from './retry.js';
 import { headerValue } from './header-value.js';
 import type { Clock } from '../../proxy/clock.js';
 import type { Metrics } from '../../proxy/metrics.js';
@@ -123,16 +125,16 @@ export class NativeWebhooks implements Upstream {
     });
     if (!result.answered) {
       // The app took the message and answered more than limits.maxMessageBytes: not the input's fault, not retried.
-      if (result.last.kind === 'too-large') return { ok: false, error: 'answer_too_large', message: 'the app answered more than limits.maxMessageBytes', retryable: false };
-      return { ok: false, error: 'webhook_failed', message: `the app could not be reached (${result.last.kind})`, retryable: true };
+      if (result.last.kind === 'too-large') return nack('answer_too_large', false);
+      return nack('webhook_failed', true, `the app could not be reached (${result.last.kind})`);
     }
     if (result.status >= 200 && result.status < 300) {
       if (result.status === 204 || result.body.length === 0) return { ok: true };
       const send = this.maxBatch === 1 ? this.#reply(s, result) : this.#batchReply(s, result);
       return send ? { ok: true, effects: { send } } : { ok: true };
     }
-    const retryable = result.status === 408 || result.status === 429 || result.status >= 500;
-    return { ok: false, error: retryable ? 'webhook_failed' : 'rejected', message: `the app answered ${result.status}`, retryable };
+    const retryable = isRetryableStatus(result.status);
+    return nack(retryable ? 'webhook_failed' : 'rejected', retryable, `the app answered ${result.status}`);
   }
 
   /** One message's answer: the body as one frame, its content type deciding text, JSON or binary. */
@@ -158,13 +160,11 @@ export class NativeWebhooks implements Upstream {
 
   async subscribe(s: SessionView, channel: string): Promise<DeliveryOutcome> {
     if (this.#config.paths.subscribe === null) {
-      return { ok: false, error: 'subscribe_denied', message: 'subscriptions are not enabled (webhooks.paths.subscribe)', retryable: false };
+      return nack('subscribe_denied', false, 'subscriptions are not enabled (webhooks.paths.subscribe)');
     }
     const result = await this.#json('subscribe', s, { connection: s.id, user: s.user, channel });
-    if (!result.answered || result.status >= 500 || result.status === 408 || result.status === 429) {
-      return { ok: false, error: 'subscribe_failed', message: 'the subscribe webhook failed', retryable: true };
-    }
-    if (result.status >= 300) return { ok: false, error: 'subscribe_denied', message: `the app answered ${result.status}`, retryable: false };
+    if (!result.answered || isRetryableStatus(result.status)) return nack('subscribe_failed', true, 'the subscribe webhook failed');
+    if (result.status >= 300) return nack('subscribe_denied', false, `the app answered ${result.status}`);
     return { ok: true };
   }
 

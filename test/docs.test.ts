@@ -1,0 +1,34 @@
+// The vocabulary a user meets is documented: every nack code, frame error and close code in
+// proxy/errors.ts has its row in docs/usage.md, and the docs list none that do not exist.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { CloseCode, FrameError, NackCode } from '../proxy/errors.js';
+
+const usage = readFileSync(new URL('../../docs/usage.md', import.meta.url), 'utf8');
+
+function section(title: string): string {
+  const start = usage.indexOf(`### ${title}\n`);
+  assert.ok(start >= 0, `docs/usage.md has a "${title}" section`);
+  const end = usage.indexOf('\n#', start + 1);
+  return usage.slice(start, end < 0 ? undefined : end);
+}
+
+test('every nack code is documented in its table, and the table lists only real ones', () => {
+  const rows = [...section('Nack codes').matchAll(/^\| `([a-z_]+)` \| (yes|no) \|/gm)].map((m) => m[1]);
+  assert.deepEqual(new Set(rows), new Set(Object.keys(NackCode)));
+  assert.equal(rows.length, Object.keys(NackCode).length, 'one row each');
+});
+
+test('every frame error code is named next to the nack codes', () => {
+  const text = section('Nack codes');
+  for (const code of Object.keys(FrameError).filter((c) => !(c in NackCode))) assert.ok(text.includes(`\`${code}\``), code);
+});
+
+test('every close code Switchboard sends has a row', () => {
+  const rows = section('Close codes');
+  for (const [name, code] of Object.entries(CloseCode)) {
+    const covered = rows.includes(`| ${code} |`) || (code >= 4000 && code <= 4099 && rows.includes('| 4000–4099 |'));
+    assert.ok(covered, `${name} (${code})`);
+  }
+});
