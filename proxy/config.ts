@@ -6,14 +6,10 @@ import { z } from 'zod';
 import { isLoopback, parseAddress } from './address.js';
 import { parseJson, tooDeep } from './json.js';
 import { isAddressOrCidr } from './forwarding.js';
-
-/** No configuration needs more nesting than this; deeper input is refused before validation. */
-const MAX_CONFIG_DEPTH = 16;
+import { MAX_CONFIG_DEPTH, MAX_DURATION_MS, MIN_CONTROL_TOKEN, MIN_SECRET_BYTES } from './limits.js';
 
 const positiveInt = z.number({ error: 'expected a positive integer' }).int({ error: 'expected a positive integer' }).positive({ error: 'expected a positive integer' });
 const nonNegativeInt = z.number({ error: 'expected an integer >= 0' }).int({ error: 'expected an integer >= 0' }).min(0, { error: 'expected an integer >= 0' });
-/** Node's timers take at most 2^31-1 ms; a longer duration would fire at once. */
-export const MAX_DURATION_MS = 2_147_483_647;
 const duration = positiveInt.max(MAX_DURATION_MS, { error: `expected a positive integer up to ${MAX_DURATION_MS} (ms)` });
 const nonNegativeDuration = nonNegativeInt.max(MAX_DURATION_MS, { error: `expected an integer from 0 to ${MAX_DURATION_MS} (ms)` });
 const bool = z.boolean({ error: 'expected true or false' });
@@ -43,12 +39,8 @@ const webhookPath = z.union([z.string().startsWith('/', { error: 'expected a pat
   error: 'expected a path starting with "/" or null',
 });
 
-/** Standard Webhooks keys shorter than this are guessable: refused. */
-export const MIN_SECRET_BYTES = 16;
 const secret = z.string().regex(/^whsec_[A-Za-z0-9+/]+={0,2}$/, { error: 'expected "whsec_" followed by a base64 key' })
   .refine((v) => Buffer.from(v.slice('whsec_'.length), 'base64').length >= MIN_SECRET_BYTES, { error: `the key after "whsec_" must decode to at least ${MIN_SECRET_BYTES} bytes` });
-/** A control token guards the push API on a reachable port: at least this long there. */
-export const MIN_CONTROL_TOKEN = 16;
 
 // `prefault({})` lets a missing section take every default of its keys.
 const schema = z.strictObject({

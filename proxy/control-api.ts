@@ -13,6 +13,7 @@ import { zeroCounts } from './router.js';
 import { nameOf, toAll, toChannel, toConnection, toUser, type Target } from './target.js';
 import { bodyKind, payloadOf } from './payload.js';
 import type { Logger } from 'pino';
+import { MAX_BATCH_MESSAGES } from './limits.js';
 
 export interface ControlRequest {
   readonly req: IncomingMessage;
@@ -45,8 +46,6 @@ export interface ControlDeps {
   readonly routes: readonly ControlRoute[];
 }
 
-/** Bodies of the batch route: a batch may hold this many messages and bytes. */
-export const MAX_BATCH_MESSAGES = 1000;
 
 export function sendJson(res: ServerResponse, status: number, value: unknown, headers: Record<string, string> = {}): void {
   const body = JSON.stringify(value);

@@ -4,6 +4,7 @@
 
 import { BlockList, isIP, isIPv6 } from 'node:net';
 import { isSidecarHeader } from './webhook-headers.js';
+import { MAX_DECODE_ROUNDS } from './limits.js';
 
 /** Removes reserved headers from a request before it is proxied (`rawHeaders` too: http-proxy does not read it, the app may). */
 export function stripReserved(req: { headers: Record<string, unknown>; rawHeaders: string[] }): void {
@@ -48,8 +49,6 @@ export function canonicalPath(target: string): string | null {
   const trailing = /[/\\]$/.test(decoded) && segments.length > 0 ? '/' : '';
   return `/${segments.join('/')}${trailing}`;
 }
-
-const MAX_DECODE_ROUNDS = 4;
 
 /** Empty and "." segments dropped, ".." taking one back (never above the root). */
 function resolveSegments(parts: string[]): string[] {

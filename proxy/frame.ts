@@ -2,10 +2,8 @@
 // typed fault out. Pure, and it never throws: every input is answered.
 import type { FrameErrorCode } from './errors.js';
 import { parseJson } from './json.js';
+import { MAX_CHANNEL, MAX_CLIENT_ID } from './limits.js';
 
-/** Client message ids and channel names are at most this long (characters). */
-export const MAX_CLIENT_ID = 256;
-export const MAX_CHANNEL = 256;
 
 export type ClientFrame =
   /** `data` is the client's JSON value, re-serialized (bounded in depth, so this cannot fail). */

@@ -11,6 +11,7 @@ import { RELIABLE_PROTOCOL, Session, type SessionContext } from './session.js';
 import { parseConnectionId } from './router.js';
 import { forwardedName, isSidecarHeader } from './webhook-headers.js';
 import type { Effects } from './upstream.js';
+import { MAX_MESSAGE_FRAGMENTS } from './limits.js';
 
 function destroyOnError(this: Socket): void {
   this.destroy();
@@ -87,6 +88,7 @@ export class Gateway {
       noServer: true,
       clientTracking: false,
       maxPayload: config.limits.maxMessageBytes,
+      maxFragments: MAX_MESSAGE_FRAGMENTS,
       perMessageDeflate: false,
       handleProtocols: (protocols) => (protocols.has(RELIABLE_PROTOCOL) ? RELIABLE_PROTOCOL : protocols.values().next().value ?? false),
       // Runs only once ws has found the handshake well-formed (method, key, version,

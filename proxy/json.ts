@@ -2,8 +2,9 @@
 // parsed with a bound on nesting depth, and never by throwing. V8 parses deep nesting
 // happily, but `JSON.stringify` of it overflows the stack later, far from the input.
 
-/** Nesting levels (arrays and objects) any JSON from outside may have. */
-export const MAX_JSON_DEPTH = 64;
+import { MAX_JSON_DEPTH } from './limits.js';
+
+export { MAX_JSON_DEPTH };
 
 export type JsonErrorCode = 'bad_json' | 'too_deep';
 

@@ -6,8 +6,7 @@ import { SwitchboardError } from './errors.js';
 import { parseJson } from './json.js';
 import { Push, type MessageClass } from './push.js';
 import { targetOf, toAll, type Target } from './target.js';
-
-export const MAX_COALESCE_KEY = 256;
+import { MAX_COALESCE_KEY } from './limits.js';
 
 export interface PushHeaders {
   readonly class?: string;

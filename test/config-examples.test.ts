@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readdirSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
+import { parse as parseYaml } from 'yaml';
 import { join } from 'node:path';
 import { loadConfig, validateConfig } from '../proxy/config.js';
 
@@ -14,4 +15,29 @@ test('every example config is valid', () => {
 
 test('full.yaml documents exactly the defaults', () => {
   assert.deepEqual(loadConfig(join(dir, 'full.yaml'), {}), validateConfig({}));
+});
+
+/** Leaf keys of a config object, dotted; lists and null are leaves. */
+function leaves(value: unknown, prefix = ''): Map<string, unknown> {
+  const out = new Map<string, unknown>();
+  for (const [k, v] of Object.entries(value as Record<string, unknown>)) {
+    const key = prefix ? `${prefix}.${k}` : k;
+    if (v !== null && typeof v === 'object' && !Array.isArray(v)) for (const [kk, vv] of leaves(v, key)) out.set(kk, vv);
+    else out.set(key, v);
+  }
+  return out;
+}
+
+test('the schema, full.yaml and the reference in docs/usage.md name the same keys with the same defaults', () => {
+  const defaults = leaves(validateConfig({}));
+  // The file itself, not the file merged over defaults: a key missing from it is caught.
+  const written = leaves(parseYaml(readFileSync(join(dir, 'full.yaml'), 'utf8')));
+  assert.deepEqual([...written.keys()].sort(), [...defaults.keys()].sort(), 'full.yaml has every key and no other');
+  for (const [key, value] of defaults) assert.deepEqual(written.get(key), value, `full.yaml: ${key}`);
+
+  const usage = readFileSync(new URL('../../docs/usage.md', import.meta.url), 'utf8');
+  const reference = usage.slice(usage.indexOf('## Configuration reference'));
+  const documented = new Map([...reference.matchAll(/^\| `([\w.]+)` \| `([^`]*)` \|/gm)].map((m) => [m[1], m[2]]));
+  assert.deepEqual([...documented.keys()].sort(), [...defaults.keys()].sort(), 'docs/usage.md has every key and no other');
+  for (const [key, value] of defaults) assert.equal(documented.get(key), JSON.stringify(value), `docs/usage.md: ${key}`);
 });

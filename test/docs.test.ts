@@ -4,6 +4,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { CloseCode, FrameError, NackCode } from '../proxy/errors.js';
+import * as limits from '../proxy/limits.js';
 
 const usage = readFileSync(new URL('../../docs/usage.md', import.meta.url), 'utf8');
 
@@ -31,4 +32,11 @@ test('every close code Switchboard sends has a row', () => {
     const covered = rows.includes(`| ${code} |`) || (code >= 4000 && code <= 4099 && rows.includes('| 4000–4099 |'));
     assert.ok(covered, `${name} (${code})`);
   }
+});
+
+test('every fixed limit is in the table of fixed limits', () => {
+  const text = section('Fixed limits');
+  for (const name of Object.keys(limits)) assert.ok(text.includes(`\`${name}\``), name);
+  const named = [...text.matchAll(/`([A-Z][A-Z_]+)`/g)].map((m) => m[1]);
+  for (const name of named) assert.ok(name in limits, `${name} is documented but not in proxy/limits.ts`);
 });

@@ -7,7 +7,8 @@ import { startApp } from './helpers/app.js';
 import { startSidecar } from './helpers/sidecar.js';
 import { connectReliable, TestClient } from './helpers/client.js';
 import { guard } from './helpers/app.js';
-import { parseClientFrame, MAX_CLIENT_ID } from '../proxy/frame.js';
+import { parseClientFrame } from '../proxy/frame.js';
+import { MAX_CLIENT_ID, MAX_MESSAGE_FRAGMENTS } from '../proxy/limits.js';
 import { JsonError, MAX_JSON_DEPTH, jsonDepth, parseJson, tooDeep } from '../proxy/json.js';
 import { FrameError } from '../proxy/errors.js';
 
@@ -70,8 +71,7 @@ test('a frame ws refuses ends the session with the close code ws sent: too many 
   t.after(async () => { await sc.close(); await app.close(); });
   const fragmented = new TestClient(sc.wsUrl());
   await guard(fragmented.opened, 'open');
-  // ws's server takes at most 16384 fragments of one message.
-  for (let i = 0; i <= 16_384 && fragmented.ws.readyState === fragmented.ws.OPEN; i++) fragmented.ws.send('a', { fin: false });
+  for (let i = 0; i <= MAX_MESSAGE_FRAGMENTS && fragmented.ws.readyState === fragmented.ws.OPEN; i++) fragmented.ws.send('a', { fin: false });
   assert.equal((await guard(fragmented.closed, 'the close')).code, 1008);
   const badUtf8 = new TestClient(sc.wsUrl());
   await guard(badUtf8.opened, 'open');

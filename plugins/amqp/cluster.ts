@@ -27,6 +27,7 @@ import { nameOf, targetOf, unreachable, type Target } from '../../proxy/target.j
 import type { Payload } from '../../proxy/payload.js';
 import { BrokerConnection, type Backoff } from './connection.js';
 import { payloadContent } from './upstream.js';
+import { MAX_ROUTING_NAME } from '../../proxy/limits.js';
 
 export interface ClusterOptions {
   readonly url: string;
@@ -39,12 +40,11 @@ export type ClusterDeps = Pick<SessionHost, 'log' | 'clock' | 'names' | 'deliver
 
 // ── routing keys ──────────────────────────────────────────────────────────────
 
-/** Longer escaped names are replaced by their hash (`~` is not in the base64url alphabet). */
-const MAX_ESCAPED = 200;
+// Longer escaped names (MAX_ROUTING_NAME) are replaced by their hash (`~` is not in the base64url alphabet).
 
 export function escapeName(name: string): string {
   const b64 = Buffer.from(name, 'utf8').toString('base64url');
-  return b64.length <= MAX_ESCAPED ? b64 : `~${createHash('sha256').update(name, 'utf8').digest('base64url')}`;
+  return b64.length <= MAX_ROUTING_NAME ? b64 : `~${createHash('sha256').update(name, 'utf8').digest('base64url')}`;
 }
 
 /** The node a connection id names; null when the id has no node part. */

@@ -9,7 +9,7 @@
 import type { Channel, ChannelModel, ConfirmChannel, ConsumeMessage } from 'amqplib';
 import type { Logger } from 'pino';
 import type { Clock } from '../../proxy/clock.js';
-import { MAX_BATCH_MESSAGES } from '../../proxy/control-api.js';
+import { MAX_BATCH_MESSAGES } from '../../proxy/limits.js';
 import { SwitchboardError } from '../../proxy/errors.js';
 import type { Push } from '../../proxy/push.js';
 import { jsonBody, parseBatch } from '../../proxy/push-request.js';

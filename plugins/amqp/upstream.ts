@@ -19,11 +19,10 @@ import { contentTypeOf, type Payload } from '../../proxy/payload.js';
 import type { NativeWebhooks } from '../webhook/native.js';
 import { BrokerConnection } from './connection.js';
 import { Publisher, type Publication, type PublishResult } from './publisher.js';
+import { MAX_AMQP_BATCH } from '../../proxy/limits.js';
 
 export type AmqpConfig = Config['amqp'];
 
-/** Client messages one `message` call may carry: published together, confirmed together. */
-export const MAX_BATCH = 32;
 
 export function payloadContent(p: Payload): Buffer {
   return p.kind === 'binary' ? p.data : Buffer.from(p.kind === 'text' ? p.text : p.json, 'utf8');
@@ -42,7 +41,7 @@ export class AmqpUpstream implements Upstream {
   constructor(config: Readonly<Config>, webhooks: NativeWebhooks, deps: { log: Logger; metrics: Metrics; clock: Clock }) {
     this.#config = config.amqp;
     // A batch is taken whole or refused: it must fit in an empty buffer.
-    this.maxBatch = Math.min(MAX_BATCH, config.amqp.bufferMessages);
+    this.maxBatch = Math.min(MAX_AMQP_BATCH, config.amqp.bufferMessages);
     this.#replayHandshakeHeaders = config.webhooks.replayHandshakeHeaders;
     this.#webhooks = webhooks;
     this.#log = deps.log.child({ upstream: 'amqp' });

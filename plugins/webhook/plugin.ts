@@ -13,6 +13,7 @@ export function createWebhookSender(config: Readonly<Config>, host: Pick<Session
     connections: w.connections,
     retry: w.retry,
     secret: w.secret,
+    // An answer is one message (or a batch's, or websocket-over-http events): limits.maxMessageBytes bounds it.
     maxResponseBytes: config.limits.maxMessageBytes,
   }, host);
 }

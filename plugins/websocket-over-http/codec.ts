@@ -5,8 +5,6 @@ export const WOH_CONTENT_TYPE = 'application/websocket-events';
 
 /** Pushpin's bounds (src/proxy/websocketoverhttp.cpp), for the caller to enforce. */
 export const WOH_LIMITS = {
-  /** An app response body larger than this fails the connection. */
-  responseBodyMax: 1_000_000,
   /** On a refused OPEN, at most this much of the app's body is relayed to the client. */
   rejectBodyMax: 100_000,
   /** Keep-Alive-Interval values below this (seconds) are raised to it. */

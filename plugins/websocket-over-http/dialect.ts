@@ -14,8 +14,9 @@ import {
 } from './grip.js';
 import { createGripSig } from './publish.js';
 import { forwardedName, isSidecarHeader } from '../../proxy/webhook-headers.js';
+import { CloseCode } from '../../proxy/errors.js';
 import { disconnectsOf, type AtLeastOnce } from '../webhook/at-least-once.js';
-import type { Clock } from '../../proxy/clock.js';
+import { every, type Clock } from '../../proxy/clock.js';
 import type { Metrics } from '../../proxy/metrics.js';
 
 /** Client handshake headers that describe the socket itself, not the client. */
@@ -30,10 +31,11 @@ interface Connection {
   meta: Record<string, string>;
   /** Requests of one connection go one at a time, in order. */
   chain: Promise<unknown>;
-  keepAlive: NodeJS.Timeout | null;
+  /** Stops the keep-alive requests (Keep-Alive-Interval). */
+  keepAlive: (() => void) | null;
   keepAliveSec: number | null;
-  /** GRIP keep-alive: a message to the client after idleness, or at an interval. */
-  clientKeepAlive: NodeJS.Timeout | null;
+  /** Stops the GRIP keep-alive: a message to the client after idleness, or at an interval. */
+  clientKeepAlive: (() => void) | null;
   /** GRIP detach: client messages are no longer relayed. */
   detached: boolean;
   closed: boolean;
@@ -49,12 +51,14 @@ export class WebSocketOverHttp implements Upstream {
   readonly #sig: { iss: string; key: string } | null;
   /** CLOSE and DISCONNECT: the disconnect of this dialect, sent at least once. */
   readonly #disconnects: AtLeastOnce;
+  readonly #clock: Clock;
 
   constructor(config: Readonly<Config>, sender: WebhookSender, host: UpstreamHost, deps: { clock: Clock; metrics: Metrics }) {
     this.#config = config;
     this.#sender = sender;
     this.#host = host;
     this.#disconnects = disconnectsOf(config.webhooks, deps.clock, deps.metrics, host);
+    this.#clock = deps.clock;
     const auth = config.grip.publishAuth;
     // The app verifies Grip-Sig with the key it publishes with, when that is a JWT key.
     this.#sig = auth !== null && 'jwt' in auth ? { iss: auth.jwt.iss ?? 'switchboard', key: auth.jwt.key } : null;
@@ -115,7 +119,10 @@ export class WebSocketOverHttp implements Upstream {
   async connect(s: SessionView): Promise<ConnectOutcome> {
     const c: Connection = { grip: null, meta: {}, chain: Promise.resolve(), keepAlive: null, keepAliveSec: null, clientKeepAlive: null, detached: false, closed: false };
     const result = await this.#post(s, c, [{ type: 'OPEN' }], false);
-    if (!result.answered) return { ok: false, status: 503 };
+    if (!result.answered) {
+      if (result.last.kind === 'too-large') this.#host.log.warn({ connection: s.id, max: this.#config.limits.maxMessageBytes }, 'the app answered OPEN with more than limits.maxMessageBytes');
+      return { ok: false, status: result.last.kind === 'too-large' ? 502 : 503 };
+    }
     const contentType = header(result.headers['content-type']);
     if (!isEventsResponse(result.status, contentType)) {
       // Refused: the client gets the app's status, headers and (some of its) body.
@@ -137,6 +144,9 @@ export class WebSocketOverHttp implements Upstream {
     }
     c.grip = parseGripExtension(result.headers['sec-websocket-extensions']);
     this.#connections.set(s.id, c);
+    // webhooks.keepAliveIntervalSec: keep-alive requests for apps that ask for none themselves.
+    const byDefault = this.#config.webhooks.keepAliveIntervalSec;
+    if (byDefault > 0 && result.headers['keep-alive-interval'] === undefined) this.#keepAlive(s, c, Math.max(byDefault, WOH_LIMITS.keepAliveMinSeconds));
     const effects = this.#answer(s, c, result, events[0]?.type === 'OPEN' ? events.slice(1) : events);
     return { ok: true, effects };
   }
@@ -180,10 +190,17 @@ export class WebSocketOverHttp implements Upstream {
 
   /** An answer to a request after OPEN: effects, or null when the connection must fail (1011). */
   #settle(s: SessionView, c: Connection, result: WebhookResult): Effects | null {
-    if (!result.answered) return null;
+    if (!result.answered) {
+      if (result.last.kind !== 'too-large') return null;
+      // As Pushpin: a response body over the bound (Pushpin's is 1 000 000 bytes) fails the connection.
+      this.#host.log.warn({ connection: s.id, max: this.#config.limits.maxMessageBytes }, 'the app answered with more than limits.maxMessageBytes: closing 1011');
+      c.closed = true;
+      this.#stopTimers(c);
+      return { close: { code: CloseCode.internal, reason: 'upstream error' } };
+    }
     if (!isEventsResponse(result.status, header(result.headers['content-type']))) {
       this.#host.log.warn({ connection: s.id, status: result.status }, 'the app did not answer with events: closing 1011');
-      return { close: { code: 1011, reason: 'upstream error' } };
+      return { close: { code: CloseCode.internal, reason: 'upstream error' } };
     }
     let events: WohEvent[];
     try {
@@ -191,7 +208,7 @@ export class WebSocketOverHttp implements Upstream {
     } catch (err) {
       const detail = err instanceof WohDecodeError ? err.message : String(err);
       this.#host.log.warn({ connection: s.id, err: detail }, 'malformed events from the app: closing 1011');
-      return { close: { code: 1011, reason: 'upstream error' } };
+      return { close: { code: CloseCode.internal, reason: 'upstream error' } };
     }
     return this.#answer(s, c, result, events);
   }
@@ -255,36 +272,34 @@ export class WebSocketOverHttp implements Upstream {
 
   /** Keep-Alive-Interval: an empty request every n seconds lets the app answer with events. */
   #keepAlive(s: SessionView, c: Connection, seconds: number | null): void {
-    if (c.keepAlive) clearInterval(c.keepAlive);
+    c.keepAlive?.();
     c.keepAlive = null;
     c.keepAliveSec = seconds;
     if (seconds === null) return;
-    c.keepAlive = setInterval(() => {
+    c.keepAlive = every(this.#clock, seconds * 1000, () => {
       if (c.closed) return;
       void this.#serial(c, async () => {
         const effects = this.#settle(s, c, await this.#post(s, c, [], true));
         if (effects) this.#host.apply(s.id, effects);
       });
-    }, seconds * 1000);
-    c.keepAlive.unref();
+    });
   }
 
   /** GRIP keep-alive: a message to the client every `timeout` seconds. */
   #clientKeepAlive(s: SessionView, c: Connection, control: Extract<GripControl, { type: 'keep-alive' }>): void {
-    if (c.clientKeepAlive) clearInterval(c.clientKeepAlive);
+    c.clientKeepAlive?.();
     c.clientKeepAlive = null;
     const message = control.message;
     if (message === null) return;
     // Pings and pongs are the edge heartbeat's job; text and binary keep-alives are sent as asked.
     if (message.type === 'ping' || message.type === 'pong') return;
     const payload: Payload = message.type === 'text' ? { kind: 'text', text: message.content.toString('utf8') } : { kind: 'binary', data: message.content };
-    c.clientKeepAlive = setInterval(() => this.#host.apply(s.id, { send: [payload] }), (control.timeout || DEFAULT_KEEP_ALIVE_TIMEOUT) * 1000);
-    c.clientKeepAlive.unref();
+    c.clientKeepAlive = every(this.#clock, (control.timeout || DEFAULT_KEEP_ALIVE_TIMEOUT) * 1000, () => this.#host.apply(s.id, { send: [payload] }));
   }
 
   #stopTimers(c: Connection): void {
-    if (c.keepAlive) clearInterval(c.keepAlive);
-    if (c.clientKeepAlive) clearInterval(c.clientKeepAlive);
+    c.keepAlive?.();
+    c.clientKeepAlive?.();
     c.keepAlive = null;
     c.clientKeepAlive = null;
   }

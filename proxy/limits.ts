@@ -1,0 +1,39 @@
+// The fixed bounds: each a named constant with the reason it has this value. Bounds a user
+// may change are config keys instead (proxy/config.ts, listed in docs/usage.md).
+
+/** Nesting of any JSON from outside: V8 parses deep nesting, but JSON.stringify of it overflows the stack. */
+export const MAX_JSON_DEPTH = 64;
+
+/** No configuration needs more nesting than this; deeper input is refused before validation. */
+export const MAX_CONFIG_DEPTH = 16;
+
+/** Node's timers take at most 2^31-1 ms; a longer duration would fire at once. */
+export const MAX_DURATION_MS = 2_147_483_647;
+
+/** Standard Webhooks keys shorter than this (bytes) are guessable. */
+export const MIN_SECRET_BYTES = 16;
+
+/** A control token guards the push API on a reachable port: at least this long (characters) there. */
+export const MIN_CONTROL_TOKEN = 16;
+
+/** Client message ids and channel names (characters): ids travel in headers and acks, names in routing keys. */
+export const MAX_CLIENT_ID = 256;
+export const MAX_CHANNEL = 256;
+
+/** A push's coalesce key (characters): keys are compared per queued message. */
+export const MAX_COALESCE_KEY = 256;
+
+/** Messages of one `POST /v1/batch` (or push-queue message): one request must not hold a node's whole fan-out. */
+export const MAX_BATCH_MESSAGES = 1000;
+
+/** Percent-decoding rounds of a public request path before it is refused: no router decodes more. */
+export const MAX_DECODE_ROUNDS = 4;
+
+/** Fragments of one client message ws takes (its own server default): beyond, close 1008. */
+export const MAX_MESSAGE_FRAGMENTS = 16_384;
+
+/** Client messages one amqp `message` call may carry: published together, confirmed together. */
+export const MAX_AMQP_BATCH = 32;
+
+/** Escaped names (base64url) longer than this are hashed: AMQP routing keys hold at most 255 bytes. */
+export const MAX_ROUTING_NAME = 200;
