@@ -1,9 +1,9 @@
-// The reliable-mode (`switchboard.v1`) client frame codec: text in, a typed frame or a
-// typed fault out. Pure, and it never throws: every input is answered.
-import type { FrameErrorCode } from './errors.js';
+// The reliable-mode (`switchboard.v1`) codec, socket-free. Client frames: text in, a typed
+// frame or a typed fault out; it never throws, every input is answered. Server frames: one
+// typed list, encoded in one place (a push's `message` frame is Push#reliableFrame, cached).
+import type { FrameErrorCode, NackCodeName } from './errors.js';
 import { parseJson } from './json.js';
 import { MAX_CHANNEL, MAX_CLIENT_ID } from './limits.js';
-
 
 export type ClientFrame =
   /** `data` is the client's JSON value, re-serialized (bounded in depth, so this cannot fail). */
@@ -57,5 +57,27 @@ export function parseClientFrame(text: string): ClientFrame | FrameFault {
     }
     default:
       return fault('bad_type', `unknown frame type ${JSON.stringify(f.type) ?? 'undefined'}`.slice(0, 300));
+  }
+}
+
+/** Every frame the server sends but `message` (see Push#reliableFrame). */
+export type ServerFrame =
+  | { readonly type: 'welcome'; readonly session: string; readonly token: string; readonly resumed: boolean; readonly heartbeatMs: number; readonly graceMs: number }
+  | { readonly type: 'gap'; readonly from: number; readonly to: number }
+  | { readonly type: 'ack'; readonly id: string }
+  | { readonly type: 'nack'; readonly id: string; readonly error: NackCodeName; readonly retryable: boolean }
+  | { readonly type: 'pong' }
+  | { readonly type: 'reconnect'; readonly afterMs: number }
+  | { readonly type: 'error'; readonly error: FrameErrorCode | NackCodeName; readonly message: string };
+
+const PONG = '{"type":"pong"}';
+
+/** A server frame's text. Keys in the documented order; the common ones without a generic stringify. */
+export function encodeServerFrame(f: ServerFrame): string {
+  switch (f.type) {
+    case 'pong': return PONG;
+    case 'gap': return `{"type":"gap","from":${f.from},"to":${f.to}}`;
+    case 'ack': return `{"type":"ack","id":${JSON.stringify(f.id)}}`;
+    default: return JSON.stringify(f);
   }
 }

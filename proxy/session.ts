@@ -14,7 +14,7 @@ import type { Heartbeat, Beating } from './heartbeat.js';
 import type { TimerWheel } from './timer-wheel.js';
 import type { TokenCodec } from './token.js';
 import { CloseCode, FrameError, nack, wsCloseCode, type FrameErrorCode } from './errors.js';
-import { parseClientFrame } from './frame.js';
+import { encodeServerFrame, parseClientFrame, type ServerFrame } from './frame.js';
 import { Outbox, type DropReason, type Entry } from './outbox.js';
 import { Push } from './push.js';
 import type { DeliveryOutcome, Effects, InboundMessage, SessionView, Upstream } from './upstream.js';
@@ -157,15 +157,14 @@ export class Session implements SessionView, Beating {
     if (this.mode === 'reliable') {
       const outbox = (this.#outbox ??= this.#newOutbox());
       const now = ctx.clock.now();
-      const welcome = {
+      ws.send(encodeServerFrame({
         type: 'welcome',
         session: this.id,
         token: ctx.tokens.issue(this.id, now),
         resumed: resume !== undefined,
         heartbeatMs: ctx.config.heartbeat.intervalMs,
         graceMs: ctx.config.session.graceMs,
-      };
-      ws.send(JSON.stringify(welcome));
+      }));
       if (resume) {
         const assigned = outbox.nextSeq - 1;
         const lastSeq = Math.min(Math.max(0, resume.lastSeq), assigned);
@@ -273,7 +272,7 @@ export class Session implements SessionView, Beating {
 
   /** Asks a reliable client to come back later (drain). */
   askReconnect(afterMs: number): void {
-    this.#ws?.send(JSON.stringify({ type: 'reconnect', afterMs }));
+    this.#ws?.send(encodeServerFrame({ type: 'reconnect', afterMs }));
   }
 
   #enter(state: SessionState): void {
@@ -344,7 +343,7 @@ export class Session implements SessionView, Beating {
 
   #write(ws: WebSocket, entry: Entry): void {
     if (entry.seq > this.#lastWritten + 1) {
-      ws.send(`{"type":"gap","from":${this.#lastWritten + 1},"to":${entry.seq - 1}}`);
+      ws.send(encodeServerFrame({ type: 'gap', from: this.#lastWritten + 1, to: entry.seq - 1 }));
     }
     this.#lastWritten = entry.seq;
     ws.send(entry.push.reliableFrame(entry.seq));
@@ -419,11 +418,11 @@ export class Session implements SessionView, Beating {
         this.#outbox?.ack(f.seq);
         return;
       case 'ping':
-        this.#reply('{"type":"pong"}');
+        this.#reply({ type: 'pong' });
         return;
       case 'unsubscribe':
         ctx.unsubscribe(this, f.channel);
-        if (f.id !== undefined) this.#reply(JSON.stringify({ type: 'ack', id: f.id }));
+        if (f.id !== undefined) this.#reply({ type: 'ack', id: f.id });
         return;
       case 'subscribe':
         void this.#subscribe(f.channel, f.id);
@@ -435,9 +434,10 @@ export class Session implements SessionView, Beating {
    * the client's bound like messages do: a client that does not read is closed (4008)
    * before what waits for it passes `session.outbox.maxBytes`.
    */
-  #reply(frame: string): void {
+  #reply(f: ServerFrame): void {
     const ws = this.#ws;
     if (!ws || this.state !== 'open') return;
+    const frame = encodeServerFrame(f);
     if (ws.bufferedAmount + frame.length > this.#ctx.config.session.outbox.maxBytes) {
       this.#ctx.metrics.droppedMessagesTotal.inc({ reason: 'overflow' });
       this.log.warn({ buffered: ws.bufferedAmount }, 'client does not read its answers: closing slow consumer');
@@ -452,17 +452,17 @@ export class Session implements SessionView, Beating {
     if (this.state === 'closed') return;
     if (outcome.ok) {
       this.#ctx.subscribe(this, channel);
-      if (id !== undefined) this.#reply(JSON.stringify({ type: 'ack', id }));
+      if (id !== undefined) this.#reply({ type: 'ack', id });
       return;
     }
-    if (id !== undefined) this.#reply(JSON.stringify({ type: 'nack', id, error: outcome.error, retryable: outcome.retryable }));
-    else this.#reply(JSON.stringify({ type: 'error', error: outcome.error, message: outcome.message }));
+    if (id !== undefined) this.#reply({ type: 'nack', id, error: outcome.error, retryable: outcome.retryable });
+    else this.#reply({ type: 'error', error: outcome.error, message: outcome.message });
   }
 
   #frameError(code: FrameErrorCode, detail?: string): void {
     const ctx = this.#ctx;
     ctx.metrics.frameErrorsTotal.inc({ error: code });
-    this.#reply(JSON.stringify({ type: 'error', error: code, message: detail ?? FrameError[code] }));
+    this.#reply({ type: 'error', error: code, message: detail ?? FrameError[code] });
     if (++this.#frameErrors >= ctx.config.limits.maxFrameErrors) {
       this.log.warn({ errors: this.#frameErrors }, 'too many malformed frames: closing');
       this.close(CloseCode.policy, 'too many malformed frames');
@@ -525,9 +525,7 @@ export class Session implements SessionView, Beating {
     if (this.#ws && this.mode === 'reliable') {
       for (const m of batch) {
         if (m.id === undefined) continue;
-        this.#reply(outcome.ok
-          ? JSON.stringify({ type: 'ack', id: m.id })
-          : JSON.stringify({ type: 'nack', id: m.id, error: outcome.error, retryable: outcome.retryable }));
+        this.#reply(outcome.ok ? { type: 'ack', id: m.id } : { type: 'nack', id: m.id, error: outcome.error, retryable: outcome.retryable });
       }
     }
     if (outcome.ok) {
