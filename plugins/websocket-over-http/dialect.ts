@@ -12,7 +12,7 @@ import {
   DEFAULT_KEEP_ALIVE_TIMEOUT, applySetMeta, isStrippedClientHeader, parseGripExtension, parseKeepAliveInterval, routeAppMessage,
   wohRequestHeaders, type GripControl, type GripExtension,
 } from './grip.js';
-import { createGripSig } from './publish.js';
+import { createGripSig } from './publish-auth.js';
 import { forwardedName, isSidecarHeader } from '../../proxy/webhook-headers.js';
 import { disconnectsOf, type AtLeastOnce } from '../webhook/at-least-once.js';
 import type { Clock } from '../../proxy/clock.js';
@@ -87,7 +87,7 @@ export class WebSocketOverHttp implements Upstream {
     return out;
   }
 
-  #post(s: SessionView, c: Connection, events: readonly WohEvent[], retry: boolean): Promise<WebhookResult> {
+  async #post(s: SessionView, c: Connection, events: readonly WohEvent[], retry: boolean): Promise<WebhookResult> {
     const body = encodeEvents(events);
     const headers = {
       ...s.headers,
@@ -95,7 +95,7 @@ export class WebSocketOverHttp implements Upstream {
         connectionId: s.id,
         meta: c.meta,
         contentLength: body.length,
-        gripSig: this.#sig ? createGripSig(this.#sig.iss, this.#sig.key, Date.now()) : undefined,
+        gripSig: this.#sig ? await createGripSig(this.#sig.iss, this.#sig.key, Date.now()) : undefined,
       }),
     };
     // Retried only when the app was not reached (idempotent: false), as Pushpin does; never for OPEN.
