@@ -1,5 +1,5 @@
-// The websocket-over-http dialect's requests, seen by a sender that records them: a Grip-Sig
-// the app can verify with its publish key.
+// The websocket-over-http dialect's requests, seen by a sender that records them: ids that
+// differ within one millisecond, and a Grip-Sig the app can verify with its publish key.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import pino from 'pino';
@@ -42,6 +42,22 @@ function dialect(overrides: Record<string, unknown>) {
   const woh = new WebSocketOverHttp(testConfig('http://127.0.0.1:9', overrides), sender, host, { clock: new FakeClock(), metrics: createMetrics() });
   return { woh, requests };
 }
+
+test('webhook ids of one connection differ even when the clock does not move', async (t) => {
+  // Every request falls in the same millisecond.
+  t.mock.method(Date, 'now', () => NOW);
+  const { woh, requests } = dialect({});
+  const s = session('c1');
+  assert.equal((await woh.connect(s)).ok, true);
+  for (const [i, text] of ['one', 'two'].entries()) {
+    assert.deepEqual(await woh.message(s, [{ seq: i + 1, payload: { kind: 'text', text } }]), { ok: true, effects: {} });
+  }
+  await woh.disconnect(s, { clientClosed: false, code: 1006, reason: '', durationMs: 0, messagesIn: 2, messagesOut: 0, undelivered: 0 });
+  const ids = requests.map((r) => r.id);
+  assert.deepEqual(requests.map((r) => r.event), ['open', 'text', 'text', 'disconnect']);
+  assert.equal(new Set(ids).size, ids.length, `ids repeat: ${ids.join(' ')}`);
+  assert.ok(ids.every((id) => id.startsWith('c1:')), 'ids name their connection');
+});
 
 test('with a JWT publish key, every request carries a Grip-Sig that verifies with that key', async () => {
   const key = 'a-shared-publish-key-of-some-length';

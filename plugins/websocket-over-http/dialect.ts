@@ -24,6 +24,9 @@ const SOCKET_HEADERS = new Set(['host', 'sec-websocket-key', 'sec-websocket-vers
 /** Client messages carried by one request at most (the rest wait for the next). */
 const MAX_EVENTS_PER_REQUEST = 64;
 
+/** Counts this process's requests, so that ids of one connection differ within a millisecond. */
+let webhookSeq = 0;
+
 interface Connection {
   grip: GripExtension | null;
   /** The Meta-* headers: set by the app's Set-Meta-* answers. */
@@ -100,7 +103,7 @@ export class WebSocketOverHttp implements Upstream {
     };
     // Retried only when the app was not reached (idempotent: false), as Pushpin does; never for OPEN.
     return this.#sender.send({
-      event: events[0]?.type.toLowerCase() ?? 'keep-alive', path: s.url, id: `${s.id}:${Date.now()}`, connection: s.id,
+      event: events[0]?.type.toLowerCase() ?? 'keep-alive', path: s.url, id: `${s.id}:${Date.now()}:${++webhookSeq}`, connection: s.id,
       idempotent: false, maxAttempts: retry ? undefined : 1, headers, body,
     });
   }
