@@ -12,7 +12,7 @@ import {
   DEFAULT_KEEP_ALIVE_TIMEOUT, applySetMeta, isStrippedClientHeader, parseGripExtension, parseKeepAliveInterval, routeAppMessage,
   wohRequestHeaders, type GripControl, type GripExtension,
 } from './grip.js';
-import { createGripSig } from './publish.js';
+import { createGripSig } from './publish-auth.js';
 import { forwardedName, isSidecarHeader } from '../../proxy/webhook-headers.js';
 import { CloseCode } from '../../proxy/errors.js';
 import { disconnectsOf, type AtLeastOnce } from '../webhook/at-least-once.js';
@@ -24,6 +24,9 @@ const SOCKET_HEADERS = new Set(['host', 'sec-websocket-key', 'sec-websocket-vers
 
 /** Client messages carried by one request at most (the rest wait for the next). */
 const MAX_EVENTS_PER_REQUEST = 64;
+
+/** Counts this process's requests, so that ids of one connection differ within a millisecond. */
+let webhookSeq = 0;
 
 interface Connection {
   grip: GripExtension | null;
@@ -91,7 +94,7 @@ export class WebSocketOverHttp implements Upstream {
     return out;
   }
 
-  #post(s: SessionView, c: Connection, events: readonly WohEvent[], retry: boolean): Promise<WebhookResult> {
+  async #post(s: SessionView, c: Connection, events: readonly WohEvent[], retry: boolean): Promise<WebhookResult> {
     const body = encodeEvents(events);
     const headers = {
       ...s.headers,
@@ -99,12 +102,12 @@ export class WebSocketOverHttp implements Upstream {
         connectionId: s.id,
         meta: c.meta,
         contentLength: body.length,
-        gripSig: this.#sig ? createGripSig(this.#sig.iss, this.#sig.key, Date.now()) : undefined,
+        gripSig: this.#sig ? await createGripSig(this.#sig.iss, this.#sig.key, Date.now()) : undefined,
       }),
     };
     // Retried only when the app was not reached (idempotent: false), as Pushpin does; never for OPEN.
     return this.#sender.send({
-      event: events[0]?.type.toLowerCase() ?? 'keep-alive', path: s.url, id: `${s.id}:${Date.now()}`, connection: s.id,
+      event: events[0]?.type.toLowerCase() ?? 'keep-alive', path: s.url, id: `${s.id}:${Date.now()}:${++webhookSeq}`, connection: s.id,
       idempotent: false, maxAttempts: retry ? undefined : 1, headers, body,
     });
   }

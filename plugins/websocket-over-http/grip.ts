@@ -347,7 +347,7 @@ export function wohRequestHeaders(opts: {
   readonly connectionId: string;
   readonly meta: Readonly<Record<string, string>>;
   readonly contentLength: number;
-  /** A Grip-Sig token (see createGripSig in publish.ts), when a signing key is configured. */
+  /** A Grip-Sig token (see createGripSig in publish-auth.ts), when a signing key is configured. */
   readonly gripSig?: string;
 }): Record<string, string> {
   const headers: Record<string, string> = {

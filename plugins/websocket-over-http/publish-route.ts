@@ -5,10 +5,8 @@ import type { ControlRoute } from '../../proxy/control-api.js';
 import { SwitchboardError } from '../../proxy/errors.js';
 import { Push } from '../../proxy/push.js';
 import { toChannel } from '../../proxy/target.js';
-import {
-  NOT_ACCEPTABLE_REPLY, methodNotAllowedReply, parsePublishBody, publishReplyType, publishedReply, verifyPublishAuth,
-  type PublishAuth, type PublishReply,
-} from './publish.js';
+import { NOT_ACCEPTABLE_REPLY, methodNotAllowedReply, parsePublishBody, publishReplyType, publishedReply, type PublishReply } from './publish.js';
+import { verifyPublishAuth, type PublishAuth } from './publish-auth.js';
 import { isSendableCloseCode } from './codec.js';
 
 /** Pushpin's own bound on a publish body. */
@@ -40,7 +38,7 @@ export function gripPublishRoutes(config: Readonly<Config>): ControlRoute[] {
         req.resume();
         return reply(methodNotAllowedReply(req.method ?? ''));
       }
-      const auth = verifyPublishAuth(req.headers.authorization, schemes, Date.now());
+      const auth = await verifyPublishAuth(req.headers.authorization, schemes, Date.now());
       if (!auth.ok) {
         req.resume();
         return reply(auth);

@@ -1,8 +1,7 @@
 // The GRIP publish endpoint, `POST /publish/`: body parsing with Pushpin's validation and
-// error texts, reply negotiation, and the auth a GRIP publisher (js-grip) sends.
+// error texts, and reply negotiation. Its auth is in publish-auth.ts.
 // Facts and sources: docs/websocket-over-http-notes.md.
 import { MAX_JSON_DEPTH, parseJson } from '../../proxy/json.js';
-import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
 
 // ---------------------------------------------------------------------------------------
 // Body.
@@ -307,119 +306,4 @@ export const NOT_ACCEPTABLE_REPLY: PublishReply = {
 
 export function methodNotAllowedReply(method: string): PublishReply {
   return { status: 405, headers: { 'Content-Type': 'text/plain', Allow: 'POST' }, body: `Method not allowed: ${method}.\n` };
-}
-
-// ---------------------------------------------------------------------------------------
-// Auth. js-grip sends `Authorization: Bearer <JWT>` (HS256, claims {iss, exp: now+600})
-// when its GRIP_URL has iss and key, `Bearer <key>` when it has only a key, and
-// `Basic base64(user:pass)` when told to.
-
-export type PublishAuth =
-  | { readonly scheme: 'none' }
-  | { readonly scheme: 'basic'; readonly user: string; readonly pass: string }
-  | { readonly scheme: 'bearer'; readonly token: string }
-  /** key: bytes, a UTF-8 string, or `base64:<key>` as in a GRIP_URL. iss, when set, must match. */
-  | { readonly scheme: 'jwt'; readonly key: Buffer | string; readonly iss?: string };
-
-export type AuthResult =
-  | { readonly ok: true }
-  | { readonly ok: false; readonly status: 401; readonly headers: Readonly<Record<string, string>>; readonly body: string };
-
-/** Accepts the request when any of the configured schemes accepts its Authorization header. */
-export function verifyPublishAuth(
-  header: string | undefined,
-  config: PublishAuth | readonly PublishAuth[],
-  nowMs: number,
-): AuthResult {
-  const schemes: readonly PublishAuth[] = Array.isArray(config) ? config : [config as PublishAuth];
-  if (schemes.length === 0 || schemes.some((s) => s.scheme === 'none')) return { ok: true };
-  const credentials = splitAuthorization(header);
-  if (credentials !== null) {
-    for (const s of schemes) {
-      if (s.scheme === 'basic' && credentials.scheme === 'basic' && basicMatches(credentials.value, s.user, s.pass)) return { ok: true };
-      if (s.scheme === 'bearer' && credentials.scheme === 'bearer' && safeEqual(credentials.value, s.token)) return { ok: true };
-      if (s.scheme === 'jwt' && credentials.scheme === 'bearer') {
-        const v = verifyJwtHs256(credentials.value, s.key, nowMs);
-        if (v.ok && (s.iss === undefined || v.claims.iss === s.iss)) return { ok: true };
-      }
-    }
-  }
-  const challenge = schemes.every((s) => s.scheme === 'basic') ? 'Basic realm="publish"' : 'Bearer';
-  return { ok: false, status: 401, headers: { 'Content-Type': 'text/plain', 'WWW-Authenticate': challenge }, body: 'Unauthorized\n' };
-}
-
-function splitAuthorization(header: string | undefined): { scheme: string; value: string } | null {
-  if (header === undefined) return null;
-  const m = /^\s*(\S+)\s+(\S+)\s*$/.exec(header);
-  return m === null ? null : { scheme: m[1]!.toLowerCase(), value: m[2]! };
-}
-
-function basicMatches(value: string, user: string, pass: string): boolean {
-  const decoded = Buffer.from(value, 'base64').toString('utf8');
-  const colon = decoded.indexOf(':');
-  if (colon === -1) return false;
-  // Both halves are always compared, so timing does not tell which one was wrong.
-  const userOk = safeEqual(decoded.slice(0, colon), user);
-  const passOk = safeEqual(decoded.slice(colon + 1), pass);
-  return userOk && passOk;
-}
-
-// Compares digests, so neither the length nor the content leaks through timing.
-function safeEqual(a: string, b: string): boolean {
-  const da = createHash('sha256').update(a).digest();
-  const db = createHash('sha256').update(b).digest();
-  return timingSafeEqual(da, db);
-}
-
-/** A GRIP key as bytes: `base64:<key>` is decoded, any other string is UTF-8. */
-export function gripKeyBytes(key: Buffer | string): Buffer {
-  if (Buffer.isBuffer(key)) return key;
-  return key.startsWith('base64:') ? Buffer.from(key.slice(7).replace(/ /g, '+'), 'base64') : Buffer.from(key, 'utf8');
-}
-
-export function signJwtHs256(claims: Readonly<Record<string, unknown>>, key: Buffer | string): string {
-  const head = Buffer.from(JSON.stringify({ alg: 'HS256', typ: 'JWT' })).toString('base64url');
-  const body = Buffer.from(JSON.stringify(claims)).toString('base64url');
-  const sig = createHmac('sha256', gripKeyBytes(key)).update(`${head}.${body}`).digest('base64url');
-  return `${head}.${body}.${sig}`;
-}
-
-export type JwtCheck =
-  | { readonly ok: true; readonly claims: Readonly<Record<string, unknown>> }
-  | { readonly ok: false; readonly reason: 'malformed' | 'algorithm' | 'signature' | 'no_exp' | 'expired' | 'not_yet_valid' };
-
-/**
- * Verifies an HS256 JWT. `exp` is required, as Pushpin requires it of a Grip-Sig: a token
- * without one would be good forever. Expired when now >= exp (jsonwebtoken's rule).
- */
-export function verifyJwtHs256(token: string, key: Buffer | string, nowMs: number): JwtCheck {
-  const parts = token.split('.');
-  if (parts.length !== 3 || parts.some((p) => !/^[A-Za-z0-9_-]*$/.test(p))) return { ok: false, reason: 'malformed' };
-  const [head, body, sig] = parts as [string, string, string];
-  const header = parseJsonObject(head);
-  const claims = parseJsonObject(body);
-  if (header === null || claims === null) return { ok: false, reason: 'malformed' };
-  // Only HS256: accepting the token's own choice would let `none` through.
-  if (header.alg !== 'HS256') return { ok: false, reason: 'algorithm' };
-  const expected = createHmac('sha256', gripKeyBytes(key)).update(`${head}.${body}`).digest();
-  const given = Buffer.from(sig, 'base64url');
-  if (given.length !== expected.length || !timingSafeEqual(given, expected)) return { ok: false, reason: 'signature' };
-  const nowSec = Math.floor(nowMs / 1000);
-  if (typeof claims.exp !== 'number') return { ok: false, reason: 'no_exp' };
-  if (nowSec >= claims.exp) return { ok: false, reason: 'expired' };
-  if (claims.nbf !== undefined && (typeof claims.nbf !== 'number' || nowSec < claims.nbf)) return { ok: false, reason: 'not_yet_valid' };
-  return { ok: true, claims };
-}
-
-function parseJsonObject(segment: string): Record<string, unknown> | null {
-  const parsed = parseJson(Buffer.from(segment, 'base64url').toString('utf8'));
-  return parsed.ok && isObj(parsed.value) ? parsed.value : null;
-}
-
-/**
- * The Grip-Sig header Pushpin puts on requests to the app: HS256 over {iss, exp: now+ttl}.
- * serve-grip treats a request as proxied only when this verifies with its publish JWT key.
- */
-export function createGripSig(iss: string, key: Buffer | string, nowMs: number, ttlSec = 3600): string {
-  return signJwtHs256({ iss, exp: Math.floor(nowMs / 1000) + ttlSec }, key);
 }
