@@ -1,6 +1,6 @@
 // Every error Switchboard reports has a code, a message, and what it maps to:
 // an HTTP status on the control or public port, or a WebSocket close code.
-import { MAX_JSON_DEPTH } from './json.js';
+import { MAX_JSON_DEPTH } from './limits.js';
 
 export const CloseCode = {
   normal: 1000,

@@ -4,8 +4,6 @@
 
 import { MAX_JSON_DEPTH } from './limits.js';
 
-export { MAX_JSON_DEPTH };
-
 export type JsonErrorCode = 'bad_json' | 'too_deep';
 
 export class JsonError extends Error {

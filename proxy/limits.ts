@@ -37,3 +37,9 @@ export const MAX_AMQP_BATCH = 32;
 
 /** Escaped names (base64url) longer than this are hashed: AMQP routing keys hold at most 255 bytes. */
 export const MAX_ROUTING_NAME = 200;
+
+/** Client messages one websocket-over-http request carries (the rest wait for the next). */
+export const MAX_EVENTS_PER_REQUEST = 64;
+
+/** A GRIP publish body (bytes): Pushpin's own bound, so publishers see the same answer. */
+export const MAX_PUBLISH_BYTES = 10_000_000;

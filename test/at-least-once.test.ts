@@ -49,7 +49,9 @@ test('websocket-over-http: CLOSE and DISCONNECT are sent at least once too, whil
     failures.set(kind, n);
     return n <= 3 ? { status: 503 } : { ...events, body: '' };
   });
-  const sc = await startSidecar(app.url, { webhooks: { dialect: 'websocket-over-http', retry: { maxAttempts: 1, baseMs: 5, capMs: 20, atLeastOnceMs: 60_000 } } });
+  const sc = await startSidecar(app.url, {
+    webhooks: { dialect: 'websocket-over-http', secret: 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw', retry: { maxAttempts: 1, baseMs: 5, capMs: 20, atLeastOnceMs: 60_000 } },
+  });
   t.after(async () => { await sc.close(); await app.close(); });
   const closing = await connect(sc.wsUrl());
   await closing.close(1000);
@@ -62,6 +64,7 @@ test('websocket-over-http: CLOSE and DISCONNECT are sent at least once too, whil
   const closes = app.requests.filter((r) => r.text.startsWith('CLOSE'));
   assert.equal(new Set(closes.map((r) => r.headers['connection-id'])).size, 1, 'one connection, retried');
   assert.equal(closes.length, 4);
+  assert.equal(new Set(closes.map((r) => r.headers['webhook-id'])).size, 1, 'one webhook-id across the rounds, so the app can tell a repeat');
 });
 
 test('an at-least-once event is given up after its time, with a log line naming the connection', async () => {

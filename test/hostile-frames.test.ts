@@ -8,8 +8,8 @@ import { startSidecar } from './helpers/sidecar.js';
 import { connectReliable, TestClient } from './helpers/client.js';
 import { guard } from './helpers/app.js';
 import { parseClientFrame } from '../proxy/frame.js';
-import { MAX_CLIENT_ID, MAX_MESSAGE_FRAGMENTS } from '../proxy/limits.js';
-import { JsonError, MAX_JSON_DEPTH, jsonDepth, parseJson, tooDeep } from '../proxy/json.js';
+import { MAX_CLIENT_ID, MAX_JSON_DEPTH, MAX_MESSAGE_FRAGMENTS } from '../proxy/limits.js';
+import { JsonError, jsonDepth, parseJson, tooDeep } from '../proxy/json.js';
 import { FrameError } from '../proxy/errors.js';
 
 const nested = (depth: number) => `${'['.repeat(depth)}${']'.repeat(depth)}`;

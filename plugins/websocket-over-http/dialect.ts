@@ -15,6 +15,7 @@ import {
 import { createGripSig } from './publish-auth.js';
 import { forwardedName, isSidecarHeader } from '../../proxy/webhook-headers.js';
 import { CloseCode } from '../../proxy/errors.js';
+import { MAX_EVENTS_PER_REQUEST } from '../../proxy/limits.js';
 import { disconnectsOf, type AtLeastOnce } from '../webhook/at-least-once.js';
 import { every, type Clock } from '../../proxy/clock.js';
 import type { Metrics } from '../../proxy/metrics.js';
@@ -22,8 +23,6 @@ import type { Metrics } from '../../proxy/metrics.js';
 /** Client handshake headers that describe the socket itself, not the client. */
 const SOCKET_HEADERS = new Set(['host', 'sec-websocket-key', 'sec-websocket-version']);
 
-/** Client messages carried by one request at most (the rest wait for the next). */
-const MAX_EVENTS_PER_REQUEST = 64;
 
 /** Counts this process's requests, so that ids of one connection differ within a millisecond. */
 let webhookSeq = 0;
@@ -94,7 +93,8 @@ export class WebSocketOverHttp implements Upstream {
     return out;
   }
 
-  async #post(s: SessionView, c: Connection, events: readonly WohEvent[], retry: boolean): Promise<WebhookResult> {
+  /** `id` (webhook-id) is new per request, unless given: an at-least-once event keeps one across rounds. */
+  async #post(s: SessionView, c: Connection, events: readonly WohEvent[], retry: boolean, id = `${s.id}:${Date.now()}:${++webhookSeq}`): Promise<WebhookResult> {
     const body = encodeEvents(events);
     const headers = {
       ...s.headers,
@@ -107,7 +107,7 @@ export class WebSocketOverHttp implements Upstream {
     };
     // Retried only when the app was not reached (idempotent: false), as Pushpin does; never for OPEN.
     return this.#sender.send({
-      event: events[0]?.type.toLowerCase() ?? 'keep-alive', path: s.url, id: `${s.id}:${Date.now()}:${++webhookSeq}`, connection: s.id,
+      event: events[0]?.type.toLowerCase() ?? 'keep-alive', path: s.url, id, connection: s.id,
       idempotent: false, maxAttempts: retry ? undefined : 1, headers, body,
     });
   }
@@ -187,7 +187,8 @@ export class WebSocketOverHttp implements Upstream {
     const event = info.clientClosed ? closeEvent(info.code === 1005 ? undefined : info.code, info.reason) : { type: 'DISCONNECT' as const };
     // At least once: the app may be down for a while (the request is one the app has not seen,
     // or a 408/429/5xx answer to it); rounds of retries for webhooks.retry.atLeastOnceMs.
-    await this.#serial(c, () => this.#disconnects.send(s.id, () => this.#post(s, c, [event], true)));
+    const id = `${s.id}:${event.type.toLowerCase()}`;
+    await this.#serial(c, () => this.#disconnects.send(s.id, () => this.#post(s, c, [event], true, id)));
     this.#connections.delete(s.id);
   }
 

@@ -8,9 +8,8 @@ import { toChannel } from '../../proxy/target.js';
 import { NOT_ACCEPTABLE_REPLY, methodNotAllowedReply, parsePublishBody, publishReplyType, publishedReply, type PublishReply } from './publish.js';
 import { verifyPublishAuth, type PublishAuth } from './publish-auth.js';
 import { isSendableCloseCode } from './codec.js';
+import { MAX_PUBLISH_BYTES } from '../../proxy/limits.js';
 
-/** Pushpin's own bound on a publish body. */
-const MAX_PUBLISH_BYTES = 10_000_000;
 
 function schemesOf(config: Readonly<Config>): PublishAuth[] {
   const auth = config.grip.publishAuth;

@@ -1,7 +1,8 @@
 // The GRIP publish endpoint, `POST /publish/`: body parsing with Pushpin's validation and
 // error texts, and reply negotiation. Its auth is in publish-auth.ts.
 // Facts and sources: docs/websocket-over-http-notes.md.
-import { MAX_JSON_DEPTH, parseJson } from '../../proxy/json.js';
+import { parseJson } from '../../proxy/json.js';
+import { MAX_JSON_DEPTH } from '../../proxy/limits.js';
 
 // ---------------------------------------------------------------------------------------
 // Body.
