@@ -135,8 +135,8 @@ export class LocalDirectory implements Directory {
   async setChannel(connection: string, channel: string, subscribed: boolean): Promise<boolean> {
     const s = this.#registry.get(connection);
     if (!s) return false;
-    if (subscribed) this.#registry.subscribe(s, channel);
-    else this.#registry.unsubscribe(s, channel);
+    if (subscribed) s.join(channel);
+    else s.leave(channel);
     return true;
   }
 

@@ -12,6 +12,7 @@ import { parseConnectionId } from './router.js';
 import { forwardedName, isSidecarHeader } from './webhook-headers.js';
 import type { Effects } from './upstream.js';
 import { MAX_MESSAGE_FRAGMENTS } from './limits.js';
+import { WebSocketLink } from './ws-link.js';
 
 function destroyOnError(this: Socket): void {
   this.destroy();
@@ -274,7 +275,7 @@ export class Gateway {
       ws.close(1013, 'session ended');
       return;
     }
-    session.attach(ws, pending.socket, pending.lastSeq === undefined ? undefined : { lastSeq: pending.lastSeq });
+    session.attach(new WebSocketLink(ws, pending.socket), pending.lastSeq === undefined ? undefined : { lastSeq: pending.lastSeq });
     if (pending.effects) session.apply(pending.effects);
   }
 
@@ -286,8 +287,8 @@ export class Gateway {
     const session = pending.session;
     if (!pending.fresh || !session) return;
     pending.fresh = false;
-    // The app named the user: its disconnect says who left (not registered, so set directly).
-    if (pending.effects?.user !== undefined) session.user = pending.effects.user;
+    // The app named the user: its disconnect says who left (not registered, so not indexed).
+    if (pending.effects?.user !== undefined) session.setUser(pending.effects.user);
     this.#host.ctx.metrics.sessions.inc();
     session.close(pending.socket.destroyed ? 1006 : 1013, 'client left during the handshake');
   }

@@ -55,6 +55,8 @@ export class Registry {
   add(session: Session): void {
     this.#byId.set(session.id, session);
     this.#order.set(session, ++this.#counter);
+    if (session.user !== null) this.#join(this.#byUser, 'user', session.user, session);
+    for (const channel of session.channels ?? []) this.#join(this.#byChannel, 'channel', channel, session);
   }
 
   remove(session: Session): void {
@@ -63,28 +65,20 @@ export class Registry {
     this.#order.delete(session);
     if (session.user !== null) this.#leave(this.#byUser, 'user', session.user, session);
     for (const channel of session.channels ?? []) this.#leave(this.#byChannel, 'channel', channel, session);
-    session.channels = null;
   }
 
-  setUser(session: Session, user: string): void {
-    if (session.user === user) return;
-    if (session.user !== null) this.#leave(this.#byUser, 'user', session.user, session);
-    session.user = user;
-    this.#join(this.#byUser, 'user', user, session);
+  /** A registered session's user changed (the session owns it; this is the index). */
+  userChanged(session: Session, previous: string | null): void {
+    if (this.#byId.get(session.id) !== session) return;
+    if (previous !== null) this.#leave(this.#byUser, 'user', previous, session);
+    if (session.user !== null) this.#join(this.#byUser, 'user', session.user, session);
   }
 
-  subscribe(session: Session, channel: string): void {
-    const channels = (session.channels ??= new Set());
-    if (channels.has(channel)) return;
-    channels.add(channel);
-    this.#join(this.#byChannel, 'channel', channel, session);
-  }
-
-  unsubscribe(session: Session, channel: string): boolean {
-    if (!session.channels?.delete(channel)) return false;
-    if (session.channels.size === 0) session.channels = null;
-    this.#leave(this.#byChannel, 'channel', channel, session);
-    return true;
+  /** A registered session joined or left a channel. */
+  channelChanged(session: Session, channel: string, joined: boolean): void {
+    if (this.#byId.get(session.id) !== session) return;
+    if (joined) this.#join(this.#byChannel, 'channel', channel, session);
+    else this.#leave(this.#byChannel, 'channel', channel, session);
   }
 
   user(user: string): ReadonlySet<Session> | undefined {

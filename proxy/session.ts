@@ -4,8 +4,6 @@
 //   open ──socket lost (reliable)──▶ detached ──resume──▶ open
 //     │                                 │ grace over
 //     └──close (app, overflow, drain)──▶ closing ──▶ closed ◀┘
-import type { Socket } from 'node:net';
-import type { WebSocket } from 'ws';
 import type { Logger } from 'pino';
 import type { Config } from './config.js';
 import type { Clock } from './clock.js';
@@ -13,7 +11,8 @@ import type { Metrics } from './metrics.js';
 import type { Heartbeat, Beating } from './heartbeat.js';
 import type { TimerWheel } from './timer-wheel.js';
 import type { TokenCodec } from './token.js';
-import { CloseCode, FrameError, nack, wsCloseCode, type FrameErrorCode } from './errors.js';
+import { CloseCode, FrameError, nack, type FrameErrorCode } from './errors.js';
+import type { ClientLink, LinkListener } from './link.js';
 import { encodeServerFrame, parseClientFrame, type ServerFrame } from './frame.js';
 import { Outbox, type DropReason, type Entry } from './outbox.js';
 import { Push } from './push.js';
@@ -35,9 +34,10 @@ export interface SessionContext {
   readonly heartbeat: Heartbeat;
   readonly grace: TimerWheel<Session>;
   readonly tokens: TokenCodec;
-  subscribe(session: Session, channel: string): void;
-  unsubscribe(session: Session, channel: string): void;
-  setUser(session: Session, user: string): void;
+  /** The session's user changed from `previous`: index it. */
+  userChanged(session: Session, previous: string | null): void;
+  /** The session joined or left a channel: index it. */
+  channelChanged(session: Session, channel: string, joined: boolean): void;
   /** The session ended for good: forget it. */
   ended(session: Session): void;
   /** Work the drain must wait for (disconnect webhooks). */
@@ -55,13 +55,19 @@ export interface Handshake {
   readonly headers: Record<string, string>;
 }
 
-const SESSION = Symbol('session');
-type Bound = WebSocket & { [SESSION]?: Session };
 const NO_META: Readonly<Record<string, string>> = Object.freeze({});
 const NORMAL_CLOSE = Object.freeze({ code: CloseCode.normal, reason: '', clientClosed: false });
-const EMPTY = Buffer.alloc(0);
 
-export class Session implements SessionView, Beating {
+/** The transitions a session may make; anything else is a bug, refused loudly. */
+const LEGAL: Readonly<Record<SessionState, readonly SessionState[]>> = {
+  // open → open: a resume takes over an attached session.
+  open: ['open', 'detached', 'closing', 'closed'],
+  detached: ['open', 'closed'],
+  closing: ['closed'],
+  closed: [],
+};
+
+export class Session implements SessionView, Beating, LinkListener {
   readonly id: string;
   readonly mode: Mode;
   readonly path: string;
@@ -71,18 +77,16 @@ export class Session implements SessionView, Beating {
   readonly subprotocol: string | null;
   readonly headers: Record<string, string>;
   readonly connectedAt: number;
-  user: string | null = null;
-  /** Replaced, never mutated; shared empty until the app sets some. */
-  meta: Readonly<Record<string, string>> = NO_META;
-  channels: Set<string> | null = null;
-
-  state: SessionState = 'open';
   lastSeen = 0;
   awaitingPong = false;
 
+  #state: SessionState = 'open';
+  #user: string | null = null;
+  /** Replaced, never mutated (upstreams cache by identity); shared empty until the app sets some. */
+  #meta: Readonly<Record<string, string>> = NO_META;
+  #channels: Set<string> | null = null;
   readonly #ctx: SessionContext;
-  #ws: WebSocket | null = null;
-  #socket: Socket | null = null;
+  #link: ClientLink | null = null;
   #outbox: Outbox | null = null;
   /** Highest seq written to the current socket: a larger jump means a gap frame first. */
   #lastWritten = 0;
@@ -117,8 +121,47 @@ export class Session implements SessionView, Beating {
     return (this.#log ??= this.#ctx.log.child({ connection: this.id }));
   }
 
+  get state(): SessionState {
+    return this.#state;
+  }
+
+  get user(): string | null {
+    return this.#user;
+  }
+
+  get meta(): Readonly<Record<string, string>> {
+    return this.#meta;
+  }
+
+  get channels(): ReadonlySet<string> | null {
+    return this.#channels;
+  }
+
   get attached(): boolean {
-    return this.#ws !== null;
+    return this.#link !== null;
+  }
+
+  setUser(user: string): void {
+    if (this.#user === user || this.#state === 'closed') return;
+    const previous = this.#user;
+    this.#user = user;
+    this.#ctx.userChanged(this, previous);
+  }
+
+  join(channel: string): void {
+    if (this.#state === 'closed') return;
+    const channels = (this.#channels ??= new Set());
+    if (channels.has(channel)) return;
+    channels.add(channel);
+    this.#ctx.channelChanged(this, channel, true);
+  }
+
+  /** False when the session was not in the channel. */
+  leave(channel: string): boolean {
+    if (!this.#channels?.delete(channel)) return false;
+    if (this.#channels.size === 0) this.#channels = null;
+    this.#ctx.channelChanged(this, channel, false);
+    return true;
   }
 
   get outboxMessages(): number {
@@ -131,33 +174,27 @@ export class Session implements SessionView, Beating {
 
   // ── socket lifecycle ──────────────────────────────────────────────────────────
 
-  /** Binds a socket: a new session, or a resume (`lastSeq` given) of a detached or open one. */
-  attach(ws: WebSocket, socket: Socket, resume?: { lastSeq: number }): void {
+  /** Binds a link: a new session, or a resume (`lastSeq` given) of a detached or open one. */
+  attach(link: ClientLink, resume?: { lastSeq: number }): void {
     const ctx = this.#ctx;
-    const previous = this.#ws;
+    const previous = this.#link;
     if (previous) {
-      // Takeover: the old socket no longer speaks for this session.
-      this.#unbind(previous);
+      // Takeover: the old link no longer speaks for this session.
+      previous.listen(null);
       previous.close(CloseCode.takenOver, 'session resumed elsewhere');
       ctx.metrics.connections.dec();
     }
     ctx.grace.cancel(this);
-    this.#ws = ws;
-    this.#socket = socket;
+    this.#link = link;
     this.#enter('open');
     ctx.metrics.connections.inc();
-    // Shared listeners that find the session on the socket: no closures per connection.
-    (ws as Bound)[SESSION] = this;
-    ws.on('message', Session.#onMessage);
-    ws.on('pong', Session.#onPong);
-    ws.on('close', Session.#onClose);
-    ws.on('error', Session.#onError);
+    link.listen(this);
     ctx.heartbeat.track(this);
 
     if (this.mode === 'reliable') {
       const outbox = (this.#outbox ??= this.#newOutbox());
       const now = ctx.clock.now();
-      ws.send(encodeServerFrame({
+      link.send(encodeServerFrame({
         type: 'welcome',
         session: this.id,
         token: ctx.tokens.issue(this.id, now),
@@ -189,49 +226,34 @@ export class Session implements SessionView, Beating {
     });
   }
 
-  static #onMessage(this: Bound, data: Buffer, isBinary: boolean): void {
-    const s = this[SESSION]!;
+  // ── link listener ─────────────────────────────────────────────────────────────
+
+  onFrame(data: Buffer, isBinary: boolean): void {
     try {
-      s.#onFrame(data, isBinary);
+      this.#onFrame(data, isBinary);
     } catch (err) {
       // A fault of ours on one frame ends that connection, never the process.
-      s.log.error({ err }, 'frame handling failed: closing 1011');
-      s.close(CloseCode.internal, 'internal error');
+      this.log.error({ err }, 'frame handling failed: closing 1011');
+      this.close(CloseCode.internal, 'internal error');
     }
   }
 
-  static #onPong(this: Bound): void {
-    const s = this[SESSION]!;
-    s.lastSeen = s.#ctx.clock.now();
+  onPong(): void {
+    this.lastSeen = this.#ctx.clock.now();
   }
 
-  static #onClose(this: Bound, code: number, reason: Buffer): void {
-    this[SESSION]!.#onSocketClose(this, code, reason.toString());
+  onRefused(link: ClientLink, code: number, reason: string): void {
+    // The transport closes the link itself; keep the code it sent, not the 1006 it reports next.
+    if (link !== this.#link || this.#state !== 'open') return;
+    this.#lastClose = { code, reason, clientClosed: false };
+    this.#enter('closing');
+    this.log.debug({ code, reason }, 'client frame refused');
   }
 
-  static #onError(this: Bound, err: Error): void {
-    const s = this[SESSION]!;
-    // ws closes the socket itself on a bad frame, then reports 1006 (it stops reading): keep the code it sent.
-    const code = wsCloseCode(err);
-    if (code !== undefined && this === s.#ws && s.state === 'open') {
-      s.#lastClose = { code, reason: err.message, clientClosed: false };
-      s.#enter('closing');
-    }
-    s.log.debug({ err }, 'socket error');
-  }
-
-  #unbind(ws: WebSocket): void {
-    ws.removeAllListeners('message');
-    ws.removeAllListeners('pong');
-    ws.removeAllListeners('close');
-    ws.on('error', () => {});
-  }
-
-  #onSocketClose(ws: WebSocket, code: number, reason: string): void {
-    if (ws !== this.#ws) return;
+  onClosed(link: ClientLink, code: number, reason: string): void {
+    if (link !== this.#link) return;
     const ctx = this.#ctx;
-    this.#ws = null;
-    this.#socket = null;
+    this.#link = null;
     this.#waitingDrain = false;
     ctx.metrics.connections.dec();
     ctx.metrics.disconnectionsTotal.inc({ code: String(this.state === 'closing' ? this.#lastClose.code : code) });
@@ -259,12 +281,12 @@ export class Session implements SessionView, Beating {
   close(code: number, reason = ''): void {
     if (this.state === 'closing' || this.state === 'closed') return;
     this.#lastClose = { code, reason, clientClosed: false };
-    if (this.#ws) {
+    const link = this.#link;
+    if (link) {
       this.#enter('closing');
-      this.#ws.close(code, reason);
+      link.close(code, reason);
       // A peer that never answers the close frame is cut off with the heartbeat timeout.
-      const ws = this.#ws;
-      this.#ctx.clock.setTimeout(() => ws.terminate(), this.#ctx.config.heartbeat.timeoutMs);
+      this.#ctx.clock.setTimeout(() => link.terminate(), this.#ctx.config.heartbeat.timeoutMs);
     } else {
       this.#end();
     }
@@ -272,14 +294,15 @@ export class Session implements SessionView, Beating {
 
   /** Asks a reliable client to come back later (drain). */
   askReconnect(afterMs: number): void {
-    this.#ws?.send(encodeServerFrame({ type: 'reconnect', afterMs }));
+    this.#link?.send(encodeServerFrame({ type: 'reconnect', afterMs }));
   }
 
   #enter(state: SessionState): void {
-    const metrics = this.#ctx.metrics;
-    if (this.state === 'closed') return;
-    if (state === 'closed') metrics.sessions.dec();
-    this.state = state;
+    const from = this.#state;
+    if (from === 'closed') return;
+    if (!LEGAL[from].includes(state)) throw new Error(`session ${this.id}: no transition from ${from} to ${state}`);
+    if (state === 'closed') this.#ctx.metrics.sessions.dec();
+    this.#state = state;
   }
 
   #end(): void {
@@ -289,6 +312,7 @@ export class Session implements SessionView, Beating {
     ctx.grace.cancel(this);
     ctx.heartbeat.untrack(this);
     ctx.ended(this);
+    this.#channels = null;
     const undelivered = this.#outbox?.clear() ?? 0;
     const { code, reason, clientClosed } = this.#lastClose;
     const info = {
@@ -307,16 +331,16 @@ export class Session implements SessionView, Beating {
   /** Sends a push now when the socket has room, else holds it in the outbox. */
   send(push: Push): SendResult {
     if (this.state === 'closing' || this.state === 'closed') return 'dropped';
-    const ws = this.#ws;
+    const link = this.#link;
     const reliable = this.mode === 'reliable';
-    if (ws && (this.#outbox === null || this.#outbox.unsent === 0) && ws.bufferedAmount <= this.#ctx.config.session.outbox.highWaterBytes) {
+    if (link && (this.#outbox === null || this.#outbox.unsent === 0) && link.bufferedAmount <= this.#ctx.config.session.outbox.highWaterBytes) {
       if (push.expiresAt <= this.#ctx.clock.now()) {
         this.#ctx.metrics.droppedMessagesTotal.inc({ reason: 'ttl' });
         if (reliable) this.#outbox!.sentDirectly(push, false);
         return 'dropped';
       }
-      if (reliable) this.#write(ws, this.#outbox!.sentDirectly(push, true));
-      else this.#writeRaw(ws, push);
+      if (reliable) this.#write(link, this.#outbox!.sentDirectly(push, true));
+      else this.#writeRaw(link, push);
       return 'delivered';
     }
     const outbox = (this.#outbox ??= this.#newOutbox());
@@ -331,22 +355,22 @@ export class Session implements SessionView, Beating {
         return 'dropped';
       default:
         this.#ctx.metrics.outboxMessages.observe(outbox.messages);
-        if (ws) this.#waitForDrain();
+        if (link) this.#waitForDrain();
         return 'queued';
     }
   }
 
-  #writeRaw(ws: WebSocket, push: Push): void {
-    ws.send(push.raw, { binary: push.isBinary });
+  #writeRaw(link: ClientLink, push: Push): void {
+    link.send(push.raw, push.isBinary);
     this.#countOut(push);
   }
 
-  #write(ws: WebSocket, entry: Entry): void {
+  #write(link: ClientLink, entry: Entry): void {
     if (entry.seq > this.#lastWritten + 1) {
-      ws.send(encodeServerFrame({ type: 'gap', from: this.#lastWritten + 1, to: entry.seq - 1 }));
+      link.send(encodeServerFrame({ type: 'gap', from: this.#lastWritten + 1, to: entry.seq - 1 }));
     }
     this.#lastWritten = entry.seq;
-    ws.send(entry.push.reliableFrame(entry.seq));
+    link.send(entry.push.reliableFrame(entry.seq));
     this.#countOut(entry.push);
   }
 
@@ -359,40 +383,35 @@ export class Session implements SessionView, Beating {
 
   /** Writes queued messages while the socket stays under the high-water mark. */
   #flush(): void {
-    const ws = this.#ws;
+    const link = this.#link;
     const outbox = this.#outbox;
-    if (!ws || !outbox || this.state !== 'open') return;
+    if (!link || !outbox || this.#state !== 'open') return;
     const highWater = this.#ctx.config.session.outbox.highWaterBytes;
     const retain = this.mode === 'reliable';
     const now = this.#ctx.clock.now();
     // Corked: what goes out in one flush leaves in one write, not one syscall per frame.
-    const socket = this.#socket;
-    socket?.cork();
+    link.cork();
     try {
-      while (ws.bufferedAmount <= highWater) {
+      while (link.bufferedAmount <= highWater) {
         if (!outbox.peek(now)) return;
         const entry = outbox.markSent(retain);
-        if (retain) this.#write(ws, entry);
-        else this.#writeRaw(ws, entry.push);
+        if (retain) this.#write(link, entry);
+        else this.#writeRaw(link, entry.push);
       }
     } finally {
-      socket?.uncork();
+      link.uncork();
     }
     this.#waitForDrain();
   }
 
   #waitForDrain(): void {
-    const socket = this.#socket;
-    if (this.#waitingDrain || !socket) return;
+    const link = this.#link;
+    if (this.#waitingDrain || !link) return;
     this.#waitingDrain = true;
-    const resume = () => {
+    link.whenDrained(() => {
       this.#waitingDrain = false;
       this.#flush();
-    };
-    // 'drain' comes only after a write was refused; below the socket's own high-water mark,
-    // an empty write's callback tells when what is buffered has gone out.
-    if (socket.writableNeedDrain) socket.once('drain', resume);
-    else socket.write(EMPTY, resume);
+    });
   }
 
   // ── inbound ───────────────────────────────────────────────────────────────────
@@ -421,7 +440,7 @@ export class Session implements SessionView, Beating {
         this.#reply({ type: 'pong' });
         return;
       case 'unsubscribe':
-        ctx.unsubscribe(this, f.channel);
+        this.leave(f.channel);
         if (f.id !== undefined) this.#reply({ type: 'ack', id: f.id });
         return;
       case 'subscribe':
@@ -435,23 +454,23 @@ export class Session implements SessionView, Beating {
    * before what waits for it passes `session.outbox.maxBytes`.
    */
   #reply(f: ServerFrame): void {
-    const ws = this.#ws;
-    if (!ws || this.state !== 'open') return;
+    const link = this.#link;
+    if (!link || this.#state !== 'open') return;
     const frame = encodeServerFrame(f);
-    if (ws.bufferedAmount + frame.length > this.#ctx.config.session.outbox.maxBytes) {
+    if (link.bufferedAmount + frame.length > this.#ctx.config.session.outbox.maxBytes) {
       this.#ctx.metrics.droppedMessagesTotal.inc({ reason: 'overflow' });
-      this.log.warn({ buffered: ws.bufferedAmount }, 'client does not read its answers: closing slow consumer');
+      this.log.warn({ buffered: link.bufferedAmount }, 'client does not read its answers: closing slow consumer');
       this.close(CloseCode.slowConsumer, 'slow consumer');
       return;
     }
-    ws.send(frame);
+    link.send(frame);
   }
 
   async #subscribe(channel: string, id: string | undefined): Promise<void> {
     const outcome = await this.#ctx.upstream.subscribe(this, channel);
     if (this.state === 'closed') return;
     if (outcome.ok) {
-      this.#ctx.subscribe(this, channel);
+      this.join(channel);
       if (id !== undefined) this.#reply({ type: 'ack', id });
       return;
     }
@@ -478,7 +497,7 @@ export class Session implements SessionView, Beating {
     if (!this.#paused && this.#inbound.length >= ctx.config.limits.maxPendingMessages) {
       // TCP backpressure: the client's frames wait in the kernel, not in our memory.
       this.#paused = true;
-      this.#ws?.pause();
+      this.#link?.pause();
     }
     this.#pumping ??= this.#pump();
   }
@@ -502,7 +521,7 @@ export class Session implements SessionView, Beating {
         this.#settle(batch, outcome);
         if (this.#paused && this.#inbound.length < resumeBelow) {
           this.#paused = false;
-          this.#ws?.resume();
+          this.#link?.resume();
         }
       }
     } finally {
@@ -512,17 +531,17 @@ export class Session implements SessionView, Beating {
 
   #settle(batch: readonly InboundMessage[], outcome: DeliveryOutcome): void {
     // Acks and answers of one delivery leave in one write.
-    const socket = this.#socket;
-    socket?.cork();
+    const link = this.#link;
+    link?.cork();
     try {
       this.#settleCorked(batch, outcome);
     } finally {
-      socket?.uncork();
+      link?.uncork();
     }
   }
 
   #settleCorked(batch: readonly InboundMessage[], outcome: DeliveryOutcome): void {
-    if (this.#ws && this.mode === 'reliable') {
+    if (this.#link && this.mode === 'reliable') {
       for (const m of batch) {
         if (m.id === undefined) continue;
         this.#reply(outcome.ok ? { type: 'ack', id: m.id } : { type: 'nack', id: m.id, error: outcome.error, retryable: outcome.retryable });
@@ -539,14 +558,14 @@ export class Session implements SessionView, Beating {
   apply(effects: Effects): void {
     if (this.state === 'closed') return;
     const ctx = this.#ctx;
-    if (effects.user !== undefined) ctx.setUser(this, effects.user);
+    if (effects.user !== undefined) this.setUser(effects.user);
     // A new object, not a mutation: upstreams cache what they derive from it by identity.
-    if (effects.meta) this.meta = { ...this.meta, ...effects.meta };
-    for (const channel of effects.channels ?? []) ctx.subscribe(this, channel);
-    for (const channel of effects.unsubscribe ?? []) ctx.unsubscribe(this, channel);
+    if (effects.meta) this.#meta = { ...this.#meta, ...effects.meta };
+    for (const channel of effects.channels ?? []) this.join(channel);
+    for (const channel of effects.unsubscribe ?? []) this.leave(channel);
     for (const payload of effects.send ?? []) this.send(new Push(payload));
     if (effects.close) this.close(effects.close.code, effects.close.reason);
-    else if (effects.drop) this.#ws?.terminate();
+    else if (effects.drop) this.#link?.terminate();
   }
 
   /** Waits for client messages already taken to reach the app. */
@@ -557,11 +576,11 @@ export class Session implements SessionView, Beating {
   // ── heartbeat host ────────────────────────────────────────────────────────────
 
   ping(): void {
-    this.#ws?.ping();
+    this.#link?.ping();
   }
 
   terminate(): void {
     this.log.info('no pong in time: terminating');
-    this.#ws?.terminate();
+    this.#link?.terminate();
   }
 }

@@ -128,9 +128,8 @@ export class Switchboard {
       heartbeat: this.#heartbeat,
       grace: this.#grace,
       tokens: new TokenCodec(config.session.tokenSecret, config.session.tokenTtlMs),
-      subscribe: (s, channel) => registry.subscribe(s, channel),
-      unsubscribe: (s, channel) => registry.unsubscribe(s, channel),
-      setUser: (s, user) => registry.setUser(s, user),
+      userChanged: (s, previous) => registry.userChanged(s, previous),
+      channelChanged: (s, channel, joined) => registry.channelChanged(s, channel, joined),
       ended: (s) => registry.remove(s),
       track: (work) => this.track(work),
     };

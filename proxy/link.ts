@@ -1,0 +1,35 @@
+// A session's connection to its client, whatever carries it. The session speaks only to
+// this: the WebSocket adapter (proxy/ws-link.ts) implements it today, and an SSE or
+// long-polling link can implement it next without the session changing.
+
+/** What a link tells the session that listens to it. */
+export interface LinkListener {
+  /** A frame from the client. */
+  onFrame(data: Buffer, isBinary: boolean): void;
+  /** The client answered a ping. */
+  onPong(): void;
+  /** The client sent something the transport refuses; the link is closing with `code`. */
+  onRefused(link: ClientLink, code: number, reason: string): void;
+  /** The link is gone: the close code sent or received (1006 when none was). */
+  onClosed(link: ClientLink, code: number, reason: string): void;
+}
+
+export interface ClientLink {
+  /** Bytes written to the client and not yet gone out. */
+  readonly bufferedAmount: number;
+  send(frame: string | Buffer, binary?: boolean): void;
+  /** What is sent between cork and uncork leaves in one write. */
+  cork(): void;
+  uncork(): void;
+  /** Calls `fn` once what is buffered has gone out (or the link closed). */
+  whenDrained(fn: () => void): void;
+  /** Stops reading from the client (backpressure), and starts again. */
+  pause(): void;
+  resume(): void;
+  ping(): void;
+  /** A clean close with a code; `terminate` cuts the link at once. */
+  close(code: number, reason: string): void;
+  terminate(): void;
+  /** Routes the link's events to `listener`; null silences it (a link taken over). */
+  listen(listener: LinkListener | null): void;
+}
