@@ -1,10 +1,10 @@
 // What the control port asks of the sessions, wherever they live: in this process
-// (`LocalDirectory`) or in worker processes (`proxy/workers.ts`). The push API is written
-// against this, so it behaves the same for any number of workers.
+// (`LocalDirectory`, which also routes to other nodes through a relay) or in worker
+// processes (`proxy/workers.ts`). The push API is written against this, so it behaves the
+// same for any number of workers.
 import type { Push } from './push.js';
 import { CLIENT_USER_AGENT } from './webhook-headers.js';
 import type { Registry } from './registry.js';
-import { zeroCounts, type Counts, type Router } from './router.js';
 import type { Target } from './target.js';
 import type { Session } from './session.js';
 
@@ -21,6 +21,25 @@ export interface SessionInfo {
   readonly userAgent: string | null;
   /** The last frame from the client (or the connect time). */
   readonly lastActiveAt: string;
+}
+
+export interface Counts {
+  delivered: number;
+  queued: number;
+  dropped: number;
+}
+
+/** Carries pushes to sessions held by other processes (cluster nodes). */
+export interface Relay {
+  /** Whether a connection id belongs to this process. */
+  isLocal(connection: string): boolean;
+  publish(target: Target, push: Push): Promise<void>;
+  /** Closes the sessions a target names in the other processes. */
+  close(target: Target, code: number, reason: string): Promise<void>;
+}
+
+export function zeroCounts(): Counts {
+  return { delivered: 0, queued: 0, dropped: 0 };
 }
 
 export interface RouteResult {
@@ -76,28 +95,45 @@ export function addCounts(into: Counts, more: Counts): Counts {
   return into;
 }
 
-/** The sessions of this process, plus whatever the router's relay reaches. */
+/** The sessions of this process, plus whatever the relay reaches. */
 export class LocalDirectory implements Directory {
   readonly #registry: Registry;
-  readonly #router: Router;
+  readonly #relay: Relay | null;
 
-  constructor(registry: Registry, router: Router) {
+  constructor(registry: Registry, relay: Relay | null) {
     this.#registry = registry;
-    this.#router = router;
+    this.#relay = relay;
   }
 
+  /**
+   * Local delivery plus, with a relay, publication to the others. A connection that
+   * names another process is only published; `found` is false for an unknown local one.
+   */
   async route(target: Target, push: Push): Promise<RouteResult> {
-    return this.#router.route(target, push);
+    const relay = this.#relay;
+    if (target.kind === 'connection' && relay && !relay.isLocal(target.id)) {
+      await relay.publish(target, push);
+      return { counts: zeroCounts(), published: true, found: true };
+    }
+    const local = this.routeLocal(target, push);
+    if (!local.found || !relay || target.kind === 'connection') return local;
+    await relay.publish(target, push);
+    return { counts: local.counts, published: true, found: true };
   }
 
-  /** Delivery to this process only: what a worker does for its primary. */
+  /** Delivery to this process only: what a worker does for its primary, a relay for its node. */
   routeLocal(target: Target, push: Push): RouteResult {
-    const counts = this.#router.local(target, push);
-    return counts === null ? { counts: zeroCounts(), published: false, found: false } : { counts, published: false, found: true };
+    const counts = zeroCounts();
+    let found = false;
+    for (const s of this.#registry.select(target)) {
+      found = true;
+      counts[s.send(push)]++;
+    }
+    return { counts, published: false, found: found || target.kind !== 'connection' };
   }
 
   async close(target: Target, code: number, reason: string): Promise<number> {
-    const relay = this.#router.relay;
+    const relay = this.#relay;
     const remote = relay !== null && !(target.kind === 'connection' && relay.isLocal(target.id));
     if (remote) await relay.close(target, code, reason);
     const here = this.closeLocal(target, code, reason);

@@ -8,7 +8,7 @@ import { SwitchboardError } from './errors.js';
 import { AddressCounts, TokenBucket } from './limiter.js';
 import type { Registry } from './registry.js';
 import { RELIABLE_PROTOCOL, Session, type SessionContext } from './session.js';
-import { parseConnectionId } from './router.js';
+import { parseConnectionId } from './target.js';
 import { forwardedName, isSidecarHeader } from './webhook-headers.js';
 import type { Effects } from './upstream.js';
 import { MAX_MESSAGE_FRAGMENTS } from './limits.js';

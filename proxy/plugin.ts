@@ -8,7 +8,7 @@ import type { ControlRoute } from './control-api.js';
 import type { Metrics } from './metrics.js';
 import type { Push } from './push.js';
 import type { IndexKind, RegistryWatcher } from './registry.js';
-import type { Relay } from './router.js';
+import type { Relay } from './directory.js';
 import type { Target } from './target.js';
 import type { Effects, Upstream } from './upstream.js';
 

@@ -18,7 +18,6 @@ import { Heartbeat } from './heartbeat.js';
 import { createLogger } from './log.js';
 import { createMetrics, type Metrics } from './metrics.js';
 import { Registry } from './registry.js';
-import { Router } from './router.js';
 import { LocalDirectory } from './directory.js';
 import { Session, type SessionContext } from './session.js';
 import { TimerWheel } from './timer-wheel.js';
@@ -56,7 +55,6 @@ export class Switchboard {
   readonly metrics: Metrics;
   readonly clock: Clock;
   readonly registry: Registry;
-  readonly router: Router;
   readonly directory: LocalDirectory;
   readonly nodeId: string;
   readonly worker: number;
@@ -95,13 +93,12 @@ export class Switchboard {
       nodeId: this.nodeId,
       apply: (connection, effects) => this.registry.get(connection)?.apply(effects),
       names: (kind) => this.registry.names(kind),
-      deliverLocal: (target, push) => void this.router.local(target, push),
+      deliverLocal: (target, push) => void this.directory.routeLocal(target, push),
       closeLocal: (target, code, reason) => this.directory.closeLocal(target, code, reason),
     };
     const { upstream, relay } = sessionParts(plugins, host);
     this.upstream = upstream;
     this.registry = new Registry(relay?.watcher ?? null);
-    this.router = new Router(this.registry, relay?.relay ?? null);
     this.#parts = new Parts(this.log);
     this.#parts.add({
       name: `upstream ${upstream.name}`,
@@ -113,7 +110,7 @@ export class Switchboard {
     if (relay) this.#parts.add(relay);
     // With workers, the primary serves the push API and consumes the push sources.
     this.#controlRoutes = options.control === false ? [] : pluginRoutes(plugins, config);
-    this.directory = new LocalDirectory(this.registry, this.router);
+    this.directory = new LocalDirectory(this.registry, relay?.relay ?? null);
     this.#heartbeat = new Heartbeat(config.heartbeat, this.clock);
     const graceTick = Math.min(1000, Math.max(10, config.session.graceMs / 10));
     this.#grace = new TimerWheel<Session>(graceTick, (s) => s.expire(), this.clock, (err, s) => s.log.error({ err }, 'ending a session after its grace failed'));

@@ -10,6 +10,12 @@ export type Target =
 
 export type TargetKind = Target['kind'];
 
+/** Connection ids are `<node>-<worker>-<unique>`: a push by id finds its node and process. */
+export function parseConnectionId(id: string): { node: string; worker: number } | null {
+  const m = /^([a-z0-9]+)-(\d+)-[\w-]+$/.exec(id);
+  return m ? { node: m[1], worker: Number(m[2]) } : null;
+}
+
 export const toConnection = (id: string): Target => ({ kind: 'connection', id });
 export const toUser = (name: string): Target => ({ kind: 'user', name });
 export const toChannel = (name: string): Target => ({ kind: 'channel', name });

@@ -8,7 +8,7 @@ import { startSidecar } from './helpers/sidecar.js';
 import { connectReliable } from './helpers/client.js';
 import { SwitchboardError } from '../proxy/errors.js';
 import { jsonBody, parseBatch, pushFromHttp } from '../proxy/push-request.js';
-import { parseConnectionId } from '../proxy/router.js';
+import { parseConnectionId } from '../proxy/target.js';
 import { TokenCodec } from '../proxy/token.js';
 import { parsePublishBody } from '../plugins/websocket-over-http/publish.js';
 import { WohDecodeError, decodeEvents } from '../plugins/websocket-over-http/codec.js';

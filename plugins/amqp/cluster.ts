@@ -21,7 +21,7 @@ import type { Clock } from '../../proxy/clock.js';
 import { SwitchboardError } from '../../proxy/errors.js';
 import { Push, type MessageClass } from '../../proxy/push.js';
 import type { IndexKind, RegistryWatcher } from '../../proxy/registry.js';
-import type { Relay } from '../../proxy/router.js';
+import type { Relay } from '../../proxy/directory.js';
 import type { SessionHost } from '../../proxy/plugin.js';
 import { nameOf, targetOf, unreachable, type Target } from '../../proxy/target.js';
 import type { Payload } from '../../proxy/payload.js';
