@@ -11,16 +11,17 @@ import type { Metrics } from './metrics.js';
 import type { Heartbeat, Beating } from './heartbeat.js';
 import type { TimerWheel } from './timer-wheel.js';
 import type { TokenCodec } from './token.js';
-import { CloseCode, FrameError, nack, type FrameErrorCode } from './errors.js';
+import { CloseCode, FrameError, type FrameErrorCode } from './errors.js';
 import type { ClientLink, LinkListener } from './link.js';
 import { encodeServerFrame, parseClientFrame, type ServerFrame } from './frame.js';
-import { Outbox, type DropReason, type Entry } from './outbox.js';
 import { Push } from './push.js';
+import { Outbound, type SendResult } from './outbound.js';
+import { Inbound } from './inbound.js';
 import type { DeliveryOutcome, Effects, InboundMessage, SessionView, Upstream } from './upstream.js';
 import type { Mode, Payload } from './payload.js';
 
 export type SessionState = 'open' | 'detached' | 'closing' | 'closed';
-export type SendResult = 'delivered' | 'queued' | 'dropped';
+export type { SendResult };
 
 export const RELIABLE_PROTOCOL = 'switchboard.v1';
 
@@ -87,17 +88,11 @@ export class Session implements SessionView, Beating, LinkListener {
   #channels: Set<string> | null = null;
   readonly #ctx: SessionContext;
   #link: ClientLink | null = null;
-  #outbox: Outbox | null = null;
-  /** Highest seq written to the current socket: a larger jump means a gap frame first. */
-  #lastWritten = 0;
-  #waitingDrain = false;
-  #inbound: InboundMessage[] = [];
-  #inSeq = 0;
-  #pumping: Promise<void> | null = null;
-  #paused = false;
+  /** To the client and from it; each created on first need, so an idle session holds neither. */
+  #out: Outbound | null = null;
+  #in: Inbound | null = null;
   #frameErrors = 0;
   #messagesIn = 0;
-  #messagesOut = 0;
   #detachedAt = 0;
   /** How the last socket closed; unset until one did (idle sessions carry no object for it). */
   #lastClose: { code: number; reason: string; clientClosed: boolean } = NORMAL_CLOSE;
@@ -165,11 +160,40 @@ export class Session implements SessionView, Beating, LinkListener {
   }
 
   get outboxMessages(): number {
-    return this.#outbox?.messages ?? 0;
+    return this.#out?.messages ?? 0;
   }
 
   get outboxBytes(): number {
-    return this.#outbox?.bytes ?? 0;
+    return this.#out?.bytes ?? 0;
+  }
+
+  #outbound(): Outbound {
+    if (this.#out) return this.#out;
+    const ctx = this.#ctx;
+    const session = this;
+    return (this.#out = new Outbound({
+      config: ctx.config,
+      clock: ctx.clock,
+      metrics: ctx.metrics,
+      mode: this.mode,
+      get log() { return session.log; },
+      link: () => (this.#state === 'open' ? this.#link : null),
+    }));
+  }
+
+  #inbound(): Inbound {
+    if (this.#in) return this.#in;
+    const ctx = this.#ctx;
+    const session = this;
+    return (this.#in = new Inbound({
+      session: this,
+      upstream: ctx.upstream,
+      maxPending: ctx.config.limits.maxPendingMessages,
+      get log() { return session.log; },
+      pause: () => this.#link?.pause(),
+      resume: () => this.#link?.resume(),
+      settle: (batch, outcome) => this.#settle(batch, outcome),
+    }));
   }
 
   // ── socket lifecycle ──────────────────────────────────────────────────────────
@@ -192,7 +216,6 @@ export class Session implements SessionView, Beating, LinkListener {
     ctx.heartbeat.track(this);
 
     if (this.mode === 'reliable') {
-      const outbox = (this.#outbox ??= this.#newOutbox());
       const now = ctx.clock.now();
       link.send(encodeServerFrame({
         type: 'welcome',
@@ -203,27 +226,14 @@ export class Session implements SessionView, Beating, LinkListener {
         graceMs: ctx.config.session.graceMs,
       }));
       if (resume) {
-        const assigned = outbox.nextSeq - 1;
-        const lastSeq = Math.min(Math.max(0, resume.lastSeq), assigned);
-        outbox.rewind(lastSeq);
-        this.#lastWritten = lastSeq;
-        const replayed = outbox.messages;
-        const lost = assigned - lastSeq - replayed;
+        const { lastSeq, replayed, lost } = this.#outbound().rewind(resume.lastSeq);
         const gapMs = this.#detachedAt ? now - this.#detachedAt : 0;
         this.#detachedAt = 0;
         this.log.info({ lastSeq, replayed, lost, gapMs }, 'session resumed');
         ctx.track(ctx.upstream.resume(this, { gapMs, replayed, lost }));
       }
     }
-    this.#flush();
-  }
-
-  #newOutbox(): Outbox {
-    const { metrics } = this.#ctx;
-    return new Outbox(this.#ctx.config.session.outbox, (reason: DropReason, entry: Entry) => {
-      metrics.droppedMessagesTotal.inc({ reason });
-      this.log.debug({ reason, seq: entry.seq }, 'message dropped');
-    });
+    this.#out?.flush();
   }
 
   // ── link listener ─────────────────────────────────────────────────────────────
@@ -254,7 +264,7 @@ export class Session implements SessionView, Beating, LinkListener {
     if (link !== this.#link) return;
     const ctx = this.#ctx;
     this.#link = null;
-    this.#waitingDrain = false;
+    this.#out?.unlinked();
     ctx.metrics.connections.dec();
     ctx.metrics.disconnectionsTotal.inc({ code: String(this.state === 'closing' ? this.#lastClose.code : code) });
     ctx.heartbeat.untrack(this);
@@ -313,105 +323,30 @@ export class Session implements SessionView, Beating, LinkListener {
     ctx.heartbeat.untrack(this);
     ctx.ended(this);
     this.#channels = null;
-    const undelivered = this.#outbox?.clear() ?? 0;
+    const undelivered = this.#out?.clear() ?? 0;
     const { code, reason, clientClosed } = this.#lastClose;
     const info = {
       code, reason, clientClosed, undelivered,
       durationMs: ctx.clock.now() - this.connectedAt,
       messagesIn: this.#messagesIn,
-      messagesOut: this.#messagesOut,
+      messagesOut: this.#out?.messagesOut ?? 0,
     };
     this.log.info({ code, reason, undelivered }, 'session ended');
     // Messages already taken from the client reach the app before it hears of the end.
-    ctx.track((this.#pumping ?? Promise.resolve()).then(() => ctx.upstream.disconnect(this, info)));
+    ctx.track(this.settled().then(() => ctx.upstream.disconnect(this, info)));
   }
 
   // ── outbound ──────────────────────────────────────────────────────────────────
 
-  /** Sends a push now when the socket has room, else holds it in the outbox. */
+  /** Sends a push now when the link has room, else holds it in the outbox. */
   send(push: Push): SendResult {
-    if (this.state === 'closing' || this.state === 'closed') return 'dropped';
-    const link = this.#link;
-    const reliable = this.mode === 'reliable';
-    if (link && (this.#outbox === null || this.#outbox.unsent === 0) && link.bufferedAmount <= this.#ctx.config.session.outbox.highWaterBytes) {
-      if (push.expiresAt <= this.#ctx.clock.now()) {
-        this.#ctx.metrics.droppedMessagesTotal.inc({ reason: 'ttl' });
-        if (reliable) this.#outbox!.sentDirectly(push, false);
-        return 'dropped';
-      }
-      if (reliable) this.#write(link, this.#outbox!.sentDirectly(push, true));
-      else this.#writeRaw(link, push);
-      return 'delivered';
-    }
-    const outbox = (this.#outbox ??= this.#newOutbox());
-    const queued = outbox.enqueue(push);
-    switch (queued.result) {
-      case 'overflow':
-        this.#ctx.metrics.droppedMessagesTotal.inc({ reason: 'overflow' });
-        this.log.warn({ messages: outbox.messages, bytes: outbox.bytes }, 'outbox full: closing slow consumer');
-        this.close(CloseCode.slowConsumer, 'slow consumer');
-        return 'dropped';
-      case 'dropped':
-        return 'dropped';
-      default:
-        this.#ctx.metrics.outboxMessages.observe(outbox.messages);
-        if (link) this.#waitForDrain();
-        return 'queued';
-    }
-  }
-
-  #writeRaw(link: ClientLink, push: Push): void {
-    link.send(push.raw, push.isBinary);
-    this.#countOut(push);
-  }
-
-  #write(link: ClientLink, entry: Entry): void {
-    if (entry.seq > this.#lastWritten + 1) {
-      link.send(encodeServerFrame({ type: 'gap', from: this.#lastWritten + 1, to: entry.seq - 1 }));
-    }
-    this.#lastWritten = entry.seq;
-    link.send(entry.push.reliableFrame(entry.seq));
-    this.#countOut(entry.push);
-  }
-
-  #countOut(push: Push): void {
-    this.#messagesOut++;
-    const m = this.#ctx.metrics;
-    m.frames.out[this.mode].inc();
-    m.bytes.out.inc(push.bytes);
-  }
-
-  /** Writes queued messages while the socket stays under the high-water mark. */
-  #flush(): void {
-    const link = this.#link;
-    const outbox = this.#outbox;
-    if (!link || !outbox || this.#state !== 'open') return;
-    const highWater = this.#ctx.config.session.outbox.highWaterBytes;
-    const retain = this.mode === 'reliable';
-    const now = this.#ctx.clock.now();
-    // Corked: what goes out in one flush leaves in one write, not one syscall per frame.
-    link.cork();
-    try {
-      while (link.bufferedAmount <= highWater) {
-        if (!outbox.peek(now)) return;
-        const entry = outbox.markSent(retain);
-        if (retain) this.#write(link, entry);
-        else this.#writeRaw(link, entry.push);
-      }
-    } finally {
-      link.uncork();
-    }
-    this.#waitForDrain();
-  }
-
-  #waitForDrain(): void {
-    const link = this.#link;
-    if (this.#waitingDrain || !link) return;
-    this.#waitingDrain = true;
-    link.whenDrained(() => {
-      this.#waitingDrain = false;
-      this.#flush();
-    });
+    if (this.#state === 'closing' || this.#state === 'closed') return 'dropped';
+    const out = this.#outbound();
+    const result = out.send(push);
+    if (result !== 'overflow') return result;
+    this.log.warn({ messages: out.messages, bytes: out.bytes }, 'outbox full: closing slow consumer');
+    this.close(CloseCode.slowConsumer, 'slow consumer');
+    return 'dropped';
   }
 
   // ── inbound ───────────────────────────────────────────────────────────────────
@@ -434,7 +369,7 @@ export class Session implements SessionView, Beating, LinkListener {
         this.#receive({ kind: 'json', json: f.json }, f.id, data.length);
         return;
       case 'ack':
-        this.#outbox?.ack(f.seq);
+        this.#out?.ack(f.seq);
         return;
       case 'ping':
         this.#reply({ type: 'pong' });
@@ -489,44 +424,11 @@ export class Session implements SessionView, Beating, LinkListener {
   }
 
   #receive(payload: Payload, id: string | undefined, bytes: number): void {
-    const ctx = this.#ctx;
+    const metrics = this.#ctx.metrics;
     this.#messagesIn++;
-    ctx.metrics.frames.in[this.mode].inc();
-    ctx.metrics.bytes.in.inc(bytes);
-    this.#inbound.push({ seq: ++this.#inSeq, payload, id });
-    if (!this.#paused && this.#inbound.length >= ctx.config.limits.maxPendingMessages) {
-      // TCP backpressure: the client's frames wait in the kernel, not in our memory.
-      this.#paused = true;
-      this.#link?.pause();
-    }
-    this.#pumping ??= this.#pump();
-  }
-
-  async #pump(): Promise<void> {
-    const ctx = this.#ctx;
-    const upstream = ctx.upstream;
-    const resumeBelow = Math.max(1, ctx.config.limits.maxPendingMessages >> 1);
-    try {
-      // When messages can travel together, let the rest of this read's frames arrive first.
-      if (upstream.maxBatch > 1) await undefined;
-      while (this.#inbound.length > 0) {
-        const batch = this.#inbound.splice(0, upstream.maxBatch);
-        let outcome: DeliveryOutcome;
-        try {
-          outcome = await upstream.message(this, batch);
-        } catch (err) {
-          this.log.error({ err }, 'upstream failed unexpectedly');
-          outcome = nack('internal', true);
-        }
-        this.#settle(batch, outcome);
-        if (this.#paused && this.#inbound.length < resumeBelow) {
-          this.#paused = false;
-          this.#link?.resume();
-        }
-      }
-    } finally {
-      this.#pumping = null;
-    }
+    metrics.frames.in[this.mode].inc();
+    metrics.bytes.in.inc(bytes);
+    this.#inbound().take(payload, id);
   }
 
   #settle(batch: readonly InboundMessage[], outcome: DeliveryOutcome): void {
@@ -570,7 +472,7 @@ export class Session implements SessionView, Beating, LinkListener {
 
   /** Waits for client messages already taken to reach the app. */
   settled(): Promise<void> {
-    return this.#pumping ?? Promise.resolve();
+    return this.#in?.settled() ?? Promise.resolve();
   }
 
   // ── heartbeat host ────────────────────────────────────────────────────────────

@@ -1,0 +1,167 @@
+// Messages from the app to one client: written at once while its link has room, held in
+// the outbox otherwise and written in order as room comes back. Reliable mode numbers them,
+// keeps them until acked, and writes a gap frame before a jump over lost ones.
+import type { Logger } from 'pino';
+import type { Config } from './config.js';
+import type { Clock } from './clock.js';
+import type { Metrics } from './metrics.js';
+import { encodeServerFrame } from './frame.js';
+import type { ClientLink } from './link.js';
+import { Outbox, type DropReason, type Entry } from './outbox.js';
+import type { Mode } from './payload.js';
+import type { Push } from './push.js';
+
+export type SendResult = 'delivered' | 'queued' | 'dropped';
+
+export interface OutboundHost {
+  readonly config: Readonly<Config>;
+  readonly clock: Clock;
+  readonly metrics: Metrics;
+  readonly mode: Mode;
+  readonly log: Logger;
+  /** The link to write to now: null while detached or closing. */
+  link(): ClientLink | null;
+}
+
+export class Outbound {
+  readonly #host: OutboundHost;
+  /** Created on first need: a raw client whose pushes all go out at once never has one. */
+  #outbox: Outbox | null = null;
+  /** Highest seq written to the current link: a larger jump means a gap frame first. */
+  #lastWritten = 0;
+  #waitingDrain = false;
+  #messagesOut = 0;
+
+  constructor(host: OutboundHost) {
+    this.#host = host;
+  }
+
+  #box(): Outbox {
+    const host = this.#host;
+    return (this.#outbox ??= new Outbox(host.config.session.outbox, (reason: DropReason, entry: Entry) => {
+      host.metrics.droppedMessagesTotal.inc({ reason });
+      host.log.debug({ reason, seq: entry.seq }, 'message dropped');
+    }));
+  }
+
+  get messages(): number {
+    return this.#outbox?.messages ?? 0;
+  }
+
+  get bytes(): number {
+    return this.#outbox?.bytes ?? 0;
+  }
+
+  get messagesOut(): number {
+    return this.#messagesOut;
+  }
+
+  /** Sends a push now when the link has room, else holds it; 'overflow': the outbox is full. */
+  send(push: Push): SendResult | 'overflow' {
+    const host = this.#host;
+    const link = host.link();
+    const reliable = host.mode === 'reliable';
+    if (link && (this.#outbox?.unsent ?? 0) === 0 && link.bufferedAmount <= host.config.session.outbox.highWaterBytes) {
+      if (push.expiresAt <= host.clock.now()) {
+        host.metrics.droppedMessagesTotal.inc({ reason: 'ttl' });
+        if (reliable) this.#box().sentDirectly(push, false);
+        return 'dropped';
+      }
+      if (reliable) this.#write(link, this.#box().sentDirectly(push, true));
+      else this.#writeRaw(link, push);
+      return 'delivered';
+    }
+    const outbox = this.#box();
+    const queued = outbox.enqueue(push);
+    switch (queued.result) {
+      case 'overflow':
+        host.metrics.droppedMessagesTotal.inc({ reason: 'overflow' });
+        return 'overflow';
+      case 'dropped':
+        return 'dropped';
+      default:
+        host.metrics.outboxMessages.observe(outbox.messages);
+        if (link) this.#waitForDrain(link);
+        return 'queued';
+    }
+  }
+
+  /** A resume from `lastSeq`: what is held after it is written again, what is gone is counted. */
+  rewind(lastSeq: number): { lastSeq: number; replayed: number; lost: number } {
+    const outbox = this.#box();
+    const assigned = outbox.nextSeq - 1;
+    const from = Math.min(Math.max(0, lastSeq), assigned);
+    outbox.rewind(from);
+    this.#lastWritten = from;
+    const replayed = outbox.messages;
+    return { lastSeq: from, replayed, lost: assigned - from - replayed };
+  }
+
+  ack(seq: number): void {
+    this.#outbox?.ack(seq);
+  }
+
+  /** The link went: no drain to wait for. */
+  unlinked(): void {
+    this.#waitingDrain = false;
+  }
+
+  /** Forgets everything held; returns how many messages were never delivered. */
+  clear(): number {
+    return this.#outbox?.clear() ?? 0;
+  }
+
+  /** Writes queued messages while the link stays under the high-water mark. */
+  flush(): void {
+    const host = this.#host;
+    const link = host.link();
+    const outbox = this.#outbox;
+    if (!link || !outbox) return;
+    const highWater = host.config.session.outbox.highWaterBytes;
+    const retain = host.mode === 'reliable';
+    const now = host.clock.now();
+    // Corked: what goes out in one flush leaves in one write, not one syscall per frame.
+    link.cork();
+    try {
+      while (link.bufferedAmount <= highWater) {
+        if (!outbox.peek(now)) return;
+        const entry = outbox.markSent(retain);
+        if (retain) this.#write(link, entry);
+        else this.#writeRaw(link, entry.push);
+      }
+    } finally {
+      link.uncork();
+    }
+    this.#waitForDrain(link);
+  }
+
+  #writeRaw(link: ClientLink, push: Push): void {
+    link.send(push.raw, push.isBinary);
+    this.#countOut(push);
+  }
+
+  #write(link: ClientLink, entry: Entry): void {
+    if (entry.seq > this.#lastWritten + 1) {
+      link.send(encodeServerFrame({ type: 'gap', from: this.#lastWritten + 1, to: entry.seq - 1 }));
+    }
+    this.#lastWritten = entry.seq;
+    link.send(entry.push.reliableFrame(entry.seq));
+    this.#countOut(entry.push);
+  }
+
+  #countOut(push: Push): void {
+    this.#messagesOut++;
+    const m = this.#host.metrics;
+    m.frames.out[this.#host.mode].inc();
+    m.bytes.out.inc(push.bytes);
+  }
+
+  #waitForDrain(link: ClientLink): void {
+    if (this.#waitingDrain) return;
+    this.#waitingDrain = true;
+    link.whenDrained(() => {
+      this.#waitingDrain = false;
+      this.flush();
+    });
+  }
+}
