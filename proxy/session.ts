@@ -1,5 +1,6 @@
-// One client session: its socket (when attached), its outbox, and the ordered stream of
-// its messages to the app. Named states and one transition point (`#enter`).
+// One client session, whatever link carries it (proxy/link.ts): its state, user, meta and
+// channels, the reliable-mode protocol, and its two directions (Outbound to the client,
+// Inbound to the app). Named states, changed only through `#enter`, which checks them:
 //
 //   open ──socket lost (reliable)──▶ detached ──resume──▶ open
 //     │                                 │ grace over
