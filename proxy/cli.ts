@@ -6,6 +6,7 @@ import cluster from 'node:cluster';
 import type { Config } from './config.js';
 import { PortInUseError } from './address.js';
 import { version } from './version.js';
+import { builtinPlugins } from '../plugins/index.js';
 
 const usage = `usage: switchboard [--config FILE]
 
@@ -71,10 +72,10 @@ async function main(): Promise<void> {
   if (args.check) return void process.stdout.write('configuration is valid\n');
   guardProcess(config);
 
-  if (await runWorkers(config)) return;
+  if (await runWorkers(config, builtinPlugins, (code) => process.exit(code))) return;
 
   const { Switchboard } = await import('./switchboard.js');
-  const switchboard = new Switchboard(config);
+  const switchboard = new Switchboard(config, { plugins: builtinPlugins });
   // Handlers first: a signal that arrives while starting still drains (or aborts the start).
   let stopping = false;
   const stop = (signal: string) => {

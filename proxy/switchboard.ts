@@ -22,7 +22,6 @@ import { LocalDirectory } from './directory.js';
 import { Session, type SessionContext } from './session.js';
 import { TimerWheel } from './timer-wheel.js';
 import { TokenCodec } from './token.js';
-import { builtinPlugins } from '../plugins/index.js';
 import type { Upstream } from './upstream.js';
 import { Parts, pluginRoutes, pushSources, sessionParts, withDeadline, type Plugin, type SessionHost } from './plugin.js';
 
@@ -38,8 +37,8 @@ export interface SwitchboardOptions {
   readonly control?: boolean;
   /** Passes a resume to the worker that holds its session (workers only). */
   readonly handoff?: (worker: number, req: IncomingMessage, socket: Socket, head: Buffer) => boolean;
-  /** The plugins to run with (default: the built-in ones). */
-  readonly plugins?: readonly Plugin[];
+  /** The plugins to run with (cli.ts passes the built-in ones). */
+  readonly plugins: readonly Plugin[];
 }
 
 /** What of a handshake crosses to another worker with its socket. */
@@ -77,14 +76,14 @@ export class Switchboard {
   #counter = 0;
   #closing: Promise<void> | null = null;
 
-  constructor(config: Readonly<Config>, options: SwitchboardOptions = {}) {
+  constructor(config: Readonly<Config>, options: SwitchboardOptions) {
     this.config = config;
     this.clock = options.clock ?? systemClock;
     this.worker = options.worker ?? 0;
     this.nodeId = config.nodeId ?? randomBytes(4).readUInt32BE().toString(36);
     this.log = options.log ?? createLogger(config.log.level, { node: this.nodeId, worker: this.worker });
     this.metrics = options.metrics ?? createMetrics();
-    const plugins = options.plugins ?? builtinPlugins;
+    const { plugins } = options;
     const host: SessionHost = {
       config,
       log: this.log,

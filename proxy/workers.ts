@@ -21,8 +21,7 @@ import { Socket } from 'node:net';
 import { Push } from './push.js';
 import { parseConnectionId } from './target.js';
 import type { Target } from './target.js';
-import { builtinPlugins } from '../plugins/index.js';
-import { Parts, pluginRoutes, pushSources } from './plugin.js';
+import { Parts, pluginRoutes, pushSources, type Plugin } from './plugin.js';
 
 /** The environment variable that carries the primary's validated config to its workers. */
 export const WORKER_CONFIG = 'SWITCHBOARD_WORKER_CONFIG';
@@ -43,15 +42,18 @@ function workerExecArgv(): string[] {
   return chosen ? process.execArgv : [...process.execArgv, WORKER_SEMI_SPACE_FLAG];
 }
 
+/** How the process ends: cli.ts owns it (the only module that exits the process). */
+export type Exit = (code: number) => never;
+
 /** Runs as primary or worker when `workers` is more than 1; false when one process will do. */
-export async function runWorkers(config: Readonly<Config>): Promise<boolean> {
+export async function runWorkers(config: Readonly<Config>, plugins: readonly Plugin[], exit: Exit): Promise<boolean> {
   if (cluster.isWorker) {
-    await runWorker(config);
+    await runWorker(config, plugins, exit);
     return true;
   }
   const n = workerCount(config);
   if (n <= 1) return false;
-  await runPrimary(config, n);
+  await runPrimary(config, n, plugins, exit);
   return true;
 }
 
@@ -85,11 +87,12 @@ export const fromWire = (w: WirePush): Push => new Push(w.payload, { class: w.cl
 
 // ── worker ─────────────────────────────────────────────────────────────────────
 
-async function runWorker(config: Readonly<Config>): Promise<void> {
+async function runWorker(config: Readonly<Config>, plugins: readonly Plugin[], exit: Exit): Promise<void> {
   const index = Number(process.env.SWITCHBOARD_WORKER_INDEX ?? 0);
   // Loaded here, not at the top: the primary never runs a client pipeline.
   const { Switchboard } = await import('./switchboard.js');
   const sb = new Switchboard(config, {
+    plugins,
     worker: index,
     control: false,
     // A resume for a session of another worker: the socket goes there through the primary.
@@ -107,7 +110,7 @@ async function runWorker(config: Readonly<Config>): Promise<void> {
   process.on('SIGINT', () => {});
   process.on('disconnect', () => {
     sb.destroy();
-    process.exit(1);
+    exit(1);
   });
   process.on('message', (message: unknown, handle: unknown) => {
     const m = message as Partial<Call> & { sb?: string };
@@ -117,7 +120,7 @@ async function runWorker(config: Readonly<Config>): Promise<void> {
       return;
     }
     if (m.sb === 'drain') {
-      void sb.close().then(() => process.exit(0));
+      void sb.close().then(() => exit(0));
       return;
     }
     const id = m.sbCall;
@@ -132,7 +135,7 @@ async function runWorker(config: Readonly<Config>): Promise<void> {
   } catch (err) {
     sb.destroy();
     process.stderr.write(`${err instanceof PortInUseError ? err.message : (err as Error).stack}\n`);
-    process.exit(err instanceof PortInUseError ? 1 : 70);
+    exit(err instanceof PortInUseError ? 1 : 70);
   }
   process.send!({ sb: 'ready', port: sb.publicAddress.port });
 }
@@ -279,7 +282,7 @@ export class WorkersDirectory implements Directory {
   }
 }
 
-async function runPrimary(config: Readonly<Config>, n: number): Promise<void> {
+async function runPrimary(config: Readonly<Config>, n: number, plugins: readonly Plugin[], exit: Exit): Promise<void> {
   const nodeId = config.nodeId ?? randomBytes(4).readUInt32BE().toString(36);
   const log: Logger = createLogger(config.log.level, { node: nodeId, role: 'primary' });
   const pool = new WorkerPool();
@@ -331,13 +334,13 @@ async function runPrimary(config: Readonly<Config>, n: number): Promise<void> {
   const failed = started.find((r) => r.status === 'rejected');
   if (failed) {
     for (const w of pool.workers.values()) w.kill();
-    process.exit((failed.reason as { code?: number }).code === 1 ? 1 : 70);
+    exit((failed.reason as { code?: number }).code === 1 ? 1 : 70);
   }
 
   const directory = new WorkersDirectory(pool, nodeId);
   // Push sources (the push queue) are consumed here, once per node, and routed to the workers like API pushes.
   const parts = new Parts(log);
-  for (const source of pushSources(builtinPlugins, { config, log, clock: systemClock, directory })) parts.add(source);
+  for (const source of pushSources(plugins, { config, log, clock: systemClock, directory })) parts.add(source);
   await parts.start();
   const control: Server = createServer(createControlApi({
     config,
@@ -357,7 +360,7 @@ async function runPrimary(config: Readonly<Config>, n: number): Promise<void> {
       contentType: aggregator.contentType,
       body: `${await aggregator.clusterMetrics()}\n${await own.metrics()}`,
     }),
-    routes: pluginRoutes(builtinPlugins, config),
+    routes: pluginRoutes(plugins, config),
   }));
   const address = parseAddress(config.control.listen, '127.0.0.1')!;
   control.listen(address.port, address.host);
@@ -368,7 +371,7 @@ async function runPrimary(config: Readonly<Config>, n: number): Promise<void> {
     for (const w of pool.workers.values()) w.kill();
     const e = err as NodeJS.ErrnoException;
     process.stderr.write(e.code === 'EADDRINUSE' ? `control port ${address.port} on ${address.host} is already in use\n` : `${e.message}\n`);
-    process.exit(1);
+    exit(1);
   }
   state = 'running';
   log.info({ workers: n, control: control.address() }, 'switchboard primary ready');
@@ -376,7 +379,7 @@ async function runPrimary(config: Readonly<Config>, n: number): Promise<void> {
   const stop = async (signal: string) => {
     if (state === 'draining') {
       for (const w of pool.workers.values()) w.process.kill('SIGKILL');
-      process.exit(1);
+      exit(1);
     }
     state = 'draining';
     log.info({ signal }, 'draining workers');
@@ -393,7 +396,7 @@ async function runPrimary(config: Readonly<Config>, n: number): Promise<void> {
     parts.destroy();
     control.closeAllConnections();
     control.close();
-    process.exit(0);
+    exit(0);
   };
   process.on('SIGTERM', () => void stop('SIGTERM'));
   process.on('SIGINT', () => void stop('SIGINT'));

@@ -9,6 +9,7 @@ import { WebSocketServer } from 'ws';
 import { guard, startApp } from './helpers/app.js';
 import { startSidecar, testConfig } from './helpers/sidecar.js';
 import { Switchboard } from '../proxy/switchboard.js';
+import { builtinPlugins } from '../plugins/index.js';
 import { Writable } from 'node:stream';
 import pino from 'pino';
 import fc from 'fast-check';
@@ -165,7 +166,7 @@ test('webhooks going out unsigned to a non-loopback app log a startup warning; s
     const lines: string[] = [];
     const log = pino({ level: 'warn' }, new Writable({ write(chunk, _e, done) { lines.push(String(chunk)); done(); } }));
     // The app is never contacted: nothing connects, and start() does not call it.
-    const sb = new Switchboard(testConfig('http://app.example:3000', overrides), { log, metrics: undefined });
+    const sb = new Switchboard(testConfig('http://app.example:3000', overrides), { plugins: builtinPlugins, log, metrics: undefined });
     await sb.start();
     await sb.close();
     return lines.map((l) => JSON.parse(l) as { level: number; msg: string }).filter((l) => /unsigned/.test(l.msg));

@@ -9,6 +9,7 @@ import { TestClient } from './helpers/client.js';
 import { FakeClock } from './helpers/fake-clock.js';
 import { eventually } from './helpers/rabbit.js';
 import { Switchboard } from '../proxy/switchboard.js';
+import { builtinPlugins } from '../plugins/index.js';
 import { createLogger } from '../proxy/log.js';
 import { encodeEvents } from '../plugins/websocket-over-http/codec.js';
 
@@ -22,7 +23,7 @@ test('webhooks.keepAliveIntervalSec: empty keep-alive requests on the clock when
   });
   const clock = new FakeClock(Date.now());
   const config = testConfig(app.url, { webhooks: { dialect: 'websocket-over-http', keepAliveIntervalSec: 30 } });
-  const sb = new Switchboard(config, { clock, log: createLogger('silent') });
+  const sb = new Switchboard(config, { plugins: builtinPlugins, clock, log: createLogger('silent') });
   await sb.start();
   t.after(async () => { sb.destroy(); await app.close(); });
   const url = (path: string) => `ws://127.0.0.1:${sb.publicAddress.port}${path}`;

@@ -2,6 +2,7 @@
 import { validateConfig, type Config } from '../../proxy/config.js';
 import { Switchboard } from '../../proxy/switchboard.js';
 import { createLogger } from '../../proxy/log.js';
+import { builtinPlugins } from '../../plugins/index.js';
 
 export type DeepPartial<T> = { [K in keyof T]?: T[K] extends readonly unknown[] ? T[K] : T[K] extends object | null ? DeepPartial<NonNullable<T[K]>> | null : T[K] };
 
@@ -39,7 +40,7 @@ export function testConfig(appUrl: string, overrides: Record<string, unknown> = 
 
 export async function startSidecar(appUrl: string, overrides: Record<string, unknown> = {}): Promise<Sidecar> {
   const config = testConfig(appUrl, overrides);
-  const sb = new Switchboard(config, { log: createLogger(config.log.level), metrics: undefined });
+  const sb = new Switchboard(config, { plugins: builtinPlugins, log: createLogger(config.log.level), metrics: undefined });
   await sb.start();
   const port = sb.publicAddress.port;
   const controlUrl = `http://127.0.0.1:${sb.controlAddress!.port}`;
