@@ -1,7 +1,7 @@
 // The control port: the push API, health, metrics and a small status page.
 // Plugins add routes of their own (GRIP publish, @connections) through `ControlRoute`.
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { createHash, timingSafeEqual } from 'node:crypto';
+import { hasBearer } from './auth.js';
 import type { Config } from './config.js';
 import type { Clock } from './clock.js';
 import { CloseCode, SwitchboardError } from './errors.js';
@@ -81,7 +81,8 @@ export function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
   });
 }
 
-function decode(segment: string): string {
+/** A path segment, percent-decoded; a malformed one is a 400. */
+export function decodeSegment(segment: string): string {
   try {
     return decodeURIComponent(segment);
   } catch {
@@ -92,16 +93,8 @@ function decode(segment: string): string {
 export function createControlApi(deps: ControlDeps): (req: IncomingMessage, res: ServerResponse) => void {
   const { config, directory, clock } = deps;
   const maxBytes = config.limits.maxMessageBytes;
-  const digest = (v: string) => createHash('sha256').update(v).digest();
-  const token = config.control.token === null ? null : digest(config.control.token);
-
-  const authorized = (req: IncomingMessage): boolean => {
-    if (token === null) return true;
-    // The scheme name is case-insensitive (RFC 9110 §11.1). Digests are compared, in constant
-    // time, so neither the token's content nor its length shows in the timing.
-    const m = /^bearer +(.+)$/i.exec(req.headers.authorization ?? '');
-    return timingSafeEqual(digest(m ? m[1] : ''), token);
-  };
+  const token = config.control.token;
+  const authorized = (req: IncomingMessage): boolean => token === null || hasBearer(req.headers.authorization, token);
 
   /** A push from this request's body and headers. */
   const pushOf = async (r: ControlRequest) => {
@@ -159,9 +152,9 @@ export function createControlApi(deps: ControlDeps): (req: IncomingMessage, res:
         res.end(html);
       },
     },
-    { method: 'POST', pattern: /^\/v1\/connections\/([^/]+)\/messages$/, handle: (r) => sendTo(toConnection(decode(r.match[1])))(r) },
-    { method: 'POST', pattern: /^\/v1\/users\/([^/]+)\/messages$/, handle: (r) => sendTo(toUser(decode(r.match[1])))(r) },
-    { method: 'POST', pattern: /^\/v1\/channels\/([^/]+)\/messages$/, handle: (r) => sendTo(toChannel(decode(r.match[1])))(r) },
+    { method: 'POST', pattern: /^\/v1\/connections\/([^/]+)\/messages$/, handle: (r) => sendTo(toConnection(decodeSegment(r.match[1])))(r) },
+    { method: 'POST', pattern: /^\/v1\/users\/([^/]+)\/messages$/, handle: (r) => sendTo(toUser(decodeSegment(r.match[1])))(r) },
+    { method: 'POST', pattern: /^\/v1\/channels\/([^/]+)\/messages$/, handle: (r) => sendTo(toChannel(decodeSegment(r.match[1])))(r) },
     { method: 'POST', pattern: /^\/v1\/broadcast$/, handle: (r) => sendTo(toAll)(r) },
     {
       method: 'POST', pattern: /^\/v1\/batch$/,
@@ -184,7 +177,7 @@ export function createControlApi(deps: ControlDeps): (req: IncomingMessage, res:
       method: 'DELETE', pattern: /^\/v1\/connections\/([^/]+)$/,
       handle: async (r) => {
         const { code, reason } = closeParams(r.url);
-        const id = decode(r.match[1]);
+        const id = decodeSegment(r.match[1]);
         const closed = await directory.close(toConnection(id), code, reason);
         if (closed === 0) throw unknown(id);
         sendJson(r.res, 200, { closed });
@@ -194,7 +187,7 @@ export function createControlApi(deps: ControlDeps): (req: IncomingMessage, res:
       method: 'DELETE', pattern: /^\/v1\/users\/([^/]+)$/,
       handle: async (r) => {
         const { code, reason } = closeParams(r.url);
-        sendJson(r.res, 200, { closed: await directory.close(toUser(decode(r.match[1])), code, reason) });
+        sendJson(r.res, 200, { closed: await directory.close(toUser(decodeSegment(r.match[1])), code, reason) });
       },
     },
     {
@@ -208,7 +201,7 @@ export function createControlApi(deps: ControlDeps): (req: IncomingMessage, res:
     {
       method: 'GET', pattern: /^\/v1\/connections\/([^/]+)$/,
       handle: async (r) => {
-        const id = decode(r.match[1]);
+        const id = decodeSegment(r.match[1]);
         const info = await directory.info(id);
         if (!info) throw unknown(id);
         sendJson(r.res, 200, info);
@@ -230,15 +223,15 @@ export function createControlApi(deps: ControlDeps): (req: IncomingMessage, res:
     {
       method: 'GET', pattern: /^\/v1\/channels\/([^/]+)$/,
       handle: async (r) => {
-        const channel = decode(r.match[1]);
+        const channel = decodeSegment(r.match[1]);
         // Counts are of this node (all its workers): other nodes of a cluster are not asked.
         sendJson(r.res, 200, { channel, connections: await directory.channelSize(channel), scope: 'node' });
       },
     },
   ];
   const setChannel = async (r: ControlRequest, subscribed: boolean) => {
-    const id = decode(r.match[1]);
-    const channel = decode(r.match[2]);
+    const id = decodeSegment(r.match[1]);
+    const channel = decodeSegment(r.match[2]);
     if (!(await directory.setChannel(id, channel, subscribed))) throw unknown(id);
     sendJson(r.res, 200, { connection: id, channel, subscribed });
   };

@@ -140,7 +140,7 @@ export class Gateway {
     const refusal = this.#admit(address);
     if (refusal) {
       ctx.metrics.connectionsTotal.inc({ result: refusal.error.code });
-      reject(socket, refusal.error.status, JSON.stringify(refusal.error.toJSON()), refusal.headers);
+      rejectWith(socket, refusal.error, refusal.headers);
       return;
     }
     if (this.#handedOff(req, socket as Socket, head, url)) return;
@@ -187,7 +187,7 @@ export class Gateway {
       if (!pending.taken) this.#abandon(pending);
     }).catch((err: unknown) => {
       this.#host.ctx.log.error({ err }, 'handshake failed');
-      reject(pending.socket, 500, JSON.stringify(new SwitchboardError('internal').toJSON()));
+      rejectWith(pending.socket, new SwitchboardError('internal'));
     });
   }
 
@@ -249,7 +249,7 @@ export class Gateway {
     pending.fresh = true;
     if (!host.accepting()) {
       this.#abandon(pending);
-      reject(socket, 503, JSON.stringify(new SwitchboardError('not_ready').toJSON()));
+      rejectWith(socket, new SwitchboardError('not_ready'));
       return false;
     }
     if (outcome.headers) this.#extraHeaders.set(req, outcome.headers);
@@ -309,6 +309,11 @@ export class Gateway {
   close(): void {
     this.#wss.close();
   }
+}
+
+/** Answers a handshake with a SwitchboardError (its status, its JSON) and closes the socket. */
+export function rejectWith(socket: Duplex, err: SwitchboardError, headers: Record<string, string> = {}): void {
+  reject(socket, err.status, JSON.stringify(err.toJSON()), headers);
 }
 
 /** Answers a handshake with a plain HTTP status and closes the socket. */

@@ -11,9 +11,9 @@ import { PortInUseError, isLoopback, parseAddress, type Address } from './addres
 import { setForwarding, stripHopByHop, stripReserved, trustedProxies, webhookPathMatcher } from './forwarding.js';
 import type { Config } from './config.js';
 import { systemClock, type Clock } from './clock.js';
-import { createControlApi, type ControlRoute } from './control-api.js';
+import { createControlApi, sendError, type ControlRoute } from './control-api.js';
 import { CloseCode, SwitchboardError } from './errors.js';
-import { Gateway, reject } from './gateway.js';
+import { Gateway, rejectWith } from './gateway.js';
 import { Heartbeat } from './heartbeat.js';
 import { createLogger } from './log.js';
 import { createMetrics, type Metrics } from './metrics.js';
@@ -151,7 +151,7 @@ export class Switchboard {
       accepting: () => this.state === 'running',
       newConnectionId: () => this.newConnectionId(),
       proxyUpgrade: (req, socket, head) => {
-        if (isWebhookPath(req.url ?? '/')) return reject(socket, 404, JSON.stringify(new SwitchboardError('not_found').toJSON()));
+        if (isWebhookPath(req.url ?? '/')) return rejectWith(socket, new SwitchboardError('not_found'));
         stripReserved(req);
         setForwarding(req, trusted);
         this.#proxy.ws(req, socket, head);
@@ -168,7 +168,7 @@ export class Switchboard {
       this.#gateway.plainHttp(req.socket);
       if (isWebhookPath(req.url ?? '/')) {
         req.resume();
-        return void sendNotFound(res);
+        return void sendError(res, new SwitchboardError('not_found'));
       }
       stripReserved(req);
       stripHopByHop(req.headers, true);
@@ -191,7 +191,7 @@ export class Switchboard {
 
   /** Takes a resume handshake another worker passed here, with its socket. */
   adopt(request: HandedRequest, socket: Socket, head: Buffer): void {
-    if (this.state !== 'running') return void reject(socket, 503, JSON.stringify(new SwitchboardError('not_ready').toJSON()));
+    if (this.state !== 'running') return void rejectWith(socket, new SwitchboardError('not_ready'));
     this.#gateway.accepted(socket);
     const req = { method: request.method, url: request.url, headers: request.headers, socket } as unknown as IncomingMessage;
     this.#gateway.upgrade(req, socket, head);
@@ -254,17 +254,10 @@ export class Switchboard {
     this.log.warn({ err: err.message, timedOut }, 'proxy to the app failed');
     if ('writeHead' in res) {
       if (res.headersSent) return void res.destroy();
-      if (timedOut) {
-        const e = new SwitchboardError('gateway_timeout');
-        res.writeHead(504, { 'content-type': 'application/json' });
-        return void res.end(JSON.stringify(e.toJSON()));
-      }
       // The app's address stays inside: the client learns only that it is unreachable.
-      const e = new SwitchboardError('bad_gateway');
-      res.writeHead(502, { 'content-type': 'application/json' });
-      res.end(JSON.stringify(e.toJSON()));
+      sendError(res, new SwitchboardError(timedOut ? 'gateway_timeout' : 'bad_gateway'));
     } else {
-      reject(res, 502, JSON.stringify(new SwitchboardError('bad_gateway').toJSON()));
+      rejectWith(res, new SwitchboardError('bad_gateway'));
     }
   }
 
@@ -337,14 +330,9 @@ export class Switchboard {
 function answerClientError(err: NodeJS.ErrnoException, socket: Duplex): void {
   if (!socket.writable || (socket as Socket).bytesWritten > 0) return void socket.destroy();
   const status = err.code === 'HPE_HEADER_OVERFLOW' ? 431 : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 408 : 400;
-  reject(socket, status, JSON.stringify(new SwitchboardError(status === 400 ? 'bad_request' : status === 431 ? 'headers_too_large' : 'request_timeout').toJSON()));
+  rejectWith(socket, new SwitchboardError(status === 400 ? 'bad_request' : status === 431 ? 'headers_too_large' : 'request_timeout'));
 }
 
-function sendNotFound(res: ServerResponse): void {
-  const body = JSON.stringify(new SwitchboardError('not_found').toJSON());
-  res.writeHead(404, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
-  res.end(body);
-}
 
 function listen(server: Server, address: Address, what: string, backlog?: number): Promise<void> {
   return new Promise((resolve, reject) => {

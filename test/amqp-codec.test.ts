@@ -2,7 +2,8 @@
 // batch outcomes. No broker needed.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { backoffDelay, brokerUrl, redact } from '../plugins/amqp/connection.js';
+import { brokerUrl, redact } from '../plugins/amqp/connection.js';
+import { backoffMs } from '../proxy/backoff.js';
 import { toAll, toChannel, toConnection, toUser } from '../proxy/target.js';
 import { bindingKey, decodeMessage, encodeClose, encodePush, escapeName, nodeOf, routingKey } from '../plugins/amqp/cluster.js';
 import { outcomeOf } from '../plugins/amqp/upstream.js';
@@ -10,11 +11,11 @@ import { Push } from '../proxy/push.js';
 
 test('backoff: full jitter under an exponential ceiling, capped', () => {
   const b = { baseMs: 100, capMs: 1000 };
-  assert.equal(backoffDelay(0, b, () => 0.999), 99);
-  assert.equal(backoffDelay(3, b, () => 0.999), 799);
-  assert.equal(backoffDelay(10, b, () => 0.999), 999);
-  assert.equal(backoffDelay(1000, b, () => 0.5), 500);
-  assert.equal(backoffDelay(5, b, () => 0), 0);
+  assert.equal(backoffMs(1, b, () => 0.999), 99);
+  assert.equal(backoffMs(4, b, () => 0.999), 799);
+  assert.equal(backoffMs(11, b, () => 0.999), 999);
+  assert.equal(backoffMs(1001, b, () => 0.5), 500);
+  assert.equal(backoffMs(6, b, () => 0), 0);
 });
 
 test('broker URL: a heartbeat unless set; passwords redacted for logs', () => {

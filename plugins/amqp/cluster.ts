@@ -25,7 +25,8 @@ import type { Relay } from '../../proxy/directory.js';
 import type { SessionHost } from '../../proxy/plugin.js';
 import { nameOf, targetOf, unreachable, type Target } from '../../proxy/target.js';
 import type { Payload } from '../../proxy/payload.js';
-import { BrokerConnection, type Backoff } from './connection.js';
+import { BrokerConnection } from './connection.js';
+import type { Backoff } from '../../proxy/backoff.js';
 import { payloadContent } from './upstream.js';
 import { MAX_ROUTING_NAME } from '../../proxy/limits.js';
 

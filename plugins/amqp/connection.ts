@@ -8,15 +8,9 @@ import type { ChannelModel } from 'amqplib';
 import type { Logger } from 'pino';
 import type { Clock } from '../../proxy/clock.js';
 import { userAgent } from '../../proxy/version.js';
+import { backoffMs, type Backoff } from '../../proxy/backoff.js';
 
 export type BrokerState = 'idle' | 'connecting' | 'up' | 'waiting' | 'closed';
-
-export interface Backoff {
-  /** First retry waits up to this long; each failure doubles it. */
-  readonly baseMs: number;
-  /** No wait is longer than this. */
-  readonly capMs: number;
-}
 
 export interface BrokerOptions {
   readonly url: string;
@@ -34,12 +28,6 @@ export interface BrokerOptions {
 /** Heartbeats find a broker that vanished without closing the socket; 15 s unless the URL says. */
 const DEFAULT_HEARTBEAT_SEC = 15;
 const CONNECT_TIMEOUT_MS = 10_000;
-
-/** Full jitter: a uniformly random wait up to the capped exponential (AWS architecture blog). */
-export function backoffDelay(attempt: number, backoff: Backoff, random: () => number = Math.random): number {
-  const ceiling = Math.min(backoff.capMs, backoff.baseMs * 2 ** Math.min(attempt, 30));
-  return Math.floor(random() * ceiling);
-}
 
 /** The URL with a heartbeat when it sets none. */
 export function brokerUrl(url: string): string {
@@ -156,7 +144,7 @@ export class BrokerConnection {
   #retry(err: Error): void {
     if (this.#state === 'closed') return;
     this.#state = 'waiting';
-    const wait = backoffDelay(this.#attempt++, this.#options.reconnect);
+    const wait = backoffMs(++this.#attempt, this.#options.reconnect);
     // The first failure is worth a warning; repeats only at debug, with the count.
     const level = this.#attempt === 1 ? 'warn' : 'debug';
     this.#log[level]({ err: err.message, attempt: this.#attempt, waitMs: wait }, 'broker unreachable: retrying');

@@ -15,7 +15,8 @@ import type { Push } from '../../proxy/push.js';
 import { jsonBody, parseBatch } from '../../proxy/push-request.js';
 import type { PushRoute } from '../../proxy/plugin.js';
 import { bodyKind } from '../../proxy/payload.js';
-import { BrokerConnection, backoffDelay, type Backoff } from './connection.js';
+import { BrokerConnection } from './connection.js';
+import { backoffMs, type Backoff } from '../../proxy/backoff.js';
 
 export interface PushQueueOptions {
   readonly url: string;
@@ -125,7 +126,7 @@ export class PushQueueConsumer {
     } catch (err) {
       // Routing failed (the cluster broker is away): try again later. Items routed before the
       // failure are routed again, so a recipient here may get them twice.
-      const wait = backoffDelay(this.#failures++, this.#options.reconnect);
+      const wait = backoffMs(++this.#failures, this.#options.reconnect);
       this.#log.warn({ err: (err as Error).message, waitMs: wait }, 'routing a queued push failed: requeueing it');
       await new Promise((resolve) => this.#clock.setTimeout(() => resolve(undefined), wait));
       settle(() => ch.nack(msg, false, true));

@@ -5,7 +5,7 @@
 //   DELETE /@connections/{id} close the connection                  → 204
 // An unknown connection is 410 GoneException, as API Gateway answers.
 import type { ServerResponse } from 'node:http';
-import type { ControlRoute } from '../../proxy/control-api.js';
+import { decodeSegment, type ControlRoute } from '../../proxy/control-api.js';
 import { CloseCode, SwitchboardError } from '../../proxy/errors.js';
 import { Push } from '../../proxy/push.js';
 import { toConnection } from '../../proxy/target.js';
@@ -19,14 +19,6 @@ function gone(res: ServerResponse): void {
   res.end(body);
 }
 
-function id(segment: string): string {
-  try {
-    return decodeURIComponent(segment);
-  } catch {
-    throw new SwitchboardError('bad_request', 'malformed connection id');
-  }
-}
-
 /** API Gateway sends the data as it is: binary only when the caller says so. */
 function payloadOf(contentType: string | undefined, body: Buffer): Payload {
   return bodyKind(contentType) === 'binary' ? { kind: 'binary', data: body } : { kind: 'text', text: body.toString('utf8') };
@@ -38,7 +30,7 @@ export function apiGatewayRoutes(): ControlRoute[] {
       method: 'POST', pattern,
       handle: async ({ req, res, match, directory, body }) => {
         const push = new Push(payloadOf(req.headers['content-type'], await body()));
-        const { found } = await directory.route(toConnection(id(match[1])), push);
+        const { found } = await directory.route(toConnection(decodeSegment(match[1])), push);
         if (!found) return gone(res);
         res.writeHead(200, { 'content-length': 0 });
         res.end();
@@ -47,7 +39,7 @@ export function apiGatewayRoutes(): ControlRoute[] {
     {
       method: 'GET', pattern,
       handle: async ({ res, match, directory }) => {
-        const info = await directory.info(id(match[1]));
+        const info = await directory.info(decodeSegment(match[1]));
         if (!info) return gone(res);
         const body = JSON.stringify({
           ConnectedAt: info.connectedAt,
@@ -61,7 +53,7 @@ export function apiGatewayRoutes(): ControlRoute[] {
     {
       method: 'DELETE', pattern,
       handle: async ({ res, match, directory }) => {
-        const closed = await directory.close(toConnection(id(match[1])), CloseCode.normal, 'closed by the app');
+        const closed = await directory.close(toConnection(decodeSegment(match[1])), CloseCode.normal, 'closed by the app');
         if (closed === 0) return gone(res);
         res.writeHead(204);
         res.end();

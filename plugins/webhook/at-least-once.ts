@@ -3,7 +3,8 @@
 // has passed. Waiting events are counted; one given up is logged with its connection.
 import type { Logger } from 'pino';
 import { sleep, type Clock } from '../../proxy/clock.js';
-import { backoffMs, isRetryableStatus } from './retry.js';
+import { isRetryableStatus } from './retry.js';
+import { backoffMs } from '../../proxy/backoff.js';
 import type { WebhookResult } from './sender.js';
 import type { Config } from '../../proxy/config.js';
 import type { Metrics } from '../../proxy/metrics.js';

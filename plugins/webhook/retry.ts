@@ -1,6 +1,7 @@
 // Retry policy for webhooks: which failures may be retried, and how long to wait.
 // Failures are classified before any retry (after Pushpin): the app was not reached,
 // may have been reached, or answered.
+import { backoffMs, type Backoff } from '../../proxy/backoff.js';
 
 export type Attempt =
   | { readonly kind: 'answered'; readonly status: number; readonly retryAfterMs: number | null }
@@ -45,19 +46,8 @@ export function parseRetryAfter(value: string | string[] | undefined, now: numbe
   return Number.isNaN(at) ? null : Math.max(0, at - now);
 }
 
-export interface BackoffOptions {
-  readonly baseMs: number;
-  readonly capMs: number;
-}
-
-/** Exponential backoff with full jitter; `attempt` counts from 1 (the first retry). */
-export function backoffMs(attempt: number, options: BackoffOptions, random: () => number = Math.random): number {
-  const ceiling = Math.min(options.capMs, options.baseMs * 2 ** Math.min(attempt - 1, 30));
-  return Math.floor(random() * ceiling);
-}
-
 /** The wait before the next attempt: the app's Retry-After (capped) or the backoff. */
-export function delayBefore(attempt: number, previous: Attempt, options: BackoffOptions, random?: () => number): number {
+export function delayBefore(attempt: number, previous: Attempt, options: Backoff, random?: () => number): number {
   if (previous.kind === 'answered' && previous.retryAfterMs !== null) return Math.min(previous.retryAfterMs, options.capMs);
   return backoffMs(attempt, options, random);
 }

@@ -2,8 +2,8 @@
 // `Authorization: Bearer <JWT>` (HS256, claims {iss, exp: now+600}) when its GRIP_URL has
 // iss and key, `Bearer <key>` when it has only a key, and `Basic base64(user:pass)` when
 // told to. Facts and sources: docs/websocket-over-http-notes.md.
-import { createHash, timingSafeEqual } from 'node:crypto';
 import { SignJWT, decodeProtectedHeader, errors, jwtVerify } from 'jose';
+import { safeEqual, splitAuthorization } from '../../proxy/auth.js';
 
 export type PublishAuth =
   | { readonly scheme: 'none' }
@@ -39,12 +39,6 @@ export async function verifyPublishAuth(
   return { ok: false, status: 401, headers: { 'Content-Type': 'text/plain', 'WWW-Authenticate': challenge }, body: 'Unauthorized\n' };
 }
 
-function splitAuthorization(header: string | undefined): { scheme: string; value: string } | null {
-  if (header === undefined) return null;
-  const m = /^\s*(\S+)\s+(\S+)\s*$/.exec(header);
-  return m === null ? null : { scheme: m[1]!.toLowerCase(), value: m[2]! };
-}
-
 function basicMatches(value: string, user: string, pass: string): boolean {
   const decoded = Buffer.from(value, 'base64').toString('utf8');
   const colon = decoded.indexOf(':');
@@ -53,13 +47,6 @@ function basicMatches(value: string, user: string, pass: string): boolean {
   const userOk = safeEqual(decoded.slice(0, colon), user);
   const passOk = safeEqual(decoded.slice(colon + 1), pass);
   return userOk && passOk;
-}
-
-// Compares digests, so neither the length nor the content leaks through timing.
-function safeEqual(a: string, b: string): boolean {
-  const da = createHash('sha256').update(a).digest();
-  const db = createHash('sha256').update(b).digest();
-  return timingSafeEqual(da, db);
 }
 
 // ---------------------------------------------------------------------------------------
