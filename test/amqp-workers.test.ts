@@ -3,7 +3,8 @@ import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { connect } from './helpers/client.js';
 import { freePort, runCli, writeConfig } from './helpers/process.js';
-import { AmqpClient, eventually, rabbitSkip, startRabbit, uniqueName, type Rabbit } from './helpers/rabbit.js';
+import { AmqpClient, rabbitSkip, startRabbit, uniqueName, type Rabbit } from './helpers/rabbit.js';
+import { eventually } from './helpers/eventually.js';
 
 const skip = rabbitSkip();
 let broker: Rabbit | null = null;

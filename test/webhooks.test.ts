@@ -4,6 +4,7 @@ import { createHmac } from 'node:crypto';
 import { startApp } from './helpers/app.js';
 import { startSidecar } from './helpers/sidecar.js';
 import { connect, connectReliable } from './helpers/client.js';
+import { eventually } from './helpers/eventually.js';
 
 test('connect webhook carries the handshake; its answer sets user, channels, meta and initial messages', async (t) => {
   const app = await startApp((r) => r.url === '/ws/connect'
@@ -229,7 +230,7 @@ test('batched message webhooks: what queued meanwhile goes in one request, each 
   raw.send('plain text');
   raw.send(Buffer.from([7]));
   const items = async () => app.byPath('/ws/message').slice(2).flatMap((r) => r.json().messages);
-  for (let i = 0; i < 100 && (await items()).length < 2; i++) await new Promise((r) => setTimeout(r, 10));
+  await eventually(async () => (await items()).length >= 2, 'both raw messages in batch webhooks', 1_000);
   const [text, bin] = await items();
   assert.equal(text.text, 'plain text');
   assert.equal(bin.binary, Buffer.from([7]).toString('base64'));
