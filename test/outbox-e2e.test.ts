@@ -187,9 +187,11 @@ for (const mode of MODES) {
     const { sc, client, id } = await setup(t, mode, {});
     const pushed = await stall(sc, client, id);
     assert.equal((await send(sc, id, 'short-lived', { 'x-switchboard-ttl-ms': '50' })).json.queued, 1);
+    const expiresBy = sc.sb.clock.now() + 50;
     assert.equal((await send(sc, id, 'long-lived', { 'x-switchboard-ttl-ms': '600000' })).json.queued, 1);
     assert.equal((await send(sc, id, 'forever')).json.queued, 1);
-    await new Promise((r) => setTimeout(r, 200)); // past the short TTL, before the client reads
+    // Past the short TTL by the sidecar's own clock, before the client reads.
+    await eventually(() => sc.sb.clock.now() > expiresBy, 'the sidecar clock past the short TTL');
     const read = await resumeAndRead(client, mode, 'forever');
     assertFillers(read, pushed);
     const s = pushed + 1;

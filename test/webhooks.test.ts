@@ -208,7 +208,9 @@ test('batched message webhooks: what queued meanwhile goes in one request, each 
   client.send({ type: 'message', data: { n: 1 }, id: 'a1' });
   await app.waitFor((r) => r.url === '/ws/message', 'the first webhook');
   for (let i = 2; i <= 5; i++) client.send({ type: 'message', data: { n: i }, id: `a${i}` });
-  await new Promise((r) => setTimeout(r, 100));
+  // All four are taken by the sidecar (counted as they arrive) while the first webhook is held.
+  const taken = /^switchboard_messages_total\{direction="in",mode="reliable"\} 5$/m;
+  await eventually(async () => taken.test((await sc.control('GET', '/metrics')).text), 'the sidecar to take the four messages sent while the first webhook is held');
   release();
   const acks: string[] = [];
   const echoes: unknown[] = [];
