@@ -5,7 +5,8 @@ import assert from 'node:assert/strict';
 import { startApp, type TestApp } from './helpers/app.js';
 import { merge, startSidecar, type Sidecar } from './helpers/sidecar.js';
 import { connectReliable, type TestClient } from './helpers/client.js';
-import { AmqpClient, eventually, rabbitSkip, startRabbit, uniqueName, type Rabbit } from './helpers/rabbit.js';
+import { AmqpClient, rabbitSkip, startRabbit, uniqueName, type Rabbit } from './helpers/rabbit.js';
+import { eventually } from './helpers/eventually.js';
 import { bindingKey } from '../plugins/amqp/cluster.js';
 
 const skip = rabbitSkip();
@@ -75,12 +76,13 @@ const pathOf = (target: Record<string, string | true>) =>
  */
 async function routesSettled(from: Sidecar, target: Record<string, string | true>, clients: TestClient[]): Promise<void> {
   const pending = new Set(clients);
-  for (let k = 0; pending.size > 0; k++) {
-    if (k > 500) throw new Error('gave up waiting for cluster bindings');
-    assert.equal((await from.control('POST', pathOf(target), { probe: k })).status, 202);
-    await new Promise((r) => setTimeout(r, 10));
+  let k = 0;
+  await eventually(async () => {
     for (const c of [...pending]) if (c.frames.some((f) => isProbe(f.json()))) pending.delete(c);
-  }
+    if (pending.size === 0) return true;
+    assert.equal((await from.control('POST', pathOf(target), { probe: k++ })).status, 202);
+    return false;
+  }, () => `cluster bindings (${pending.size} of ${clients.length} clients without a probe after ${k})`);
 }
 
 test('three nodes: channel, user and broadcast pushes reach every node once', { skip }, async (t) => {

@@ -9,7 +9,8 @@ import { WebSocket } from 'ws';
 import { startApp } from './helpers/app.js';
 import { merge, startSidecar, type Sidecar } from './helpers/sidecar.js';
 import { connectReliable } from './helpers/client.js';
-import { AmqpClient, eventually, rabbitSkip, startRabbit, uniqueName, type Rabbit } from './helpers/rabbit.js';
+import { AmqpClient, rabbitSkip, startRabbit, uniqueName, type Rabbit } from './helpers/rabbit.js';
+import { eventually } from './helpers/eventually.js';
 
 const skip = rabbitSkip() || (process.env.AMQP_URL ? 'stops and starts the broker: needs one run by the test helper (unset AMQP_URL)' : false);
 let broker: Promise<Rabbit> | null = null;

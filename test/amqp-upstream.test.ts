@@ -4,7 +4,8 @@ import assert from 'node:assert/strict';
 import { startApp, type TestApp } from './helpers/app.js';
 import { merge, startSidecar, type Sidecar } from './helpers/sidecar.js';
 import { connect, connectReliable } from './helpers/client.js';
-import { AmqpClient, eventually, rabbitSkip, startRabbit, uniqueName, type Rabbit } from './helpers/rabbit.js';
+import { AmqpClient, rabbitSkip, startRabbit, uniqueName, type Rabbit } from './helpers/rabbit.js';
+import { eventually } from './helpers/eventually.js';
 
 const skip = rabbitSkip();
 let broker: Promise<Rabbit> | null = null;

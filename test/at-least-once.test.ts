@@ -8,6 +8,7 @@ import { startApp } from './helpers/app.js';
 import { startSidecar } from './helpers/sidecar.js';
 import { connect } from './helpers/client.js';
 import { FakeClock } from './helpers/fake-clock.js';
+import { eventually } from './helpers/eventually.js';
 import { sendAtLeastOnce } from '../plugins/webhook/at-least-once.js';
 import type { WebhookResult } from '../plugins/webhook/sender.js';
 
@@ -31,11 +32,7 @@ test('a disconnect outlives retry.maxAttempts while the app is down, counted as 
   const ids = new Set(app.byPath('/ws/disconnect').map((r) => r.headers['x-switchboard-connection']));
   assert.equal(ids.size, 1, 'one session, retried');
   // Once taken, nothing waits.
-  for (;;) {
-    const text = (await sc.control('GET', '/metrics')).text;
-    if (/switchboard_webhooks_waiting\{event="disconnect"\} 0/.test(text)) break;
-    await new Promise((r) => setTimeout(r, 10));
-  }
+  await eventually(async () => /switchboard_webhooks_waiting\{event="disconnect"\} 0/.test((await sc.control('GET', '/metrics')).text), 'no disconnect counted as waiting once it was taken');
 });
 
 test('websocket-over-http: CLOSE and DISCONNECT are sent at least once too, while the app answers 503', async (t) => {

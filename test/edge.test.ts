@@ -10,6 +10,7 @@ import { guard, startApp, type Answer } from './helpers/app.js';
 import { startSidecar } from './helpers/sidecar.js';
 import { connect, connectReliable } from './helpers/client.js';
 import { freePort } from './helpers/process.js';
+import { eventually } from './helpers/eventually.js';
 
 test('plain HTTP is reverse-proxied: method, path, query, body and headers arrive; status and headers come back', async (t) => {
   const app = await startApp((r): Answer => {
@@ -162,7 +163,7 @@ test('a frame larger than limits.maxMessageBytes closes a reliable connection wi
   client.send({ type: 'message', data: 'x'.repeat(2000) });
   assert.equal((await guard(client.closed, 'reliable close')).code, 1009);
   // A close the sidecar chose is deliberate: the session ends now, not after graceMs.
-  for (let i = 0; i < 40 && app.byPath('/ws/disconnect').length === 0; i++) await new Promise((r) => setTimeout(r, 50));
+  await eventually(() => app.byPath('/ws/disconnect').length > 0, 'the disconnect webhook (the session ended instead of waiting for a resume)', 2_000);
   const disc = app.byPath('/ws/disconnect');
   assert.equal(disc.length, 1, 'the session ended (disconnect webhook) instead of waiting for a resume');
   assert.equal(disc[0].json().connection, welcome.session);

@@ -9,6 +9,7 @@ import type { AddressInfo } from 'node:net';
 import { startSidecar, type Sidecar } from './helpers/sidecar.js';
 import { connect, TestClient } from './helpers/client.js';
 import { guard } from './helpers/app.js';
+import { eventually } from './helpers/eventually.js';
 
 interface GripApp {
   readonly url: string;
@@ -77,7 +78,7 @@ test('accept, echo in order, meta round trip, and the events the app sees', asyn
   c.send('meta?');
   assert.equal((await c.next()).text, 'meta:alice');
   await c.close(1000);
-  await guard((async () => { while (!(await app.bodies()).some((b) => b.startsWith('CLOSE'))) await new Promise((r) => setTimeout(r, 10)); })(), 'CLOSE event at the app');
+  await eventually(async () => (await app.bodies()).some((b) => b.startsWith('CLOSE')), 'CLOSE event at the app');
   assert.ok((await app.bodies()).some((b) => b.includes('TEXT 2\r\nm0\r\n')));
 });
 
@@ -93,7 +94,7 @@ test('Publisher.publishFormats reaches subscribers; a published close carries it
   assert.equal(bin.binary, true);
   assert.deepEqual([...bin.data], [1, 2, 3]);
   b.send('leave');
-  await guard((async () => { while ((await sc.control('GET', '/v1/channels/room')).json.connections !== 1) await new Promise((r) => setTimeout(r, 10)); })(), 'unsubscribe');
+  await eventually(async () => (await sc.control('GET', '/v1/channels/room')).json.connections === 1, 'unsubscribe');
   assert.equal((await app.publish({ channel: 'room', close: 4012 })).status, 200);
   assert.equal((await a.closed).code, 4012);
   assert.equal(b.ws.readyState, b.ws.OPEN);

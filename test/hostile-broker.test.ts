@@ -5,7 +5,8 @@ import assert from 'node:assert/strict';
 import { startApp } from './helpers/app.js';
 import { startSidecar } from './helpers/sidecar.js';
 import { connectReliable } from './helpers/client.js';
-import { AmqpClient, eventually, rabbitSkip, startRabbit, uniqueName, type Rabbit } from './helpers/rabbit.js';
+import { AmqpClient, rabbitSkip, startRabbit, uniqueName, type Rabbit } from './helpers/rabbit.js';
+import { eventually } from './helpers/eventually.js';
 
 const skip = rabbitSkip();
 let broker: Promise<Rabbit> | null = null;

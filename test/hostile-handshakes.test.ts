@@ -8,6 +8,7 @@ import { once } from 'node:events';
 import { guard, startApp } from './helpers/app.js';
 import { startSidecar, type Sidecar } from './helpers/sidecar.js';
 import { connect, TestClient } from './helpers/client.js';
+import { eventually } from './helpers/eventually.js';
 
 const KEY = 'dGhlIHNhbXBsZSBub25jZQ==';
 
@@ -79,7 +80,7 @@ test('a client that leaves during the connect webhook leaves no session, and the
   const disconnect = await app.waitFor((r) => r.url === '/ws/disconnect', 'the disconnect webhook');
   assert.equal(disconnect.json().user, 'u1');
   assert.equal(disconnect.json().code, 1006);
-  await waitUntil(() => sc.sb.registry.size === 0 && sc.sb.sockets === 0, 'no session and no socket left');
+  await eventually(() => sc.sb.registry.size === 0 && sc.sb.sockets === 0, 'no session and no socket left');
   const list = await sc.control('GET', '/v1/connections');
   assert.deepEqual(list.json.connections, []);
   const pushed = await sc.control('POST', '/v1/users/u1/messages', { hi: 1 });
@@ -88,13 +89,6 @@ test('a client that leaves during the connect webhook leaves no session, and the
   const metrics = await sc.control('GET', '/metrics');
   assert.match(metrics.text, /switchboard_sessions 0/);
 });
-
-function waitUntil(condition: () => boolean, what: string): Promise<void> {
-  return guard(new Promise<void>((resolve) => {
-    const poll = () => (condition() ? resolve() : void setTimeout(poll, 5));
-    poll();
-  }), what);
-}
 
 test('half-sent handshakes count against limits.maxConnections and are dropped after limits.handshakeTimeoutMs', async (t) => {
   const app = await startApp();
@@ -109,7 +103,7 @@ test('half-sent handshakes count against limits.maxConnections and are dropped a
     s.write('GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n');
     slow.push(s);
   }
-  await waitUntil(() => sc.sb.sockets >= 2, 'the sidecar to count both sockets');
+  await eventually(() => sc.sb.sockets >= 2, 'the sidecar to count both sockets');
   const refused = new TestClient(sc.wsUrl());
   await assert.rejects(refused.opened, (err: { status?: number }) => err.status === 503);
 

@@ -8,6 +8,7 @@ import { WebSocket, type ClientOptions } from 'ws';
 import { guard, startApp } from './helpers/app.js';
 import { startSidecar } from './helpers/sidecar.js';
 import { connect, TestClient } from './helpers/client.js';
+import { eventually } from './helpers/eventually.js';
 
 interface Refusal {
   status: number;
@@ -36,17 +37,18 @@ function refused(url: string, options: ClientOptions = {}): Promise<Refusal> {
 }
 
 /** Tries to connect until it works (a freed slot takes a moment to be seen); bounded. */
-async function connectSoon(url: string, options?: ClientOptions, attempts = 50): Promise<TestClient> {
-  let last: unknown;
-  for (let i = 0; i < attempts; i++) {
+async function connectSoon(url: string, options?: ClientOptions, ms = 2_000): Promise<TestClient> {
+  const got: { client?: TestClient; last?: unknown } = {};
+  await eventually(async () => {
     try {
-      return await connect(url, undefined, options);
+      got.client = await connect(url, undefined, options);
+      return true;
     } catch (err) {
-      last = err;
-      await new Promise((r) => setTimeout(r, 40));
+      got.last = err;
+      return false;
     }
-  }
-  throw new Error(`never connected: ${String(last)}`);
+  }, () => `a connection to ${url} (last refused: ${String(got.last)})`, ms, 40);
+  return got.client!;
 }
 
 async function metric(sc: { control: (m: string, p: string) => Promise<{ text: string }> }, series: string): Promise<number | null> {
@@ -123,7 +125,7 @@ test('limits.connectRatePerSec / connectBurst: beyond the burst, 503 with Retry-
   assert.equal(await metric(sc, 'switchboard_connections_total{result="rate_limited"}'), 1);
   assert.equal(app.byPath('/ws/connect').length, 2);
 
-  clients.push(await connectSoon(sc.wsUrl(), undefined, 60));
+  clients.push(await connectSoon(sc.wsUrl(), undefined, 2_400));
   assert.equal(await metric(sc, 'switchboard_connections_total{result="accepted"}'), 3);
 });
 
@@ -153,7 +155,7 @@ test('heartbeat: a client that never answers pings is terminated and the app hea
   assert.equal((await sc.control('GET', `/v1/connections/${muteId}`)).status, 404);
 
   // Five intervals' worth of pings, all answered: the live client is still there.
-  for (let i = 0; i < 150 && livePings < 5 && live.ws.readyState === WebSocket.OPEN; i++) await new Promise((r) => setTimeout(r, 20));
+  await eventually(() => livePings >= 5 || live.ws.readyState !== WebSocket.OPEN, () => `five pings to the live client (got ${livePings})`, 3_000);
   assert.equal(live.ws.readyState, WebSocket.OPEN, `a client answering every ping was cut off after ${livePings} pings`);
   assert.ok(livePings >= 5, `live client got ${livePings} pings`);
   const liveId = (await app.waitFor((r) => r.url === '/ws/connect' && r.json().query.who === 'live')).json().connection;

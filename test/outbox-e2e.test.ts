@@ -6,6 +6,7 @@ import type { Socket } from 'node:net';
 import { startApp } from './helpers/app.js';
 import { startSidecar, type Sidecar } from './helpers/sidecar.js';
 import { connect, connectReliable, type TestClient } from './helpers/client.js';
+import { eventually } from './helpers/eventually.js';
 
 type Mode = 'raw' | 'reliable';
 const MODES: readonly Mode[] = ['raw', 'reliable'];
@@ -117,8 +118,7 @@ for (const mode of MODES) {
     assert.equal(await dropped(sc, 'overflow'), 1);
     assert.match((await sc.control('GET', '/metrics')).text, /^switchboard_disconnections_total\{code="4008"\} 1$/m);
     // The session is over: not detached waiting for a resume.
-    for (let i = 0; i < 200 && (await sc.control('GET', `/v1/connections/${id}`)).status !== 404; i++) await new Promise((r) => setTimeout(r, 10));
-    assert.equal((await sc.control('GET', `/v1/connections/${id}`)).status, 404);
+    await eventually(async () => (await sc.control('GET', `/v1/connections/${id}`)).status === 404, 'the session over (404), not detached waiting for a resume', 2_000);
   });
 
   test(`${mode}: onOverflow drop-oldest: the client gets the newest messages${mode === 'reliable' ? ', after a gap frame' : ''}`, async (t) => {
@@ -187,9 +187,11 @@ for (const mode of MODES) {
     const { sc, client, id } = await setup(t, mode, {});
     const pushed = await stall(sc, client, id);
     assert.equal((await send(sc, id, 'short-lived', { 'x-switchboard-ttl-ms': '50' })).json.queued, 1);
+    const expiresBy = sc.sb.clock.now() + 50;
     assert.equal((await send(sc, id, 'long-lived', { 'x-switchboard-ttl-ms': '600000' })).json.queued, 1);
     assert.equal((await send(sc, id, 'forever')).json.queued, 1);
-    await new Promise((r) => setTimeout(r, 200)); // past the short TTL, before the client reads
+    // Past the short TTL by the sidecar's own clock, before the client reads.
+    await eventually(() => sc.sb.clock.now() > expiresBy, 'the sidecar clock past the short TTL');
     const read = await resumeAndRead(client, mode, 'forever');
     assertFillers(read, pushed);
     const s = pushed + 1;
@@ -220,15 +222,11 @@ test('with session.outbox.highWaterBytes 0, small queued messages are still sent
   socketOf(client).resume();
   const expected = delivered + queued;
   let got = 0;
-  const deadline = Date.now() + 5000;
-  while (got < expected && Date.now() < deadline) {
-    if (client.frames.length > 0) {
-      got += client.frames.length;
-      client.frames.length = 0;
-    } else {
-      await new Promise((r) => setTimeout(r, 20));
-    }
-  }
-  const left = (await sc.control('GET', `/v1/connections/${id}`)).json.outbox.messages;
-  assert.equal(got, expected, `${expected - got} frames never arrived; ${left} still in the outbox`);
+  await eventually(() => {
+    got += client.frames.length;
+    client.frames.length = 0;
+    return got >= expected;
+  }, () => `all ${expected} frames (${expected - got} never arrived)`, 5_000);
+  assert.equal(got, expected, 'no frame twice');
+  assert.equal((await sc.control('GET', `/v1/connections/${id}`)).json.outbox.messages, 0, 'nothing left in the outbox');
 });

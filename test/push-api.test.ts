@@ -5,6 +5,7 @@ import { request } from 'node:http';
 import { startApp, type TestApp } from './helpers/app.js';
 import { startSidecar, type Sidecar } from './helpers/sidecar.js';
 import { connect, connectReliable, type TestClient } from './helpers/client.js';
+import { eventually } from './helpers/eventually.js';
 
 type Query = Record<string, string>;
 
@@ -68,14 +69,6 @@ async function assertNothingBefore(sc: Sidecar, c: TestClient, id: string, marke
   const f = await c.next(`the ${marker}`);
   const got = f.text.startsWith('{"type"') ? f.json().data : f.text;
   assert.equal(got, marker, `expected nothing before the ${marker}, got ${f.text.slice(0, 100)}`);
-}
-
-async function waitUntil(what: string, check: () => Promise<boolean>): Promise<void> {
-  for (let i = 0; i < 200; i++) {
-    if (await check()) return;
-    await new Promise((r) => setTimeout(r, 10));
-  }
-  assert.fail(`gave up waiting: ${what}`);
 }
 
 test('POST to a connection: JSON, text and binary bodies, as a raw client receives them', async (t) => {
@@ -382,7 +375,7 @@ test('DELETE a connection closes it with the code and reason given; bad codes ar
   assert.equal((await sc.control('DELETE', `/v1/connections/${b.id}`)).status, 200);
   assert.equal((await b.client.closed).code, 4000, 'the default code is 4000');
   // Closed by the app, a reliable session does not wait for a resume.
-  await waitUntil('the closed reliable session is gone', async () => (await sc.control('GET', `/v1/connections/${b.id}`)).status === 404);
+  await eventually(async () => (await sc.control('GET', `/v1/connections/${b.id}`)).status === 404, 'the closed reliable session is gone', 2_000);
   const again = await connect(sc.wsUrl(`/ws?resume=${encodeURIComponent(b.welcome.token)}&lastSeq=0`), 'switchboard.v1');
   t.after(() => { again.ws.terminate(); });
   const w = await again.nextJson();
@@ -402,7 +395,7 @@ test('DELETE a user closes every connection of that user (revocation), and only 
   assert.equal(res.json.closed, 2);
   assert.deepEqual(await a.client.closed, { code: 4003, reason: 'revoked' });
   assert.deepEqual(await b.client.closed, { code: 4003, reason: 'revoked' });
-  await waitUntil('u1 has no connections', async () => (await sc.control('GET', '/v1/connections?user=u1')).json.connections.length === 0);
+  await eventually(async () => (await sc.control('GET', '/v1/connections?user=u1')).json.connections.length === 0, 'u1 has no connections', 2_000);
   assert.deepEqual((await text(sc, '/v1/users/u1/messages', 'x')).json, { delivered: 0, queued: 0, dropped: 0 });
   const again = await connect(sc.wsUrl(`/ws?resume=${encodeURIComponent(b.welcome.token)}&lastSeq=0`), 'switchboard.v1');
   t.after(() => { again.ws.terminate(); });

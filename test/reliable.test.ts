@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { startApp, type TestApp } from './helpers/app.js';
 import { startSidecar, type Sidecar } from './helpers/sidecar.js';
 import { connect, connectReliable, type TestClient } from './helpers/client.js';
+import { eventually } from './helpers/eventually.js';
 
 async function setup(t: import('node:test').TestContext, overrides: Record<string, unknown> = {}, handler?: Parameters<typeof startApp>[0]) {
   const app = await startApp(handler);
@@ -68,10 +69,7 @@ for (const how of ['terminate', 'tcp reset'] as const) {
     else (client.ws as any)._socket.resetAndDestroy();
     await client.closed;
     // Wait until the sidecar has seen the loss, then push while detached.
-    for (let i = 0; i < 200 && (await sc.control('GET', `/v1/connections/${welcome.session}`)).json.state !== 'detached'; i++) {
-      await new Promise((r) => setTimeout(r, 10));
-    }
-    assert.equal((await sc.control('GET', `/v1/connections/${welcome.session}`)).json.state, 'detached');
+    await eventually(async () => (await sc.control('GET', `/v1/connections/${welcome.session}`)).json.state === 'detached', 'the session detached', 2_000);
     for (let i = 4; i <= 6; i++) assert.equal((await push(sc, welcome.session, i)).json.queued, 1);
 
     const connects = app.byPath('/ws/connect').length;
@@ -157,9 +155,14 @@ test('the disconnect webhook fires once, when the grace window ends, with what w
   assert.equal(disc.json().connection, welcome.session);
   assert.equal(disc.json().undelivered, 1);
   assert.equal(disc.json().code, 1006);
-  await new Promise((r) => setTimeout(r, 300));
-  assert.equal(app.byPath('/ws/disconnect').length, 1);
   assert.equal((await push(sc, welcome.session, 'x')).status, 404);
+  // Once: another session dropped after that ends a whole grace window later, and by its
+  // disconnect the first session has had no second one.
+  const later = await connectReliable(sc.wsUrl());
+  later.client.ws.terminate();
+  await later.client.closed;
+  await app.waitFor((r) => r.url === '/ws/disconnect' && r.json().connection === later.welcome.session, 'the later session\'s disconnect webhook');
+  assert.equal(app.byPath('/ws/disconnect').filter((r) => r.json().connection === welcome.session).length, 1);
 });
 
 test('while detached: coalesced pushes replace in place, lossy ones go first, overflow leaves a gap', async (t) => {
@@ -167,9 +170,7 @@ test('while detached: coalesced pushes replace in place, lossy ones go first, ov
   const { client, welcome } = await connectReliable(sc.wsUrl());
   client.ws.terminate();
   await client.closed;
-  for (let i = 0; i < 100 && (await sc.control('GET', `/v1/connections/${welcome.session}`)).json.state !== 'detached'; i++) {
-    await new Promise((r) => setTimeout(r, 10));
-  }
+  await eventually(async () => (await sc.control('GET', `/v1/connections/${welcome.session}`)).json.state === 'detached', 'the session detached', 1_000);
   await push(sc, welcome.session, 'd1'); // seq 1
   await push(sc, welcome.session, { price: 1 }, { 'x-switchboard-coalesce-key': 'price' }); // seq 2
   await push(sc, welcome.session, 'l1', { 'x-switchboard-class': 'lossy' }); // seq 3
@@ -264,11 +265,7 @@ test('1,000 sessions dropped at once all resume with zero loss and no duplicates
   const lastSeqs = await Promise.all(sessions.map(async ({ client }) => (await read(client, before)).messages.at(-1).seq));
   for (const { client } of sessions) client.ws.terminate();
   await Promise.all(sessions.map(({ client }) => client.closed));
-  for (let i = 0; i < 300; i++) {
-    const open = (await sc.control('GET', '/metrics')).text.match(/^switchboard_connections (\d+)/m);
-    if (open && open[1] === '0') break;
-    await new Promise((r) => setTimeout(r, 20));
-  }
+  await eventually(async () => /^switchboard_connections 0$/m.test((await sc.control('GET', '/metrics')).text), 'every socket seen closed', 6_000);
   for (let i = before + 1; i <= before + during; i++) assert.equal((await sc.control('POST', '/v1/broadcast', { i })).json.queued, n);
 
   const started = performance.now();

@@ -4,6 +4,7 @@ import { createHmac } from 'node:crypto';
 import { startApp } from './helpers/app.js';
 import { startSidecar } from './helpers/sidecar.js';
 import { connect, connectReliable } from './helpers/client.js';
+import { eventually } from './helpers/eventually.js';
 
 test('connect webhook carries the handshake; its answer sets user, channels, meta and initial messages', async (t) => {
   const app = await startApp((r) => r.url === '/ws/connect'
@@ -207,7 +208,9 @@ test('batched message webhooks: what queued meanwhile goes in one request, each 
   client.send({ type: 'message', data: { n: 1 }, id: 'a1' });
   await app.waitFor((r) => r.url === '/ws/message', 'the first webhook');
   for (let i = 2; i <= 5; i++) client.send({ type: 'message', data: { n: i }, id: `a${i}` });
-  await new Promise((r) => setTimeout(r, 100));
+  // All four are taken by the sidecar (counted as they arrive) while the first webhook is held.
+  const taken = /^switchboard_messages_total\{direction="in",mode="reliable"\} 5$/m;
+  await eventually(async () => taken.test((await sc.control('GET', '/metrics')).text), 'the sidecar to take the four messages sent while the first webhook is held');
   release();
   const acks: string[] = [];
   const echoes: unknown[] = [];
@@ -229,7 +232,7 @@ test('batched message webhooks: what queued meanwhile goes in one request, each 
   raw.send('plain text');
   raw.send(Buffer.from([7]));
   const items = async () => app.byPath('/ws/message').slice(2).flatMap((r) => r.json().messages);
-  for (let i = 0; i < 100 && (await items()).length < 2; i++) await new Promise((r) => setTimeout(r, 10));
+  await eventually(async () => (await items()).length >= 2, 'both raw messages in batch webhooks', 1_000);
   const [text, bin] = await items();
   assert.equal(text.text, 'plain text');
   assert.equal(bin.binary, Buffer.from([7]).toString('base64'));

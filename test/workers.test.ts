@@ -5,6 +5,7 @@ import { readFileSync } from 'node:fs';
 import { startApp } from './helpers/app.js';
 import { connect, connectReliable, type TestClient } from './helpers/client.js';
 import { freePort, runCli, writeConfig } from './helpers/process.js';
+import { eventually } from './helpers/eventually.js';
 
 async function control(port: number, method: string, path: string, body?: unknown) {
   const res = await fetch(`http://127.0.0.1:${port}${path}`, {
@@ -75,14 +76,13 @@ test('two workers: one push API over both, aggregated metrics, a crashed worker 
   }
   process.kill(pids[0], 'SIGKILL');
   await cli.waitForOutput(/worker exited: restarting it/);
-  let restarted = '';
-  for (let i = 0; i < 100 && !/^switchboard_worker_restarts_total 1$/m.test(restarted); i++) {
-    restarted = (await control(ctl, 'GET', '/metrics')).text;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  assert.match(restarted, /^switchboard_worker_restarts_total 1$/m);
-  for (let i = 0; i < 100 && (await control(ctl, 'GET', '/readyz')).status !== 200; i++) await new Promise((r) => setTimeout(r, 50));
-  assert.equal((await control(ctl, 'GET', '/readyz')).status, 200);
+  // Generous bounds: right after a crash, /metrics can wait seconds for the new worker (and answer 500).
+  let restarted = { status: 0, text: '' };
+  await eventually(async () => {
+    restarted = await control(ctl, 'GET', '/metrics');
+    return /^switchboard_worker_restarts_total 1$/m.test(restarted.text);
+  }, () => `the restart counted (last /metrics ${restarted.status}: ${/^switchboard_worker_restarts_total .*$/m.exec(restarted.text)?.[0] ?? restarted.text.slice(0, 200)})`, 30_000, 50);
+  await eventually(async () => (await control(ctl, 'GET', '/readyz')).status === 200, '/readyz 200 with the worker back', 30_000, 50);
 
   const raw = await connect(`ws://127.0.0.1:${pub}/ws?n=9`);
   cli.child.kill('SIGTERM');
@@ -132,11 +132,7 @@ test('two workers: 200 reliable sessions dropped and resumed all come back with 
   // Drop every socket; a push while detached is held for the resume.
   for (const s of sessions) s.client.ws.terminate();
   for (const s of sessions) {
-    for (;;) {
-      const info = await control(ctl, 'GET', `/v1/connections/${s.session}`);
-      if (info.json?.state === 'detached') break;
-      await new Promise((r) => setTimeout(r, 10));
-    }
+    await eventually(async () => (await control(ctl, 'GET', `/v1/connections/${s.session}`)).json?.state === 'detached', `session ${s.session} detached`);
     assert.equal((await control(ctl, 'POST', `/v1/connections/${s.session}/messages`, { held: s.session })).json.queued, 1);
   }
   let resumed = 0;

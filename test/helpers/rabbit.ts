@@ -10,6 +10,7 @@ import { delimiter, dirname, join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { connect, type Channel, type ChannelModel, type ConsumeMessage } from 'amqplib';
 import { guard } from './app.js';
+import { eventually } from './eventually.js';
 
 export interface Rabbit {
   readonly url: string;
@@ -64,8 +65,6 @@ function run(file: string, args: string[], env: NodeJS.ProcessEnv, timeoutMs = 6
     });
   });
 }
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 export async function startRabbit(): Promise<Rabbit> {
   const external = process.env.AMQP_URL;
@@ -127,17 +126,18 @@ export async function startRabbit(): Promise<Rabbit> {
     closeSync(fd);
     child = c;
     exited = new Promise((resolve) => c.once('exit', () => resolve()));
-    const deadline = Date.now() + 60_000;
-    for (;;) {
-      if (c.exitCode !== null) throw new Error(`rabbitmq-server exited ${c.exitCode}:\n${readFileSync(output, 'utf8').slice(-2000)}`);
-      // Fails at once while the node is not registered yet; waits while it boots.
-      const r = await run(ctl, ['-n', node, 'await_startup', '--timeout', '30'], env);
-      if (r.code === 0) return;
-      if (Date.now() > deadline) {
-        killGroup();
-        throw new Error(`rabbitmq-server did not start in 60 s:\n${r.out}\n${readFileSync(output, 'utf8').slice(-2000)}`);
-      }
-      await sleep(200);
+    let last = '';
+    try {
+      await eventually(async () => {
+        if (c.exitCode !== null) throw new Error(`rabbitmq-server exited ${c.exitCode}:\n${readFileSync(output, 'utf8').slice(-2000)}`);
+        // Fails at once while the node is not registered yet; waits while it boots.
+        const r = await run(ctl, ['-n', node, 'await_startup', '--timeout', '30'], env);
+        last = r.out;
+        return r.code === 0;
+      }, () => `rabbitmq-server to start in 60 s:\n${last}\n${readFileSync(output, 'utf8').slice(-2000)}`, 60_000, 200);
+    } catch (err) {
+      killGroup();
+      throw err;
     }
   };
 
@@ -238,14 +238,5 @@ export class AmqpClient {
 
   async close(): Promise<void> {
     await this.model.close().catch(() => {});
-  }
-}
-
-/** Polls until `check` holds (no timing is asserted; gives up after `ms`). */
-export async function eventually(check: () => boolean | Promise<boolean>, what: string, ms = 10_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!(await check())) {
-    if (Date.now() > end) throw new Error(`gave up waiting: ${what}`);
-    await sleep(20);
   }
 }
