@@ -5,7 +5,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { SwitchboardError, type ErrorCode } from '../proxy/errors.js';
-import { MAX_COALESCE_KEY, jsonBody, parseBatch, pushFromHttp, type PushHeaders } from '../proxy/push-request.js';
+import { jsonBody, parseBatch, pushFromHttp, type PushHeaders } from '../proxy/push-request.js';
+import { MAX_COALESCE_KEY } from '../proxy/limits.js';
 import type { Payload } from '../proxy/payload.js';
 import type { Target } from '../proxy/target.js';
 

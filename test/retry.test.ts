@@ -3,8 +3,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { backoffMs, classifyError, delayBefore, isRetryableStatus, mayRetry, parseRetryAfter, type Attempt } from '../plugins/webhook/retry.js';
-import { MAX_DURATION_MS } from '../proxy/config.js';
+import { classifyError, delayBefore, isRetryableStatus, mayRetry, parseRetryAfter, type Attempt } from '../plugins/webhook/retry.js';
+import { backoffMs } from '../proxy/backoff.js';
+import { MAX_DURATION_MS } from '../proxy/limits.js';
 
 const fixed = (value: number) => () => value;
 

@@ -7,7 +7,7 @@ import { guard, startApp } from './helpers/app.js';
 import { startSidecar, testConfig } from './helpers/sidecar.js';
 import { TestClient } from './helpers/client.js';
 import { FakeClock } from './helpers/fake-clock.js';
-import { eventually } from './helpers/rabbit.js';
+import { eventually } from './helpers/eventually.js';
 import { Switchboard } from '../proxy/switchboard.js';
 import { builtinPlugins } from '../plugins/index.js';
 import { createLogger } from '../proxy/log.js';
