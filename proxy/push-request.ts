@@ -15,7 +15,8 @@ export interface PushHeaders {
 }
 
 function messageClass(value: unknown, where: string): MessageClass {
-  if (value === undefined) return 'durable';
+  // null is absent, as for coalesceKey and ttlMs.
+  if (value === undefined || value === null) return 'durable';
   if (value === 'durable' || value === 'lossy') return value;
   throw new SwitchboardError('bad_body', `${where}: expected "durable" or "lossy", got ${JSON.stringify(value)}`);
 }
@@ -97,8 +98,10 @@ export function parseBatch(body: unknown, now: number, maxItems: number, maxItem
     if (hasData === hasBinary) throw new SwitchboardError('bad_body', `${where}: expected exactly one of "data" and "binary"`);
     let payload: Payload;
     if (hasBinary) {
-      if (typeof m.binary !== 'string' || !/^[A-Za-z0-9+/]*={0,2}$/.test(m.binary)) throw new SwitchboardError('bad_body', `${where}.binary: expected base64`);
-      payload = { kind: 'binary', data: Buffer.from(m.binary, 'base64') };
+      const data = typeof m.binary === 'string' ? Buffer.from(m.binary, 'base64') : null;
+      // Only canonical base64: Node's decoder skips stray characters and a short last group.
+      if (data === null || data.toString('base64') !== m.binary) throw new SwitchboardError('bad_body', `${where}.binary: expected base64`);
+      payload = { kind: 'binary', data };
     } else {
       payload = payloadOfValue(m.data);
     }

@@ -12,7 +12,8 @@ export class TokenCodec {
   }
 
   issue(session: string, now: number): string {
-    const body = `${session}.${Math.floor((now + this.#ttlMs) / 1000)}`;
+    // Rounded up: a token is valid at least tokenTtlMs, never less.
+    const body = `${session}.${Math.ceil((now + this.#ttlMs) / 1000)}`;
     return `${Buffer.from(body).toString('base64url')}.${this.#mac(body)}`;
   }
 

@@ -134,7 +134,7 @@ test('parseBatch: class, coalesceKey and ttlMs of an item set its push; absent o
   assert.equal(push.coalesceKey, 'k');
   assert.equal(push.expiresAt, NOW + 250);
   assert.equal(one({ to, data: 'x', ttlMs: '250' }).push.expiresAt, NOW + 250, 'a digit string is read as the header is');
-  const plain = one({ to, data: 'x', coalesceKey: null, ttlMs: null }).push;
+  const plain = one({ to, data: 'x', class: null, coalesceKey: null, ttlMs: null }).push;
   assert.equal(plain.class, 'durable');
   assert.equal(plain.coalesceKey, null);
   assert.equal(plain.expiresAt, Infinity);
@@ -178,6 +178,12 @@ test('parseBatch: a malformed item is 400 bad_body naming the item and the field
     [{ to, binary: 'not base64!' }, /^messages\[1\]\.binary: expected base64$/],
     [{ to, binary: 'AA===' }, /^messages\[1\]\.binary: expected base64$/],
     [{ to, binary: 'AA-_' }, /^messages\[1\]\.binary: expected base64$/],
+    // Lengths base64 cannot have, and a last group whose spare bits are set.
+    [{ to, binary: 'A' }, /^messages\[1\]\.binary: expected base64$/],
+    [{ to, binary: '=' }, /^messages\[1\]\.binary: expected base64$/],
+    [{ to, binary: '==' }, /^messages\[1\]\.binary: expected base64$/],
+    [{ to, binary: 'AAAAA' }, /^messages\[1\]\.binary: expected base64$/],
+    [{ to, binary: 'AB==' }, /^messages\[1\]\.binary: expected base64$/],
     [{ to, data: 1, class: 'other' }, /^messages\[1\]\.class: expected "durable" or "lossy", got "other"$/],
     [{ to, data: 1, class: 1 }, /^messages\[1\]\.class: /],
     [{ to, data: 1, coalesceKey: '' }, /^messages\[1\]\.coalesceKey: /],

@@ -78,6 +78,11 @@ test('parseRetryAfter: delta-seconds or an HTTP date, in ms; null when absent or
     ['soon', null],
     ['5s', null],
     ['1e3', null],
+    // Not delta-seconds and not a date: Date.parse would read these as days in 2001.
+    ['1.5', null],
+    ['-5', null],
+    ['+3', null],
+    ['0.5', null],
   ];
   for (const [value, expected] of table) assert.equal(parseRetryAfter(value, now), expected, JSON.stringify(value));
 });

@@ -42,6 +42,8 @@ export function parseRetryAfter(value: string | string[] | undefined, now: numbe
   const v = Array.isArray(value) ? value[0] : value;
   if (v === undefined || v === '') return null;
   if (/^\d+$/.test(v.trim())) return Number(v.trim()) * 1000;
+  // Otherwise only an HTTP-date (it names a day and a month); "1.5" or "-5" is neither, not a date in 2001.
+  if (!/[A-Za-z]{3}/.test(v)) return null;
   const at = Date.parse(v);
   return Number.isNaN(at) ? null : Math.max(0, at - now);
 }
