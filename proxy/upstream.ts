@@ -1,6 +1,6 @@
 // The contract between sessions and whatever carries client events to the app.
 // Every upstream transport (webhook, amqp) and every webhook dialect (native,
-// websocket-over-http) implements `Upstream`; one conformance suite runs against all.
+// websocket-over-http) implements `Upstream`, and passes test/upstream-conformance.test.ts.
 import type { Logger } from 'pino';
 import type { Mode, Payload } from './payload.js';
 import type { NackCodeName } from './errors.js';
