@@ -7,6 +7,7 @@ import type { Config } from './config.js';
 import { PortInUseError } from './address.js';
 import { version } from './version.js';
 import { builtinPlugins } from '../plugins/index.js';
+import { ExitCode } from './errors.js';
 
 const usage = `usage: switchboard [--config FILE]
 
@@ -49,7 +50,7 @@ async function main(): Promise<void> {
       },
     }).values;
   } catch (err) {
-    fail(2, [(err as Error).message, usage]);
+    fail(ExitCode.config, [(err as Error).message, usage]);
   }
   if (args.help) return void process.stdout.write(usage);
   if (args.version) return void process.stdout.write(`${version}\n`);
@@ -65,7 +66,7 @@ async function main(): Promise<void> {
     try {
       config = loadConfig(args.config);
     } catch (err) {
-      if (err instanceof ConfigError) fail(2, err.problems);
+      if (err instanceof ConfigError) fail(ExitCode.config, err.problems);
       throw err;
     }
   }
@@ -82,13 +83,13 @@ async function main(): Promise<void> {
     if (stopping) {
       switchboard.log.warn({ signal }, 'second signal: aborting');
       switchboard.destroy();
-      process.exit(1);
+      process.exit(ExitCode.failed);
     }
     stopping = true;
     switchboard.log.info({ signal }, 'shutting down');
-    switchboard.close().then(() => process.exit(0), (err: unknown) => {
+    switchboard.close().then(() => process.exit(ExitCode.ok), (err: unknown) => {
       switchboard.log.error({ err }, 'drain failed');
-      process.exit(1);
+      process.exit(ExitCode.failed);
     });
   };
   process.on('SIGTERM', () => stop('SIGTERM'));
@@ -97,13 +98,13 @@ async function main(): Promise<void> {
     await switchboard.start();
   } catch (err) {
     switchboard.destroy();
-    if (stopping) process.exit(0);
-    if (err instanceof PortInUseError) fail(1, [err.message]);
+    if (stopping) process.exit(ExitCode.ok);
+    if (err instanceof PortInUseError) fail(ExitCode.failed, [err.message]);
     throw err;
   }
 }
 
 main().catch((err: unknown) => {
   process.stderr.write(`switchboard: ${(err as Error).stack ?? String(err)}\n`);
-  process.exit(1);
+  process.exit(ExitCode.failed);
 });

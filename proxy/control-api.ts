@@ -100,8 +100,9 @@ export function createControlApi(deps: ControlDeps): (req: IncomingMessage, res:
   const pushOf = async (r: ControlRequest) => {
     const kind = bodyKind(r.req.headers['content-type']);
     if (kind === null) throw new SwitchboardError('unsupported_type');
-    const payload = payloadOf(kind, await r.body(maxBytes));
-    if (payload instanceof Error) throw new SwitchboardError(payload instanceof JsonError ? payload.code : 'bad_json', payload.message, { cause: payload });
+    const parsed = payloadOf(kind, await r.body(maxBytes));
+    if (!parsed.ok) throw new SwitchboardError(parsed.error.code, parsed.error.message, { cause: parsed.error });
+    const payload = parsed.value;
     const h = r.req.headers;
     return pushFromHttp(payload, {
       class: h['x-switchboard-class'] as string | undefined,

@@ -2,6 +2,20 @@
 // an HTTP status on the control or public port, or a WebSocket close code.
 import { MAX_JSON_DEPTH } from './limits.js';
 
+/**
+ * How the process ends (cli.ts). The errors behind them: ConfigError (config.ts, one line per
+ * problem, each naming its path), PortInUseError (address.ts), PluginError (plugin.ts).
+ */
+export const ExitCode = {
+  ok: 0,
+  /** A port in use, a drain that failed, a second signal, a worker lost. */
+  failed: 1,
+  /** The command line or the configuration is wrong. */
+  config: 2,
+  /** A fault of Switchboard's own while starting (EX_SOFTWARE). */
+  internal: 70,
+} as const;
+
 export const CloseCode = {
   normal: 1000,
   goingAway: 1001,

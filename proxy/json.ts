@@ -3,6 +3,7 @@
 // happily, but `JSON.stringify` of it overflows the stack later, far from the input.
 
 import { MAX_JSON_DEPTH } from './limits.js';
+import type { Result } from './result.js';
 
 export type JsonErrorCode = 'bad_json' | 'too_deep';
 
@@ -15,7 +16,7 @@ export class JsonError extends Error {
   }
 }
 
-export type JsonResult = { readonly ok: true; readonly value: unknown } | { readonly ok: false; readonly error: JsonError };
+export type JsonResult = Result<unknown, JsonError>;
 
 const OPEN_ARRAY = 0x5b;
 const OPEN_OBJECT = 0x7b;

@@ -1,5 +1,6 @@
 // Payloads to and from HTTP bodies: the content type decides text, JSON or binary.
-import { parseJson } from './json.js';
+import { parseJson, type JsonError } from './json.js';
+import { ok, type Result } from './result.js';
 
 /** A frame's content, kept in the form it arrived in so nothing is re-encoded twice. */
 export type Payload =
@@ -30,16 +31,15 @@ export function bodyKind(contentType: string | undefined): BodyKind {
 }
 
 /**
- * A body as a payload. JSON is checked and kept as its text; a body that claims JSON
- * but is not becomes an error the caller reports.
+ * A body as a payload. JSON is checked and kept as its text; a body that claims JSON but is
+ * not (or nests too deep) is the JsonError the caller reports.
  */
-export function payloadOf(kind: Exclude<BodyKind, null>, body: Buffer): Payload | Error {
-  if (kind === 'binary') return { kind: 'binary', data: body };
+export function payloadOf(kind: Exclude<BodyKind, null>, body: Buffer): Result<Payload, JsonError> {
+  if (kind === 'binary') return ok({ kind: 'binary', data: body });
   const text = body.toString('utf8');
-  if (kind === 'text') return { kind: 'text', text };
+  if (kind === 'text') return ok({ kind: 'text', text });
   const parsed = parseJson(text);
-  if (!parsed.ok) return parsed.error;
-  return { kind: 'json', json: text.trim() };
+  return parsed.ok ? ok({ kind: 'json', json: text.trim() }) : parsed;
 }
 
 /** A JSON value from an app's answer or a batch item: a string is a text frame, anything else JSON. */

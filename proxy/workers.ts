@@ -22,6 +22,7 @@ import { Push } from './push.js';
 import { parseConnectionId } from './target.js';
 import type { Target } from './target.js';
 import { Parts, pluginRoutes, pushSources, type Plugin } from './plugin.js';
+import { ExitCode } from './errors.js';
 
 /** The environment variable that carries the primary's validated config to its workers. */
 export const WORKER_CONFIG = 'SWITCHBOARD_WORKER_CONFIG';
@@ -110,7 +111,7 @@ async function runWorker(config: Readonly<Config>, plugins: readonly Plugin[], e
   process.on('SIGINT', () => {});
   process.on('disconnect', () => {
     sb.destroy();
-    exit(1);
+    exit(ExitCode.failed);
   });
   process.on('message', (message: unknown, handle: unknown) => {
     const m = message as Partial<Call> & { sb?: string };
@@ -120,7 +121,7 @@ async function runWorker(config: Readonly<Config>, plugins: readonly Plugin[], e
       return;
     }
     if (m.sb === 'drain') {
-      void sb.close().then(() => exit(0));
+      void sb.close().then(() => exit(ExitCode.ok));
       return;
     }
     const id = m.sbCall;
@@ -135,7 +136,7 @@ async function runWorker(config: Readonly<Config>, plugins: readonly Plugin[], e
   } catch (err) {
     sb.destroy();
     process.stderr.write(`${err instanceof PortInUseError ? err.message : (err as Error).stack}\n`);
-    exit(err instanceof PortInUseError ? 1 : 70);
+    exit(err instanceof PortInUseError ? ExitCode.failed : ExitCode.internal);
   }
   process.send!({ sb: 'ready', port: sb.publicAddress.port });
 }
@@ -334,7 +335,7 @@ async function runPrimary(config: Readonly<Config>, n: number, plugins: readonly
   const failed = started.find((r) => r.status === 'rejected');
   if (failed) {
     for (const w of pool.workers.values()) w.kill();
-    exit((failed.reason as { code?: number }).code === 1 ? 1 : 70);
+    exit((failed.reason as { code?: number }).code === ExitCode.failed ? ExitCode.failed : ExitCode.internal);
   }
 
   const directory = new WorkersDirectory(pool, nodeId);
@@ -371,7 +372,7 @@ async function runPrimary(config: Readonly<Config>, n: number, plugins: readonly
     for (const w of pool.workers.values()) w.kill();
     const e = err as NodeJS.ErrnoException;
     process.stderr.write(e.code === 'EADDRINUSE' ? `control port ${address.port} on ${address.host} is already in use\n` : `${e.message}\n`);
-    exit(1);
+    exit(ExitCode.failed);
   }
   state = 'running';
   log.info({ workers: n, control: control.address() }, 'switchboard primary ready');
@@ -379,7 +380,7 @@ async function runPrimary(config: Readonly<Config>, n: number, plugins: readonly
   const stop = async (signal: string) => {
     if (state === 'draining') {
       for (const w of pool.workers.values()) w.process.kill('SIGKILL');
-      exit(1);
+      exit(ExitCode.failed);
     }
     state = 'draining';
     log.info({ signal }, 'draining workers');
@@ -396,7 +397,7 @@ async function runPrimary(config: Readonly<Config>, n: number, plugins: readonly
     parts.destroy();
     control.closeAllConnections();
     control.close();
-    exit(0);
+    exit(ExitCode.ok);
   };
   process.on('SIGTERM', () => void stop('SIGTERM'));
   process.on('SIGINT', () => void stop('SIGINT'));

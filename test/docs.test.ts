@@ -3,7 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
-import { CloseCode, FrameError, NackCode } from '../proxy/errors.js';
+import { CloseCode, ExitCode, FrameError, NackCode } from '../proxy/errors.js';
 import * as limits from '../proxy/limits.js';
 
 const usage = readFileSync(new URL('../../docs/usage.md', import.meta.url), 'utf8');
@@ -39,4 +39,10 @@ test('every fixed limit is in the table of fixed limits', () => {
   for (const name of Object.keys(limits)) assert.ok(text.includes(`\`${name}\``), name);
   const named = [...text.matchAll(/`([A-Z][A-Z_]+)`/g)].map((m) => m[1]);
   for (const name of named) assert.ok(name in limits, `${name} is documented but not in proxy/limits.ts`);
+});
+
+test('every exit code is in docs/operations.md', () => {
+  const operations = readFileSync(new URL('../../docs/operations.md', import.meta.url), 'utf8');
+  const table = operations.slice(operations.indexOf('### Exit codes'));
+  for (const [name, code] of Object.entries(ExitCode)) assert.ok(table.includes(`| ${code} |`), `${name} (${code})`);
 });

@@ -23,6 +23,7 @@ import { Push, type MessageClass } from '../../proxy/push.js';
 import type { IndexKind, RegistryWatcher } from '../../proxy/registry.js';
 import type { Relay } from '../../proxy/directory.js';
 import type { SessionHost } from '../../proxy/plugin.js';
+import { fail, ok, type Result } from '../../proxy/result.js';
 import { nameOf, targetOf, unreachable, type Target } from '../../proxy/target.js';
 import type { Payload } from '../../proxy/payload.js';
 import { BrokerConnection } from './connection.js';
@@ -115,25 +116,25 @@ function text(value: unknown): string | undefined {
   return undefined;
 }
 
-export function decodeMessage(content: Buffer, type: unknown, headers: Record<string, unknown>, now: number): ClusterMessage | Error {
+export function decodeMessage(content: Buffer, type: unknown, headers: Record<string, unknown>, now: number): Result<ClusterMessage> {
   const origin = text(headers['x-switchboard-origin']);
   const to = text(headers['x-switchboard-to']);
   const name = text(headers['x-switchboard-name']);
-  if (origin === undefined) return new Error('no origin');
+  if (origin === undefined) return fail('no origin');
   const target = targetOf(to, name);
-  if (target === null) return new Error(`bad target ${JSON.stringify(to)}`);
+  if (target === null) return fail(`bad target ${JSON.stringify(to)}`);
   if (type === 'close') {
     const code = Number(text(headers['x-switchboard-code']));
-    if (!Number.isInteger(code)) return new Error('bad close code');
-    return { type: 'close', origin, target, code, reason: text(headers['x-switchboard-reason']) ?? '' };
+    if (!Number.isInteger(code)) return fail('bad close code');
+    return ok({ type: 'close', origin, target, code, reason: text(headers['x-switchboard-reason']) ?? '' });
   }
-  if (type !== 'push') return new Error(`unknown type ${JSON.stringify(type)}`);
+  if (type !== 'push') return fail(`unknown type ${JSON.stringify(type)}`);
   const kind = text(headers['x-switchboard-kind']);
   let payload: Payload;
   if (kind === 'binary') payload = { kind: 'binary', data: content };
   else if (kind === 'text') payload = { kind: 'text', text: content.toString('utf8') };
   else if (kind === 'json') payload = { kind: 'json', json: content.toString('utf8') };
-  else return new Error(`bad payload kind ${JSON.stringify(kind)}`);
+  else return fail(`bad payload kind ${JSON.stringify(kind)}`);
   const cls = text(headers['x-switchboard-class']);
   const ttl = text(headers['x-switchboard-ttl-ms']);
   const push = new Push(payload, {
@@ -141,7 +142,7 @@ export function decodeMessage(content: Buffer, type: unknown, headers: Record<st
     coalesceKey: text(headers['x-switchboard-coalesce-key']) ?? null,
     expiresAt: ttl !== undefined && /^\d+$/.test(ttl) ? now + Number(ttl) : Infinity,
   });
-  return { type: 'push', origin, target, push };
+  return ok({ type: 'push', origin, target, push });
 }
 
 // ── the cluster link ──────────────────────────────────────────────────────────
@@ -273,13 +274,14 @@ export class Cluster implements RegistryWatcher {
 
   #receive(msg: ConsumeMessage): void {
     const decoded = decodeMessage(msg.content, msg.properties.type, msg.properties.headers ?? {}, this.#deps.clock.now());
-    if (decoded instanceof Error) {
-      this.#log.warn({ err: decoded.message, routingKey: msg.fields.routingKey }, 'malformed cluster message ignored');
+    if (!decoded.ok) {
+      this.#log.warn({ err: decoded.error, routingKey: msg.fields.routingKey }, 'malformed cluster message ignored');
       return;
     }
+    const message = decoded.value;
     // Our own publications were delivered here before they were published.
-    if (decoded.origin === this.#options.nodeId && decoded.target.kind !== 'connection') return;
-    if (decoded.type === 'push') this.#deps.deliverLocal(decoded.target, decoded.push);
-    else this.#deps.closeLocal(decoded.target, decoded.code, decoded.reason);
+    if (message.origin === this.#options.nodeId && message.target.kind !== 'connection') return;
+    if (message.type === 'push') this.#deps.deliverLocal(message.target, message.push);
+    else this.#deps.closeLocal(message.target, message.code, message.reason);
   }
 }

@@ -6,6 +6,7 @@ import { bodyKind, bodyOf, contentTypeOf, payloadOf, payloadOfValue, type Payloa
 import type { WebhookResult, WebhookSender } from './sender.js';
 import { disconnectsOf, type AtLeastOnce } from './at-least-once.js';
 import { parseJson } from '../../proxy/json.js';
+import { fail, ok, type Result } from '../../proxy/result.js';
 import { nack } from '../../proxy/errors.js';
 import { isRetryableStatus } from './retry.js';
 import { headerValue } from './header-value.js';
@@ -97,11 +98,11 @@ export class NativeWebhooks implements Upstream {
       return { ok: false, status: result.status >= 400 ? result.status : 403, body: result.body, headers: pickContentType(result.headers) };
     }
     const parsed = parseConnectAnswer(result.body, result.headers['content-type'] as string | undefined);
-    if (parsed instanceof Error) {
-      this.#host.log.warn({ connection: s.id, err: parsed.message }, 'connect webhook answer ignored');
+    if (!parsed.ok) {
+      this.#host.log.warn({ connection: s.id, err: parsed.error }, 'connect webhook answer ignored');
       return { ok: true, effects: {} };
     }
-    return { ok: true, effects: parsed };
+    return { ok: true, effects: parsed.value };
   }
 
   async message(s: SessionView, batch: readonly InboundMessage[]): Promise<DeliveryOutcome> {
@@ -141,21 +142,21 @@ export class NativeWebhooks implements Upstream {
   #reply(s: SessionView, result: Answered): Payload[] | null {
     const kind = bodyKind(result.headers['content-type'] as string | undefined) ?? 'binary';
     const payload = payloadOf(kind, result.body);
-    if (payload instanceof Error) {
-      this.#host.log.warn({ connection: s.id, err: payload.message }, 'message webhook answer not sent: not usable JSON');
+    if (!payload.ok) {
+      this.#host.log.warn({ connection: s.id, err: payload.error.message }, 'message webhook answer not sent: not usable JSON');
       return null;
     }
-    return [payload];
+    return [payload.value];
   }
 
   /** A batch's answer: `{"send":[…]}`, as in a connect answer. */
   #batchReply(s: SessionView, result: Answered): Payload[] | null {
     const effects = parseConnectAnswer(result.body, result.headers['content-type'] as string | undefined);
-    if (effects instanceof Error || !effects.send) {
-      if (effects instanceof Error) this.#host.log.warn({ connection: s.id, err: effects.message }, 'batched message answer not sent');
+    if (!effects.ok) {
+      this.#host.log.warn({ connection: s.id, err: effects.error }, 'batched message answer not sent');
       return null;
     }
-    return effects.send;
+    return effects.value.send ?? null;
   }
 
   async subscribe(s: SessionView, channel: string): Promise<DeliveryOutcome> {
@@ -193,34 +194,34 @@ function pickContentType(headers: Record<string, string | string[] | undefined>)
 }
 
 /** `{"user","channels","meta","send"}`, every field optional; an empty body is fine. */
-export function parseConnectAnswer(body: Buffer, contentType: string | undefined): Effects | Error {
-  if (body.length === 0 || bodyKind(contentType) !== 'json') return {};
+export function parseConnectAnswer(body: Buffer, contentType: string | undefined): Result<Effects> {
+  if (body.length === 0 || bodyKind(contentType) !== 'json') return ok({});
   const parsed = parseJson(body.toString('utf8'));
-  if (!parsed.ok) return new Error(parsed.error.code === 'too_deep' ? `connect answer: ${parsed.error.message}` : 'connect answer is not valid JSON');
+  if (!parsed.ok) return fail(parsed.error.code === 'too_deep' ? `connect answer: ${parsed.error.message}` : 'connect answer is not valid JSON');
   const value = parsed.value;
-  if (value === null || typeof value !== 'object' || Array.isArray(value)) return new Error('connect answer is not a JSON object');
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) return fail('connect answer is not a JSON object');
   const v = value as Record<string, unknown>;
   const effects: Effects = {};
   if (v.user !== undefined && v.user !== null) {
-    if (typeof v.user !== 'string' || v.user === '') return new Error('"user" must be a non-empty string');
+    if (typeof v.user !== 'string' || v.user === '') return fail('"user" must be a non-empty string');
     effects.user = v.user;
   }
   if (v.channels !== undefined) {
-    if (!Array.isArray(v.channels) || !v.channels.every((c) => typeof c === 'string' && c !== '')) return new Error('"channels" must be a list of strings');
+    if (!Array.isArray(v.channels) || !v.channels.every((c) => typeof c === 'string' && c !== '')) return fail('"channels" must be a list of strings');
     effects.channels = v.channels as string[];
   }
   if (v.meta !== undefined) {
-    if (v.meta === null || typeof v.meta !== 'object' || Array.isArray(v.meta)) return new Error('"meta" must be an object');
+    if (v.meta === null || typeof v.meta !== 'object' || Array.isArray(v.meta)) return fail('"meta" must be an object');
     const meta: Record<string, string> = {};
     for (const [key, val] of Object.entries(v.meta)) {
-      if (!/^[A-Za-z0-9-]+$/.test(key)) return new Error(`meta key ${JSON.stringify(key)} must be letters, digits and "-"`);
+      if (!/^[A-Za-z0-9-]+$/.test(key)) return fail(`meta key ${JSON.stringify(key)} must be letters, digits and "-"`);
       meta[key.toLowerCase()] = typeof val === 'string' ? val : JSON.stringify(val);
     }
     effects.meta = meta;
   }
   if (v.send !== undefined) {
-    if (!Array.isArray(v.send)) return new Error('"send" must be a list');
+    if (!Array.isArray(v.send)) return fail('"send" must be a list');
     effects.send = v.send.map(payloadOfValue);
   }
-  return effects;
+  return ok(effects);
 }

@@ -3,12 +3,14 @@
 // Pushpin is the reference; facts and sources: docs/websocket-over-http-notes.md.
 import { WOH_CONTENT_TYPE, WOH_LIMITS } from './codec.js';
 import { parseJson } from '../../proxy/json.js';
+import { fail, ok, type Result } from '../../proxy/result.js';
 
 export const DEFAULT_MESSAGE_PREFIX = 'm:';
 /** Seconds, when a keep-alive control message gives no positive timeout (Pushpin: 55). */
 export const DEFAULT_KEEP_ALIVE_TIMEOUT = 55;
 
-export type ParseResult<T> = { readonly ok: true; readonly value: T } | { readonly ok: false; readonly error: string };
+/** A parse of the app's GRIP input: the value, or Pushpin's text for what is wrong. */
+export type ParseResult<T> = Result<T>;
 
 // ---------------------------------------------------------------------------------------
 // The grip extension: the app turns GRIP on by answering `Sec-WebSocket-Extensions: grip`,
@@ -212,14 +214,6 @@ function parseKeepAlive(o: Record<string, unknown>): ParseResult<GripControl> {
     timeout: timeout > 0 ? timeout : DEFAULT_KEEP_ALIVE_TIMEOUT,
     mode: mode.value === 'interval' ? 'interval' : 'idle',
   });
-}
-
-function ok<T>(value: T): ParseResult<T> {
-  return { ok: true, value };
-}
-
-function fail(error: string): { ok: false; error: string } {
-  return { ok: false, error };
 }
 
 function requiredString(o: Record<string, unknown>, key: string): ParseResult<string> {

@@ -2,6 +2,7 @@
 // error texts, and reply negotiation. Its auth is in publish-auth.ts.
 // Facts and sources: docs/websocket-over-http-notes.md.
 import { parseJson } from '../../proxy/json.js';
+import { fail, type Result } from '../../proxy/result.js';
 import { MAX_JSON_DEPTH } from '../../proxy/limits.js';
 
 // ---------------------------------------------------------------------------------------
@@ -31,7 +32,7 @@ export type PublishParse =
   | { readonly ok: false; readonly status: 400; readonly body: string };
 
 type Obj = Record<string, unknown>;
-type Check<T> = { ok: true; value: T } | { ok: false; error: string };
+type Check<T> = Result<T>;
 
 /** Parses a publish body; a failure carries Pushpin's 400 text (send as text/plain). */
 export function parsePublishBody(body: Buffer | string): PublishParse {
@@ -263,9 +264,7 @@ function str(o: Obj, pn: string, key: string, required: boolean): Check<string |
   return typeof v === 'string' ? { ok: true, value: v } : err(`${pn} contains '${key}' with wrong type`);
 }
 
-function err(error: string): { ok: false; error: string } {
-  return { ok: false, error };
-}
+const err = (error: string) => fail(error);
 
 // ---------------------------------------------------------------------------------------
 // Replies.
