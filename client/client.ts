@@ -2,8 +2,9 @@
 // browsers and Node. No runtime dependencies: the WebSocket and the clock are injected.
 
 import { backoffDelay, hintDelay, resolveBackoff, type BackoffOptions } from './backoff.js';
-
-export const PROTOCOL = 'switchboard.v1';
+import { Emitter } from './emitter.js';
+import { SwitchboardClientError, closedError } from './errors.js';
+import { PROTOCOL, parseFrame, reconnectsAfter, resumeUrl } from './protocol.js';
 
 // ---------------------------------------------------------------------------
 // Host interfaces. Declared here because the project compiles without the DOM lib,
@@ -48,35 +49,6 @@ export interface ClientOptions {
 }
 
 // ---------------------------------------------------------------------------
-// Errors
-
-export type ClientErrorCode =
-  | 'closed' // the client is closed for good; pending sends and pings are rejected with it
-  | 'offline_queue_full' // send() while disconnected with offlineQueueLimit messages waiting
-  | 'not_open' // ping() while not connected
-  | 'disconnected' // a ping in flight when the connection dropped
-  | 'bad_frame' // the server sent something that is not a reliable-mode frame
-  | 'bad_url' // the WebSocket constructor refused the URL
-  | 'bad_data'; // send() data that JSON.stringify cannot encode
-
-/**
- * Every error the client reports. `code` is one of ClientErrorCode, or the server's
- * code for a `nack` or an `error` frame. `retryable` comes from the nack; the client
- * never retries a nacked message itself.
- */
-export class SwitchboardClientError extends Error {
-  readonly code: string;
-  readonly retryable: boolean;
-
-  constructor(code: ClientErrorCode | (string & {}), message: string, retryable = false, options?: { cause?: unknown }) {
-    super(message, options);
-    this.name = 'SwitchboardClientError';
-    this.code = code;
-    this.retryable = retryable;
-  }
-}
-
-// ---------------------------------------------------------------------------
 // Events
 
 export interface ClientEvents {
@@ -90,138 +62,6 @@ export interface ClientEvents {
   reset: (info: { session: string; previousSession: string }) => void;
   close: (info: { code: number; reason: string; willReconnect: boolean }) => void;
   error: (error: SwitchboardClientError) => void;
-}
-
-type Listener = (...args: never[]) => void;
-
-class Emitter<E extends { [K in keyof E]: Listener }> {
-  readonly #listeners = new Map<keyof E, Set<Listener>>();
-
-  /** Returns a function that removes the listener. */
-  on<K extends keyof E>(event: K, fn: E[K]): () => void {
-    let set = this.#listeners.get(event);
-    if (set === undefined) this.#listeners.set(event, (set = new Set()));
-    set.add(fn);
-    return () => this.off(event, fn);
-  }
-
-  off<K extends keyof E>(event: K, fn: E[K]): void {
-    this.#listeners.get(event)?.delete(fn);
-  }
-
-  protected emit<K extends keyof E>(event: K, ...args: Parameters<E[K]>): void {
-    const set = this.#listeners.get(event);
-    if (set === undefined) return;
-    for (const fn of [...set]) {
-      try {
-        (fn as (...a: Parameters<E[K]>) => void)(...args);
-      } catch (err) {
-        // A throwing listener must not leave the protocol state half-updated; it
-        // still surfaces as an uncaught error.
-        queueMicrotask(() => {
-          throw err;
-        });
-      }
-    }
-  }
-}
-
-// ---------------------------------------------------------------------------
-// Frames (server → client), parsed once and checked for the fields we use.
-
-type ServerFrame =
-  | { type: 'welcome'; session: string; token: string; resumed: boolean }
-  | { type: 'message'; seq: number; data: unknown }
-  | { type: 'gap'; from: number; to: number }
-  | { type: 'ack'; id: string }
-  | { type: 'nack'; id: string; error: string; retryable: boolean }
-  | { type: 'pong' }
-  | { type: 'reconnect'; afterMs: number }
-  | { type: 'error'; error: string; message: string }
-  | { type: 'unknown' };
-
-const isSeq = (v: unknown): v is number => Number.isSafeInteger(v) && (v as number) >= 1;
-const isString = (v: unknown): v is string => typeof v === 'string';
-
-/** Returns undefined for anything that is not a well-formed frame. */
-export function parseFrame(text: string): ServerFrame | undefined {
-  let f: Record<string, unknown>;
-  try {
-    const parsed: unknown = JSON.parse(text);
-    if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) return undefined;
-    f = parsed as Record<string, unknown>;
-  } catch {
-    return undefined;
-  }
-  switch (f.type) {
-    case 'welcome':
-      return isString(f.session) && isString(f.token) && typeof f.resumed === 'boolean'
-        ? { type: 'welcome', session: f.session, token: f.token, resumed: f.resumed }
-        : undefined;
-    case 'message': {
-      if (!isSeq(f.seq)) return undefined;
-      if (f.binary === undefined) return { type: 'message', seq: f.seq, data: f.data };
-      const bytes = isString(f.binary) ? decodeBase64(f.binary) : undefined;
-      return bytes === undefined ? undefined : { type: 'message', seq: f.seq, data: bytes };
-    }
-    case 'gap':
-      return isSeq(f.from) && isSeq(f.to) && f.from <= f.to ? { type: 'gap', from: f.from, to: f.to } : undefined;
-    case 'ack':
-      return isString(f.id) ? { type: 'ack', id: f.id } : undefined;
-    case 'nack':
-      return isString(f.id)
-        ? { type: 'nack', id: f.id, error: isString(f.error) ? f.error : 'nack', retryable: f.retryable === true }
-        : undefined;
-    case 'pong':
-      return { type: 'pong' };
-    case 'reconnect':
-      return { type: 'reconnect', afterMs: typeof f.afterMs === 'number' && f.afterMs >= 0 ? f.afterMs : 0 };
-    case 'error':
-      return {
-        type: 'error',
-        error: isString(f.error) ? f.error : 'error',
-        message: isString(f.message) ? f.message : 'the server reported an error',
-      };
-    default:
-      // Newer servers may add frame types; ignoring them keeps old clients working.
-      return isString(f.type) ? { type: 'unknown' } : undefined;
-  }
-}
-
-function decodeBase64(b64: string): Uint8Array | undefined {
-  let bin: string;
-  try {
-    bin = atob(b64);
-  } catch {
-    return undefined;
-  }
-  const bytes = new Uint8Array(bin.length);
-  for (let i = 0; i < bin.length; i++) bytes[i] = bin.charCodeAt(i);
-  return bytes;
-}
-
-/** `url` with resume=<token>&lastSeq=<n> set, keeping its other query parameters. */
-export function resumeUrl(url: string, token: string, lastSeq: number): string {
-  const hashAt = url.indexOf('#');
-  const hash = hashAt === -1 ? '' : url.slice(hashAt);
-  const beforeHash = hashAt === -1 ? url : url.slice(0, hashAt);
-  const queryAt = beforeHash.indexOf('?');
-  const path = queryAt === -1 ? beforeHash : beforeHash.slice(0, queryAt);
-  const params = new URLSearchParams(queryAt === -1 ? '' : beforeHash.slice(queryAt + 1));
-  params.set('resume', token);
-  params.set('lastSeq', String(lastSeq));
-  return `${path}?${params.toString()}${hash}`;
-}
-
-/**
- * Whether a close code is worth reconnecting after (SPEC §2.3). 1000 from the server,
- * 1008 (policy), 1009 (too big) and 4000–4099 (the app closed us, 4009 taken over)
- * would only repeat; 4008 (slow consumer) lost the session but a new one may work.
- */
-export function reconnectsAfter(code: number): boolean {
-  if (code === 4008) return true;
-  if (code >= 4000 && code <= 4099) return false;
-  return code !== 1000 && code !== 1008 && code !== 1009;
 }
 
 // ---------------------------------------------------------------------------
@@ -592,10 +432,6 @@ export class SwitchboardClient extends Emitter<ClientEvents> {
   }
 }
 
-function closedError(code?: number, reason?: string): SwitchboardClientError {
-  const why = code === undefined ? '' : ` (close code ${code}${reason ? `: ${reason}` : ''})`;
-  return new SwitchboardClientError('closed', `the Switchboard client is closed${why}`);
-}
 
 function positive(name: string, value: number): number {
   if (!Number.isFinite(value) || value <= 0) throw new RangeError(`${name}: expected a positive number, got ${String(value)}`);

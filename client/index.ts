@@ -1,12 +1,7 @@
 // Public entry of the Switchboard client library.
 export {
   SwitchboardClient,
-  SwitchboardClientError,
-  PROTOCOL,
-  reconnectsAfter,
-  resumeUrl,
   type ClientEvents,
-  type ClientErrorCode,
   type ClientOptions,
   type ClientState,
   type WebSocketConstructor,
@@ -14,4 +9,6 @@ export {
   type SetTimer,
   type ClearTimer,
 } from './client.js';
+export { SwitchboardClientError, type ClientErrorCode } from './errors.js';
+export { PROTOCOL, reconnectsAfter, resumeUrl } from './protocol.js';
 export { backoffDelay, hintDelay, resolveBackoff, defaultBackoff, type BackoffOptions } from './backoff.js';

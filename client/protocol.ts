@@ -1,0 +1,99 @@
+// The reliable-mode (`switchboard.v1`) wire as the client sees it: server frames parsed once
+// and checked for the fields used, the resume URL, and which close codes are worth a reconnect.
+
+export const PROTOCOL = 'switchboard.v1';
+
+export type ServerFrame =
+  | { type: 'welcome'; session: string; token: string; resumed: boolean }
+  | { type: 'message'; seq: number; data: unknown }
+  | { type: 'gap'; from: number; to: number }
+  | { type: 'ack'; id: string }
+  | { type: 'nack'; id: string; error: string; retryable: boolean }
+  | { type: 'pong' }
+  | { type: 'reconnect'; afterMs: number }
+  | { type: 'error'; error: string; message: string }
+  | { type: 'unknown' };
+
+const isSeq = (v: unknown): v is number => Number.isSafeInteger(v) && (v as number) >= 1;
+const isString = (v: unknown): v is string => typeof v === 'string';
+
+/** Returns undefined for anything that is not a well-formed frame. */
+export function parseFrame(text: string): ServerFrame | undefined {
+  let f: Record<string, unknown>;
+  try {
+    const parsed: unknown = JSON.parse(text);
+    if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) return undefined;
+    f = parsed as Record<string, unknown>;
+  } catch {
+    return undefined;
+  }
+  switch (f.type) {
+    case 'welcome':
+      return isString(f.session) && isString(f.token) && typeof f.resumed === 'boolean'
+        ? { type: 'welcome', session: f.session, token: f.token, resumed: f.resumed }
+        : undefined;
+    case 'message': {
+      if (!isSeq(f.seq)) return undefined;
+      if (f.binary === undefined) return { type: 'message', seq: f.seq, data: f.data };
+      const bytes = isString(f.binary) ? decodeBase64(f.binary) : undefined;
+      return bytes === undefined ? undefined : { type: 'message', seq: f.seq, data: bytes };
+    }
+    case 'gap':
+      return isSeq(f.from) && isSeq(f.to) && f.from <= f.to ? { type: 'gap', from: f.from, to: f.to } : undefined;
+    case 'ack':
+      return isString(f.id) ? { type: 'ack', id: f.id } : undefined;
+    case 'nack':
+      return isString(f.id)
+        ? { type: 'nack', id: f.id, error: isString(f.error) ? f.error : 'nack', retryable: f.retryable === true }
+        : undefined;
+    case 'pong':
+      return { type: 'pong' };
+    case 'reconnect':
+      return { type: 'reconnect', afterMs: typeof f.afterMs === 'number' && f.afterMs >= 0 ? f.afterMs : 0 };
+    case 'error':
+      return {
+        type: 'error',
+        error: isString(f.error) ? f.error : 'error',
+        message: isString(f.message) ? f.message : 'the server reported an error',
+      };
+    default:
+      // Newer servers may add frame types; ignoring them keeps old clients working.
+      return isString(f.type) ? { type: 'unknown' } : undefined;
+  }
+}
+
+function decodeBase64(b64: string): Uint8Array | undefined {
+  let bin: string;
+  try {
+    bin = atob(b64);
+  } catch {
+    return undefined;
+  }
+  const bytes = new Uint8Array(bin.length);
+  for (let i = 0; i < bin.length; i++) bytes[i] = bin.charCodeAt(i);
+  return bytes;
+}
+
+/** `url` with resume=<token>&lastSeq=<n> set, keeping its other query parameters. */
+export function resumeUrl(url: string, token: string, lastSeq: number): string {
+  const hashAt = url.indexOf('#');
+  const hash = hashAt === -1 ? '' : url.slice(hashAt);
+  const beforeHash = hashAt === -1 ? url : url.slice(0, hashAt);
+  const queryAt = beforeHash.indexOf('?');
+  const path = queryAt === -1 ? beforeHash : beforeHash.slice(0, queryAt);
+  const params = new URLSearchParams(queryAt === -1 ? '' : beforeHash.slice(queryAt + 1));
+  params.set('resume', token);
+  params.set('lastSeq', String(lastSeq));
+  return `${path}?${params.toString()}${hash}`;
+}
+
+/**
+ * Whether a close code is worth reconnecting after (SPEC §2.3). 1000 from the server,
+ * 1008 (policy), 1009 (too big) and 4000–4099 (the app closed us, 4009 taken over)
+ * would only repeat; 4008 (slow consumer) lost the session but a new one may work.
+ */
+export function reconnectsAfter(code: number): boolean {
+  if (code === 4008) return true;
+  if (code >= 4000 && code <= 4099) return false;
+  return code !== 1000 && code !== 1008 && code !== 1009;
+}
