@@ -37,9 +37,11 @@ export class AmqpUpstream implements Upstream {
   readonly #publisher: Publisher;
   readonly #broker: BrokerConnection;
   readonly #log: Logger;
+  readonly #clock: Clock;
 
   constructor(config: Readonly<Config>, webhooks: NativeWebhooks, deps: { log: Logger; metrics: Metrics; clock: Clock }) {
     this.#config = config.amqp;
+    this.#clock = deps.clock;
     // A batch is taken whole or refused: it must fit in an empty buffer.
     this.maxBatch = Math.min(MAX_AMQP_BATCH, config.amqp.bufferMessages);
     this.#replayHandshakeHeaders = config.webhooks.replayHandshakeHeaders;
@@ -110,7 +112,7 @@ export class AmqpUpstream implements Upstream {
       headers,
       type: event,
       appId: userAgent,
-      timestamp: Math.floor(Date.now() / 1000),
+      timestamp: Math.floor(this.#clock.now() / 1000),
     };
     return { exchange: this.#config.exchange, routingKey: this.#config.routingKeyPrefix + event, content, options, untilConfirmed: event === 'disconnect' };
   }
@@ -157,7 +159,7 @@ export class AmqpUpstream implements Upstream {
   }
 
   async resume(s: SessionView, info: ResumeInfo): Promise<void> {
-    const pub = this.#json('resume', s, { connection: s.id, user: s.user, ...info }, `resume_${s.id}_${Date.now()}`);
+    const pub = this.#json('resume', s, { connection: s.id, user: s.user, ...info }, `resume_${s.id}_${this.#clock.now()}`);
     const results = this.#publisher.publish([pub]);
     if (results === null) {
       this.#log.warn({ connection: s.id }, 'event buffer full: resume event not published');

@@ -94,7 +94,7 @@ export class WebSocketOverHttp implements Upstream {
   }
 
   /** `id` (webhook-id) is new per request, unless given: an at-least-once event keeps one across rounds. */
-  async #post(s: SessionView, c: Connection, events: readonly WohEvent[], retry: boolean, id = `${s.id}:${Date.now()}:${++webhookSeq}`): Promise<WebhookResult> {
+  async #post(s: SessionView, c: Connection, events: readonly WohEvent[], retry: boolean, id = `${s.id}:${this.#clock.now()}:${++webhookSeq}`): Promise<WebhookResult> {
     const body = encodeEvents(events);
     const headers = {
       ...s.headers,
@@ -102,7 +102,7 @@ export class WebSocketOverHttp implements Upstream {
         connectionId: s.id,
         meta: c.meta,
         contentLength: body.length,
-        gripSig: this.#sig ? await createGripSig(this.#sig.iss, this.#sig.key, Date.now()) : undefined,
+        gripSig: this.#sig ? await createGripSig(this.#sig.iss, this.#sig.key, this.#clock.now()) : undefined,
       }),
     };
     // Retried only when the app was not reached (idempotent: false), as Pushpin does; never for OPEN.
