@@ -1,6 +1,7 @@
 // Listen addresses, apart from the config schema: the running proxy needs these, not the
 // validator (cluster workers take their config already validated and never load it).
 import { isIP } from 'node:net';
+import type { Server } from 'node:http';
 
 export interface Address {
   readonly host: string;
@@ -28,4 +29,18 @@ export class PortInUseError extends Error {
     this.name = 'PortInUseError';
     this.port = address.port;
   }
+}
+
+/** Listens, or fails with PortInUseError when the port is taken (the sidecar's ports and the primary's). */
+export function listen(server: Server, address: Address, what: string, backlog?: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const onError = (err: NodeJS.ErrnoException) => {
+      reject(err.code === 'EADDRINUSE' ? new PortInUseError(what, address, { cause: err }) : err);
+    };
+    server.once('error', onError);
+    server.listen({ port: address.port, host: address.host, backlog }, () => {
+      server.off('error', onError);
+      resolve();
+    });
+  });
 }

@@ -8,6 +8,7 @@ import { PortInUseError } from './address.js';
 import { version } from './version.js';
 import { builtinPlugins } from '../plugins/index.js';
 import { ExitCode } from './errors.js';
+import { onStopSignals } from './signals.js';
 
 const usage = `usage: switchboard [--config FILE]
 
@@ -78,27 +79,15 @@ async function main(): Promise<void> {
   const { Switchboard } = await import('./switchboard.js');
   const switchboard = new Switchboard(config, { plugins: builtinPlugins });
   // Handlers first: a signal that arrives while starting still drains (or aborts the start).
-  let stopping = false;
-  const stop = (signal: string) => {
-    if (stopping) {
-      switchboard.log.warn({ signal }, 'second signal: aborting');
-      switchboard.destroy();
-      process.exit(ExitCode.failed);
-    }
-    stopping = true;
-    switchboard.log.info({ signal }, 'shutting down');
-    switchboard.close().then(() => process.exit(ExitCode.ok), (err: unknown) => {
-      switchboard.log.error({ err }, 'drain failed');
-      process.exit(ExitCode.failed);
-    });
-  };
-  process.on('SIGTERM', () => stop('SIGTERM'));
-  process.on('SIGINT', () => stop('SIGINT'));
+  const stopping = onStopSignals(switchboard.log, {
+    drain: async () => { await switchboard.close(); return ExitCode.ok; },
+    abort: () => switchboard.destroy(),
+  }, (code) => process.exit(code));
   try {
     await switchboard.start();
   } catch (err) {
     switchboard.destroy();
-    if (stopping) process.exit(ExitCode.ok);
+    if (stopping()) process.exit(ExitCode.ok);
     if (err instanceof PortInUseError) fail(ExitCode.failed, [err.message]);
     throw err;
   }

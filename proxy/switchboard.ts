@@ -7,7 +7,7 @@ import type { Duplex } from 'node:stream';
 import { randomBytes } from 'node:crypto';
 import httpProxy from 'http-proxy';
 import type { Logger } from 'pino';
-import { PortInUseError, isLoopback, parseAddress, type Address } from './address.js';
+import { isLoopback, listen, parseAddress } from './address.js';
 import { setForwarding, stripHopByHop, stripReserved, trustedProxies, webhookPathMatcher } from './forwarding.js';
 import type { Config } from './config.js';
 import { systemClock, type Clock } from './clock.js';
@@ -333,19 +333,6 @@ function answerClientError(err: NodeJS.ErrnoException, socket: Duplex): void {
   rejectWith(socket, new SwitchboardError(status === 400 ? 'bad_request' : status === 431 ? 'headers_too_large' : 'request_timeout'));
 }
 
-
-function listen(server: Server, address: Address, what: string, backlog?: number): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const onError = (err: NodeJS.ErrnoException) => {
-      reject(err.code === 'EADDRINUSE' ? new PortInUseError(what, address, { cause: err }) : err);
-    };
-    server.once('error', onError);
-    server.listen({ port: address.port, host: address.host, backlog }, () => {
-      server.off('error', onError);
-      resolve();
-    });
-  });
-}
 
 function delay(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms).unref());

@@ -8,7 +8,7 @@ import { once } from 'node:events';
 import { AggregatorRegistry, Counter, Registry as MetricsRegistry } from 'prom-client';
 import type { Logger } from 'pino';
 import { cpus } from 'node:os';
-import { PortInUseError, parseAddress } from './address.js';
+import { PortInUseError, listen, parseAddress } from './address.js';
 import type { Config } from './config.js';
 import { systemClock } from './clock.js';
 import { createControlApi } from './control-api.js';
@@ -23,6 +23,7 @@ import { parseConnectionId } from './target.js';
 import type { Target } from './target.js';
 import { Parts, pluginRoutes, pushSources, type Plugin } from './plugin.js';
 import { ExitCode } from './errors.js';
+import { onStopSignals } from './signals.js';
 
 /** The environment variable that carries the primary's validated config to its workers. */
 export const WORKER_CONFIG = 'SWITCHBOARD_WORKER_CONFIG';
@@ -363,27 +364,19 @@ async function runPrimary(config: Readonly<Config>, n: number, plugins: readonly
     }),
     routes: pluginRoutes(plugins, config),
   }));
-  const address = parseAddress(config.control.listen, '127.0.0.1')!;
-  control.listen(address.port, address.host);
   try {
-    await once(control, 'listening');
+    await listen(control, parseAddress(config.control.listen, '127.0.0.1')!, 'control');
   } catch (err) {
     state = 'draining';
     for (const w of pool.workers.values()) w.kill();
-    const e = err as NodeJS.ErrnoException;
-    process.stderr.write(e.code === 'EADDRINUSE' ? `control port ${address.port} on ${address.host} is already in use\n` : `${e.message}\n`);
-    exit(ExitCode.failed);
+    process.stderr.write(`${(err as Error).message}\n`);
+    exit(err instanceof PortInUseError ? ExitCode.failed : ExitCode.internal);
   }
   state = 'running';
   log.info({ workers: n, control: control.address() }, 'switchboard primary ready');
 
-  const stop = async (signal: string) => {
-    if (state === 'draining') {
-      for (const w of pool.workers.values()) w.process.kill('SIGKILL');
-      exit(ExitCode.failed);
-    }
+  const drain = async (): Promise<number> => {
     state = 'draining';
-    log.info({ signal }, 'draining workers');
     await parts.drain(config.drain.timeoutMs / 4);
     const exits = [...pool.workers.values()].map((w) => (w.isDead() ? Promise.resolve() : once(w, 'exit')));
     for (const w of pool.workers.values()) w.send({ sb: 'drain' });
@@ -397,8 +390,7 @@ async function runPrimary(config: Readonly<Config>, n: number, plugins: readonly
     parts.destroy();
     control.closeAllConnections();
     control.close();
-    exit(ExitCode.ok);
+    return ExitCode.ok;
   };
-  process.on('SIGTERM', () => void stop('SIGTERM'));
-  process.on('SIGINT', () => void stop('SIGINT'));
+  onStopSignals(log, { drain, abort: () => { for (const w of pool.workers.values()) w.process.kill('SIGKILL'); } }, exit);
 }
