@@ -1,6 +1,6 @@
 // One client session, whatever link carries it (proxy/link.ts): its state, user, meta and
-// channels, the reliable-mode protocol, and its two directions (Outbound to the client,
-// Inbound to the app). Named states, changed only through `#enter`, which checks them:
+// channels, and the parts it creates on first need: Outbound (to the client), Inbound (to the
+// app) and, in reliable mode, its protocol (proxy/reliable.ts). Named states, changed only through `#enter`, which checks them:
 //
 //   open ──socket lost (reliable)──▶ detached ──resume──▶ open
 //     │                                 │ grace over
@@ -12,9 +12,10 @@ import type { Metrics } from './metrics.js';
 import type { Heartbeat, Beating } from './heartbeat.js';
 import type { TimerWheel } from './timer-wheel.js';
 import type { TokenCodec } from './token.js';
-import { CloseCode, FrameError, type FrameErrorCode } from './errors.js';
+import { CloseCode } from './errors.js';
 import type { ClientLink, LinkListener } from './link.js';
-import { encodeServerFrame, parseClientFrame, type ServerFrame } from './frame.js';
+import { encodeServerFrame } from './frame.js';
+import { ReliableProtocol } from './reliable.js';
 import { Push } from './push.js';
 import { Outbound, type SendResult } from './outbound.js';
 import { Inbound } from './inbound.js';
@@ -92,7 +93,8 @@ export class Session implements SessionView, Beating, LinkListener {
   /** To the client and from it; each created on first need, so an idle session holds neither. */
   #out: Outbound | null = null;
   #in: Inbound | null = null;
-  #frameErrors = 0;
+  /** The reliable protocol's state (frame errors): created on the first frame or answer. */
+  #protocol: ReliableProtocol | null = null;
   #messagesIn = 0;
   #detachedAt = 0;
   /** How the last socket closed; unset until one did (idle sessions carry no object for it). */
@@ -179,6 +181,24 @@ export class Session implements SessionView, Beating, LinkListener {
       mode: this.mode,
       get log() { return session.log; },
       link: () => (this.#state === 'open' ? this.#link : null),
+    }));
+  }
+
+  #reliable(): ReliableProtocol {
+    if (this.#protocol) return this.#protocol;
+    const ctx = this.#ctx;
+    const session = this;
+    return (this.#protocol = new ReliableProtocol({
+      config: ctx.config,
+      metrics: ctx.metrics,
+      get log() { return session.log; },
+      link: () => (this.#state === 'open' ? this.#link : null),
+      receive: (payload, id, bytes) => this.#receive(payload, id, bytes),
+      ack: (seq) => this.#out?.ack(seq),
+      mayJoin: (channel) => ctx.upstream.subscribe(this, channel),
+      join: (channel) => this.join(channel),
+      leave: (channel) => this.leave(channel),
+      close: (code, reason) => this.close(code, reason),
     }));
   }
 
@@ -353,75 +373,11 @@ export class Session implements SessionView, Beating, LinkListener {
   // ── inbound ───────────────────────────────────────────────────────────────────
 
   #onFrame(data: Buffer, isBinary: boolean): void {
-    const ctx = this.#ctx;
-    this.lastSeen = ctx.clock.now();
-    if (this.state !== 'open') return;
-    if (this.mode === 'raw') {
-      const payload: Payload = isBinary ? { kind: 'binary', data } : { kind: 'text', text: data.toString('utf8') };
-      this.#receive(payload, undefined, data.length);
-      return;
-    }
-    if (isBinary) return this.#frameError('binary_frame');
-    const f = parseClientFrame(data.toString('utf8'));
-    switch (f.type) {
-      case 'fault':
-        return this.#frameError(f.error, f.message);
-      case 'message':
-        this.#receive({ kind: 'json', json: f.json }, f.id, data.length);
-        return;
-      case 'ack':
-        this.#out?.ack(f.seq);
-        return;
-      case 'ping':
-        this.#reply({ type: 'pong' });
-        return;
-      case 'unsubscribe':
-        this.leave(f.channel);
-        if (f.id !== undefined) this.#reply({ type: 'ack', id: f.id });
-        return;
-      case 'subscribe':
-        void this.#subscribe(f.channel, f.id);
-    }
-  }
-
-  /**
-   * Writes an answer that is not a message (pong, ack, nack, error). Answers count against
-   * the client's bound like messages do: a client that does not read is closed (4008)
-   * before what waits for it passes `session.outbox.maxBytes`.
-   */
-  #reply(f: ServerFrame): void {
-    const link = this.#link;
-    if (!link || this.#state !== 'open') return;
-    const frame = encodeServerFrame(f);
-    if (link.bufferedAmount + frame.length > this.#ctx.config.session.outbox.maxBytes) {
-      this.#ctx.metrics.droppedMessagesTotal.inc({ reason: 'overflow' });
-      this.log.warn({ buffered: link.bufferedAmount }, 'client does not read its answers: closing slow consumer');
-      this.close(CloseCode.slowConsumer, 'slow consumer');
-      return;
-    }
-    link.send(frame);
-  }
-
-  async #subscribe(channel: string, id: string | undefined): Promise<void> {
-    const outcome = await this.#ctx.upstream.subscribe(this, channel);
-    if (this.state === 'closed') return;
-    if (outcome.ok) {
-      this.join(channel);
-      if (id !== undefined) this.#reply({ type: 'ack', id });
-      return;
-    }
-    if (id !== undefined) this.#reply({ type: 'nack', id, error: outcome.error, retryable: outcome.retryable });
-    else this.#reply({ type: 'error', error: outcome.error, message: outcome.message });
-  }
-
-  #frameError(code: FrameErrorCode, detail?: string): void {
-    const ctx = this.#ctx;
-    ctx.metrics.frameErrorsTotal.inc({ error: code });
-    this.#reply({ type: 'error', error: code, message: detail ?? FrameError[code] });
-    if (++this.#frameErrors >= ctx.config.limits.maxFrameErrors) {
-      this.log.warn({ errors: this.#frameErrors }, 'too many malformed frames: closing');
-      this.close(CloseCode.policy, 'too many malformed frames');
-    }
+    this.lastSeen = this.#ctx.clock.now();
+    if (this.#state !== 'open') return;
+    if (this.mode === 'reliable') return this.#reliable().frame(data, isBinary);
+    const payload: Payload = isBinary ? { kind: 'binary', data } : { kind: 'text', text: data.toString('utf8') };
+    this.#receive(payload, undefined, data.length);
   }
 
   #receive(payload: Payload, id: string | undefined, bytes: number): void {
@@ -444,12 +400,7 @@ export class Session implements SessionView, Beating, LinkListener {
   }
 
   #settleCorked(batch: readonly InboundMessage[], outcome: DeliveryOutcome): void {
-    if (this.#link && this.mode === 'reliable') {
-      for (const m of batch) {
-        if (m.id === undefined) continue;
-        this.#reply(outcome.ok ? { type: 'ack', id: m.id } : { type: 'nack', id: m.id, error: outcome.error, retryable: outcome.retryable });
-      }
-    }
+    if (this.#link && this.mode === 'reliable') this.#reliable().settled(batch, outcome);
     if (outcome.ok) {
       if (outcome.effects) this.apply(outcome.effects);
     } else if (this.mode === 'raw') {

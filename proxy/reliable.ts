@@ -1,0 +1,102 @@
+// The reliable-mode protocol of one session, client side in: each text frame becomes an
+// action (a message to the app, an ack, a ping, a subscription), and every answer (pong, ack,
+// nack, error) counts against the client's bound like messages do, so a client that does not
+// read is closed (4008) before what waits for it passes `session.outbox.maxBytes`.
+import type { Logger } from 'pino';
+import type { Config } from './config.js';
+import type { Metrics } from './metrics.js';
+import { CloseCode, FrameError, type FrameErrorCode } from './errors.js';
+import { encodeServerFrame, parseClientFrame, type ServerFrame } from './frame.js';
+import type { ClientLink } from './link.js';
+import type { Payload } from './payload.js';
+import type { DeliveryOutcome, InboundMessage } from './upstream.js';
+
+export interface ReliableHost {
+  readonly config: Readonly<Config>;
+  readonly metrics: Metrics;
+  readonly log: Logger;
+  /** The link answers go to: null unless the session is open. */
+  link(): ClientLink | null;
+  /** A client message, on its way to the app. */
+  receive(payload: Payload, id: string | undefined, bytes: number): void;
+  ack(seq: number): void;
+  /** Asks the upstream whether the session may join (the subscribe webhook). */
+  mayJoin(channel: string): Promise<DeliveryOutcome>;
+  join(channel: string): void;
+  leave(channel: string): boolean;
+  close(code: number, reason: string): void;
+}
+
+export class ReliableProtocol {
+  readonly #host: ReliableHost;
+  #frameErrors = 0;
+
+  constructor(host: ReliableHost) {
+    this.#host = host;
+  }
+
+  frame(data: Buffer, isBinary: boolean): void {
+    if (isBinary) return this.#frameError('binary_frame');
+    const f = parseClientFrame(data.toString('utf8'));
+    switch (f.type) {
+      case 'fault':
+        return this.#frameError(f.error, f.message);
+      case 'message':
+        return this.#host.receive({ kind: 'json', json: f.json }, f.id, data.length);
+      case 'ack':
+        return this.#host.ack(f.seq);
+      case 'ping':
+        return this.reply({ type: 'pong' });
+      case 'unsubscribe':
+        this.#host.leave(f.channel);
+        if (f.id !== undefined) this.reply({ type: 'ack', id: f.id });
+        return;
+      case 'subscribe':
+        void this.#subscribe(f.channel, f.id);
+    }
+  }
+
+  /** Writes an answer that is not a message, within the client's bound. */
+  reply(f: ServerFrame): void {
+    const host = this.#host;
+    const link = host.link();
+    if (!link) return;
+    const frame = encodeServerFrame(f);
+    if (link.bufferedAmount + frame.length > host.config.session.outbox.maxBytes) {
+      host.metrics.droppedMessagesTotal.inc({ reason: 'overflow' });
+      host.log.warn({ buffered: link.bufferedAmount }, 'client does not read its answers: closing slow consumer');
+      host.close(CloseCode.slowConsumer, 'slow consumer');
+      return;
+    }
+    link.send(frame);
+  }
+
+  /** Acks or nacks every message of a delivered batch that carried an id. */
+  settled(batch: readonly InboundMessage[], outcome: DeliveryOutcome): void {
+    for (const m of batch) {
+      if (m.id === undefined) continue;
+      this.reply(outcome.ok ? { type: 'ack', id: m.id } : { type: 'nack', id: m.id, error: outcome.error, retryable: outcome.retryable });
+    }
+  }
+
+  async #subscribe(channel: string, id: string | undefined): Promise<void> {
+    const outcome = await this.#host.mayJoin(channel);
+    if (outcome.ok) {
+      this.#host.join(channel);
+      if (id !== undefined) this.reply({ type: 'ack', id });
+      return;
+    }
+    if (id !== undefined) this.reply({ type: 'nack', id, error: outcome.error, retryable: outcome.retryable });
+    else this.reply({ type: 'error', error: outcome.error, message: outcome.message });
+  }
+
+  #frameError(code: FrameErrorCode, detail?: string): void {
+    const host = this.#host;
+    host.metrics.frameErrorsTotal.inc({ error: code });
+    this.reply({ type: 'error', error: code, message: detail ?? FrameError[code] });
+    if (++this.#frameErrors >= host.config.limits.maxFrameErrors) {
+      host.log.warn({ errors: this.#frameErrors }, 'too many malformed frames: closing');
+      host.close(CloseCode.policy, 'too many malformed frames');
+    }
+  }
+}
