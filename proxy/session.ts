@@ -1,6 +1,7 @@
 // One client session, whatever link carries it (proxy/link.ts): its state, user, meta and
 // channels, and the parts it creates on first need: Outbound (to the client), Inbound (to the
-// app) and, in reliable mode, its protocol (proxy/reliable.ts). Named states, changed only through `#enter`, which checks them:
+// app) and, in reliable mode, its protocol (proxy/reliable.ts). Named states, changed only
+// through `#enter`, which checks them:
 //
 //   open ──socket lost (reliable)──▶ detached ──resume──▶ open
 //     │                                 │ grace over
