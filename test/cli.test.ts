@@ -156,14 +156,16 @@ test('a SIGTERM sent as soon as the ready line is logged is still a drain and ex
 test('an exception that escapes every guard is logged and the process keeps serving', async (t) => {
   const app = await startApp();
   t.after(() => app.close());
-  // Thrown from a timer and from a promise nobody awaits, after the sidecar has started.
-  const escape = "setTimeout(() => { Promise.reject(new Error('lost promise')); throw new Error('boom'); }, 300);";
+  // Thrown from a callback and from a promise nobody awaits, once the test asks (SIGUSR2): after
+  // the sidecar has started, whatever the machine's load.
+  const escape = "process.on('SIGUSR2', () => setImmediate(() => { Promise.reject(new Error('lost promise')); throw new Error('boom'); }));";
   const cli = runCli(['--config', writeConfig({ listen: '127.0.0.1:0', control: { listen: '127.0.0.1:0' }, app: { url: app.url } })], {
     NODE_OPTIONS: `--import=data:text/javascript,${encodeURIComponent(escape)}`,
   });
   t.after(() => { if (cli.child.exitCode === null) cli.child.kill('SIGKILL'); });
   await cli.waitForOutput(/"msg":"switchboard ready"/, 'the ready log line');
   const ready = JSON.parse(cli.output().split('\n').find((l) => l.includes('"msg":"switchboard ready"'))!);
+  cli.child.kill('SIGUSR2');
   await cli.waitForOutput(/"kind":"uncaughtException"[^\n]*escaped every guard|escaped every guard[^\n]*"kind":"uncaughtException"/, 'the uncaught exception logged');
   await cli.waitForOutput(/"kind":"unhandledRejection"[^\n]*escaped every guard|escaped every guard[^\n]*"kind":"unhandledRejection"/, 'the unhandled rejection logged');
   assert.equal((await fetch(`http://127.0.0.1:${ready.control.port}/healthz`)).status, 200);

@@ -4,7 +4,6 @@ import { createServer } from 'node:net';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { guard } from './app.js';
 
 export const cliPath = new URL('../../proxy/cli.js', import.meta.url).pathname;
 
@@ -44,11 +43,21 @@ export function runCli(args: string[], env: Record<string, string> = {}): CliPro
     output: () => out,
     exited,
     waitForOutput(pattern, what = String(pattern)) {
-      return guard(new Promise<void>((resolve) => {
-        const check = () => { if (pattern.test(out)) { listeners.splice(listeners.indexOf(check), 1); resolve(); } };
+      return new Promise<void>((resolve, reject) => {
+        // The output is quoted as it is when the wait gives up, not as it was when it began.
+        const timer = setTimeout(() => {
+          listeners.splice(listeners.indexOf(check), 1);
+          reject(new Error(`gave up waiting: output ${what}; got: ${out.slice(-500)}`));
+        }, 15_000);
+        const check = () => {
+          if (!pattern.test(out)) return;
+          clearTimeout(timer);
+          listeners.splice(listeners.indexOf(check), 1);
+          resolve();
+        };
         listeners.push(check);
         check();
-      }), `output ${what}; got: ${out.slice(-500)}`, 15_000);
+      });
     },
   };
 }
