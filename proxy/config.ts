@@ -201,6 +201,36 @@ function describe(value: unknown): string {
   return s === undefined ? String(value) : s.length > 60 ? `${s.slice(0, 57)}...` : s;
 }
 
+/** Keys whose values are secrets: refused values are described, never shown. */
+const SECRET_KEYS = new Set(['webhooks.secret', 'session.tokenSecret', 'control.token', 'grip.publishAuth.bearer', 'grip.publishAuth.jwt.key', 'grip.publishAuth.basic.password']);
+
+let defaults: Readonly<Config> | null = null;
+
+/** ` (did you mean "x"?)` when a known key at the same place is one or two edits away. */
+function suggestion(path: readonly PropertyKey[], key: string): string {
+  defaults ??= schema.parse({});
+  let node: unknown = defaults;
+  for (const k of path) node = node && typeof node === 'object' ? (node as Record<PropertyKey, unknown>)[k] : undefined;
+  if (!node || typeof node !== 'object' || Array.isArray(node)) return '';
+  let best: { key: string; distance: number } | null = null;
+  for (const known of Object.keys(node)) {
+    const distance = editDistance(key.toLowerCase(), known.toLowerCase());
+    if (distance <= Math.min(2, Math.floor(known.length / 3)) && (best === null || distance < best.distance)) best = { key: known, distance };
+  }
+  return best ? ` (did you mean "${best.key}"?)` : '';
+}
+
+/** Levenshtein distance, for short keys. */
+function editDistance(a: string, b: string): number {
+  let row = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const next = [i];
+    for (let j = 1; j <= b.length; j++) next[j] = Math.min(row[j] + 1, next[j - 1] + 1, row[j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1));
+    row = next;
+  }
+  return row[b.length];
+}
+
 /** Validates a parsed config object; throws ConfigError listing every problem. */
 export function validateConfig(input: unknown): Readonly<Config> {
   const deep = tooDeep(input, MAX_CONFIG_DEPTH);
@@ -210,9 +240,12 @@ export function validateConfig(input: unknown): Readonly<Config> {
     const problems = result.error.issues.map((issue) => {
       const where = issue.path.length ? pathText(issue.path) : '(root)';
       if (issue.code === 'unrecognized_keys') {
-        return issue.keys.map((k) => `${pathText(issue.path.concat(k))}: unknown key`).join('\n');
+        return issue.keys.map((k) => `${pathText(issue.path.concat(k))}: unknown key${suggestion(issue.path, k)}`).join('\n');
       }
-      const got = 'input' in issue && !(issue.code === 'custom' && issue.params?.crossField) ? `, got ${describe(issue.input)}` : '';
+      // A secret's value never reaches a log or a terminal: only its length.
+      const shown = SECRET_KEYS.has(pathText(issue.path.filter((k) => typeof k === 'string'))) && typeof issue.input === 'string'
+        ? `a string of ${issue.input.length} characters` : describe(issue.input);
+      const got = 'input' in issue && !(issue.code === 'custom' && issue.params?.crossField) ? `, got ${shown}` : '';
       return `${where}: ${issue.message}${got}`;
     });
     throw new ConfigError(problems.flatMap((p) => p.split('\n')));
@@ -250,7 +283,9 @@ function parseFile(file: string): Input {
   } catch (err) {
     // The YAML reader recurses: a hostile file can run it out of stack.
     if (err instanceof RangeError || /Maximum call stack/.test((err as Error).message)) throw new ConfigError([`${file}: nested deeper than the reader can follow (at most ${MAX_CONFIG_DEPTH} levels)`]);
-    throw new ConfigError([`${file}: ${(err as Error).message.split('\n')[0]}`]);
+    // Whole: the reader's message ends with the lines around the mistake.
+    const [first, ...rest] = (err as Error).message.replace(/\n+$/, '').split('\n');
+    throw new ConfigError([`${file}: ${first}`, ...rest.map((line) => `  ${line}`)]);
   }
 }
 
@@ -263,13 +298,17 @@ function setPath(target: Input, path: string[], value: unknown): void {
   node[path[path.length - 1]] = value;
 }
 
-/** Environment variables that override config keys; numbers are parsed. */
+/**
+ * Environment variables that override config keys; numbers are parsed. Each may also be given
+ * as `<NAME>_FILE`, the path of a file holding the value (a mounted Kubernetes Secret).
+ */
 const envKeys: Record<string, { path: string[]; number?: boolean }> = {
   SWITCHBOARD_APP_URL: { path: ['app', 'url'] },
   SWITCHBOARD_LISTEN: { path: ['listen'] },
   SWITCHBOARD_CONTROL_LISTEN: { path: ['control', 'listen'] },
   SWITCHBOARD_CONTROL_TOKEN: { path: ['control', 'token'] },
-  SWITCHBOARD_WEBHOOKS_SECRET: { path: ['webhooks', 'secret'] },
+  SWITCHBOARD_WEBHOOK_SECRET: { path: ['webhooks', 'secret'] },
+  SWITCHBOARD_TOKEN_SECRET: { path: ['session', 'tokenSecret'] },
   SWITCHBOARD_AMQP_URL: { path: ['amqp', 'url'] },
   SWITCHBOARD_CLUSTER_AMQP_URL: { path: ['cluster', 'amqp', 'url'] },
   SWITCHBOARD_LOG_LEVEL: { path: ['log', 'level'] },
@@ -277,14 +316,42 @@ const envKeys: Record<string, { path: string[]; number?: boolean }> = {
   SWITCHBOARD_NODE_ID: { path: ['nodeId'] },
 };
 
+/** The variables, and the key each sets (documented in docs/operations.md). */
+export const environmentKeys: ReadonlyArray<readonly [variable: string, key: string]> = Object.entries(envKeys).map(([name, { path }]) => [name, path.join('.')]);
+
+/** The value of `name`, or of the file `<name>_FILE` names (one trailing newline dropped). */
+function envValue(env: NodeJS.ProcessEnv, name: string): string | undefined {
+  const direct = env[name];
+  const file = env[`${name}_FILE`];
+  const given = direct !== undefined && direct !== '';
+  if (file === undefined || file === '') return given ? direct : undefined;
+  if (given) throw new ConfigError([`${name} and ${name}_FILE are both set: use one`]);
+  try {
+    return readFileSync(file, 'utf8').replace(/\r?\n$/, '');
+  } catch (err) {
+    throw new ConfigError([`${name}_FILE: cannot read ${file} (${(err as NodeJS.ErrnoException).code ?? String(err)})`]);
+  }
+}
+
 /** Reads the file (if any), applies environment overrides, validates. */
 export function loadConfig(file: string | undefined, env: NodeJS.ProcessEnv = process.env): Readonly<Config> {
   const path = file ?? env.SWITCHBOARD_CONFIG;
   const raw: Input = path ? parseFile(path) : {};
+  const fromEnv = new Map<string, string>();
   for (const [name, { path: keyPath, number }] of Object.entries(envKeys)) {
-    const value = env[name];
-    if (value === undefined || value === '') continue;
+    const value = envValue(env, name);
+    if (value === undefined) continue;
     setPath(raw, keyPath, number && /^\d+$/.test(value) ? Number(value) : value);
+    fromEnv.set(pathText(keyPath), env[`${name}_FILE`] ? `${name}_FILE` : name);
   }
-  return validateConfig(raw);
+  try {
+    return validateConfig(raw);
+  } catch (err) {
+    if (!(err instanceof ConfigError) || fromEnv.size === 0) throw err;
+    // A problem with a value the environment set names the variable, not only the key.
+    throw new ConfigError(err.problems.map((problem) => {
+      const variable = [...fromEnv].find(([key]) => problem.startsWith(`${key}:`))?.[1];
+      return variable ? `${problem} (set by ${variable})` : problem;
+    }));
+  }
 }

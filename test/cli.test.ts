@@ -63,7 +63,7 @@ test('a missing config file and a bad environment override also exit 2', async (
 
   const level = await runToExit(['--check'], { SWITCHBOARD_LOG_LEVEL: 'chatty' });
   assert.equal(level.code, 2);
-  assert.deepEqual(lines(level.stderr), ['log.level: expected a pino level, got "chatty"']);
+  assert.deepEqual(lines(level.stderr), ['log.level: expected a pino level, got "chatty" (set by SWITCHBOARD_LOG_LEVEL)']);
   const open = await runToExit(['--check'], { SWITCHBOARD_CONTROL_LISTEN: '0.0.0.0:0' });
   assert.equal(open.code, 2);
   assert.match(open.stderr, /^control\.token: required/);

@@ -68,8 +68,8 @@ test('every problem is reported at once, one line each', () => {
 });
 
 test('unknown keys are errors, at any depth, each named by its path', () => {
-  assert.deepEqual(problems({ listne: '127.0.0.1:1' }), ['listne: unknown key']);
-  assert.deepEqual(problems({ session: { outbox: { maxMesages: 5 } } }), ['session.outbox.maxMesages: unknown key']);
+  assert.deepEqual(problems({ listne: '127.0.0.1:1' }), ['listne: unknown key (did you mean "listen"?)']);
+  assert.deepEqual(problems({ session: { outbox: { maxMesages: 5 } } }), ['session.outbox.maxMesages: unknown key (did you mean "maxMessages"?)']);
   const two = problems({ extra: 1, webhooks: { retry: { tries: 3 } } });
   assert.deepEqual([...two].sort(), ['extra: unknown key', 'webhooks.retry.tries: unknown key']);
 });
@@ -191,7 +191,7 @@ test('a bad value in a file is reported by its path', (t) => {
   const dir = tempDir(t);
   const yaml = join(dir, 'bad.yml');
   writeFileSync(yaml, 'webhooks:\n  timeoutMs: fast\nsesion: {}\n');
-  assert.deepEqual([...loadProblems(yaml, {})].sort(), ['sesion: unknown key', 'webhooks.timeoutMs: expected a positive integer, got "fast"']);
+  assert.deepEqual([...loadProblems(yaml, {})].sort(), ['sesion: unknown key (did you mean "session"?)', 'webhooks.timeoutMs: expected a positive integer, got "fast"']);
 });
 
 test('unreadable and unparsable files are ConfigErrors naming the file', (t) => {
@@ -251,8 +251,8 @@ test('environment variables override the file', (t) => {
   assert.equal(loadConfig(file, { SWITCHBOARD_WORKERS: 'auto' }).workers, 'auto');
   assert.equal(loadConfig(file, { SWITCHBOARD_LISTEN: '' }).listen, '127.0.0.1:9000', 'an empty variable is ignored');
   const secret = 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw';
-  assert.equal(loadConfig(file, { SWITCHBOARD_WEBHOOKS_SECRET: secret }).webhooks.secret, secret);
-  assert.throws(() => loadConfig(file, { SWITCHBOARD_WEBHOOKS_SECRET: 'not-a-secret' }), /webhooks\.secret/);
+  assert.equal(loadConfig(file, { SWITCHBOARD_WEBHOOK_SECRET: secret }).webhooks.secret, secret);
+  assert.throws(() => loadConfig(file, { SWITCHBOARD_WEBHOOK_SECRET: 'not-a-secret' }), /webhooks\.secret/);
 });
 
 test('SWITCHBOARD_CONFIG names the file when none is given; an explicit file wins', (t) => {
@@ -266,11 +266,53 @@ test('SWITCHBOARD_CONFIG names the file when none is given; an explicit file win
 });
 
 test('bad environment values are reported by the config path they set', () => {
-  assert.deepEqual(loadProblems(undefined, { SWITCHBOARD_LOG_LEVEL: 'chatty' }), ['log.level: expected a pino level, got "chatty"']);
+  assert.deepEqual(loadProblems(undefined, { SWITCHBOARD_LOG_LEVEL: 'chatty' }), ['log.level: expected a pino level, got "chatty" (set by SWITCHBOARD_LOG_LEVEL)']);
   assert.match(loadProblems(undefined, { SWITCHBOARD_LISTEN: 'nowhere' })[0], /^listen: .*"nowhere"/);
   assert.match(loadProblems(undefined, { SWITCHBOARD_APP_URL: 'not a url' })[0], /^app\.url: /);
   assert.match(loadProblems(undefined, { SWITCHBOARD_AMQP_URL: 'http://broker' })[0], /^amqp\.url: /);
   assert.match(loadProblems(undefined, { SWITCHBOARD_WORKERS: 'two' })[0], /^workers: .*"two"/);
   const [open] = loadProblems(undefined, { SWITCHBOARD_CONTROL_LISTEN: '0.0.0.0:9101' });
   assert.match(open, /^control\.token: required/);
+});
+
+test('secrets from the environment, directly or from a file (<NAME>_FILE); a refused one is never shown', (t) => {
+  const dir = tempDir(t);
+  const secret = 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw';
+  const file = join(dir, 'webhook-secret');
+  writeFileSync(file, `${secret}\n`);
+  assert.equal(loadConfig(undefined, { SWITCHBOARD_WEBHOOK_SECRET_FILE: file }).webhooks.secret, secret, 'one trailing newline dropped');
+  assert.equal(loadConfig(undefined, { SWITCHBOARD_TOKEN_SECRET: 'a-token-secret-of-16+' }).session.tokenSecret, 'a-token-secret-of-16+');
+  const tokenFile = join(dir, 'control-token');
+  writeFileSync(tokenFile, 'a-control-token-long-enough');
+  assert.equal(loadConfig(undefined, { SWITCHBOARD_CONTROL_TOKEN_FILE: tokenFile }).control.token, 'a-control-token-long-enough');
+
+  assert.deepEqual(loadProblems(undefined, { SWITCHBOARD_WEBHOOK_SECRET: secret, SWITCHBOARD_WEBHOOK_SECRET_FILE: file }),
+    ['SWITCHBOARD_WEBHOOK_SECRET and SWITCHBOARD_WEBHOOK_SECRET_FILE are both set: use one']);
+  assert.deepEqual(loadProblems(undefined, { SWITCHBOARD_TOKEN_SECRET_FILE: join(dir, 'missing') }),
+    [`SWITCHBOARD_TOKEN_SECRET_FILE: cannot read ${join(dir, 'missing')} (ENOENT)`]);
+  const weak = 'too-short';
+  const [refused] = loadProblems(undefined, { SWITCHBOARD_TOKEN_SECRET: weak });
+  assert.match(refused, /^session\.tokenSecret: .*a string of 9 characters \(set by SWITCHBOARD_TOKEN_SECRET\)$/);
+  assert.ok(!refused.includes(weak), 'the value itself is not in the message');
+  writeFileSync(file, 'whsec_short');
+  const [fromFile] = loadProblems(undefined, { SWITCHBOARD_WEBHOOK_SECRET_FILE: file });
+  assert.match(fromFile, /^webhooks\.secret: .*\(set by SWITCHBOARD_WEBHOOK_SECRET_FILE\)$/);
+  assert.ok(!fromFile.includes('whsec_short'));
+  assert.ok(!problems({ control: { listen: '0.0.0.0:1', token: 'hunter2' } }).join('\n').includes('hunter2'));
+});
+
+test('a YAML mistake is shown whole, with the lines around it', (t) => {
+  const dir = tempDir(t);
+  const file = join(dir, 'broken.yaml');
+  writeFileSync(file, 'listen: 127.0.0.1:9000\nwebhooks:\n  timeoutMs: [1, 2\n  secret: null\n');
+  const lines = loadProblems(file, {});
+  assert.ok(lines.length > 1, lines.join('\n'));
+  assert.match(lines[0], /broken\.yaml: /);
+  assert.ok(lines.slice(1).some((l) => l.includes('timeoutMs')), `the lines around the mistake: ${lines.join('\n')}`);
+});
+
+test('an unknown key that is one or two edits from a known one names it; a stranger one does not', () => {
+  assert.deepEqual(problems({ webhooks: { timeoutMS: 1 } }), ['webhooks.timeoutMS: unknown key (did you mean "timeoutMs"?)']);
+  assert.deepEqual(problems({ sesion: { graceMs: 1 } }), ['sesion: unknown key (did you mean "session"?)']);
+  assert.deepEqual(problems({ banana: 1 }), ['banana: unknown key']);
 });

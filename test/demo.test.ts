@@ -68,13 +68,13 @@ test('the demo app refuses unsigned, wrongly signed, altered and stale webhooks 
   await watcher.close();
 });
 
-test('the demo app does not start without SWITCHBOARD_WEBHOOKS_SECRET', async () => {
+test('the demo app does not start without SWITCHBOARD_WEBHOOK_SECRET', async () => {
   const env: NodeJS.ProcessEnv = { ...process.env, PORT: '0' };
-  delete env.SWITCHBOARD_WEBHOOKS_SECRET;
+  delete env.SWITCHBOARD_WEBHOOK_SECRET;
   const child = spawn(process.execPath, [new URL('../config-examples/demo/app.js', import.meta.url).pathname], { env, stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
   child.stderr.on('data', (c: Buffer) => (stderr += c));
   const [code] = await guard(once(child, 'exit'), 'the demo app to exit');
   assert.equal(code, 2);
-  assert.match(stderr, /SWITCHBOARD_WEBHOOKS_SECRET/);
+  assert.match(stderr, /SWITCHBOARD_WEBHOOK_SECRET/);
 });

@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { CloseCode, ExitCode, FrameError, NackCode } from '../proxy/errors.js';
 import * as limits from '../proxy/limits.js';
+import { environmentKeys } from '../proxy/config.js';
 
 const usage = readFileSync(new URL('../../docs/usage.md', import.meta.url), 'utf8');
 
@@ -45,4 +46,11 @@ test('every exit code is in docs/operations.md', () => {
   const operations = readFileSync(new URL('../../docs/operations.md', import.meta.url), 'utf8');
   const table = operations.slice(operations.indexOf('### Exit codes'));
   for (const [name, code] of Object.entries(ExitCode)) assert.ok(table.includes(`| ${code} |`), `${name} (${code})`);
+});
+
+test('every environment variable is in the table in docs/operations.md, with the key it sets', () => {
+  const operations = readFileSync(new URL('../../docs/operations.md', import.meta.url), 'utf8');
+  const table = operations.slice(operations.indexOf('## Configuration from the environment'));
+  const rows = new Map([...table.matchAll(/^\| `(SWITCHBOARD_\w+)` \| `([\w.]+)`/gm)].map((m) => [m[1], m[2]]));
+  assert.deepEqual(rows, new Map(environmentKeys));
 });

@@ -104,9 +104,9 @@ export function createDemoApp(options: DemoAppOptions): Server {
 
 if (process.argv[1] === fileURLToPath(import.meta.url)) {
   const port = Number(process.env.PORT ?? 3000);
-  const webhookSecret = process.env.SWITCHBOARD_WEBHOOKS_SECRET;
+  const webhookSecret = process.env.SWITCHBOARD_WEBHOOK_SECRET;
   if (!webhookSecret) {
-    process.stderr.write('SWITCHBOARD_WEBHOOKS_SECRET is not set: the app verifies every webhook with the secret Switchboard signs with (npm start sets one)\n');
+    process.stderr.write('SWITCHBOARD_WEBHOOK_SECRET is not set: the app verifies every webhook with the secret Switchboard signs with (npm start sets one)\n');
     process.exit(2);
   }
   createDemoApp({ controlUrl: process.env.SWITCHBOARD_CONTROL_URL ?? 'http://127.0.0.1:8081', webhookSecret })

@@ -9,7 +9,7 @@ const root = join(here, '..', '..', '..');
 const children: ChildProcess[] = [];
 // One fresh signing secret per run, given to both: Switchboard signs every webhook, the app
 // verifies each one (a request to the app's webhook paths from anyone else gets 401).
-const env = { ...process.env, SWITCHBOARD_WEBHOOKS_SECRET: process.env.SWITCHBOARD_WEBHOOKS_SECRET || `whsec_${randomBytes(32).toString('base64')}` };
+const env = { ...process.env, SWITCHBOARD_WEBHOOK_SECRET: process.env.SWITCHBOARD_WEBHOOK_SECRET || `whsec_${randomBytes(32).toString('base64')}` };
 
 function run(name: string, args: string[]): void {
   const child = spawn(process.execPath, args, { stdio: 'inherit', cwd: root, env });
