@@ -1,4 +1,4 @@
-// SwitchboardClient: the reliable-mode (`switchboard.v1`) side of SPEC §2.2, for
+// SwitchboardClient: the client side of reliable mode (`switchboard.v1`, docs/usage.md), for
 // browsers and Node. No runtime dependencies: the WebSocket and the clock are injected.
 
 import { backoffDelay, hintDelay, resolveBackoff, type BackoffOptions } from './backoff.js';

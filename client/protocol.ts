@@ -88,7 +88,7 @@ export function resumeUrl(url: string, token: string, lastSeq: number): string {
 }
 
 /**
- * Whether a close code is worth reconnecting after (SPEC §2.3). 1000 from the server,
+ * Whether a close code is worth reconnecting after (docs/usage.md, Close codes). 1000 from the server,
  * 1008 (policy), 1009 (too big) and 4000–4099 (the app closed us, 4009 taken over)
  * would only repeat; 4008 (slow consumer) lost the session but a new one may work.
  */

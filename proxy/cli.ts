@@ -10,12 +10,15 @@ import { builtinPlugins } from '../plugins/index.js';
 import { ExitCode } from './errors.js';
 import { onStopSignals } from './signals.js';
 
-const usage = `usage: switchboard [--config FILE]
+const usage = `usage: switchboard [--config FILE] [--check]
 
-  --config FILE   YAML or JSON configuration (default: $SWITCHBOARD_CONFIG, else built-in defaults)
-  --check         validate the configuration and exit
-  --version       print the version
-  --help          this text
+  -c, --config FILE   YAML or JSON configuration (default: $SWITCHBOARD_CONFIG, else built-in defaults)
+      --check         validate the configuration (and the environment's overrides) and exit
+      --version       print the version
+  -h, --help          this text
+
+Environment overrides (SWITCHBOARD_*, each also as <NAME>_FILE): docs/operations.md.
+Exit codes: 0 stopped after a drain, 1 a port in use or a failed drain, 2 a bad configuration.
 `;
 
 function fail(code: number, lines: readonly string[]): never {

@@ -313,16 +313,15 @@ export class Gateway {
 
 /** Answers a handshake with a SwitchboardError (its status, its JSON) and closes the socket. */
 export function rejectWith(socket: Duplex, err: SwitchboardError, headers: Record<string, string> = {}): void {
-  reject(socket, err.status, JSON.stringify(err.toJSON()), headers);
+  reject(socket, err.status, JSON.stringify(err.toJSON()), { 'Content-Type': 'application/json', ...headers });
 }
 
-/** Answers a handshake with a plain HTTP status and closes the socket. */
+/** Answers a handshake with a plain HTTP status (and the body and headers given) and closes the socket. */
 export function reject(socket: Duplex, status: number, body?: Buffer | string, headers: Record<string, string> = {}): void {
   if (socket.destroyed) return;
   const content = body ?? '';
   const lines = [`HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'Error'}`, 'Connection: close'];
-  const hasType = Object.keys(headers).some((k) => k.toLowerCase() === 'content-type');
-  if (!hasType && content.length > 0) lines.push('Content-Type: application/json');
+  // A body is labelled only as its sender labelled it: an app's refusal without a type stays without one.
   for (const [k, v] of Object.entries(headers)) if (k.toLowerCase() !== 'content-length') lines.push(`${k}: ${v}`);
   lines.push(`Content-Length: ${Buffer.byteLength(content)}`);
   socket.end(Buffer.concat([Buffer.from(`${lines.join('\r\n')}\r\n\r\n`), Buffer.from(content)]));

@@ -79,6 +79,16 @@ test('an unknown flag exits 2 with the usage', async () => {
   assert.match(stderr, /usage: switchboard/);
 });
 
+test('--help lists every flag, short forms included, and each one works', async () => {
+  const { code, stdout } = await runToExit(['--help']);
+  assert.equal(code, 0);
+  for (const flag of ['-c, --config FILE', '--check', '--version', '-h, --help']) assert.ok(stdout.includes(flag), flag);
+  assert.equal((await runToExit(['-h'])).stdout, stdout);
+  assert.match((await runToExit(['--version'])).stdout, /^\d+\.\d+\.\d+\n$/);
+  const file = writeConfig({ listen: '127.0.0.1:0' });
+  assert.equal((await runToExit(['-c', file, '--check'])).stdout, 'configuration is valid\n');
+});
+
 test('--check validates without starting anything', async (t) => {
   const taken = await occupy(t);
   const good = await runToExit(['--check', '--config', writeConfig({ listen: `127.0.0.1:${taken}`, control: { listen: `127.0.0.1:${taken}` } })]);

@@ -1,5 +1,5 @@
 // The client against a scripted peer: a real `ws` server on 127.0.0.1:0 that plays the
-// server side of SPEC §2.2 step by step, and the `ws` package's WebSocket in the client.
+// server side of reliable mode (docs/usage.md) step by step, and the `ws` package's WebSocket in the client.
 
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';

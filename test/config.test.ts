@@ -80,7 +80,7 @@ test('a non-object config is refused', () => {
   assert.equal(problems({ session: 5 })[0].split(':')[0], 'session');
 });
 
-test('defaults follow the contract table (SPEC §1)', () => {
+test('defaults follow the contract table (docs/usage.md, Configuration reference)', () => {
   const c = validateConfig({});
   assert.equal(c.listen, '0.0.0.0:8080');
   assert.equal(c.workers, 1);
@@ -104,7 +104,7 @@ test('defaults follow the contract table (SPEC §1)', () => {
   assert.equal(c.webhooks.retry.maxAttempts, 5);
   assert.equal(c.webhooks.secret, null);
   assert.equal(c.drain.timeoutMs, 30000);
-  // SPEC §3.1 defaults.
+  // The webhook defaults of the contract.
   assert.deepEqual({ ...c.webhooks.paths }, { connect: '/ws/connect', message: '/ws/message', subscribe: null, resume: null, disconnect: '/ws/disconnect' });
   assert.deepEqual([...c.webhooks.forwardHeaders], ['cookie', 'authorization', 'origin', 'user-agent', 'accept-language', 'x-forwarded-for', 'x-request-id']);
   assert.equal(c.webhooks.replayHandshakeHeaders, true);

@@ -2,7 +2,7 @@
 // proxy/errors.ts has its row in docs/usage.md, and the docs list none that do not exist.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { CloseCode, ExitCode, FrameError, NackCode } from '../proxy/errors.js';
 import * as limits from '../proxy/limits.js';
 import { environmentKeys } from '../proxy/config.js';
@@ -53,4 +53,17 @@ test('every environment variable is in the table in docs/operations.md, with the
   const table = operations.slice(operations.indexOf('## Configuration from the environment'));
   const rows = new Map([...table.matchAll(/^\| `(SWITCHBOARD_\w+)` \| `([\w.]+)`/gm)].map((m) => [m[1], m[2]]));
   assert.deepEqual(rows, new Map(environmentKeys));
+});
+
+test('the docs link only to files that are in the repository', () => {
+  const root = new URL('../../', import.meta.url);
+  const pages = ['README.md', 'client/README.md', ...readdirSync(new URL('docs/', root)).filter((f) => f.endsWith('.md')).map((f) => `docs/${f}`)];
+  for (const page of pages) {
+    const text = readFileSync(new URL(page, root), 'utf8');
+    assert.ok(!/SPEC\.md|SPEC §/.test(text), `${page} cites a file that is not in the repository`);
+    for (const [, target] of text.matchAll(/\]\(([^)#\s]+)(?:#[^)]*)?\)/g)) {
+      if (/^[a-z]+:/.test(target)) continue;
+      assert.ok(existsSync(new URL(target, new URL(page, root))), `${page} links to ${target}, which does not exist`);
+    }
+  }
 });

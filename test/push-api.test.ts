@@ -1,4 +1,4 @@
-// The push API on the control port (SPEC §4), against a real sidecar, real clients and a real app.
+// The push API on the control port (docs/usage.md), against a real sidecar, real clients and a real app.
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { request } from 'node:http';

@@ -73,7 +73,8 @@ test('the app rejects a handshake with its own status; a failing, slow or resett
   const sc = await startSidecar(app.url, { webhooks: { timeoutMs: 300, retry: { maxAttempts: 2 } } });
   t.after(async () => { await sc.close(); await app.close(); });
 
-  await assert.rejects(connect(sc.wsUrl()), (e: any) => e.status === 401);
+  // The app's refusal as the app gave it: its status and body, and no content type it did not set.
+  await assert.rejects(connect(sc.wsUrl()), (e: any) => e.status === 401 && e.res.headers['content-type'] === undefined);
   for (const failure of ['fail', 'slow', 'reset'] as const) {
     mode = failure;
     await assert.rejects(connect(sc.wsUrl()), (e: any) => e.status === 503, failure);
