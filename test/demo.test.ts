@@ -11,6 +11,9 @@ import { createDemoApp } from '../config-examples/demo/app.js';
 import { startSidecar } from './helpers/sidecar.js';
 import { connect } from './helpers/client.js';
 import { guard } from './helpers/app.js';
+import { eventually } from './helpers/eventually.js';
+import { freePort } from './helpers/process.js';
+import { createServer } from 'node:net';
 
 const newSecret = () => `whsec_${randomBytes(32).toString('base64')}`;
 
@@ -77,4 +80,49 @@ test('the demo app does not start without SWITCHBOARD_WEBHOOK_SECRET', async () 
   const [code] = await guard(once(child, 'exit'), 'the demo app to exit');
   assert.equal(code, 2);
   assert.match(stderr, /SWITCHBOARD_WEBHOOK_SECRET/);
+});
+
+/** The launcher `npm start` runs, in a process group of its own, as a terminal would start it. */
+function launch(env: Record<string, string>) {
+  const child = spawn(process.execPath, [new URL('../config-examples/demo/start.js', import.meta.url).pathname], {
+    env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'], detached: true,
+  });
+  let output = '';
+  child.stdout!.on('data', (c: Buffer) => (output += c));
+  child.stderr!.on('data', (c: Buffer) => (output += c));
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  return { child, exited, output: () => output };
+}
+
+test('npm start: a banner once both listen, naming the ports and a push that works; Ctrl-C drains once and exits 0', async (t) => {
+  const [app, pub, control] = [await freePort(), await freePort(), await freePort()];
+  const demo = launch({ PORT: String(app), SWITCHBOARD_LISTEN: `127.0.0.1:${pub}`, SWITCHBOARD_CONTROL_LISTEN: `127.0.0.1:${control}` });
+  t.after(() => { try { process.kill(-demo.child.pid!, 'SIGKILL'); } catch { /* gone */ } });
+  await eventually(() => demo.output().includes('Ctrl-C stops both'), () => `the banner; got: ${demo.output()}`, 20_000);
+  const out = demo.output();
+  assert.ok(out.indexOf('"msg":"switchboard ready"') < out.indexOf('Switchboard demo:'), 'the banner comes after the ports listen');
+  assert.ok(out.includes(`open http://localhost:${pub}`) && out.includes(`http://127.0.0.1:${control}/`), out);
+  // The banner's curl, as fetch: the line reaches a client of the demo.
+  const client = await connect(`ws://127.0.0.1:${pub}/ws?name=reader`);
+  await client.nextJson();
+  const push = await fetch(`http://127.0.0.1:${control}/v1/channels/chat/messages`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"from":"curl","text":"hello"}' });
+  assert.equal(push.status, 202);
+  assert.deepEqual(await client.nextJson(), { from: 'curl', text: 'hello' });
+  // A terminal's Ctrl-C goes to the whole foreground group.
+  process.kill(-demo.child.pid!, 'SIGINT');
+  assert.equal(await guard(demo.exited, 'the demo to stop', 20_000), 0);
+  assert.ok(!demo.output().includes('second signal'), demo.output());
+  assert.match(demo.output(), /"msg":"closed"/);
+});
+
+test('npm start with a port in use: one line naming it, no stack trace, exit 1', async (t) => {
+  const busy = createServer();
+  await new Promise<void>((resolve) => busy.listen(0, '127.0.0.1', () => resolve()));
+  t.after(() => busy.close());
+  const taken = (busy.address() as AddressInfo).port;
+  const demo = launch({ PORT: String(await freePort()), SWITCHBOARD_LISTEN: `127.0.0.1:${taken}`, SWITCHBOARD_CONTROL_LISTEN: `127.0.0.1:${await freePort()}` });
+  t.after(() => { try { process.kill(-demo.child.pid!, 'SIGKILL'); } catch { /* gone */ } });
+  assert.equal(await guard(demo.exited, 'the demo to give up', 20_000), 1);
+  assert.match(demo.output(), new RegExp(`public port ${taken} on 127\\.0\\.0\\.1 is already in use`));
+  assert.ok(!/^\s+at /m.test(demo.output()), `no stack trace: ${demo.output()}`);
 });

@@ -109,6 +109,15 @@ if (process.argv[1] === fileURLToPath(import.meta.url)) {
     process.stderr.write('SWITCHBOARD_WEBHOOK_SECRET is not set: the app verifies every webhook with the secret Switchboard signs with (npm start sets one)\n');
     process.exit(2);
   }
-  createDemoApp({ controlUrl: process.env.SWITCHBOARD_CONTROL_URL ?? 'http://127.0.0.1:8081', webhookSecret })
-    .listen(port, '127.0.0.1', () => process.stdout.write(`demo app on http://127.0.0.1:${port}\n`));
+  const server = createDemoApp({ controlUrl: process.env.SWITCHBOARD_CONTROL_URL ?? 'http://127.0.0.1:8081', webhookSecret });
+  // A busy port is one line, not a stack trace.
+  server.on('error', (err: NodeJS.ErrnoException) => {
+    process.stderr.write(err.code === 'EADDRINUSE' ? `demo app: port ${port} on 127.0.0.1 is already in use (set PORT)\n` : `demo app: ${err.message}\n`);
+    process.exit(1);
+  });
+  server.listen(port, '127.0.0.1', () => process.stdout.write(`demo app on http://127.0.0.1:${(server.address() as { port: number }).port}\n`));
+  process.on('SIGTERM', () => {
+    server.closeAllConnections();
+    server.close(() => process.exit(0));
+  });
 }
