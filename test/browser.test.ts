@@ -44,10 +44,27 @@ test('the demo page resumes after a server-side break and shows every message on
   const lines = () => page.$$eval('#log li.message', (items) => items.map((li) => ({ seq: (li as HTMLElement).dataset.seq, text: li.textContent })));
   const waitForLines = (n: number) => page.waitForFunction((count) => document.querySelectorAll('#log li.message').length >= count, n);
 
+  assert.equal(await page.inputValue('input[name=name]'), 'tester', 'the name field shows who you joined as');
+  // A line sent is shown as pending until the app took it (its ack), then only as the channel's message.
+  await page.evaluate(() => {
+    const seen = { added: 0, removed: 0 };
+    (window as unknown as { pendingSeen: typeof seen }).pendingSeen = seen;
+    const isPending = (n: Node) => n instanceof Element && n.classList.contains('pending');
+    new MutationObserver((records) => {
+      for (const r of records) {
+        for (const n of r.addedNodes) if (isPending(n)) seen.added++;
+        for (const n of r.removedNodes) if (isPending(n)) seen.removed++;
+      }
+    }).observe(document.getElementById('log')!, { childList: true });
+  });
+
   // The page's own send goes through the app's message webhook and comes back on the channel.
   await page.fill('input[name=text]', 'hello from the page');
-  await page.click('form button');
+  await page.click('#say button');
   await waitForLines(2);
+  await page.waitForFunction(() => (window as unknown as { pendingSeen: { removed: number } }).pendingSeen.removed === 1);
+  assert.deepEqual(await page.evaluate(() => (window as unknown as { pendingSeen: object }).pendingSeen), { added: 1, removed: 1 });
+  assert.equal(await page.locator('#log li.pending').count(), 0);
 
   for (let i = 1; i <= 3; i++) {
     assert.equal((await sc.control('POST', '/v1/channels/chat/messages', { from: 'test', text: `before ${i}` })).status, 202);
