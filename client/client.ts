@@ -4,7 +4,7 @@
 import { backoffDelay, hintDelay, resolveBackoff, type BackoffOptions } from './backoff.js';
 import { Emitter } from './emitter.js';
 import { SwitchboardClientError, closedError } from './errors.js';
-import { PROTOCOL, parseFrame, reconnectsAfter, resumeUrl } from './protocol.js';
+import { PROTOCOL, parseFrame, reconnectsAfter, resumeProtocols, resumeUrl } from './protocol.js';
 
 // ---------------------------------------------------------------------------
 // Host interfaces. Declared here because the project compiles without the DOM lib,
@@ -25,7 +25,7 @@ export interface WebSocketLike {
   onerror: Callback<unknown> | null;
 }
 
-export type WebSocketConstructor = new (url: string, protocols: string) => WebSocketLike;
+export type WebSocketConstructor = new (url: string, protocols: string | string[]) => WebSocketLike;
 
 export type SetTimer = (fn: () => void, ms: number) => unknown;
 export type ClearTimer = Callback<unknown>;
@@ -43,6 +43,11 @@ export interface ClientOptions {
   readonly ackEvery?: number;
   /** Messages waiting to be (re)sent while disconnected. Default 1000. */
   readonly offlineQueueLimit?: number;
+  /**
+   * Where a resume's token travels: `'query'` (`?resume=…&lastSeq=…`, the default) or
+   * `'protocol'` (as subprotocols, so that access logs, which record URLs, never see it).
+   */
+  readonly resumeIn?: 'query' | 'protocol';
   readonly random?: () => number;
   readonly setTimeout?: SetTimer;
   readonly clearTimeout?: ClearTimer;
@@ -104,6 +109,7 @@ export class SwitchboardClient extends Emitter<ClientEvents> {
   #ackTimer: unknown = undefined;
 
   readonly #idPrefix: string;
+  readonly #resumeIn: 'query' | 'protocol';
   #nextId = 0;
   readonly #pending = new Map<string, OutMessage>(); // insertion order = send order
   #pings: Array<{ resolve: () => void; reject: (err: SwitchboardClientError) => void }> = [];
@@ -124,6 +130,7 @@ export class SwitchboardClient extends Emitter<ClientEvents> {
     this.#ackEvery = positive('ackEvery', options.ackEvery ?? 32);
     this.#offlineQueueLimit = positive('offlineQueueLimit', options.offlineQueueLimit ?? 1000);
     this.#random = options.random ?? Math.random;
+    this.#resumeIn = options.resumeIn ?? 'query';
     // Plain functions, called detached: browsers reject setTimeout called on another `this`.
     this.#setTimer = options.setTimeout ?? ((fn, ms) => globalThis.setTimeout(fn, ms));
     this.#clearTimer = options.clearTimeout ?? ((handle) => globalThis.clearTimeout(handle as never));
@@ -226,10 +233,12 @@ export class SwitchboardClient extends Emitter<ClientEvents> {
   #connect(first = false): void {
     this.#retryTimer = undefined;
     this.#setState({ status: 'connecting', attempt: this.#attempt });
-    const url = this.#token === null ? this.url : resumeUrl(this.url, this.#token, this.#lastSeq);
+    const resuming = this.#token !== null;
+    const url = resuming && this.#resumeIn === 'query' ? resumeUrl(this.url, this.#token!, this.#lastSeq) : this.url;
+    const protocols = resuming && this.#resumeIn === 'protocol' ? resumeProtocols(this.#token!, this.#lastSeq) : PROTOCOL;
     let socket: WebSocketLike;
     try {
-      socket = new this.#WebSocket(url, PROTOCOL);
+      socket = new this.#WebSocket(url, protocols);
     } catch (err) {
       const error = new SwitchboardClientError('bad_url', `cannot open a WebSocket to ${url}`, false, { cause: err });
       if (first) throw error; // a bad URL is the caller's mistake: say so at construction

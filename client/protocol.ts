@@ -87,6 +87,11 @@ export function resumeUrl(url: string, token: string, lastSeq: number): string {
   return `${path}?${params.toString()}${hash}`;
 }
 
+/** A resume as subprotocols, after the reliable one: the URL (and so access logs) never holds the token. */
+export function resumeProtocols(token: string, lastSeq: number): string[] {
+  return [PROTOCOL, `switchboard.resume.${token}`, `switchboard.last-seq.${lastSeq}`];
+}
+
 /**
  * Whether a close code is worth reconnecting after (docs/usage.md, Close codes). 1000 from the server,
  * 1008 (policy), 1009 (too big) and 4000–4099 (the app closed us, 4009 taken over)

@@ -42,6 +42,39 @@ export interface GatewayHost {
 
 /** Query parameters of a resume; they are not passed on to the connect webhook. */
 const RESUME_PARAMS = ['resume', 'lastSeq'];
+/**
+ * A resume may travel as subprotocols instead (`switchboard.resume.<token>`,
+ * `switchboard.last-seq.<n>`), so that access logs, which record URLs, never see the token.
+ */
+const RESUME_PROTOCOL = 'switchboard.resume.';
+const LAST_SEQ_PROTOCOL = 'switchboard.last-seq.';
+
+/** The subprotocols a client offered. */
+function offeredProtocols(req: IncomingMessage): string[] {
+  return (req.headers['sec-websocket-protocol'] ?? '').split(',').map((p) => p.trim()).filter(Boolean);
+}
+
+/** What a handshake asks to resume: from its subprotocols, else its query; null when nothing. */
+function resumeRequest(req: IncomingMessage, url: URL): { token: string; lastSeq: string } | null {
+  const offered = offeredProtocols(req);
+  const token = offered.find((p) => p.startsWith(RESUME_PROTOCOL));
+  if (token !== undefined) {
+    return { token: token.slice(RESUME_PROTOCOL.length), lastSeq: offered.find((p) => p.startsWith(LAST_SEQ_PROTOCOL))?.slice(LAST_SEQ_PROTOCOL.length) ?? '0' };
+  }
+  const query = url.searchParams.get('resume');
+  return query === null ? null : { token: query, lastSeq: url.searchParams.get('lastSeq') ?? '0' };
+}
+
+/** The handshake's headers without the resume subprotocols (they are for Switchboard, not the app). */
+function withoutResume(headers: IncomingMessage['headers']): IncomingMessage['headers'] {
+  const protocol = headers['sec-websocket-protocol'];
+  if (protocol === undefined || !protocol.includes('switchboard.')) return headers;
+  const kept = protocol.split(',').map((p) => p.trim()).filter((p) => p && !p.startsWith(RESUME_PROTOCOL) && !p.startsWith(LAST_SEQ_PROTOCOL));
+  const copy = { ...headers };
+  if (kept.length > 0) copy['sec-websocket-protocol'] = kept.join(', ');
+  else delete copy['sec-websocket-protocol'];
+  return copy;
+}
 
 /** A handshake between ws's checks and the upgrade: what `verifyClient` needs to decide. */
 interface Pending {
@@ -91,7 +124,9 @@ export class Gateway {
       maxPayload: config.limits.maxMessageBytes,
       maxFragments: MAX_MESSAGE_FRAGMENTS,
       perMessageDeflate: false,
-      handleProtocols: (protocols) => (protocols.has(RELIABLE_PROTOCOL) ? RELIABLE_PROTOCOL : protocols.values().next().value ?? false),
+      // Never a resume subprotocol: the token is not echoed back.
+      handleProtocols: (protocols) => (protocols.has(RELIABLE_PROTOCOL) ? RELIABLE_PROTOCOL
+        : [...protocols].find((p) => !p.startsWith(RESUME_PROTOCOL) && !p.startsWith(LAST_SEQ_PROTOCOL)) ?? false),
       // Runs only once ws has found the handshake well-formed (method, key, version,
       // subprotocols): a handshake ws would refuse never reaches the app.
       verifyClient: (info: { req: IncomingMessage }, done: (ok: boolean) => void) => this.#verify(info.req, done),
@@ -152,8 +187,9 @@ export class Gateway {
   /** A resume of a session that lives in another worker goes there, socket and all. */
   #handedOff(req: IncomingMessage, socket: Socket, head: Buffer, url: URL): boolean {
     const host = this.#host;
-    if (!host.handoff || !url.searchParams.has('resume')) return false;
-    const id = host.ctx.tokens.verify(url.searchParams.get('resume') ?? '', host.ctx.clock.now());
+    const asked = host.handoff ? resumeRequest(req, url) : null;
+    if (!host.handoff || asked === null) return false;
+    const id = host.ctx.tokens.verify(asked.token, host.ctx.clock.now());
     const owner = id === null ? null : parseConnectionId(id);
     if (!owner || owner.node !== host.nodeId || owner.worker === host.worker) return false;
     if (!host.handoff(owner.worker, req, socket, head)) return false;
@@ -195,11 +231,12 @@ export class Gateway {
     const host = this.#host;
     const { ctx } = host;
     const { url, socket, address } = pending;
-    const offered = (req.headers['sec-websocket-protocol'] ?? '').split(',').map((p) => p.trim()).filter(Boolean);
+    const offered = offeredProtocols(req).filter((p) => !p.startsWith(RESUME_PROTOCOL) && !p.startsWith(LAST_SEQ_PROTOCOL));
     const reliable = offered.includes(RELIABLE_PROTOCOL);
+    const asked = resumeRequest(req, url);
 
-    if (reliable && url.searchParams.has('resume')) {
-      const resumed = this.#resume(url, ctx.clock.now());
+    if (reliable && asked !== null) {
+      const resumed = this.#resume(asked, ctx.clock.now());
       if (resumed) {
         pending.session = resumed.session;
         pending.lastSeq = resumed.lastSeq;
@@ -216,10 +253,11 @@ export class Gateway {
     }
     host.setForwarding(req);
     let headers: Record<string, string> = NONE;
-    if (ctx.upstream.headersOf) headers = ctx.upstream.headersOf(req.headers);
+    const given = withoutResume(req.headers);
+    if (ctx.upstream.headersOf) headers = ctx.upstream.headersOf(given);
     else {
       for (const name of ctx.config.webhooks.forwardHeaders) {
-        const value = req.headers[name];
+        const value = given[name];
         if (value === undefined || isSidecarHeader(name)) continue;
         if (headers === NONE) headers = {};
         headers[forwardedName(name)] = Array.isArray(value) ? value.join(', ') : value;
@@ -293,16 +331,15 @@ export class Gateway {
     session.close(pending.socket.destroyed ? 1006 : 1013, 'client left during the handshake');
   }
 
-  #resume(url: URL, now: number): { session: Session; lastSeq: number } | null {
+  #resume(asked: { token: string; lastSeq: string }, now: number): { session: Session; lastSeq: number } | null {
     const { ctx, registry } = this.#host;
-    const id = ctx.tokens.verify(url.searchParams.get('resume') ?? '', now);
+    const id = ctx.tokens.verify(asked.token, now);
     const session = id === null ? undefined : registry.get(id);
     if (!session || session.mode !== 'reliable' || session.state === 'closing' || session.state === 'closed') {
       ctx.metrics.resumesTotal.inc({ result: id === null ? 'invalid' : 'expired' });
       return null;
     }
-    const lastSeqText = url.searchParams.get('lastSeq') ?? '0';
-    const lastSeq = /^\d{1,15}$/.test(lastSeqText) ? Number(lastSeqText) : 0;
+    const lastSeq = /^\d{1,15}$/.test(asked.lastSeq) ? Number(asked.lastSeq) : 0;
     return { session, lastSeq };
   }
 
