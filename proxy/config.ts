@@ -64,6 +64,10 @@ const schema = z.strictObject({
     listen: address.default('127.0.0.1:8081'),
     token: text.nullable().default(null),
   }).prefault({}),
+  metrics: z.strictObject({
+    /** /metrics, /healthz and /readyz on a port of their own, without the control token; null = only on the control port. */
+    listen: address.nullable().default(null),
+  }).prefault({}),
   heartbeat: z.strictObject({
     intervalMs: duration.default(25_000),
     timeoutMs: duration.default(10_000),

@@ -90,6 +90,47 @@ export function decodeSegment(segment: string): string {
   }
 }
 
+/** Health and metrics by path: on the control port, and on `metrics.listen` when that is set. */
+function healthHandlers(deps: Pick<ControlDeps, 'ready' | 'metricsText'>): Record<string, (res: ServerResponse) => Promise<void>> {
+  return {
+    '/healthz': async (res) => sendJson(res, 200, { status: 'ok' }),
+    '/readyz': async (res) => {
+      const state = await deps.ready();
+      sendJson(res, state.ready ? 200 : 503, state.ready ? { status: 'ready' } : { status: 'not ready', reason: state.reason });
+    },
+    '/metrics': async (res) => {
+      const { contentType, body } = await deps.metricsText();
+      res.writeHead(200, { 'content-type': contentType });
+      res.end(body);
+    },
+  };
+}
+
+function healthRoutes(deps: Pick<ControlDeps, 'ready' | 'metricsText'>): ControlRoute[] {
+  return Object.entries(healthHandlers(deps)).map(([path, handle]) => ({
+    // Probes answer without the token; the metrics need it on the control port.
+    method: 'GET', pattern: new RegExp(`^${path}$`), authenticated: path === '/metrics', handle: ({ res }) => handle(res),
+  }));
+}
+
+/**
+ * The `metrics.listen` port: /metrics, /healthz and /readyz only, without the control token, so
+ * Prometheus and probes reach them while the push API stays on loopback.
+ */
+export function createMetricsApi(deps: Pick<ControlDeps, 'ready' | 'metricsText' | 'log'>): (req: IncomingMessage, res: ServerResponse) => void {
+  const handlers = healthHandlers(deps);
+  return (req, res) => {
+    req.resume();
+    const handle = handlers[new URL(req.url ?? '/', 'http://metrics').pathname];
+    if (!handle) return sendError(res, new SwitchboardError('not_found'));
+    if (req.method !== 'GET' && req.method !== 'HEAD') return sendError(res, new SwitchboardError('method_not_allowed'));
+    handle(res).catch((err: unknown) => {
+      deps.log.error({ err }, 'metrics request failed');
+      if (!res.headersSent) sendError(res, new SwitchboardError('internal'));
+    });
+  };
+}
+
 export function createControlApi(deps: ControlDeps): (req: IncomingMessage, res: ServerResponse) => void {
   const { config, directory, clock } = deps;
   const maxBytes = config.limits.maxMessageBytes;
@@ -121,25 +162,7 @@ export function createControlApi(deps: ControlDeps): (req: IncomingMessage, res:
   const unknown = (id: string) => new SwitchboardError('unknown_connection', `no connection ${JSON.stringify(id)}`);
 
   const builtin: ControlRoute[] = [
-    {
-      method: 'GET', pattern: /^\/healthz$/, authenticated: false,
-      handle: ({ res }) => sendJson(res, 200, { status: 'ok' }),
-    },
-    {
-      method: 'GET', pattern: /^\/readyz$/, authenticated: false,
-      handle: async ({ res }) => {
-        const state = await deps.ready();
-        sendJson(res, state.ready ? 200 : 503, state.ready ? { status: 'ready' } : { status: 'not ready', reason: state.reason });
-      },
-    },
-    {
-      method: 'GET', pattern: /^\/metrics$/,
-      handle: async ({ res }) => {
-        const { contentType, body } = await deps.metricsText();
-        res.writeHead(200, { 'content-type': contentType });
-        res.end(body);
-      },
-    },
+    ...healthRoutes(deps),
     {
       method: 'GET', pattern: /^\/$/,
       handle: async ({ res }) => {

@@ -11,7 +11,7 @@ import { isLoopback, listen, parseAddress } from './address.js';
 import { setForwarding, stripHopByHop, stripReserved, trustedProxies, webhookPathMatcher } from './forwarding.js';
 import type { Config } from './config.js';
 import { systemClock, type Clock } from './clock.js';
-import { createControlApi, sendError, type ControlRoute } from './control-api.js';
+import { createControlApi, createMetricsApi, sendError, type ControlRoute } from './control-api.js';
 import { CloseCode, SwitchboardError } from './errors.js';
 import { Gateway, rejectWith } from './gateway.js';
 import { Heartbeat } from './heartbeat.js';
@@ -63,6 +63,8 @@ export class Switchboard {
 
   readonly #public: Server;
   readonly #control: Server | null;
+  /** `metrics.listen`: metrics and health for scrapers, apart from the push API. */
+  readonly #metricsPort: Server | null;
   readonly #gateway: Gateway;
   readonly #proxy: httpProxy;
   readonly #heartbeat: Heartbeat;
@@ -179,6 +181,7 @@ export class Switchboard {
     this.#public.on('upgrade', (req, socket, head) => this.#gateway.upgrade(req, socket, head));
     this.#public.on('clientError', (err: NodeJS.ErrnoException, socket) => answerClientError(err, socket));
     this.#control = options.control === false ? null : createServer();
+    this.#metricsPort = options.control === false || config.metrics.listen === null ? null : createServer();
     if (this.#control) {
       for (const source of pushSources(plugins, { config, log: this.log, clock: this.clock, directory: this.directory })) this.#parts.add(source);
     }
@@ -213,6 +216,15 @@ export class Switchboard {
     return this.#public.address() as AddressInfo;
   }
 
+  async #metricsText(): Promise<{ contentType: string; body: string }> {
+    return { contentType: this.metrics.registry.contentType, body: await this.metrics.registry.metrics() };
+  }
+
+  /** Where `metrics.listen` listens; null when it is not set. */
+  get metricsAddress(): AddressInfo | null {
+    return (this.#metricsPort?.address() as AddressInfo | null) ?? null;
+  }
+
   get controlAddress(): AddressInfo | null {
     return (this.#control?.address() as AddressInfo | null) ?? null;
   }
@@ -236,17 +248,21 @@ export class Switchboard {
         metrics: this.metrics,
         directory: this.directory,
         ready: async () => this.readiness(),
-        metricsText: async () => ({ contentType: this.metrics.registry.contentType, body: await this.metrics.registry.metrics() }),
+        metricsText: () => this.#metricsText(),
         routes: this.#controlRoutes,
       }));
       await listen(this.#control, parseAddress(this.config.control.listen, '127.0.0.1')!, 'control');
+    }
+    if (this.#metricsPort) {
+      this.#metricsPort.on('request', createMetricsApi({ log: this.log, ready: async () => this.readiness(), metricsText: () => this.#metricsText() }));
+      await listen(this.#metricsPort, parseAddress(this.config.metrics.listen!, '127.0.0.1')!, 'metrics');
     }
     await listen(this.#public, parseAddress(this.config.listen)!, 'public', this.config.limits.listenBacklog);
     this.state = 'running';
     if (this.config.webhooks.secret === null && this.config.upstream === 'webhook' && !isLoopback(new URL(this.config.app.url).hostname.replace(/^\[|\]$/g, ''))) {
       this.log.warn({ app: this.config.app.url }, 'webhooks go out unsigned to a non-loopback app: set webhooks.secret so the app can tell them from forgeries');
     }
-    this.log.info({ listen: this.publicAddress, control: this.controlAddress, upstream: this.upstream.name }, 'switchboard ready');
+    this.log.info({ listen: this.publicAddress, control: this.controlAddress, metrics: this.metricsAddress ?? undefined, upstream: this.upstream.name }, 'switchboard ready');
     return this;
   }
 
@@ -322,6 +338,8 @@ export class Switchboard {
     this.#public.close();
     this.#control?.closeAllConnections();
     this.#control?.close();
+    this.#metricsPort?.closeAllConnections();
+    this.#metricsPort?.close();
     this.log.info('closed');
   }
 }

@@ -11,7 +11,7 @@ import { cpus } from 'node:os';
 import { PortInUseError, listen, parseAddress } from './address.js';
 import type { Config } from './config.js';
 import { systemClock } from './clock.js';
-import { createControlApi } from './control-api.js';
+import { createControlApi, createMetricsApi } from './control-api.js';
 import { addCounts, zeroCounts, type Directory, type ListQuery, type Page, type RouteResult, type SessionInfo } from './directory.js';
 import { createLogger } from './log.js';
 import { parseJson } from './json.js';
@@ -344,13 +344,9 @@ async function runPrimary(config: Readonly<Config>, n: number, plugins: readonly
   const parts = new Parts(log);
   for (const source of pushSources(plugins, { config, log, clock: systemClock, directory })) parts.add(source);
   await parts.start();
-  const control: Server = createServer(createControlApi({
-    config,
-    clock: systemClock,
+  const health = {
     log,
-    metrics: createMetrics({ defaults: false }),
-    directory,
-    ready: async () => {
+    ready: async (): Promise<{ ready: boolean; reason?: string }> => {
       if (state !== 'running') return { ready: false, reason: state };
       if (pool.workers.size < n) return { ready: false, reason: `${n - pool.workers.size} worker(s) restarting` };
       const reason = parts.notReady();
@@ -362,10 +358,19 @@ async function runPrimary(config: Readonly<Config>, n: number, plugins: readonly
       contentType: aggregator.contentType,
       body: `${await aggregator.clusterMetrics()}\n${await own.metrics()}`,
     }),
+  };
+  const control: Server = createServer(createControlApi({
+    ...health,
+    config,
+    clock: systemClock,
+    metrics: createMetrics({ defaults: false }),
+    directory,
     routes: pluginRoutes(plugins, config),
   }));
+  const metricsPort: Server | null = config.metrics.listen === null ? null : createServer(createMetricsApi(health));
   try {
     await listen(control, parseAddress(config.control.listen, '127.0.0.1')!, 'control');
+    if (metricsPort) await listen(metricsPort, parseAddress(config.metrics.listen!, '127.0.0.1')!, 'metrics');
   } catch (err) {
     state = 'draining';
     for (const w of pool.workers.values()) w.kill();
@@ -373,7 +378,7 @@ async function runPrimary(config: Readonly<Config>, n: number, plugins: readonly
     exit(err instanceof PortInUseError ? ExitCode.failed : ExitCode.internal);
   }
   state = 'running';
-  log.info({ workers: n, control: control.address() }, 'switchboard primary ready');
+  log.info({ workers: n, control: control.address(), metrics: metricsPort?.address() ?? undefined }, 'switchboard primary ready');
 
   const drain = async (): Promise<number> => {
     state = 'draining';
@@ -390,6 +395,7 @@ async function runPrimary(config: Readonly<Config>, n: number, plugins: readonly
     parts.destroy();
     control.closeAllConnections();
     control.close();
+    metricsPort?.close();
     return ExitCode.ok;
   };
   onStopSignals(log, { drain, abort: () => { for (const w of pool.workers.values()) w.process.kill('SIGKILL'); } }, exit);

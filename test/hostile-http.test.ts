@@ -191,3 +191,20 @@ test('property: any request target gives null or a canonical path, and a matcher
     assert.equal(typeof isWebhook(target), 'boolean');
   }), { numRuns: 2000 });
 });
+
+test('metrics.listen: metrics and health on a port of their own without the token; nothing else there', async (t) => {
+  const app = await startApp();
+  const token = 'a-control-token-of-some-length';
+  const sc = await startSidecar(app.url, { control: { token }, metrics: { listen: '127.0.0.1:0' } });
+  t.after(async () => { await sc.close(); await app.close(); });
+  const port = sc.sb.metricsAddress!.port;
+  const metrics = await fetch(`http://127.0.0.1:${port}/metrics`);
+  assert.equal(metrics.status, 200);
+  assert.match(await metrics.text(), /switchboard_connections /);
+  assert.equal((await fetch(`http://127.0.0.1:${port}/healthz`)).status, 200);
+  assert.equal((await fetch(`http://127.0.0.1:${port}/readyz`)).status, 200);
+  assert.equal((await fetch(`http://127.0.0.1:${port}/v1/broadcast`, { method: 'POST', body: '{}' })).status, 404, 'no push API there');
+  assert.equal((await fetch(`http://127.0.0.1:${port}/metrics`, { method: 'DELETE' })).status, 405);
+  assert.equal((await sc.control('GET', '/metrics')).status, 401, 'the control port still wants its token');
+  assert.equal((await sc.control('GET', '/metrics', undefined, { authorization: `Bearer ${token}` })).status, 200);
+});

@@ -22,9 +22,9 @@ test('two workers: one push API over both, aggregated metrics, a crashed worker 
     ? { body: { user: `u${r.json().query.n}`, channels: [Number(r.json().query.n) % 2 ? 'odd' : 'even'] } }
     : { status: 204 });
   t.after(() => app.close());
-  const [pub, ctl] = [await freePort(), await freePort()];
+  const [pub, ctl, met] = [await freePort(), await freePort(), await freePort()];
   const cli = runCli(['--config', writeConfig({
-    listen: `127.0.0.1:${pub}`, control: { listen: `127.0.0.1:${ctl}` }, workers: 2, nodeId: 'n1',
+    listen: `127.0.0.1:${pub}`, control: { listen: `127.0.0.1:${ctl}` }, metrics: { listen: `127.0.0.1:${met}` }, workers: 2, nodeId: 'n1',
     app: { url: app.url }, log: { level: 'info' }, drain: { timeoutMs: 5000 },
   })]);
   t.after(() => { cli.child.kill('SIGKILL'); });
@@ -51,6 +51,10 @@ test('two workers: one push API over both, aggregated metrics, a crashed worker 
   assert.equal((await control(ctl, 'GET', '/v1/channels/even')).json.connections, 4);
   const info = await control(ctl, 'GET', `/v1/connections/${clients[5].session}`);
   assert.equal(info.json.user, 'u5');
+  // metrics.listen is the primary's: every worker's metrics, aggregated, and its readiness.
+  const scraped = await (await fetch(`http://127.0.0.1:${met}/metrics`)).text();
+  assert.match(scraped, /switchboard_connections 8\b/);
+  assert.equal((await fetch(`http://127.0.0.1:${met}/readyz`)).status, 200);
 
   // Paging across workers: every connection once.
   const seen: string[] = [];
