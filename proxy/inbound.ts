@@ -28,6 +28,11 @@ export class Inbound {
     this.#host = host;
   }
 
+  /** Client messages taken so far (the last one's seq). */
+  get taken(): number {
+    return this.#seq;
+  }
+
   take(payload: Payload, id: string | undefined): void {
     const host = this.#host;
     this.#queue.push({ seq: ++this.#seq, payload, id });

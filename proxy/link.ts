@@ -1,6 +1,11 @@
 // A session's connection to its client, whatever carries it. The session speaks only to
 // this: the WebSocket adapter (proxy/ws-link.ts) implements it today, and an SSE or
 // long-polling link can implement it next without the session changing.
+import type { Logger } from 'pino';
+import type { Clock } from './clock.js';
+import type { Config } from './config.js';
+import type { Metrics } from './metrics.js';
+import type { Mode } from './payload.js';
 
 /** What a link tells the session that listens to it. */
 export interface LinkListener {
@@ -32,4 +37,15 @@ export interface ClientLink {
   terminate(): void;
   /** Routes the link's events to `listener`; null silences it (a link taken over). */
   listen(listener: LinkListener | null): void;
+}
+
+/** What the parts of a session (its outbound side, its reliable protocol) read of it: one object per session. */
+export interface PartHost {
+  readonly config: Readonly<Config>;
+  readonly clock: Clock;
+  readonly metrics: Metrics;
+  readonly mode: Mode;
+  readonly log: Logger;
+  /** The link to write to now: null unless the session is open. */
+  link(): ClientLink | null;
 }

@@ -1,30 +1,15 @@
 // Messages from the app to one client: written at once while its link has room, held in
 // the outbox otherwise and written in order as room comes back. Reliable mode numbers them,
 // keeps them until acked, and writes a gap frame before a jump over lost ones.
-import type { Logger } from 'pino';
-import type { Config } from './config.js';
-import type { Clock } from './clock.js';
-import type { Metrics } from './metrics.js';
 import { encodeServerFrame } from './frame.js';
-import type { ClientLink } from './link.js';
+import type { ClientLink, PartHost } from './link.js';
 import { Outbox, type DropReason, type Entry } from './outbox.js';
-import type { Mode } from './payload.js';
 import type { Push } from './push.js';
 
 export type SendResult = 'delivered' | 'queued' | 'dropped';
 
-export interface OutboundHost {
-  readonly config: Readonly<Config>;
-  readonly clock: Clock;
-  readonly metrics: Metrics;
-  readonly mode: Mode;
-  readonly log: Logger;
-  /** The link to write to now: null while detached or closing. */
-  link(): ClientLink | null;
-}
-
 export class Outbound {
-  readonly #host: OutboundHost;
+  readonly #host: PartHost;
   /** Created on first need: a raw client whose pushes all go out at once never has one. */
   #outbox: Outbox | null = null;
   /** Highest seq written to the current link: a larger jump means a gap frame first. */
@@ -32,7 +17,7 @@ export class Outbound {
   #waitingDrain = false;
   #messagesOut = 0;
 
-  constructor(host: OutboundHost) {
+  constructor(host: PartHost) {
     this.#host = host;
   }
 

@@ -81,10 +81,6 @@ export class Registry {
     else this.#leave(this.#byChannel, 'channel', channel, session);
   }
 
-  user(user: string): ReadonlySet<Session> | undefined {
-    return this.#byUser.get(user);
-  }
-
   channel(channel: string): ReadonlySet<Session> | undefined {
     return this.#byChannel.get(channel);
   }

@@ -2,21 +2,14 @@
 // action (a message to the app, an ack, a ping, a subscription), and every answer (pong, ack,
 // nack, error) counts against the client's bound like messages do, so a client that does not
 // read is closed (4008) before what waits for it passes `session.outbox.maxBytes`.
-import type { Logger } from 'pino';
-import type { Config } from './config.js';
-import type { Metrics } from './metrics.js';
 import { CloseCode, FrameError, type FrameErrorCode } from './errors.js';
 import { encodeServerFrame, parseClientFrame, type ServerFrame } from './frame.js';
-import type { ClientLink } from './link.js';
+import type { PartHost } from './link.js';
 import type { Payload } from './payload.js';
 import type { DeliveryOutcome, InboundMessage } from './upstream.js';
 
-export interface ReliableHost {
-  readonly config: Readonly<Config>;
-  readonly metrics: Metrics;
-  readonly log: Logger;
-  /** The link answers go to: null unless the session is open. */
-  link(): ClientLink | null;
+/** What the protocol does to its session. */
+export interface ReliableActions {
   /** A client message, on its way to the app. */
   receive(payload: Payload, id: string | undefined, bytes: number): void;
   ack(seq: number): void;
@@ -28,11 +21,13 @@ export interface ReliableHost {
 }
 
 export class ReliableProtocol {
-  readonly #host: ReliableHost;
+  readonly #host: PartHost;
+  readonly #act: ReliableActions;
   #frameErrors = 0;
 
-  constructor(host: ReliableHost) {
+  constructor(host: PartHost, actions: ReliableActions) {
     this.#host = host;
+    this.#act = actions;
   }
 
   frame(data: Buffer, isBinary: boolean): void {
@@ -42,13 +37,13 @@ export class ReliableProtocol {
       case 'fault':
         return this.#frameError(f.error, f.message);
       case 'message':
-        return this.#host.receive({ kind: 'json', json: f.json }, f.id, data.length);
+        return this.#act.receive({ kind: 'json', json: f.json }, f.id, data.length);
       case 'ack':
-        return this.#host.ack(f.seq);
+        return this.#act.ack(f.seq);
       case 'ping':
         return this.reply({ type: 'pong' });
       case 'unsubscribe':
-        this.#host.leave(f.channel);
+        this.#act.leave(f.channel);
         if (f.id !== undefined) this.reply({ type: 'ack', id: f.id });
         return;
       case 'subscribe':
@@ -65,7 +60,7 @@ export class ReliableProtocol {
     if (link.bufferedAmount + frame.length > host.config.session.outbox.maxBytes) {
       host.metrics.droppedMessagesTotal.inc({ reason: 'overflow' });
       host.log.warn({ buffered: link.bufferedAmount }, 'client does not read its answers: closing slow consumer');
-      host.close(CloseCode.slowConsumer, 'slow consumer');
+      this.#act.close(CloseCode.slowConsumer, 'slow consumer');
       return;
     }
     link.send(frame);
@@ -80,9 +75,9 @@ export class ReliableProtocol {
   }
 
   async #subscribe(channel: string, id: string | undefined): Promise<void> {
-    const outcome = await this.#host.mayJoin(channel);
+    const outcome = await this.#act.mayJoin(channel);
     if (outcome.ok) {
-      this.#host.join(channel);
+      this.#act.join(channel);
       if (id !== undefined) this.reply({ type: 'ack', id });
       return;
     }
@@ -96,7 +91,7 @@ export class ReliableProtocol {
     this.reply({ type: 'error', error: code, message: detail ?? FrameError[code] });
     if (++this.#frameErrors >= host.config.limits.maxFrameErrors) {
       host.log.warn({ errors: this.#frameErrors }, 'too many malformed frames: closing');
-      host.close(CloseCode.policy, 'too many malformed frames');
+      this.#act.close(CloseCode.policy, 'too many malformed frames');
     }
   }
 }

@@ -14,7 +14,7 @@ import type { Heartbeat, Beating } from './heartbeat.js';
 import type { TimerWheel } from './timer-wheel.js';
 import type { TokenCodec } from './token.js';
 import { CloseCode } from './errors.js';
-import type { ClientLink, LinkListener } from './link.js';
+import type { ClientLink, LinkListener, PartHost } from './link.js';
 import { encodeServerFrame } from './frame.js';
 import { ReliableProtocol } from './reliable.js';
 import { Push } from './push.js';
@@ -96,7 +96,7 @@ export class Session implements SessionView, Beating, LinkListener {
   #in: Inbound | null = null;
   /** The reliable protocol's state (frame errors): created on the first frame or answer. */
   #protocol: ReliableProtocol | null = null;
-  #messagesIn = 0;
+  #host: PartHost | null = null;
   #detachedAt = 0;
   /** How the last socket closed; unset until one did (idle sessions carry no object for it). */
   #lastClose: { code: number; reason: string; clientClosed: boolean } = NORMAL_CLOSE;
@@ -171,29 +171,28 @@ export class Session implements SessionView, Beating, LinkListener {
     return this.#out?.bytes ?? 0;
   }
 
-  #outbound(): Outbound {
-    if (this.#out) return this.#out;
+  /** What its parts read of the session: one object, made when the first part is. */
+  #partHost(): PartHost {
+    if (this.#host) return this.#host;
     const ctx = this.#ctx;
     const session = this;
-    return (this.#out = new Outbound({
+    return (this.#host = {
       config: ctx.config,
       clock: ctx.clock,
       metrics: ctx.metrics,
       mode: this.mode,
       get log() { return session.log; },
       link: () => (this.#state === 'open' ? this.#link : null),
-    }));
+    });
+  }
+
+  #outbound(): Outbound {
+    return (this.#out ??= new Outbound(this.#partHost()));
   }
 
   #reliable(): ReliableProtocol {
-    if (this.#protocol) return this.#protocol;
     const ctx = this.#ctx;
-    const session = this;
-    return (this.#protocol = new ReliableProtocol({
-      config: ctx.config,
-      metrics: ctx.metrics,
-      get log() { return session.log; },
-      link: () => (this.#state === 'open' ? this.#link : null),
+    return (this.#protocol ??= new ReliableProtocol(this.#partHost(), {
       receive: (payload, id, bytes) => this.#receive(payload, id, bytes),
       ack: (seq) => this.#out?.ack(seq),
       mayJoin: (channel) => ctx.upstream.subscribe(this, channel),
@@ -350,7 +349,7 @@ export class Session implements SessionView, Beating, LinkListener {
     const info = {
       code, reason, clientClosed, undelivered,
       durationMs: ctx.clock.now() - this.connectedAt,
-      messagesIn: this.#messagesIn,
+      messagesIn: this.#in?.taken ?? 0,
       messagesOut: this.#out?.messagesOut ?? 0,
     };
     this.log.info({ code, reason, undelivered }, 'session ended');
@@ -383,7 +382,6 @@ export class Session implements SessionView, Beating, LinkListener {
 
   #receive(payload: Payload, id: string | undefined, bytes: number): void {
     const metrics = this.#ctx.metrics;
-    this.#messagesIn++;
     metrics.frames.in[this.mode].inc();
     metrics.bytes.in.inc(bytes);
     this.#inbound().take(payload, id);

@@ -10,7 +10,7 @@ import type { Logger } from 'pino';
 import { isLoopback, listen, parseAddress } from './address.js';
 import { setForwarding, stripHopByHop, stripReserved, trustedProxies, webhookPathMatcher } from './forwarding.js';
 import type { Config } from './config.js';
-import { systemClock, type Clock } from './clock.js';
+import { sleep, systemClock, type Clock } from './clock.js';
 import { createControlApi, createMetricsApi, sendError, type ControlRoute } from './control-api.js';
 import { CloseCode, SwitchboardError } from './errors.js';
 import { Gateway, rejectWith } from './gateway.js';
@@ -309,7 +309,7 @@ export class Switchboard {
     const pause = Math.min(100, Math.floor(spread / batches));
     for (let i = 0; i < raw.length; i += 1000) {
       for (const s of raw.slice(i, i + 1000)) s.close(CloseCode.serviceRestart, 'service restart');
-      if (i + 1000 < raw.length) await delay(pause);
+      if (i + 1000 < raw.length) await sleep(pause);
     }
     // Reliable clients leave on their own after their hint; wait for them, then close the rest.
     await until(() => [...this.registry.all()].every((s) => !s.attached), Math.min(spread + 200, deadline - this.clock.now()));
@@ -352,11 +352,8 @@ function answerClientError(err: NodeJS.ErrnoException, socket: Duplex): void {
 }
 
 
-function delay(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms).unref());
-}
 
 async function until(condition: () => boolean, ms: number): Promise<void> {
   const end = Date.now() + Math.max(0, ms);
-  while (!condition() && Date.now() < end) await delay(Math.min(50, Math.max(1, end - Date.now())));
+  while (!condition() && Date.now() < end) await sleep(Math.min(50, Math.max(1, end - Date.now())));
 }

@@ -382,16 +382,18 @@ async function runPrimary(config: Readonly<Config>, n: number, plugins: readonly
 
   const drain = async (): Promise<number> => {
     state = 'draining';
+    // The whole drain fits in drain.timeoutMs (and a second for the workers' own exits).
+    const end = Date.now() + config.drain.timeoutMs + 1000;
     await parts.drain(config.drain.timeoutMs / 4);
     const exits = [...pool.workers.values()].map((w) => (w.isDead() ? Promise.resolve() : once(w, 'exit')));
     for (const w of pool.workers.values()) w.send({ sb: 'drain' });
-    const deadline = setTimeout(() => {
+    const kill = setTimeout(() => {
       log.warn('drain budget exhausted: killing workers');
       for (const w of pool.workers.values()) w.process.kill('SIGKILL');
-    }, config.drain.timeoutMs + 1000);
+    }, Math.max(0, end - Date.now()));
     await Promise.all(exits);
-    clearTimeout(deadline);
-    await parts.close(1000, () => Date.now()).catch((err: unknown) => log.warn({ err: (err as Error).message }, 'closing the push sources failed'));
+    clearTimeout(kill);
+    await parts.close(Math.max(0, end - Date.now()), () => Date.now()).catch((err: unknown) => log.warn({ err: (err as Error).message }, 'closing the push sources failed'));
     parts.destroy();
     control.closeAllConnections();
     control.close();

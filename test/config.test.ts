@@ -311,6 +311,13 @@ test('a YAML mistake is shown whole, with the lines around it', (t) => {
   assert.ok(lines.slice(1).some((l) => l.includes('timeoutMs')), `the lines around the mistake: ${lines.join('\n')}`);
 });
 
+test('metrics.listen takes an address or null, and says what it expected otherwise', () => {
+  assert.equal(validateConfig({ metrics: { listen: '127.0.0.1:9090' } }).metrics.listen, '127.0.0.1:9090');
+  assert.equal(validateConfig({}).metrics.listen, null);
+  const [bad] = problems({ metrics: { listen: 'nowhere' } });
+  assert.match(bad, /^metrics\.listen: .*"nowhere"$/);
+});
+
 test('an unknown key that is one or two edits from a known one names it; a stranger one does not', () => {
   assert.deepEqual(problems({ webhooks: { timeoutMS: 1 } }), ['webhooks.timeoutMS: unknown key (did you mean "timeoutMs"?)']);
   assert.deepEqual(problems({ sesion: { graceMs: 1 } }), ['sesion: unknown key (did you mean "session"?)']);

@@ -3,13 +3,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHmac } from 'node:crypto';
 import { SignJWT } from 'jose';
-import {
-  createGripSig,
-  signJwtHs256,
-  verifyJwtHs256,
-  verifyPublishAuth,
-  type PublishAuth,
-} from '../plugins/websocket-over-http/publish-auth.js';
+import { createGripSig, signJwtHs256, verifyJwtHs256, verifyPublishAuth, type PublishAuth, GripSigner } from '../plugins/websocket-over-http/publish-auth.js';
 
 const NOW = Date.UTC(2025, 0, 1);
 const nowSec = NOW / 1000;
@@ -156,4 +150,14 @@ test('createGripSig: iss and exp one hour ahead, verifiable with the key', async
   const check = await verifyJwtHs256(sig, 'changeme', NOW);
   assert.deepEqual(check, { ok: true, claims: { iss: 'pushpin', exp: nowSec + 3600 } });
   assert.deepEqual(await verifyJwtHs256(sig, 'changeme', NOW + 3600_000), { ok: false, reason: 'expired' });
+});
+
+test('GripSigner signs once a second: requests of one second share the signature, the next second gets its own', async () => {
+  const signer = new GripSigner('edge', 'a-shared-publish-key-of-some-length');
+  const t0 = Date.UTC(2026, 0, 1, 12, 0, 0, 100);
+  const first = signer.sign(t0);
+  assert.equal(signer.sign(t0 + 800), first, 'the same second: the same signing');
+  const next = await signer.sign(t0 + 1000);
+  assert.notEqual(next, await first);
+  for (const token of [await first, next]) assert.equal((await verifyJwtHs256(token, 'a-shared-publish-key-of-some-length', t0)).ok, true);
 });

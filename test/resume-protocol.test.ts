@@ -22,7 +22,8 @@ test('a resume in subprotocols: the session and what was held come back; the tok
   await eventually(() => sc.sb.registry.get(welcome.session)?.state === 'detached', 'the session detached');
   await sc.sb.directory.route(toConnection(welcome.session), new Push({ kind: 'text', text: 'held' }));
 
-  const back = new TestClient(sc.wsUrl(), ['switchboard.v1', `switchboard.resume.${welcome.token}`, 'switchboard.last-seq.0']);
+  // A last-seq that is not a number is read as 0, as a bad lastSeq in the query is.
+  const back = new TestClient(sc.wsUrl(), ['switchboard.v1', `switchboard.resume.${welcome.token}`, 'switchboard.last-seq.not-a-number']);
   await guard(back.opened, 'the resume handshake');
   assert.equal(back.ws.protocol, 'switchboard.v1', 'the resume subprotocols are not echoed');
   const again = await back.nextJson();

@@ -12,7 +12,7 @@ import {
   DEFAULT_KEEP_ALIVE_TIMEOUT, applySetMeta, isStrippedClientHeader, parseGripExtension, parseKeepAliveInterval, routeAppMessage,
   wohRequestHeaders, type GripControl, type GripExtension,
 } from './grip.js';
-import { createGripSig } from './publish-auth.js';
+import { GripSigner } from './publish-auth.js';
 import { forwardedName, isSidecarHeader } from '../../proxy/webhook-headers.js';
 import { CloseCode } from '../../proxy/errors.js';
 import { MAX_EVENTS_PER_REQUEST } from '../../proxy/limits.js';
@@ -50,7 +50,7 @@ export class WebSocketOverHttp implements Upstream {
   readonly #sender: WebhookSender;
   readonly #host: UpstreamHost;
   readonly #connections = new Map<string, Connection>();
-  readonly #sig: { iss: string; key: string } | null;
+  readonly #sig: GripSigner | null;
   /** CLOSE and DISCONNECT: the disconnect of this dialect, sent at least once. */
   readonly #disconnects: AtLeastOnce;
   readonly #clock: Clock;
@@ -63,7 +63,7 @@ export class WebSocketOverHttp implements Upstream {
     this.#clock = deps.clock;
     const auth = config.grip.publishAuth;
     // The app verifies Grip-Sig with the key it publishes with, when that is a JWT key.
-    this.#sig = auth !== null && 'jwt' in auth ? { iss: auth.jwt.iss ?? 'switchboard', key: auth.jwt.key } : null;
+    this.#sig = auth !== null && 'jwt' in auth ? new GripSigner(auth.jwt.iss ?? 'switchboard', auth.jwt.key) : null;
   }
 
   async start(): Promise<void> {}
@@ -102,7 +102,7 @@ export class WebSocketOverHttp implements Upstream {
         connectionId: s.id,
         meta: c.meta,
         contentLength: body.length,
-        gripSig: this.#sig ? await createGripSig(this.#sig.iss, this.#sig.key, this.#clock.now()) : undefined,
+        gripSig: this.#sig ? await this.#sig.sign(this.#clock.now()) : undefined,
       }),
     };
     // Retried only when the app was not reached (idempotent: false), as Pushpin does; never for OPEN.

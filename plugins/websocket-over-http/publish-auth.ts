@@ -126,3 +126,24 @@ function lacksAlgorithm(token: string): boolean {
 export function createGripSig(iss: string, key: Buffer | string, nowMs: number, ttlSec = 3600): Promise<string> {
   return signJwtHs256({ iss, exp: Math.floor(nowMs / 1000) + ttlSec }, key);
 }
+
+/**
+ * Grip-Sig for every request of a dialect. The claims change once a second (exp is in whole
+ * seconds) and HS256 is deterministic, so one signature serves every request of that second.
+ */
+export class GripSigner {
+  readonly #iss: string;
+  readonly #key: Buffer | string;
+  #current: { second: number; token: Promise<string> } | null = null;
+
+  constructor(iss: string, key: Buffer | string) {
+    this.#iss = iss;
+    this.#key = key;
+  }
+
+  sign(nowMs: number): Promise<string> {
+    const second = Math.floor(nowMs / 1000);
+    if (this.#current?.second !== second) this.#current = { second, token: createGripSig(this.#iss, this.#key, nowMs) };
+    return this.#current.token;
+  }
+}
