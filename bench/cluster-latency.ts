@@ -45,7 +45,7 @@ function report(label: string, t: number[]): void {
 const rabbit = await startRabbit();
 const app = await startApp((req) => (req.url === '/ws/connect' ? { status: 200, body: { channels: ['bench'] } } : { status: 204 }));
 const exchange = uniqueName('cluster');
-const node = (nodeId: string) => startSidecar(app.url, { nodeId, cluster: { amqp: { url: rabbit.url, exchange } } });
+const node = (nodeId: string) => startSidecar(app.url, { nodeId, cluster: { amqp: { url: rabbit.url, exchange } }, session: { tokenSecret: 'one-secret-for-every-node' } });
 const a = await node('benchaa');
 const b = await node('benchbb');
 try {

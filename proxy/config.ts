@@ -153,6 +153,8 @@ const schema = z.strictObject({
       url: amqpUrl.nullable().default(null),
       exchange: text.default('switchboard.cluster'),
     }).prefault({}),
+    /** How long a session's move between nodes may take (each of its two round trips) before the resume starts a new session. */
+    transferTimeoutMs: duration.default(5000),
   }).prefault({}),
   grip: z.strictObject({
     /** Auth for `POST /publish/`; none when unset (the control port is loopback by default). */
@@ -176,6 +178,9 @@ const schema = z.strictObject({
   }
   if (c.upstream === 'amqp' && c.amqp.url === null) {
     ctx.addIssue({ code: 'custom', params: { crossField: true }, path: ['amqp', 'url'], message: 'required when upstream is "amqp"' });
+  }
+  if (c.cluster.amqp.url !== null && c.session.tokenSecret === null) {
+    ctx.addIssue({ code: 'custom', params: { crossField: true }, path: ['session', 'tokenSecret'], message: 'required when cluster.amqp.url is set: resume tokens must verify on every node (set the same secret on all of them)' });
   }
   if (c.session.outbox.highWaterBytes > c.session.outbox.maxBytes) {
     ctx.addIssue({ code: 'custom', params: { crossField: true }, path: ['session', 'outbox', 'highWaterBytes'], message: 'must not exceed session.outbox.maxBytes' });

@@ -2,7 +2,7 @@
 // (`LocalDirectory`, which also routes to other nodes through a relay) or in worker
 // processes (`proxy/workers.ts`). The push API is written against this, so it behaves the
 // same for any number of workers.
-import type { Push } from './push.js';
+import type { Push, PushIds } from './push.js';
 import { CLIENT_USER_AGENT } from './webhook-headers.js';
 import type { Registry } from './registry.js';
 import type { Target } from './target.js';
@@ -95,29 +95,45 @@ export function addCounts(into: Counts, more: Counts): Counts {
   return into;
 }
 
+export interface RelayRoutes {
+  readonly relay: Relay;
+  /** Gives pushes the ids that tell them apart when a moving session receives one twice. */
+  readonly ids: PushIds;
+  /** Whether a session that was here moved to another process. */
+  movedAway(connection: string): boolean;
+}
+
 /** The sessions of this process, plus whatever the relay reaches. */
 export class LocalDirectory implements Directory {
   readonly #registry: Registry;
-  readonly #relay: Relay | null;
+  readonly #relay: RelayRoutes | null;
 
-  constructor(registry: Registry, relay: Relay | null) {
+  constructor(registry: Registry, relay: RelayRoutes | null) {
     this.#registry = registry;
     this.#relay = relay;
   }
 
+  /** Whether a push or close for this connection is for this process only. */
+  #here(relay: RelayRoutes, connection: string): boolean {
+    return this.#registry.get(connection) !== undefined || (relay.relay.isLocal(connection) && !relay.movedAway(connection));
+  }
+
   /**
-   * Local delivery plus, with a relay, publication to the others. A connection that
-   * names another process is only published; `found` is false for an unknown local one.
+   * Local delivery plus, with a relay, publication to the others. A connection held here is
+   * delivered here only; one held elsewhere (its id names another process, or it moved away)
+   * is only published; `found` is false for an unknown one of ours.
    */
   async route(target: Target, push: Push): Promise<RouteResult> {
     const relay = this.#relay;
-    if (target.kind === 'connection' && relay && !relay.isLocal(target.id)) {
-      await relay.publish(target, push);
+    if (!relay) return this.routeLocal(target, push);
+    relay.ids.stamp(push);
+    if (target.kind === 'connection') {
+      if (this.#here(relay, target.id)) return this.routeLocal(target, push);
+      await relay.relay.publish(target, push);
       return { counts: zeroCounts(), published: true, found: true };
     }
     const local = this.routeLocal(target, push);
-    if (!local.found || !relay || target.kind === 'connection') return local;
-    await relay.publish(target, push);
+    await relay.relay.publish(target, push);
     return { counts: local.counts, published: true, found: true };
   }
 
@@ -134,8 +150,8 @@ export class LocalDirectory implements Directory {
 
   async close(target: Target, code: number, reason: string): Promise<number> {
     const relay = this.#relay;
-    const remote = relay !== null && !(target.kind === 'connection' && relay.isLocal(target.id));
-    if (remote) await relay.close(target, code, reason);
+    const remote = relay !== null && !(target.kind === 'connection' && this.#here(relay, target.id));
+    if (remote) await relay.relay.close(target, code, reason);
     const here = this.closeLocal(target, code, reason);
     // A connection held by another node was closed there: it counts as one.
     return remote && target.kind === 'connection' ? Math.max(1, here) : here;

@@ -35,9 +35,15 @@ export interface GatewayHost {
   handoff?(worker: number, req: IncomingMessage, socket: Socket, head: Buffer): boolean;
   /** Sets the forwarding headers (X-Forwarded-*, Forwarded) as the app will see them on the connect webhook. */
   setForwarding(req: IncomingMessage): void;
-  /** This process's node and worker, as connection ids name them. */
+  /** This process's node and worker, as connection ids name them, and both as one (`<node>-<worker>`). */
   readonly nodeId: string;
   readonly worker: number;
+  readonly self: string;
+  /**
+   * Takes over a session another process holds (`<node>-<worker>`; this one: wherever it went
+   * from here), registered here; null when there is none. Absent without a relay that carries sessions.
+   */
+  arrive?(holder: string, id: string): Promise<Session | null>;
 }
 
 /** Query parameters of a resume; they are not passed on to the connect webhook. */
@@ -189,9 +195,10 @@ export class Gateway {
     const host = this.#host;
     const asked = host.handoff ? resumeRequest(req, url) : null;
     if (!host.handoff || asked === null) return false;
-    const id = host.ctx.tokens.verify(asked.token, host.ctx.clock.now());
-    const owner = id === null ? null : parseConnectionId(id);
-    if (!owner || owner.node !== host.nodeId || owner.worker === host.worker) return false;
+    const read = host.ctx.tokens.read(asked.token, host.ctx.clock.now());
+    // The holder, not the id: a session that moved here from another node names that node.
+    const owner = read?.holder ? parseConnectionId(`${read.holder}-x`) : null;
+    if (!owner || owner.node !== host.nodeId || owner.worker === host.worker || host.registry.get(read!.session)) return false;
     if (!host.handoff(owner.worker, req, socket, head)) return false;
     socket.off('error', destroyOnError);
     return true;
@@ -236,7 +243,7 @@ export class Gateway {
     const asked = resumeRequest(req, url);
 
     if (reliable && asked !== null) {
-      const resumed = this.#resume(asked, ctx.clock.now());
+      const resumed = await this.#resume(asked, ctx.clock.now());
       if (resumed) {
         pending.session = resumed.session;
         pending.lastSeq = resumed.lastSeq;
@@ -331,11 +338,16 @@ export class Gateway {
     session.close(pending.socket.destroyed ? 1006 : 1013, 'client left during the handshake');
   }
 
-  #resume(asked: { token: string; lastSeq: string }, now: number): { session: Session; lastSeq: number } | null {
-    const { ctx, registry } = this.#host;
-    const id = ctx.tokens.verify(asked.token, now);
-    const session = id === null ? undefined : registry.get(id);
-    if (!session || session.mode !== 'reliable' || session.state === 'closing' || session.state === 'closed') {
+  /** The session a resume names: held here, or brought here from the process that holds it. */
+  async #resume(asked: { token: string; lastSeq: string }, now: number): Promise<{ session: Session; lastSeq: number } | null> {
+    const host = this.#host;
+    const { ctx, registry } = host;
+    const read = ctx.tokens.read(asked.token, now);
+    const id = read?.session ?? null;
+    let session = id === null ? undefined : registry.get(id);
+    // Held elsewhere: brought here from where the token says (or from where it went from here).
+    if (read?.holder && !session && host.arrive) session = (await host.arrive(read.holder, read.session)) ?? undefined;
+    if (!session || session.mode !== 'reliable' || session.state === 'closing' || session.state === 'closed' || session.state === 'moving') {
       ctx.metrics.resumesTotal.inc({ result: id === null ? 'invalid' : 'expired' });
       return null;
     }

@@ -24,8 +24,10 @@ export class Inbound {
   #pumping: Promise<void> | null = null;
   #paused = false;
 
-  constructor(host: InboundHost) {
+  /** `taken`: messages the session took before (in another process, before it moved here). */
+  constructor(host: InboundHost, taken = 0) {
     this.#host = host;
+    this.#seq = taken;
   }
 
   /** Client messages taken so far (the last one's seq). */

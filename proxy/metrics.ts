@@ -48,6 +48,7 @@ function createCollectors(options: { defaults?: boolean }) {
     webhookAnswersTooLargeTotal: new Counter({ name: `${p}webhook_answers_too_large_total`, help: '2xx webhook answers larger than limits.maxMessageBytes (not retried)', labelNames: ['event'] as const, registers }),
     webhooksWaiting: new Gauge({ name: `${p}webhooks_waiting`, help: 'At-least-once webhooks (disconnect) waiting to be tried again', labelNames: ['event'] as const, registers }),
     resumesTotal: new Counter({ name: `${p}resumes_total`, help: 'Resume attempts by result', labelNames: ['result'] as const, registers }),
+    sessionMovesTotal: new Counter({ name: `${p}session_moves_total`, help: 'Reliable sessions moved between processes, by direction (in, out) and result', labelNames: ['direction', 'result'] as const, registers }),
     frameErrorsTotal: new Counter({ name: `${p}frame_errors_total`, help: 'Malformed client frames by error', labelNames: ['error'] as const, registers }),
     amqpPublishDuration: new Histogram({
       name: `${p}amqp_publish_duration_seconds`,

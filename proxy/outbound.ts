@@ -5,6 +5,7 @@ import { encodeServerFrame } from './frame.js';
 import type { ClientLink, PartHost } from './link.js';
 import { Outbox, type DropReason, type Entry } from './outbox.js';
 import type { Push } from './push.js';
+import { fromWireMessage, toWireMessage, type HeldMessage } from './snapshot.js';
 
 export type SendResult = 'delivered' | 'queued' | 'dropped';
 
@@ -69,6 +70,20 @@ export class Outbound {
         if (link) this.#waitForDrain(link);
         return 'queued';
     }
+  }
+
+  /** What it holds, for a move to another process. */
+  held(now: number): { nextSeq: number; sent: number; messages: HeldMessage[]; messagesOut: number } {
+    const outbox = this.#outbox;
+    if (!outbox) return { nextSeq: 1, sent: 0, messages: [], messagesOut: this.#messagesOut };
+    const { entries, sent } = outbox.held();
+    return { nextSeq: outbox.nextSeq, sent, messages: entries.map((e) => ({ seq: e.seq, ...toWireMessage(e.push, now) })), messagesOut: this.#messagesOut };
+  }
+
+  /** Takes over what the session's outbound held in another process. */
+  restore(held: { nextSeq: number; sent: number; messages: readonly HeldMessage[]; messagesOut: number }, now: number): void {
+    this.#box().restore(held.messages.map((m) => ({ seq: m.seq, push: fromWireMessage(m, now) })), held.sent, held.nextSeq);
+    this.#messagesOut = held.messagesOut;
   }
 
   /** A resume from `lastSeq`: what is held after it is written again, what is gone is counted. */

@@ -56,6 +56,32 @@ export class Outbox {
     return this.#nextSeq;
   }
 
+  /** What it holds, in seq order, and how many of those (from the first) were written: for a move. */
+  held(): { readonly entries: readonly Entry[]; readonly sent: number } {
+    return { entries: this.#entries, sent: this.#sent };
+  }
+
+  /**
+   * Takes over what another process's outbox held for a session that moved here: entries in
+   * seq order, all below `nextSeq`. They were within the sender's bounds; they are kept as they
+   * are, and new messages make room under this outbox's bounds.
+   */
+  restore(entries: readonly Entry[], sent: number, nextSeq: number): void {
+    this.clear();
+    for (const entry of entries) {
+      const copy: Entry = { seq: entry.seq, push: entry.push };
+      this.#entries.push(copy);
+      this.#bytes += copy.push.bytes;
+    }
+    this.#sent = sent;
+    this.#nextSeq = nextSeq;
+    // Only messages not yet written are replaced by a newer one with their key.
+    for (const entry of this.#entries.slice(sent)) {
+      const key = entry.push.coalesceKey;
+      if (key !== null) (this.#byKey ??= new Map()).set(key, entry);
+    }
+  }
+
   /** Assigns a seq to a message written straight to the socket, keeping it for replay when `retain`. */
   sentDirectly(push: Push, retain: boolean): Entry {
     const entry: Entry = { seq: this.#nextSeq++, push };

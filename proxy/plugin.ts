@@ -11,6 +11,7 @@ import type { IndexKind, RegistryWatcher } from './registry.js';
 import type { Relay } from './directory.js';
 import type { Target } from './target.js';
 import type { Effects, Upstream } from './upstream.js';
+import type { Departures, Mover } from './moves.js';
 
 /** A running piece with a lifecycle: started in order, drained and closed in reverse. */
 export interface Part {
@@ -33,6 +34,10 @@ export interface SessionHost {
   readonly clock: Clock;
   readonly metrics: Metrics;
   readonly nodeId: string;
+  /** This process, as resume tokens and connection ids name it: `<node>-<worker>`. */
+  readonly self: string;
+  /** Sessions of this process that another one takes over (a relay with a mover answers for them). */
+  readonly departures: Departures;
   /** Applies an upstream's effects to a session of this process. */
   apply(connection: string, effects: Effects): void;
   /** The users or channels that have sessions here. */
@@ -59,6 +64,8 @@ export interface PushSourceHost {
 export interface RelayPart extends Part {
   readonly relay: Relay;
   readonly watcher: RegistryWatcher;
+  /** Carries sessions between processes, so a client resumes on any node; null when it cannot. */
+  readonly mover: Mover | null;
 }
 
 export interface Plugin {

@@ -9,6 +9,7 @@ export interface PushOptions {
   readonly coalesceKey?: string | null;
   /** Absolute expiry (ms since epoch); Infinity when the push has no TTL. */
   readonly expiresAt?: number;
+  readonly id?: string | null;
 }
 
 export class Push {
@@ -17,6 +18,11 @@ export class Push {
   readonly coalesceKey: string | null;
   readonly expiresAt: number;
   readonly bytes: number;
+  /**
+   * Unique in the cluster, given where the push entered (`PushIds`); null in a single process.
+   * A session moving between nodes can receive one push twice, by both: the id tells them apart.
+   */
+  id: string | null;
   #reliableTail: string | null = null;
   #raw: Buffer | null = null;
 
@@ -26,6 +32,7 @@ export class Push {
     this.coalesceKey = options.coalesceKey ?? null;
     this.expiresAt = options.expiresAt ?? Infinity;
     this.bytes = payloadBytes(payload);
+    this.id = options.id ?? null;
   }
 
   /** What a raw-mode client receives (a text frame unless `isBinary`), encoded once for all. */
@@ -53,4 +60,19 @@ export class Push {
 
 export function payloadBytes(p: Payload): number {
   return p.kind === 'binary' ? p.data.length : Buffer.byteLength(p.kind === 'text' ? p.text : p.json);
+}
+
+/** Gives pushes their cluster-wide ids: the node, a random part per process, a counter. */
+export class PushIds {
+  readonly #prefix: string;
+  #counter = 0;
+
+  constructor(nodeId: string, random: string) {
+    this.#prefix = `${nodeId}.${random}.`;
+  }
+
+  stamp(push: Push): Push {
+    push.id ??= this.#prefix + (++this.#counter).toString(36);
+    return push;
+  }
 }

@@ -1,10 +1,11 @@
 // Finds sessions: by connection id, by user, by channel. Tells a watcher when a user or
-// channel gains its first local session or loses its last (cluster bindings follow it).
+// channel gains its first local session or loses its last, and when a session whose id names
+// another process (it moved here) comes or goes: cluster bindings follow it.
 import type { Session } from './session.js';
 import { unreachable, type Target } from './target.js';
 
-/** The indexes a session joins by name. */
-export type IndexKind = 'user' | 'channel';
+/** The indexes a session joins by name; `connection`: the guests, sessions whose id names another process. */
+export type IndexKind = 'user' | 'channel' | 'connection';
 
 export interface RegistryWatcher {
   first(kind: IndexKind, key: string): void;
@@ -25,9 +26,13 @@ export class Registry {
   readonly #order = new Map<Session, number>();
   #counter = 0;
   readonly #watcher: RegistryWatcher | null;
+  /** The id prefix of sessions born here (`<node>-<worker>-`); null: every session counts as born here. */
+  readonly #home: string | null;
+  readonly #guests = new Set<string>();
 
-  constructor(watcher: RegistryWatcher | null = null) {
+  constructor(watcher: RegistryWatcher | null = null, home: string | null = null) {
     this.#watcher = watcher;
+    this.#home = home;
   }
 
   get size(): number {
@@ -55,6 +60,10 @@ export class Registry {
   add(session: Session): void {
     this.#byId.set(session.id, session);
     this.#order.set(session, ++this.#counter);
+    if (this.#home !== null && !session.id.startsWith(this.#home)) {
+      this.#guests.add(session.id);
+      this.#watcher?.first('connection', session.id);
+    }
     if (session.user !== null) this.#join(this.#byUser, 'user', session.user, session);
     for (const channel of session.channels ?? []) this.#join(this.#byChannel, 'channel', channel, session);
   }
@@ -63,6 +72,7 @@ export class Registry {
     if (this.#byId.get(session.id) !== session) return;
     this.#byId.delete(session.id);
     this.#order.delete(session);
+    if (this.#guests.delete(session.id)) this.#watcher?.last('connection', session.id);
     if (session.user !== null) this.#leave(this.#byUser, 'user', session.user, session);
     for (const channel of session.channels ?? []) this.#leave(this.#byChannel, 'channel', channel, session);
   }
@@ -91,7 +101,12 @@ export class Registry {
 
   /** The users or channels that have sessions here. */
   names(kind: IndexKind): IterableIterator<string> {
-    return (kind === 'user' ? this.#byUser : this.#byChannel).keys();
+    switch (kind) {
+      case 'user': return this.#byUser.keys();
+      case 'channel': return this.#byChannel.keys();
+      case 'connection': return this.#guests.keys();
+      default: return unreachable(kind);
+    }
   }
 
   /** A page of sessions in the order they were created; the cursor is opaque to callers. */

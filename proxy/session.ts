@@ -6,6 +6,11 @@
 //   open ──socket lost (reliable)──▶ detached ──resume──▶ open
 //     │                                 │ grace over
 //     └──close (app, overflow, drain)──▶ closing ──▶ closed ◀┘
+//
+// A reliable session may move to another process (proxy/moves.ts): `depart` takes it from
+// open or detached to `moving`, where pushes are held aside; `forget` then ends it here without
+// a disconnect (it lives on there), or `stay` takes it back to detached when the move failed.
+// The new holder builds it with `Session.restore` and lets it `arrive`.
 import type { Logger } from 'pino';
 import type { Config } from './config.js';
 import type { Clock } from './clock.js';
@@ -18,12 +23,13 @@ import type { ClientLink, LinkListener, PartHost } from './link.js';
 import { encodeServerFrame } from './frame.js';
 import { ReliableProtocol } from './reliable.js';
 import { Push } from './push.js';
+import { fromWireMessage, toWireMessage, SNAPSHOT_VERSION, type MoveTail, type SessionSnapshot } from './snapshot.js';
 import { Outbound, type SendResult } from './outbound.js';
 import { Inbound } from './inbound.js';
 import type { DeliveryOutcome, Effects, InboundMessage, SessionView, Upstream } from './upstream.js';
 import type { Mode, Payload } from './payload.js';
 
-export type SessionState = 'open' | 'detached' | 'closing' | 'closed';
+export type SessionState = 'open' | 'detached' | 'moving' | 'closing' | 'closed';
 export type { SendResult };
 
 export const RELIABLE_PROTOCOL = 'switchboard.v1';
@@ -65,8 +71,9 @@ const NORMAL_CLOSE = Object.freeze({ code: CloseCode.normal, reason: '', clientC
 /** The transitions a session may make; anything else is a bug, refused loudly. */
 const LEGAL: Readonly<Record<SessionState, readonly SessionState[]>> = {
   // open → open: a resume takes over an attached session.
-  open: ['open', 'detached', 'closing', 'closed'],
-  detached: ['open', 'closed'],
+  open: ['open', 'detached', 'moving', 'closing', 'closed'],
+  detached: ['open', 'moving', 'closed'],
+  moving: ['detached', 'closed'],
   closing: ['closed'],
   closed: [],
 };
@@ -101,6 +108,10 @@ export class Session implements SessionView, Beating, LinkListener {
   /** How the last socket closed; unset until one did (idle sessions carry no object for it). */
   #lastClose: { code: number; reason: string; clientClosed: boolean } = NORMAL_CLOSE;
   #log: Logger | null = null;
+  /** While moving (out or in): pushes held aside, in arrival order; null otherwise. */
+  #holding: Push[] | null = null;
+  /** Client messages taken before the session moved here. */
+  #takenBefore = 0;
 
   constructor(ctx: SessionContext, hs: Handshake, now: number) {
     this.#ctx = ctx;
@@ -214,7 +225,7 @@ export class Session implements SessionView, Beating, LinkListener {
       pause: () => this.#link?.pause(),
       resume: () => this.#link?.resume(),
       settle: (batch, outcome) => this.#settle(batch, outcome),
-    }));
+    }, this.#takenBefore));
   }
 
   // ── socket lifecycle ──────────────────────────────────────────────────────────
@@ -349,7 +360,7 @@ export class Session implements SessionView, Beating, LinkListener {
     const info = {
       code, reason, clientClosed, undelivered,
       durationMs: ctx.clock.now() - this.connectedAt,
-      messagesIn: this.#in?.taken ?? 0,
+      messagesIn: this.#in?.taken ?? this.#takenBefore,
       messagesOut: this.#out?.messagesOut ?? 0,
     };
     this.log.info({ code, reason, undelivered }, 'session ended');
@@ -357,11 +368,126 @@ export class Session implements SessionView, Beating, LinkListener {
     ctx.track(this.settled().then(() => ctx.upstream.disconnect(this, info)));
   }
 
+  // ── moving between processes ──────────────────────────────────────────────────
+
+  /**
+   * Hands the session to another process: its socket, if any, is closed 4009, and pushes are
+   * held aside from here on. Null when it cannot move (raw, or ending).
+   */
+  depart(): SessionSnapshot | null {
+    if (this.mode !== 'reliable' || (this.#state !== 'open' && this.#state !== 'detached')) return null;
+    const ctx = this.#ctx;
+    const now = ctx.clock.now();
+    const link = this.#link;
+    if (link) {
+      link.listen(null);
+      link.close(CloseCode.takenOver, 'session resumed elsewhere');
+      this.#link = null;
+      this.#out?.unlinked();
+      ctx.metrics.connections.dec();
+      ctx.heartbeat.untrack(this);
+      this.#detachedAt = now;
+    }
+    ctx.grace.cancel(this);
+    this.#enter('moving');
+    this.#holding = [];
+    const held = this.#out?.held(now) ?? { nextSeq: 1, sent: 0, messages: [], messagesOut: 0 };
+    return {
+      v: SNAPSHOT_VERSION,
+      id: this.id, path: this.path, url: this.url, query: this.query, remoteAddress: this.remoteAddress,
+      subprotocol: this.subprotocol, headers: this.headers, connectedAt: this.connectedAt,
+      user: this.#user, meta: { ...this.#meta }, channels: [...(this.#channels ?? [])],
+      nextSeq: held.nextSeq, sent: held.sent, messages: held.messages,
+      messagesIn: this.#in?.taken ?? this.#takenBefore, messagesOut: held.messagesOut,
+      detachedForMs: now - this.#detachedAt,
+    };
+  }
+
+  /** What reached the session while it moved, and its final user, meta and channels; null when it ended meanwhile. */
+  tail(): MoveTail | null {
+    if (this.#state !== 'moving') return null;
+    const now = this.#ctx.clock.now();
+    return { user: this.#user, meta: { ...this.#meta }, channels: [...(this.#channels ?? [])], pushes: (this.#holding ?? []).map((p) => toWireMessage(p, now)) };
+  }
+
+  /** Ends the session in this process without telling the app: it lives on in another (or was told of there). */
+  forget(): void {
+    if (this.#state === 'closed') return;
+    const ctx = this.#ctx;
+    this.#holding = null;
+    this.#enter('closed');
+    ctx.grace.cancel(this);
+    ctx.heartbeat.untrack(this);
+    ctx.ended(this);
+    this.#out?.clear();
+    this.log.info('session moved to another process');
+  }
+
+  /** The move failed: the session stays here, detached, and what was held aside joins its outbox. */
+  stay(): void {
+    if (this.#state !== 'moving') return;
+    const ctx = this.#ctx;
+    this.#enter('detached');
+    const held = this.#holding ?? [];
+    this.#holding = null;
+    for (const push of held) this.send(push);
+    ctx.grace.schedule(this, Math.max(ctx.clock.now(), this.#detachedAt + ctx.config.session.graceMs));
+  }
+
+  /** A session another process held, built here detached, holding pushes aside until it `arrive`s. */
+  static restore(ctx: SessionContext, snap: SessionSnapshot, now: number): Session {
+    const s = new Session(ctx, {
+      id: snap.id, mode: 'reliable', path: snap.path, url: snap.url, query: snap.query,
+      remoteAddress: snap.remoteAddress, subprotocol: snap.subprotocol, headers: snap.headers,
+    }, snap.connectedAt);
+    if (snap.user !== null) s.#user = snap.user;
+    if (Object.keys(snap.meta).length > 0) s.#meta = snap.meta;
+    if (snap.channels.length > 0) s.#channels = new Set(snap.channels);
+    s.#takenBefore = snap.messagesIn;
+    s.#detachedAt = now - snap.detachedForMs;
+    s.#outbound().restore(snap, now);
+    s.#state = 'detached';
+    s.#holding = [];
+    ctx.grace.schedule(s, now + ctx.config.session.graceMs);
+    return s;
+  }
+
+  /**
+   * The move is complete: what the old holder received meanwhile comes first, then what reached
+   * the session here, without the pushes both received (the same push id).
+   */
+  arrive(tail: MoveTail): void {
+    const here = this.#holding ?? [];
+    this.#holding = null;
+    if (this.#state === 'closed') return;
+    if (tail.user !== null) this.setUser(tail.user);
+    this.#meta = Object.keys(tail.meta).length > 0 ? tail.meta : NO_META;
+    const channels = new Set(tail.channels);
+    for (const c of [...(this.#channels ?? [])]) if (!channels.has(c)) this.leave(c);
+    for (const c of channels) this.join(c);
+    const now = this.#ctx.clock.now();
+    const seen = new Set<string>();
+    for (const m of tail.pushes) {
+      if (m.pushId !== null) seen.add(m.pushId);
+      this.send(fromWireMessage(m, now));
+    }
+    for (const push of here) if (push.id === null || !seen.has(push.id)) this.send(push);
+  }
+
   // ── outbound ──────────────────────────────────────────────────────────────────
 
   /** Sends a push now when the link has room, else holds it in the outbox. */
   send(push: Push): SendResult {
     if (this.#state === 'closing' || this.#state === 'closed') return 'dropped';
+    if (this.#holding) {
+      // A move takes milliseconds; the outbox bound still holds for what waits meanwhile.
+      if (this.#holding.length >= this.#ctx.config.session.outbox.maxMessages) {
+        this.#ctx.metrics.droppedMessagesTotal.inc({ reason: 'overflow' });
+        return 'dropped';
+      }
+      this.#holding.push(push);
+      return 'queued';
+    }
     const out = this.#outbound();
     const result = out.send(push);
     if (result !== 'overflow') return result;

@@ -22,6 +22,8 @@ import { LocalDirectory } from './directory.js';
 import { Session, type SessionContext } from './session.js';
 import { TimerWheel } from './timer-wheel.js';
 import { TokenCodec } from './token.js';
+import { Moves } from './moves.js';
+import { PushIds } from './push.js';
 import type { Upstream } from './upstream.js';
 import { Parts, pluginRoutes, pushSources, sessionParts, withDeadline, type Plugin, type SessionHost } from './plugin.js';
 
@@ -75,6 +77,8 @@ export class Switchboard {
   readonly #parts: Parts;
   /** Proxied requests whose app did not answer within proxy.timeoutMs (504, not 502). */
   readonly #timedOut = new WeakSet<IncomingMessage>();
+  /** Sessions moving to and from other processes; null without a relay that carries them. */
+  readonly #moves: Moves | null;
   #counter = 0;
   #closing: Promise<void> | null = null;
 
@@ -86,12 +90,19 @@ export class Switchboard {
     this.log = options.log ?? createLogger(config.log.level, { node: this.nodeId, worker: this.worker });
     this.metrics = options.metrics ?? createMetrics();
     const { plugins } = options;
+    const self = `${this.nodeId}-${this.worker}`;
     const host: SessionHost = {
       config,
       log: this.log,
       clock: this.clock,
       metrics: this.metrics,
       nodeId: this.nodeId,
+      self,
+      departures: {
+        depart: (id, to) => this.#moves?.depart(id, to) ?? null,
+        release: (id) => this.#moves?.release(id) ?? null,
+        movedTo: (id) => this.#moves?.movedTo(id) ?? null,
+      },
       apply: (connection, effects) => this.registry.get(connection)?.apply(effects),
       names: (kind) => this.registry.names(kind),
       deliverLocal: (target, push) => void this.directory.routeLocal(target, push),
@@ -99,7 +110,8 @@ export class Switchboard {
     };
     const { upstream, relay } = sessionParts(plugins, host);
     this.upstream = upstream;
-    this.registry = new Registry(relay?.watcher ?? null);
+    // With a relay, sessions that moved here from another process are indexed by id too.
+    this.registry = new Registry(relay?.watcher ?? null, relay ? `${self}-` : null);
     this.#parts = new Parts(this.log);
     this.#parts.add({
       name: `upstream ${upstream.name}`,
@@ -111,7 +123,11 @@ export class Switchboard {
     if (relay) this.#parts.add(relay);
     // With workers, the primary serves the push API and consumes the push sources.
     this.#controlRoutes = options.control === false ? [] : pluginRoutes(plugins, config);
-    this.directory = new LocalDirectory(this.registry, relay?.relay ?? null);
+    this.directory = new LocalDirectory(this.registry, relay ? {
+      relay: relay.relay,
+      ids: new PushIds(this.nodeId, randomBytes(4).toString('hex')),
+      movedAway: (id) => this.#moves?.movedTo(id) != null,
+    } : null);
     this.#heartbeat = new Heartbeat(config.heartbeat, this.clock);
     const graceTick = Math.min(1000, Math.max(10, config.session.graceMs / 10));
     this.#grace = new TimerWheel<Session>(graceTick, (s) => s.expire(), this.clock, (err, s) => s.log.error({ err }, 'ending a session after its grace failed'));
@@ -125,12 +141,21 @@ export class Switchboard {
       upstream: this.upstream,
       heartbeat: this.#heartbeat,
       grace: this.#grace,
-      tokens: new TokenCodec(config.session.tokenSecret, config.session.tokenTtlMs),
+      tokens: new TokenCodec(config.session.tokenSecret, config.session.tokenTtlMs, self),
       userChanged: (s, previous) => registry.userChanged(s, previous),
       channelChanged: (s, channel, joined) => registry.channelChanged(s, channel, joined),
       ended: (s) => registry.remove(s),
       track: (work) => this.track(work),
     };
+    this.#moves = relay?.mover ? new Moves({
+      ctx: this.ctx,
+      registry,
+      metrics: this.metrics,
+      clock: this.clock,
+      log: this.log,
+      timeoutMs: config.cluster.transferTimeoutMs,
+      rememberMs: config.session.graceMs,
+    }, relay.mover) : null;
 
     // The app's webhook endpoints are not the public's to call (proxy.exposeWebhookPaths opts in).
     const isWebhookPath = config.proxy.exposeWebhookPaths ? () => false : webhookPathMatcher(Object.values(config.webhooks.paths));
@@ -161,7 +186,12 @@ export class Switchboard {
       setForwarding: (req) => setForwarding(req, trusted),
       nodeId: this.nodeId,
       worker: this.worker,
+      self,
       handoff: options.handoff,
+      arrive: this.#moves ? (holder, id) => {
+        const from = holder === self ? this.#moves!.movedTo(id) : holder;
+        return from === null ? Promise.resolve(null) : this.#moves!.arrive(from, id);
+      } : undefined,
     });
     // Half-sent requests (slowloris) are cut off once limits.handshakeTimeoutMs has passed,
     // checked often enough for that bound to hold.
@@ -312,7 +342,12 @@ export class Switchboard {
       if (i + 1000 < raw.length) await sleep(pause);
     }
     // Reliable clients leave on their own after their hint; wait for them, then close the rest.
-    await until(() => [...this.registry.all()].every((s) => !s.attached), Math.min(spread + 200, deadline - this.clock.now()));
+    // In a cluster they resume on another node, which takes their sessions over: wait for that.
+    const gone = this.#moves
+      ? () => [...this.registry.all()].every((s) => s.mode !== 'reliable')
+      : () => [...this.registry.all()].every((s) => !s.attached);
+    await until(gone, Math.min(spread + 200, deadline - this.clock.now()));
+    this.#moves?.close();
     for (const s of [...this.registry.all()]) s.close(CloseCode.serviceRestart, 'service restart');
     await until(() => this.registry.size === 0, Math.max(0, deadline - this.clock.now()) / 2);
     try {

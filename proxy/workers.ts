@@ -18,7 +18,7 @@ import { parseJson } from './json.js';
 import { createMetrics } from './metrics.js';
 import type { HandedRequest, Switchboard } from './switchboard.js';
 import { Socket } from 'node:net';
-import { Push } from './push.js';
+import { Push, PushIds } from './push.js';
 import { parseConnectionId } from './target.js';
 import type { Target } from './target.js';
 import { Parts, pluginRoutes, pushSources, type Plugin } from './plugin.js';
@@ -82,10 +82,11 @@ export interface WirePush {
   class: Push['class'];
   coalesceKey: string | null;
   expiresAt: number;
+  id: string | null;
 }
 
-export const toWire = (p: Push): WirePush => ({ payload: p.payload, class: p.class, coalesceKey: p.coalesceKey, expiresAt: p.expiresAt });
-export const fromWire = (w: WirePush): Push => new Push(w.payload, { class: w.class, coalesceKey: w.coalesceKey, expiresAt: w.expiresAt });
+export const toWire = (p: Push): WirePush => ({ payload: p.payload, class: p.class, coalesceKey: p.coalesceKey, expiresAt: p.expiresAt, id: p.id });
+export const fromWire = (w: WirePush): Push => new Push(w.payload, { class: w.class, coalesceKey: w.coalesceKey, expiresAt: w.expiresAt, id: w.id });
 
 // ── worker ─────────────────────────────────────────────────────────────────────
 
@@ -199,10 +200,13 @@ class WorkerPool {
 export class WorkersDirectory implements Directory {
   readonly #pool: WorkerPool;
   readonly #nodeId: string;
+  /** In a cluster: pushes get their ids here, before they fan out to the workers. */
+  readonly #ids: PushIds | null;
 
-  constructor(pool: WorkerPool, nodeId: string) {
+  constructor(pool: WorkerPool, nodeId: string, ids: PushIds | null) {
     this.#pool = pool;
     this.#nodeId = nodeId;
+    this.#ids = ids;
   }
 
   /** The worker that holds a connection of this node; -1 for another node's (relayed by worker 0). */
@@ -218,11 +222,12 @@ export class WorkersDirectory implements Directory {
   }
 
   async route(target: Target, push: Push): Promise<RouteResult> {
-    const wire = toWire(push);
+    const wire = toWire(this.#ids?.stamp(push) ?? push);
     if (target.kind === 'connection') {
       const owner = this.#owner(target.id);
       if (owner === null) return { counts: zeroCounts(), published: false, found: false };
-      return this.#pool.call(owner === -1 ? this.#first() : owner, { op: 'route', target, push: wire, relay: owner === -1 });
+      // The holder delivers, or publishes when the session moved away from it.
+      return this.#pool.call(owner === -1 ? this.#first() : owner, { op: 'route', target, push: wire, relay: true });
     }
     // One worker also relays to other nodes; the rest deliver locally, so nothing is published twice.
     const first = this.#first();
@@ -237,7 +242,7 @@ export class WorkersDirectory implements Directory {
     if (target.kind === 'connection') {
       const owner = this.#owner(target.id);
       if (owner === null) return 0;
-      return this.#pool.call(owner === -1 ? this.#first() : owner, { op: 'close', target, code, reason, relay: owner === -1 });
+      return this.#pool.call(owner === -1 ? this.#first() : owner, { op: 'close', target, code, reason, relay: true });
     }
     const first = this.#first();
     const counts = await Promise.all([...this.#pool.workers.keys()].map((i) =>
@@ -339,7 +344,7 @@ async function runPrimary(config: Readonly<Config>, n: number, plugins: readonly
     exit((failed.reason as { code?: number }).code === ExitCode.failed ? ExitCode.failed : ExitCode.internal);
   }
 
-  const directory = new WorkersDirectory(pool, nodeId);
+  const directory = new WorkersDirectory(pool, nodeId, config.cluster.amqp.url === null ? null : new PushIds(nodeId, randomBytes(4).toString('hex')));
   // Push sources (the push queue) are consumed here, once per node, and routed to the workers like API pushes.
   const parts = new Parts(log);
   for (const source of pushSources(plugins, { config, log, clock: systemClock, directory })) parts.add(source);

@@ -37,6 +37,7 @@ async function cluster(t: import('node:test').TestContext, ids: string[], overri
     const sc = await startSidecar(app.url, merge({
       nodeId,
       cluster: { amqp: { url: r.url, exchange } },
+      session: { tokenSecret: 'one-secret-for-every-node' },
       amqp: { reconnect: { baseMs: 20, capMs: 300 } },
       webhooks: { paths: { subscribe: '/ws/subscribe' } },
     }, overrides));

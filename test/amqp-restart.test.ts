@@ -37,6 +37,7 @@ async function setup(t: import('node:test').TestContext, nodeIds: string[], amqp
       upstream: 'amqp',
       amqp: merge({ url: r.url, exchange: names.exchange, pushQueue: names.pushQueue, deadLetterExchange: names.dead, reconnect: { baseMs: 20, capMs: 250 } }, amqpOverrides),
       cluster: { amqp: { url: r.url, exchange: names.cluster } },
+      session: { tokenSecret: 'one-secret-for-every-node' },
       webhooks: { paths: { connect: null } },
     });
     teardown.push(() => sc.close());

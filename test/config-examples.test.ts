@@ -10,7 +10,13 @@ const dir = new URL('../../config-examples/', import.meta.url).pathname;
 test('every example config is valid', () => {
   const files = readdirSync(dir, { recursive: true }).map(String).filter((f) => /switchboard.*\.ya?ml$|^(full|minimal|[\w-]+)\.ya?ml$/.test(f.split('/').pop()!) && !f.includes('compose') && !f.includes('k8s') && !f.includes('kubernetes'));
   assert.ok(files.length >= 2);
-  for (const f of files) assert.doesNotThrow(() => loadConfig(join(dir, f), {}), f);
+  // What every deployment of the examples sets (the cluster example needs it: tokens verify on every node).
+  const env = { SWITCHBOARD_TOKEN_SECRET: 'the-same-secret-on-every-node' };
+  for (const f of files) assert.doesNotThrow(() => loadConfig(join(dir, f), env), f);
+});
+
+test('the cluster example refuses to start without the shared token secret, naming the key', () => {
+  assert.throws(() => loadConfig(join(dir, 'cluster/switchboard.yaml'), {}), /^ConfigError: session\.tokenSecret: required when cluster\.amqp\.url is set/);
 });
 
 test('full.yaml documents exactly the defaults', () => {

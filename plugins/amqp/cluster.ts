@@ -1,13 +1,17 @@
 // Several Switchboard nodes sharing one RabbitMQ (`cluster.amqp.url`): a push on any
 // node's API reaches the right sockets on every node.
 //
-// Each node declares an exclusive, auto-delete queue bound to the topic exchange
+// Each process declares an exclusive, auto-delete queue bound to the topic exchange
 // `cluster.amqp.exchange` with exactly the keys it has recipients for:
 //   all                     every node (broadcasts, closes of everyone)
 //   node.<nodeId>           connections held by this node: connection ids start with
 //                           `<nodeId>-`, so a push to one connection goes to its node only
+//   proc.<nodeId>-<worker>  this process alone: session moves (plugins/amqp/transfer.ts)
 //   user.<escaped name>     bound while a session of that user is held here
 //   channel.<escaped name>  bound while a session here is subscribed to it
+//   connection.<escaped id> bound while a session that moved here from another node is held
+//                           here: a push to one connection goes to `node.<its node>` and, in
+//                           the CC header, to `connection.<id>`, so it finds a moved session too
 // Names are escaped (base64url, so dots, `*` and `#` cannot act as topic syntax; a hash
 // for long names, as routing keys hold at most 255 bytes). Bindings follow the registry:
 // bound on the first local session, unbound on the last, all re-declared on reconnect.
@@ -30,15 +34,22 @@ import { BrokerConnection } from './connection.js';
 import type { Backoff } from '../../proxy/backoff.js';
 import { payloadContent } from './upstream.js';
 import { MAX_ROUTING_NAME } from '../../proxy/limits.js';
+import type { Mover, Transfer } from '../../proxy/moves.js';
+import { decodeSnapshot, decodeTail, encodeJson, type MoveTail } from '../../proxy/snapshot.js';
+import { MAX_TAKE_HOPS, isTransferReply, isTransferRequest, processKey, processOf, replyOptions, requestOptions, type TransferReply, type TransferRequest } from './transfer.js';
 
 export interface ClusterOptions {
   readonly url: string;
   readonly exchange: string;
   readonly nodeId: string;
+  /** This process: `<nodeId>-<worker>`. */
+  readonly self: string;
   readonly reconnect: Backoff;
+  /** Each round trip of a session move. */
+  readonly transferTimeoutMs: number;
 }
 
-export type ClusterDeps = Pick<SessionHost, 'log' | 'clock' | 'names' | 'deliverLocal' | 'closeLocal'>;
+export type ClusterDeps = Pick<SessionHost, 'log' | 'clock' | 'names' | 'deliverLocal' | 'closeLocal' | 'departures'>;
 
 // ── routing keys ──────────────────────────────────────────────────────────────
 
@@ -57,6 +68,11 @@ export function nodeOf(connection: string): string | null {
 
 export function bindingKey(kind: IndexKind, name: string): string {
   return `${kind}.${escapeName(name)}`;
+}
+
+/** Extra routing keys (the CC header): a connection may have moved away from the node its id names. */
+export function ccKeys(target: Target): string[] | undefined {
+  return target.kind === 'connection' ? [bindingKey('connection', target.id)] : undefined;
 }
 
 export function routingKey(target: Target): string {
@@ -91,7 +107,8 @@ export function encodePush(origin: string, target: Target, push: Push, now: numb
     'x-switchboard-class': push.class,
   };
   if (push.coalesceKey !== null) headers['x-switchboard-coalesce-key'] = push.coalesceKey;
-  const options: Options.Publish = { type: 'push', headers, persistent: false };
+  if (push.id !== null) headers['x-switchboard-push-id'] = push.id;
+  const options: Options.Publish = { type: 'push', headers, persistent: false, CC: ccKeys(target) };
   if (Number.isFinite(push.expiresAt)) {
     const left = Math.max(1, Math.ceil(push.expiresAt - now));
     headers['x-switchboard-ttl-ms'] = String(left);
@@ -104,7 +121,7 @@ export function encodeClose(origin: string, target: Target, code: number, reason
   return {
     content: Buffer.alloc(0),
     options: {
-      type: 'close', persistent: false,
+      type: 'close', persistent: false, CC: ccKeys(target),
       headers: { 'x-switchboard-origin': origin, ...targetHeaders(target), 'x-switchboard-code': String(code), 'x-switchboard-reason': reason },
     },
   };
@@ -141,14 +158,18 @@ export function decodeMessage(content: Buffer, type: unknown, headers: Record<st
     class: cls === 'lossy' ? 'lossy' : 'durable' satisfies MessageClass,
     coalesceKey: text(headers['x-switchboard-coalesce-key']) ?? null,
     expiresAt: ttl !== undefined && /^\d+$/.test(ttl) ? now + Number(ttl) : Infinity,
+    id: text(headers['x-switchboard-push-id']) ?? null,
   });
   return ok({ type: 'push', origin, target, push });
 }
 
 // ── the cluster link ──────────────────────────────────────────────────────────
 
+type Answer = ConsumeMessage | 'unroutable' | 'timeout';
+
 export class Cluster implements RegistryWatcher {
   readonly relay: Relay;
+  readonly mover: Mover;
   readonly #options: ClusterOptions;
   readonly #deps: ClusterDeps;
   readonly #log: Logger;
@@ -158,6 +179,9 @@ export class Cluster implements RegistryWatcher {
   #channel: Channel | null = null;
   /** Publications, confirmed. */
   #publisher: ConfirmChannel | null = null;
+  /** Transfer requests waiting for their reply, by correlation id. */
+  readonly #calls = new Map<string, { settle: (answer: Answer) => void; timer: unknown }>();
+  #callCounter = 0;
 
   constructor(options: ClusterOptions, deps: ClusterDeps) {
     this.#options = options;
@@ -175,6 +199,12 @@ export class Cluster implements RegistryWatcher {
       lost: () => {
         this.#channel = null;
         this.#publisher = null;
+        // Replies to this connection's queue will not come: the asks end now.
+        for (const [id, call] of this.#calls) {
+          this.#calls.delete(id);
+          deps.clock.clearTimeout(call.timer);
+          call.settle('timeout');
+        }
       },
     });
     const prefix = `${options.nodeId}-`;
@@ -184,6 +214,7 @@ export class Cluster implements RegistryWatcher {
       publish: (target, push) => this.#publish(target, encodePush(options.nodeId, target, push, deps.clock.now())),
       close: (target, code, reason) => this.#publish(target, encodeClose(options.nodeId, target, code, reason)),
     };
+    this.mover = { take: (holder, id) => this.#take(holder, id) };
   }
 
   get queue(): string {
@@ -198,6 +229,8 @@ export class Cluster implements RegistryWatcher {
       c.on('error', (err: Error) => this.#log.warn({ err: err.message }, 'cluster channel error'));
       c.on('close', () => this.#broker.fail(model, new Error('cluster channel closed')));
     }
+    // A mandatory transfer request that no queue took: the process it names is gone.
+    pub.on('return', (msg: ConsumeMessage) => this.#answer(msg.properties.correlationId, 'unroutable'));
     await ch.assertExchange(exchange, 'topic', { durable: true });
     await ch.assertQueue(this.#queue, { exclusive: true, autoDelete: true, durable: false });
     await ch.consume(this.#queue, (msg) => {
@@ -208,8 +241,8 @@ export class Cluster implements RegistryWatcher {
     // bindings of the current state: the channel runs its operations in order.
     this.#channel = ch;
     this.#publisher = pub;
-    const keys = ['all', `node.${nodeId}`];
-    for (const kind of ['user', 'channel'] as const) {
+    const keys = ['all', `node.${nodeId}`, processKey(this.#options.self)];
+    for (const kind of ['user', 'channel', 'connection'] as const) {
       for (const name of this.#deps.names(kind)) keys.push(bindingKey(kind, name));
     }
     await Promise.all(keys.map((key) => ch.bindQueue(this.#queue, exchange, key)));
@@ -273,6 +306,9 @@ export class Cluster implements RegistryWatcher {
   }
 
   #receive(msg: ConsumeMessage): void {
+    const type: unknown = msg.properties.type;
+    if (isTransferReply(type)) return this.#answer(msg.properties.correlationId, msg);
+    if (isTransferRequest(type)) return this.#serve(type, msg);
     const decoded = decodeMessage(msg.content, msg.properties.type, msg.properties.headers ?? {}, this.#deps.clock.now());
     if (!decoded.ok) {
       this.#log.warn({ err: decoded.error, routingKey: msg.fields.routingKey }, 'malformed cluster message ignored');
@@ -283,5 +319,101 @@ export class Cluster implements RegistryWatcher {
     if (message.origin === this.#options.nodeId && message.target.kind !== 'connection') return;
     if (message.type === 'push') this.#deps.deliverLocal(message.target, message.push);
     else this.#deps.closeLocal(message.target, message.code, message.reason);
+  }
+
+  // ── session moves ───────────────────────────────────────────────────────────
+
+  #answer(correlationId: unknown, answer: Answer): void {
+    const call = typeof correlationId === 'string' ? this.#calls.get(correlationId) : undefined;
+    // A late reply (its ask timed out) is dropped: the asker started anew, the holder takes the session back.
+    if (!call) return;
+    this.#calls.delete(correlationId as string);
+    this.#deps.clock.clearTimeout(call.timer);
+    call.settle(answer);
+  }
+
+  /** One transfer request to one process, and its reply. */
+  #ask(type: TransferRequest, holder: string, id: string): Promise<Answer> {
+    const pub = this.#publisher;
+    if (!pub || !this.#broker.up) return Promise.resolve('timeout');
+    const correlationId = `${this.#options.self}.${(++this.#callCounter).toString(36)}`;
+    const { exchange, nodeId, self, transferTimeoutMs } = this.#options;
+    return new Promise<Answer>((settle) => {
+      const timer = this.#deps.clock.setTimeout(() => this.#answer(correlationId, 'timeout'), transferTimeoutMs);
+      this.#calls.set(correlationId, { settle, timer });
+      try {
+        pub.publish(exchange, processKey(holder), Buffer.alloc(0), requestOptions(type, id, self, nodeId, this.#queue, correlationId));
+      } catch {
+        this.#answer(correlationId, 'timeout');
+      }
+    });
+  }
+
+  async #take(holder: string, id: string): Promise<Transfer | null> {
+    for (let hop = 0; hop < MAX_TAKE_HOPS; hop++) {
+      const answer = await this.#ask('take', holder, id);
+      if (answer === 'timeout' || answer === 'unroutable') return null;
+      const type: unknown = answer.properties.type;
+      if (type === 'moved') {
+        const next = processOf(answer.properties.headers?.['x-switchboard-holder']);
+        if (next === null || next === holder) return null;
+        holder = next;
+        continue;
+      }
+      if (type !== 'snapshot') return null;
+      const snapshot = decodeSnapshot(answer.content);
+      if (!snapshot.ok) {
+        this.#log.warn({ err: snapshot.error, holder }, 'malformed session snapshot ignored');
+        return null;
+      }
+      const from = holder;
+      return { snapshot: snapshot.value, finish: () => this.#release(from, id) };
+    }
+    return null;
+  }
+
+  /** After the session is registered here: once its bindings are in place, asks the old holder to let go. */
+  async #release(holder: string, id: string): Promise<MoveTail | null> {
+    const ch = this.#channel;
+    if (!ch) throw new Error('the cluster broker connection was lost during the move');
+    // The channel runs its operations in order: once this is answered, the session's bindings are.
+    await ch.checkExchange(this.#options.exchange);
+    const answer = await this.#ask('release', holder, id);
+    if (answer === 'timeout' || answer === 'unroutable') throw new Error(`the old holder ${holder} did not answer the release`);
+    if (answer.properties.type === 'none') return null;
+    if (answer.properties.type !== 'tail') throw new Error(`unexpected answer ${String(answer.properties.type)} to a release`);
+    const tail = decodeTail(answer.content);
+    if (!tail.ok) throw new Error(`malformed move tail: ${tail.error}`);
+    return tail.value;
+  }
+
+  /** A request from a process taking one of our sessions over. */
+  #serve(type: TransferRequest, msg: ConsumeMessage): void {
+    const { replyTo, correlationId, headers } = msg.properties;
+    const id = text(headers?.['x-switchboard-connection']);
+    const from = processOf(headers?.['x-switchboard-from']);
+    const pub = this.#publisher;
+    if (typeof replyTo !== 'string' || typeof correlationId !== 'string' || id === undefined || from === null || !pub) {
+      this.#log.warn({ type }, 'malformed session transfer request ignored');
+      return;
+    }
+    const departures = this.#deps.departures;
+    let reply: { type: TransferReply; content?: Buffer; holder?: string };
+    if (type === 'take') {
+      const snapshot = departures.depart(id, from);
+      const movedTo = snapshot === null ? departures.movedTo(id) : null;
+      reply = snapshot !== null ? { type: 'snapshot', content: encodeJson(snapshot) }
+        : movedTo !== null ? { type: 'moved', holder: movedTo } : { type: 'none' };
+    } else {
+      const tail = departures.release(id);
+      reply = tail === null ? { type: 'none' } : { type: 'tail', content: encodeJson(tail) };
+    }
+    try {
+      // To the asker's own queue, by name, through the default exchange.
+      pub.publish('', replyTo, reply.content ?? Buffer.alloc(0), replyOptions(reply.type, correlationId, reply.holder));
+    } catch (err) {
+      // The asker times out; a departing session comes back here when its move does not complete.
+      this.#log.warn({ err: (err as Error).message, connection: id }, 'session transfer reply not sent');
+    }
   }
 }

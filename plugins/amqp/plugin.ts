@@ -14,12 +14,15 @@ function cluster(host: SessionHost): RelayPart | null {
     url: config.cluster.amqp.url,
     exchange: config.cluster.amqp.exchange,
     nodeId: host.nodeId,
+    self: host.self,
     reconnect: config.amqp.reconnect,
+    transferTimeoutMs: config.cluster.transferTimeoutMs,
   }, host);
   return {
     name: 'cluster relay',
     relay: c.relay,
     watcher: c,
+    mover: c.mover,
     start: () => c.start(),
     close: () => c.close(),
     destroy: () => c.destroy(),

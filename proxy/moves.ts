@@ -1,0 +1,184 @@
+// Reliable sessions moving between processes: a client resumes on node B with the token of a
+// session node A holds, and the whole session comes over (proxy/snapshot.ts), through the
+// relay (plugins/amqp/cluster.ts carries it over RabbitMQ). Both sides live here:
+//
+//   B (arriving)                               A (departing)
+//   relay.take(A, id) ───── take ────────────▶ session.depart(): socket closed 4009,
+//                     ◀──── snapshot ────────  pushes held aside from here on
+//   Session.restore, registered here
+//   (bindings for its user, channels, id);
+//   pushes held aside here too
+//   transfer.finish() ───── release ─────────▶ session.tail(), forget(): no disconnect
+//                     ◀──── tail ────────────  (remembered as moved, for redirects)
+//   session.arrive(tail): A's pushes first,
+//   then B's, each push once (by push id)
+//
+// The release travels in A's queue behind every push routed there before B's bindings
+// existed, and every push routed after them reaches B too: so none is lost, and one that
+// reached both is delivered once, in order.
+import type { Logger } from 'pino';
+import type { Clock } from './clock.js';
+import { CloseCode } from './errors.js';
+import type { Metrics } from './metrics.js';
+import type { Registry } from './registry.js';
+import { Session, type SessionContext } from './session.js';
+import type { MoveTail, SessionSnapshot } from './snapshot.js';
+
+/** A session being taken over from another process. */
+export interface Transfer {
+  readonly snapshot: SessionSnapshot;
+  /**
+   * Once the session is registered here: releases it there and returns what reached it there
+   * meanwhile; null when it ended there first. Rejects when the old holder did not answer.
+   */
+  finish(): Promise<MoveTail | null>;
+}
+
+/** What carries a move between processes (a relay's part). */
+export interface Mover {
+  /** Takes session `id` from the process `holder` (`<node>-<worker>`); null when it holds no such session. */
+  take(holder: string, id: string): Promise<Transfer | null>;
+}
+
+/** What the relay asks of the process that holds a session. */
+export interface Departures {
+  /** Starts handing session `id` to the process `to`; null when it is not here (or cannot move). */
+  depart(id: string, to: string): SessionSnapshot | null;
+  /** Ends the move: the session is gone from here; null when it ended here first. */
+  release(id: string): MoveTail | null;
+  /** Where a session that moved away from here went; null when it did not. */
+  movedTo(id: string): string | null;
+}
+
+export interface MovesHost {
+  readonly ctx: SessionContext;
+  readonly registry: Registry;
+  readonly metrics: Metrics;
+  readonly clock: Clock;
+  readonly log: Logger;
+  /** How long a move may take: a departing session whose release has not come by then stays. */
+  readonly timeoutMs: number;
+  /** How long a moved session is remembered for redirects (its grace: after that it ended, or resumed there). */
+  readonly rememberMs: number;
+}
+
+/** Redirects remembered at most (the oldest go first): a bound on memory in a reconnect storm. */
+const MAX_REMEMBERED = 100_000;
+
+export class Moves implements Departures {
+  readonly #host: MovesHost;
+  readonly #mover: Mover;
+  readonly #departing = new Map<string, { session: Session; to: string; timer: unknown }>();
+  /** Sessions that moved away: where to, and until when that is worth saying. */
+  readonly #moved = new Map<string, { to: string; until: number }>();
+
+  constructor(host: MovesHost, mover: Mover) {
+    this.#host = host;
+    this.#mover = mover;
+  }
+
+  // ── departing ────────────────────────────────────────────────────────────────
+
+  depart(id: string, to: string): SessionSnapshot | null {
+    const host = this.#host;
+    if (this.#departing.has(id)) return null;
+    const session = host.registry.get(id);
+    const snapshot = session?.depart() ?? null;
+    if (!session || !snapshot) return null;
+    const timer = host.clock.setTimeout(() => {
+      if (this.#departing.get(id)?.session !== session) return;
+      this.#departing.delete(id);
+      host.metrics.sessionMovesTotal.inc({ direction: 'out', result: 'timeout' });
+      host.log.warn({ connection: id, to }, 'session move not completed in time: the session stays here');
+      session.stay();
+    }, 2 * host.timeoutMs);
+    this.#departing.set(id, { session, to, timer });
+    return snapshot;
+  }
+
+  release(id: string): MoveTail | null {
+    const entry = this.#departing.get(id);
+    if (!entry) return null;
+    this.#departing.delete(id);
+    this.#host.clock.clearTimeout(entry.timer);
+    const tail = entry.session.tail();
+    if (tail === null) return null;
+    entry.session.forget();
+    this.#remember(id, entry.to);
+    this.#host.metrics.sessionMovesTotal.inc({ direction: 'out', result: 'moved' });
+    return tail;
+  }
+
+  movedTo(id: string): string | null {
+    const moved = this.#moved.get(id);
+    if (!moved) return null;
+    if (moved.until > this.#host.clock.now()) return moved.to;
+    this.#moved.delete(id);
+    return null;
+  }
+
+  #remember(id: string, to: string): void {
+    const now = this.#host.clock.now();
+    this.#moved.delete(id);
+    this.#moved.set(id, { to, until: now + this.#host.rememberMs });
+    // Insertion order is expiry order: the stale ones are at the front.
+    for (const [k, v] of this.#moved) {
+      if (v.until > now && this.#moved.size <= MAX_REMEMBERED) break;
+      this.#moved.delete(k);
+    }
+  }
+
+  // ── arriving ─────────────────────────────────────────────────────────────────
+
+  /**
+   * Brings session `id` here from `holder`, registered and with everything it held; null when
+   * there is none to bring (the client then starts a new session).
+   */
+  async arrive(holder: string, id: string): Promise<Session | null> {
+    const host = this.#host;
+    let transfer: Transfer | null;
+    try {
+      transfer = await this.#mover.take(holder, id);
+    } catch (err) {
+      host.log.warn({ err: (err as Error).message, connection: id, holder }, 'taking a session from another process failed');
+      transfer = null;
+    }
+    if (transfer === null || transfer.snapshot.id !== id || host.registry.get(id)) {
+      host.metrics.sessionMovesTotal.inc({ direction: 'in', result: 'none' });
+      return null;
+    }
+    const session = Session.restore(host.ctx, transfer.snapshot, host.clock.now());
+    host.registry.add(session);
+    host.metrics.sessions.inc();
+    let tail: MoveTail | null;
+    try {
+      tail = await transfer.finish();
+    } catch (err) {
+      // Whether the old holder let go is unknown: this copy ends with its disconnect (at least
+      // once: the other copy, if it stayed, sends one too when its grace ends), and the client
+      // starts anew. Never two live copies.
+      host.log.warn({ err: (err as Error).message, connection: id, holder }, 'session move not completed: ending this copy');
+      host.metrics.sessionMovesTotal.inc({ direction: 'in', result: 'failed' });
+      session.close(CloseCode.internal, 'session move failed');
+      return null;
+    }
+    if (tail === null) {
+      // It ended there while it moved (closed by the app, say): the app heard of it from there.
+      session.forget();
+      host.metrics.sessionMovesTotal.inc({ direction: 'in', result: 'none' });
+      return null;
+    }
+    session.arrive(tail);
+    host.metrics.sessionMovesTotal.inc({ direction: 'in', result: 'moved' });
+    return session;
+  }
+
+  /** Moves not yet released give up (the sessions stay here, detached). */
+  close(): void {
+    for (const [id, entry] of this.#departing) {
+      this.#host.clock.clearTimeout(entry.timer);
+      this.#departing.delete(id);
+      entry.session.stay();
+    }
+  }
+}

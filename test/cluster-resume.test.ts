@@ -1,0 +1,237 @@
+// Sessions move between nodes: a reliable client resumes on any node of a cluster (a real
+// RabbitMQ, several Switchboard nodes on loopback), and the whole session comes with it.
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { startApp, type Recorded } from './helpers/app.js';
+import { merge, startSidecar, type Sidecar } from './helpers/sidecar.js';
+import { connect, connectReliable, type TestClient } from './helpers/client.js';
+import { rabbitSkip, startRabbit, uniqueName, type Rabbit } from './helpers/rabbit.js';
+import { eventually } from './helpers/eventually.js';
+
+const skip = rabbitSkip();
+let broker: Promise<Rabbit> | null = null;
+const rabbit = () => (broker ??= startRabbit());
+after(async () => { if (broker) await (await broker).close(); });
+
+const TOKEN_SECRET = 'one-secret-for-every-node';
+
+/** The app: `?user=u&ch=a,b` on the WebSocket URL decides user and channels. */
+const appHandler = (req: Recorded) => {
+  if (req.url === '/ws/connect') {
+    const q = req.json().query as Record<string, string>;
+    return { status: 200, body: { ...(q.user ? { user: q.user } : {}), channels: q.ch ? q.ch.split(',') : [] } };
+  }
+  return { status: 204 };
+};
+
+async function cluster(t: import('node:test').TestContext, ids: string[], overrides: Record<string, unknown> = {}) {
+  const r = await rabbit();
+  const exchange = uniqueName('cluster');
+  const teardown: Array<() => Promise<void>> = [];
+  t.after(async () => { for (const f of teardown.reverse()) await f(); });
+  const app = await startApp(appHandler);
+  teardown.push(() => app.close());
+  const clients: TestClient[] = [];
+  teardown.push(async () => { await Promise.all(clients.map((c) => c.close().catch(() => {}))); });
+  const nodes: Sidecar[] = [];
+  for (const nodeId of ids) {
+    const sc = await startSidecar(app.url, merge({
+      nodeId,
+      cluster: { amqp: { url: r.url, exchange } },
+      session: { tokenSecret: TOKEN_SECRET },
+      amqp: { reconnect: { baseMs: 20, capMs: 300 } },
+      webhooks: { paths: { resume: '/ws/resume' } },
+    }, overrides));
+    teardown.push(() => sc.close());
+    nodes.push(sc);
+  }
+  await eventually(() => nodes.every((n) => n.sb.readiness().ready), 'every node ready');
+  const track = (c: TestClient) => { clients.push(c); return c; };
+  const join = async (sc: Sidecar, query = '') => {
+    const c = await connectReliable(sc.wsUrl(`/ws${query}`));
+    track(c.client);
+    return { client: c.client, id: c.welcome.session as string, token: c.welcome.token as string };
+  };
+  /** Resumes on `sc` with a token and the last seq the client has. */
+  const resume = async (sc: Sidecar, token: string, lastSeq: number) => {
+    const client = track(await connect(sc.wsUrl(`/ws?resume=${encodeURIComponent(token)}&lastSeq=${lastSeq}`), 'switchboard.v1'));
+    const welcome = await client.nextJson('welcome');
+    assert.equal(welcome.type, 'welcome');
+    return { client, welcome };
+  };
+  return { app, nodes, join, resume };
+}
+
+const isProbe = (f: any) => f.type === 'message' && f.data && typeof f.data === 'object' && 'probe' in f.data;
+
+/** The next pushed message frame that is not a probe. */
+async function nextMessage(c: TestClient): Promise<any> {
+  for (;;) {
+    const f = await c.nextJson('a pushed message');
+    if (f.type === "gap") assert.fail(`unexpected gap ${JSON.stringify(f)} (${new Error().stack})`);
+    if (f.type === 'message' && !isProbe(f)) return f;
+  }
+}
+
+const pathOf = (target: Record<string, string | true>) =>
+  'channel' in target ? `/v1/channels/${encodeURIComponent(target.channel as string)}/messages`
+  : 'user' in target ? `/v1/users/${encodeURIComponent(target.user as string)}/messages`
+  : `/v1/connections/${encodeURIComponent(target.connection as string)}/messages`;
+
+/** Binding is asynchronous: push probes from `from` until `client` has seen one. */
+async function routeSettled(from: Sidecar, target: Record<string, string | true>, client: TestClient): Promise<void> {
+  let k = 0;
+  await eventually(async () => {
+    if (client.frames.some((f) => isProbe(f.json()))) return true;
+    assert.equal((await from.control('POST', pathOf(target), { probe: k++ })).status, 202);
+    return false;
+  }, () => `a probe to ${JSON.stringify(target)} after ${k}`);
+  // Drop the probes read so far, so the next frames are the test's.
+  for (let i = client.frames.length - 1; i >= 0; i--) if (isProbe(client.frames[i].json())) client.frames.splice(i, 1);
+}
+
+test('a session resumes on another node: same session, held messages in order, a resume event and no connect webhook; pushes by id, user and channel follow it', { skip }, async (t) => {
+  const { app, nodes: [a, b, c], join, resume } = await cluster(t, ['na', 'nb', 'nc']);
+  const first = await join(a, '?user=mover&ch=room');
+  assert.ok(first.id.startsWith('na-'));
+  await routeSettled(c, { user: 'mover' }, first.client);
+
+  for (const n of [1, 2]) assert.equal((await c.control('POST', pathOf({ connection: first.id }), { n })).status, 202);
+  const m1 = await nextMessage(first.client);
+  const m2 = await nextMessage(first.client);
+  assert.deepEqual([m1.data, m2.data], [{ n: 1 }, { n: 2 }]);
+  first.client.send({ type: 'ack', seq: m1.seq });
+  // The socket dies without a close frame; the session waits on A, detached.
+  first.client.ws.terminate();
+  await eventually(() => a.sb.registry.get(first.id)?.state === 'detached', 'detached on A');
+  assert.equal((await c.control('POST', pathOf({ user: 'mover' }), { n: 3 })).status, 202);
+  await eventually(() => (a.sb.registry.get(first.id)?.outboxMessages ?? 0) >= 2, 'the push held on A');
+
+  const connects = app.byPath('/ws/connect').length;
+  const moved = await resume(b, first.token, m1.seq);
+  assert.equal(moved.welcome.resumed, true);
+  assert.equal(moved.welcome.session, first.id);
+  // Everything after lastSeq, in order, then live traffic.
+  assert.deepEqual((await nextMessage(moved.client)).data, { n: 2 });
+  assert.deepEqual((await nextMessage(moved.client)).data, { n: 3 });
+  assert.equal(app.byPath('/ws/connect').length, connects, 'no connect webhook for a resumed session');
+  const event = await app.waitFor((r) => r.url === '/ws/resume', 'the resume event');
+  assert.deepEqual({ ...(event.json() as object), gapMs: 0 }, { connection: first.id, user: 'mover', gapMs: 0, replayed: 2, lost: 0 });
+  assert.equal(event.headers['x-switchboard-user'], 'mover');
+  assert.equal(a.sb.registry.get(first.id), undefined, 'gone from A');
+  assert.equal(b.sb.registry.get(first.id)?.user, 'mover');
+  assert.deepEqual([...(b.sb.registry.get(first.id)?.channels ?? [])], ['room']);
+
+  // Pushes reach it on B by connection id (through any node), user and channel.
+  await routeSettled(c, { connection: first.id }, moved.client);
+  await routeSettled(a, { channel: 'room' }, moved.client);
+  await routeSettled(c, { user: 'mover' }, moved.client);
+  for (const [from, target, n] of [[a, { connection: first.id }, 4], [b, { connection: first.id }, 5], [c, { user: 'mover' }, 6], [a, { channel: 'room' }, 7]] as const) {
+    const res = await from.control('POST', pathOf(target), { n });
+    assert.equal(res.status, 202, `push ${n}`);
+    assert.deepEqual((await nextMessage(moved.client)).data, { n });
+  }
+  const info = await b.control('GET', `/v1/connections/${first.id}`);
+  assert.equal(info.status, 200);
+  assert.equal(info.json.user, 'mover');
+  assert.equal(info.json.state, 'open');
+  assert.equal(app.byPath('/ws/disconnect').length, 0, 'no disconnect: the session lives on');
+
+  // Again, from B to C with B's token; and A's first token still finds it (A and B say where it went).
+  const again = await resume(c, moved.welcome.token, m1.seq);
+  assert.equal(again.welcome.resumed, true);
+  assert.deepEqual((await moved.client.closed).code, 4009, 'the socket on B is taken over');
+  const replayed = [];
+  for (let i = 0; i < 6; i++) replayed.push((await nextMessage(again.client)).data.n);
+  assert.deepEqual(replayed, [2, 3, 4, 5, 6, 7], 'nothing acked after 1: all held, probes aside');
+  again.client.send({ type: 'ack', seq: 100 });
+  const back = await resume(a, first.token, 0);
+  assert.equal(back.welcome.resumed, true, 'A redirects to B, B to C');
+  assert.equal(back.welcome.session, first.id);
+  assert.equal((await again.client.closed).code, 4009);
+  assert.equal(a.sb.registry.get(first.id)?.state, 'open', 'home again');
+  assert.equal(app.byPath('/ws/connect').length, connects);
+  assert.equal(app.byPath('/ws/disconnect').length, 0);
+});
+
+test('resuming on another node while the old socket is open takes it over with 4009', { skip }, async (t) => {
+  const { nodes: [a, b], join, resume } = await cluster(t, ['na', 'nb']);
+  const first = await join(a, '?user=two-tabs');
+  const taken = await resume(b, first.token, 0);
+  assert.equal(taken.welcome.resumed, true);
+  assert.equal(taken.welcome.session, first.id);
+  assert.deepEqual(await first.client.closed, { code: 4009, reason: 'session resumed elsewhere' });
+  assert.equal(a.sb.registry.get(first.id), undefined);
+  assert.equal(b.sb.registry.get(first.id)?.state, 'open');
+});
+
+test('pushes racing two moves are neither lost nor duplicated and keep their order', { skip }, async (t) => {
+  const { nodes: [a, b, c], join, resume } = await cluster(t, ['na', 'nb', 'nc']);
+  const first = await join(a, '?user=racer&ch=lane');
+  await routeSettled(c, { user: 'racer' }, first.client);
+  await routeSettled(c, { channel: 'lane' }, first.client);
+
+  // One node pushes 1..N, alternately to the user and to the channel, one after the other.
+  const N = 300;
+  let pushing = true;
+  const pusher = (async () => {
+    for (let n = 1; n <= N; n++) {
+      const res = await c.control('POST', pathOf(n % 2 ? { user: 'racer' } : { channel: 'lane' }), { n });
+      assert.equal(res.status, 202);
+    }
+    pushing = false;
+  })();
+
+  const got: number[] = [];
+  // Probes took the first seqs; from the first message on, seqs have no holes.
+  let lastSeq = -1;
+  let client = first.client;
+  let token = first.token;
+  const read = async (until: (n: number) => boolean) => {
+    for (;;) {
+      const f = await client.nextJson('a pushed message');
+      assert.notEqual(f.type, 'gap', `no gap: ${JSON.stringify(f)}`);
+      if (f.type !== 'message') continue;
+      if (f.seq <= lastSeq) continue; // re-sent after a resume: already had it (as the client library does)
+      if (lastSeq !== -1) assert.equal(f.seq, lastSeq + 1, 'seqs without holes');
+      lastSeq = f.seq;
+      if (isProbe(f)) continue;
+      got.push(f.data.n);
+      if (until(f.data.n)) return;
+    }
+  };
+  // Move to B after 60 pushes arrived, to A again after 150, and read the rest there.
+  for (const [to, at] of [[b, 60], [a, 150]] as const) {
+    await read((n) => n >= at);
+    client.ws.terminate();
+    const moved = await resume(to, token, lastSeq);
+    assert.equal(moved.welcome.resumed, true, `moved after ${at}`);
+    client = moved.client;
+    token = moved.welcome.token;
+  }
+  await read((n) => n === N);
+  await pusher;
+  assert.equal(pushing, false);
+  assert.deepEqual(got, Array.from({ length: N }, (_, i) => i + 1), 'every push once, in order');
+});
+
+test('a token for a session that ended, or whose node is gone, gives a new session with a connect webhook', { skip }, async (t) => {
+  const { app, nodes: [a, b, c], join, resume } = await cluster(t, ['na', 'nb', 'nc']);
+  const ended = await join(a, '?user=gone');
+  await ended.client.close(1000);
+  await app.waitFor((r) => r.url === '/ws/disconnect' && r.json().connection === ended.id, 'the disconnect');
+  const connects = app.byPath('/ws/connect').length;
+  const fresh = await resume(b, ended.token, 0);
+  assert.equal(fresh.welcome.resumed, false);
+  assert.notEqual(fresh.welcome.session, ended.id);
+  assert.equal(app.byPath('/ws/connect').length, connects + 1);
+
+  const orphan = await join(c, '?user=orphan');
+  orphan.client.ws.terminate();
+  await eventually(() => c.sb.registry.get(orphan.id)?.state === 'detached', 'detached on C');
+  // C stops for good (its drain ends the session it could not hand over).
+  await c.close();
+  const after = await resume(a, orphan.token, 0);
+  assert.equal(after.welcome.resumed, false, 'the node that held it is gone: a new session, never a partial one');
+  assert.equal(b.sb.metrics.registry.getSingleMetric('switchboard_session_moves_total') !== undefined, true);
+});
