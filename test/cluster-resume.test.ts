@@ -7,6 +7,7 @@ import { merge, startSidecar, type Sidecar } from './helpers/sidecar.js';
 import { connect, connectReliable, type TestClient } from './helpers/client.js';
 import { rabbitSkip, startRabbit, uniqueName, type Rabbit } from './helpers/rabbit.js';
 import { eventually } from './helpers/eventually.js';
+import { freePort, runCli, writeConfig } from './helpers/process.js';
 
 const skip = rabbitSkip();
 let broker: Promise<Rabbit> | null = null;
@@ -59,7 +60,7 @@ async function cluster(t: import('node:test').TestContext, ids: string[], overri
     assert.equal(welcome.type, 'welcome');
     return { client, welcome };
   };
-  return { app, nodes, join, resume };
+  return { app, nodes, join, resume, track, url: r.url, exchange };
 }
 
 const isProbe = (f: any) => f.type === 'message' && f.data && typeof f.data === 'object' && 'probe' in f.data;
@@ -234,4 +235,63 @@ test('a token for a session that ended, or whose node is gone, gives a new sessi
   const after = await resume(a, orphan.token, 0);
   assert.equal(after.welcome.resumed, false, 'the node that held it is gone: a new session, never a partial one');
   assert.equal(b.sb.metrics.registry.getSingleMetric('switchboard_session_moves_total') !== undefined, true);
+});
+
+test('workers and nodes mixed: sessions move between a worker of one node and another node, and back, and pushes by id follow them', { skip }, async (t) => {
+  const { app, nodes: [b], join, resume, track, url, exchange } = await cluster(t, ['nb']);
+  const [pub, ctl] = [await freePort(), await freePort()];
+  const cli = runCli(['--config', writeConfig({
+    listen: `127.0.0.1:${pub}`, control: { listen: `127.0.0.1:${ctl}` }, workers: 2, nodeId: 'nw',
+    app: { url: app.url }, log: { level: 'info' }, drain: { timeoutMs: 2000 },
+    cluster: { amqp: { url, exchange } }, session: { tokenSecret: TOKEN_SECRET },
+    webhooks: { paths: { resume: '/ws/resume' } },
+  })]);
+  t.after(async () => { cli.child.kill('SIGKILL'); await cli.exited; });
+  await cli.waitForOutput(/switchboard primary ready/);
+  await eventually(async () => (await fetch(`http://127.0.0.1:${ctl}/readyz`)).status === 200, 'the workers ready');
+  const nw = { wsUrl: (path: string) => `ws://127.0.0.1:${pub}${path}` };
+  const pushTo = async (port: number, id: string, data: object) => {
+    const res = await fetch(`http://127.0.0.1:${port}/v1/connections/${id}/messages`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(data) });
+    return res.status;
+  };
+
+  // Born on a worker of nw, moved to nb.
+  const born = await connectReliable(nw.wsUrl('/ws?user=w'));
+  track(born.client);
+  const id = born.welcome.session as string;
+  assert.match(id, /^nw-[01]-/);
+  born.client.ws.terminate();
+  const onB = await resume(b, born.welcome.token, 0);
+  assert.equal(onB.welcome.resumed, true);
+  assert.equal(onB.welcome.session, id);
+  // Through nw's push API: its worker knows the session went, and the push follows it.
+  await eventually(async () => {
+    assert.equal(await pushTo(ctl, id, { probe: 1 }), 202);
+    return onB.client.frames.some((f) => isProbe(f.json()));
+  }, 'a push through nw reaches the session on nb');
+
+  // Back to nw with nb's token: whichever worker takes the socket takes the session.
+  onB.client.ws.terminate();
+  const home = await resume({ wsUrl: nw.wsUrl } as Sidecar, onB.welcome.token, 0);
+  assert.equal(home.welcome.resumed, true);
+  assert.equal(home.welcome.session, id);
+  for (const port of [ctl, b.sb.controlAddress!.port]) {
+    await eventually(async () => {
+      assert.equal(await pushTo(port, id, { probe: port }), 202);
+      return home.client.frames.some((f) => { const m = f.json(); return isProbe(m) && m.data.probe === port; });
+    }, `a push through ${port} reaches the session back on nw`);
+  }
+
+  // Born on nb, moved to a worker of nw; nb's API still reaches it.
+  const other = await join(b, '?user=b');
+  other.client.ws.terminate();
+  await eventually(() => b.sb.registry.get(other.id)?.state === 'detached', 'detached on nb');
+  const onW = await resume({ wsUrl: nw.wsUrl } as Sidecar, other.token, 0);
+  assert.equal(onW.welcome.resumed, true);
+  assert.equal(b.sb.registry.get(other.id), undefined);
+  await eventually(async () => {
+    assert.equal(await pushTo(b.sb.controlAddress!.port, other.id, { probe: 'b' }), 202);
+    return onW.client.frames.some((f) => isProbe(f.json()));
+  }, 'a push through nb reaches the session on nw');
+  assert.equal(app.byPath('/ws/connect').length, 2, 'one connect per session, none for the moves');
 });
