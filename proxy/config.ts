@@ -155,6 +155,10 @@ const schema = z.strictObject({
     }).prefault({}),
     /** How long a session's move between nodes may take (each of its two round trips) before the resume starts a new session. */
     transferTimeoutMs: duration.default(5000),
+    /** How often each process says it is alive; one silent for three of these is counted gone. */
+    heartbeatMs: duration.default(2000),
+    /** How long a cluster-wide view waits for processes that have not answered. */
+    queryTimeoutMs: duration.default(1000),
   }).prefault({}),
   grip: z.strictObject({
     /** Auth for `POST /publish/`; none when unset (the control port is loopback by default). */

@@ -13,6 +13,7 @@ import { nameOf, toAll, toChannel, toConnection, toUser, type Target } from './t
 import { bodyKind, payloadOf } from './payload.js';
 import type { Logger } from 'pino';
 import { MAX_BATCH_MESSAGES } from './limits.js';
+import type { NodeView, Scope, Views } from './views.js';
 
 export interface ControlRequest {
   readonly req: IncomingMessage;
@@ -39,6 +40,10 @@ export interface ControlDeps {
   readonly log: Logger;
   readonly metrics: Metrics;
   readonly directory: Directory;
+  /** In a cluster: views over every node (scatter-gather); null answers for this node alone. */
+  readonly views: Views | null;
+  /** This node, for /v1/nodes outside a cluster. */
+  readonly node: () => Promise<NodeView>;
   readonly ready: () => Promise<{ ready: boolean; reason?: string }>;
   /** Metrics text; with workers, all of them aggregated. */
   readonly metricsText: () => Promise<{ contentType: string; body: string }>;
@@ -132,7 +137,7 @@ export function createMetricsApi(deps: Pick<ControlDeps, 'ready' | 'metricsText'
 }
 
 export function createControlApi(deps: ControlDeps): (req: IncomingMessage, res: ServerResponse) => void {
-  const { config, directory, clock } = deps;
+  const { config, directory, clock, views } = deps;
   const maxBytes = config.limits.maxMessageBytes;
   const token = config.control.token;
   const authorized = (req: IncomingMessage): boolean => token === null || hasBearer(req.headers.authorization, token);
@@ -159,7 +164,10 @@ export function createControlApi(deps: ControlDeps): (req: IncomingMessage, res:
     sendJson(r.res, 202, published ? { published: true, ...counts } : counts);
   };
 
-  const unknown = (id: string) => new SwitchboardError('unknown_connection', `no connection ${JSON.stringify(id)}`);
+  /** In a cluster, a connection not found may be on a node that did not answer: the message says which. */
+  const unknown = (id: string, nodes?: Scope) => new SwitchboardError('unknown_connection', nodes && nodes.missing.length > 0
+    ? `no connection ${JSON.stringify(id)} on the nodes that answered (not answering: ${nodes.missing.join(', ')})`
+    : `no connection ${JSON.stringify(id)}`);
 
   const builtin: ControlRoute[] = [
     ...healthRoutes(deps),
@@ -202,6 +210,11 @@ export function createControlApi(deps: ControlDeps): (req: IncomingMessage, res:
       handle: async (r) => {
         const { code, reason } = closeParams(r.url);
         const id = decodeSegment(r.match[1]);
+        if (views) {
+          const { closed, nodes } = await views.close(toConnection(id), code, reason);
+          if (closed === 0) throw unknown(id, nodes);
+          return sendJson(r.res, 200, { closed, nodes });
+        }
         const closed = await directory.close(toConnection(id), code, reason);
         if (closed === 0) throw unknown(id);
         sendJson(r.res, 200, { closed });
@@ -211,7 +224,8 @@ export function createControlApi(deps: ControlDeps): (req: IncomingMessage, res:
       method: 'DELETE', pattern: /^\/v1\/users\/([^/]+)$/,
       handle: async (r) => {
         const { code, reason } = closeParams(r.url);
-        sendJson(r.res, 200, { closed: await directory.close(toUser(decodeSegment(r.match[1])), code, reason) });
+        const target = toUser(decodeSegment(r.match[1]));
+        sendJson(r.res, 200, views ? await views.close(target, code, reason) : { closed: await directory.close(target, code, reason) });
       },
     },
     {
@@ -226,6 +240,11 @@ export function createControlApi(deps: ControlDeps): (req: IncomingMessage, res:
       method: 'GET', pattern: /^\/v1\/connections\/([^/]+)$/,
       handle: async (r) => {
         const id = decodeSegment(r.match[1]);
+        if (views) {
+          const { info, nodes } = await views.info(id);
+          if (!info) throw unknown(id, nodes);
+          return sendJson(r.res, 200, { ...info, nodes });
+        }
         const info = await directory.info(id);
         if (!info) throw unknown(id);
         sendJson(r.res, 200, info);
@@ -240,17 +259,22 @@ export function createControlApi(deps: ControlDeps): (req: IncomingMessage, res:
         if (!/^\d+$/.test(limitText) || limit < 1 || limit > 1000) throw new SwitchboardError('bad_query', `limit: expected an integer from 1 to 1000, got ${JSON.stringify(limitText)}`);
         const cursor = q.get('cursor') ?? undefined;
         if (cursor !== undefined && !/^[0-9a-zA-Z_-]{1,200}$/.test(cursor)) throw new SwitchboardError('bad_query', 'cursor: not a cursor this API returned');
-        const page = await directory.list({ user: q.get('user') ?? undefined, channel: q.get('channel') ?? undefined, limit, cursor });
-        sendJson(r.res, 200, page);
+        const query = { user: q.get('user') ?? undefined, channel: q.get('channel') ?? undefined, limit, cursor };
+        sendJson(r.res, 200, views ? await views.list(query) : await directory.list(query));
       },
     },
     {
       method: 'GET', pattern: /^\/v1\/channels\/([^/]+)$/,
       handle: async (r) => {
         const channel = decodeSegment(r.match[1]);
-        // Counts are of this node (all its workers): other nodes of a cluster are not asked.
-        sendJson(r.res, 200, { channel, connections: await directory.channelSize(channel), scope: 'node' });
+        if (views) return sendJson(r.res, 200, { channel, ...(await views.channelSize(channel)) });
+        // One node (all its workers) is all there is.
+        sendJson(r.res, 200, { channel, connections: await directory.channelSize(channel) });
       },
+    },
+    {
+      method: 'GET', pattern: /^\/v1\/nodes$/,
+      handle: async (r) => sendJson(r.res, 200, views ? await views.nodes() : { nodes: [await deps.node()], missing: [] }),
     },
   ];
   const setChannel = async (r: ControlRequest, subscribed: boolean) => {

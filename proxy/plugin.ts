@@ -12,6 +12,7 @@ import type { Relay } from './directory.js';
 import type { Target } from './target.js';
 import type { Effects, Upstream } from './upstream.js';
 import type { Departures, Mover } from './moves.js';
+import type { Question, Scatter } from './views.js';
 
 /** A running piece with a lifecycle: started in order, drained and closed in reverse. */
 export interface Part {
@@ -38,6 +39,8 @@ export interface SessionHost {
   readonly self: string;
   /** Sessions of this process that another one takes over (a relay with a mover answers for them). */
   readonly departures: Departures;
+  /** This process's answer to a cluster-wide question, from its own sessions. */
+  answer(question: Question): unknown;
   /** Applies an upstream's effects to a session of this process. */
   apply(connection: string, effects: Effects): void;
   /** The users or channels that have sessions here. */
@@ -66,6 +69,8 @@ export interface RelayPart extends Part {
   readonly watcher: RegistryWatcher;
   /** Carries sessions between processes, so a client resumes on any node; null when it cannot. */
   readonly mover: Mover | null;
+  /** Asks every process of the cluster (cluster-wide views); null when it cannot. */
+  readonly scatter: Scatter | null;
 }
 
 export interface Plugin {

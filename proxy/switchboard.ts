@@ -23,6 +23,7 @@ import { Session, type SessionContext } from './session.js';
 import { TimerWheel } from './timer-wheel.js';
 import { TokenCodec } from './token.js';
 import { Moves } from './moves.js';
+import { answerLocally, ClusterViews, type ProcessStatus, type Views } from './views.js';
 import { PushIds } from './push.js';
 import type { Upstream } from './upstream.js';
 import { Parts, pluginRoutes, pushSources, sessionParts, withDeadline, type Plugin, type SessionHost } from './plugin.js';
@@ -61,6 +62,8 @@ export class Switchboard {
   readonly worker: number;
   readonly upstream: Upstream;
   readonly ctx: SessionContext;
+  /** Cluster-wide views for the control API; null outside a cluster. */
+  readonly views: Views | null;
   state: SwitchboardState = 'starting';
 
   readonly #public: Server;
@@ -103,6 +106,7 @@ export class Switchboard {
         release: (id) => this.#moves?.release(id) ?? null,
         movedTo: (id) => this.#moves?.movedTo(id) ?? null,
       },
+      answer: (question) => answerLocally(this.directory, this.registry, question, self, () => this.status()),
       apply: (connection, effects) => this.registry.get(connection)?.apply(effects),
       names: (kind) => this.registry.names(kind),
       deliverLocal: (target, push) => void this.directory.routeLocal(target, push),
@@ -147,6 +151,7 @@ export class Switchboard {
       ended: (s) => registry.remove(s),
       track: (work) => this.track(work),
     };
+    this.views = relay?.scatter ? new ClusterViews(relay.scatter, self, (q) => answerLocally(this.directory, registry, q, self, () => this.status())) : null;
     this.#moves = relay?.mover ? new Moves({
       ctx: this.ctx,
       registry,
@@ -236,6 +241,12 @@ export class Switchboard {
     void tracked.finally(() => this.#work.delete(tracked));
   }
 
+  /** This process as /v1/nodes shows it. */
+  status(): ProcessStatus {
+    const state = this.state === 'draining' || this.state === 'closed' ? 'draining' : this.state === 'starting' ? 'starting' : this.readiness().ready ? 'ready' : 'not_ready';
+    return { state, sessions: this.registry.size };
+  }
+
   readiness(): { ready: boolean; reason?: string } {
     if (this.state !== 'running') return { ready: false, reason: this.state };
     const reason = this.#parts.notReady();
@@ -277,6 +288,8 @@ export class Switchboard {
         log: this.log,
         metrics: this.metrics,
         directory: this.directory,
+        views: this.views,
+        node: async () => ({ node: this.nodeId, processes: 1, ...this.status() }),
         ready: async () => this.readiness(),
         metricsText: () => this.#metricsText(),
         routes: this.#controlRoutes,

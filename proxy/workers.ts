@@ -14,7 +14,6 @@ import { systemClock } from './clock.js';
 import { createControlApi, createMetricsApi } from './control-api.js';
 import { addCounts, zeroCounts, type Directory, type ListQuery, type Page, type RouteResult, type SessionInfo } from './directory.js';
 import { createLogger } from './log.js';
-import { parseJson } from './json.js';
 import { createMetrics } from './metrics.js';
 import type { HandedRequest, Switchboard } from './switchboard.js';
 import { Socket } from 'node:net';
@@ -24,6 +23,7 @@ import type { Target } from './target.js';
 import { Parts, pluginRoutes, pushSources, type Plugin } from './plugin.js';
 import { ExitCode } from './errors.js';
 import { onStopSignals } from './signals.js';
+import { decodeCursors, type ProcessStatus, type Views } from './views.js';
 
 /** The environment variable that carries the primary's validated config to its workers. */
 export const WORKER_CONFIG = 'SWITCHBOARD_WORKER_CONFIG';
@@ -69,7 +69,11 @@ type Op =
   | { op: 'channelSize'; channel: string }
   | { op: 'setChannel'; connection: string; channel: string; subscribed: boolean }
   | { op: 'sessions' }
-  | { op: 'ready' };
+  | { op: 'ready' }
+  | { op: 'status' }
+  | { op: 'view'; name: ViewName; args: unknown[] };
+
+type ViewName = 'info' | 'list' | 'channelSize' | 'close' | 'nodes';
 
 interface Call { sbCall: number; body: Op }
 /** A resume handshake on its way to the worker that holds the session (the socket travels with it). */
@@ -154,6 +158,11 @@ async function answer(sb: Switchboard, body: Op): Promise<unknown> {
     case 'setChannel': return d.setChannel(body.connection, body.channel, body.subscribed);
     case 'sessions': return d.sessions();
     case 'ready': return sb.readiness();
+    case 'status': return sb.status();
+    case 'view': {
+      if (!sb.views) throw new Error('not in a cluster');
+      return (sb.views[body.name] as (...args: unknown[]) => Promise<unknown>).apply(sb.views, body.args);
+    }
   }
 }
 
@@ -257,13 +266,7 @@ export class WorkersDirectory implements Directory {
 
   /** Merges the workers' pages; the cursor carries one cursor per worker. */
   async list(query: ListQuery): Promise<Page> {
-    let cursors: Record<string, string> = {};
-    if (query.cursor) {
-      const parsed = parseJson(Buffer.from(query.cursor, 'base64url').toString('utf8'));
-      if (parsed.ok && parsed.value !== null && typeof parsed.value === 'object' && !Array.isArray(parsed.value)) {
-        for (const [k, v] of Object.entries(parsed.value)) if (typeof v === 'string') cursors[k] = v;
-      }
-    }
+    const cursors = decodeCursors(query.cursor);
     const indexes = [...this.#pool.workers.keys()];
     const pages = await Promise.all(indexes.map((i) => this.#pool.call<{ entries: Array<{ info: SessionInfo; cursor: string }>; more: boolean }>(
       i, { op: 'list', query: { user: query.user, channel: query.channel, limit: query.limit, cursor: cursors[i] } })));
@@ -287,6 +290,25 @@ export class WorkersDirectory implements Directory {
   async sessions(): Promise<number> {
     return (await this.#pool.callAll<number>({ op: 'sessions' })).reduce((a, b) => a + b, 0);
   }
+}
+
+/** In a cluster, the views are a worker's: it asks every process of the cluster, its siblings too. */
+class WorkerViews implements Views {
+  readonly #pool: WorkerPool;
+
+  constructor(pool: WorkerPool) {
+    this.#pool = pool;
+  }
+
+  #view<T>(name: ViewName, ...args: unknown[]): Promise<T> {
+    return this.#pool.call<T>(Math.min(...this.#pool.workers.keys()), { op: 'view', name, args });
+  }
+
+  info(connection: string) { return this.#view<Awaited<ReturnType<Views['info']>>>('info', connection); }
+  list(query: ListQuery) { return this.#view<Awaited<ReturnType<Views['list']>>>('list', query); }
+  channelSize(channel: string) { return this.#view<Awaited<ReturnType<Views['channelSize']>>>('channelSize', channel); }
+  close(target: Target, code: number, reason: string) { return this.#view<Awaited<ReturnType<Views['close']>>>('close', target, code, reason); }
+  nodes() { return this.#view<Awaited<ReturnType<Views['nodes']>>>('nodes'); }
 }
 
 async function runPrimary(config: Readonly<Config>, n: number, plugins: readonly Plugin[], exit: Exit): Promise<void> {
@@ -370,6 +392,17 @@ async function runPrimary(config: Readonly<Config>, n: number, plugins: readonly
     clock: systemClock,
     metrics: createMetrics({ defaults: false }),
     directory,
+    views: config.cluster.amqp.url === null ? null : new WorkerViews(pool),
+    node: async () => {
+      const statuses = await pool.callAll<ProcessStatus>({ op: 'status' });
+      const states = statuses.map((s) => s.state);
+      return {
+        node: nodeId,
+        state: state === 'draining' ? 'draining' : states.find((s) => s !== 'ready') ?? 'ready',
+        sessions: statuses.reduce((sum, s) => sum + s.sessions, 0),
+        processes: statuses.length,
+      };
+    },
     routes: pluginRoutes(plugins, config),
   }));
   const metricsPort: Server | null = config.metrics.listen === null ? null : createServer(createMetricsApi(health));

@@ -35,6 +35,9 @@ import type { Backoff } from '../../proxy/backoff.js';
 import { payloadContent } from './upstream.js';
 import { MAX_ROUTING_NAME } from '../../proxy/limits.js';
 import type { Mover, Transfer } from '../../proxy/moves.js';
+import { decodeQuestion, encodeQuestion, type Answer, type Question, type Scatter } from '../../proxy/views.js';
+import { parseJson } from '../../proxy/json.js';
+import { every } from '../../proxy/clock.js';
 import { decodeSnapshot, decodeTail, encodeJson, type MoveTail } from '../../proxy/snapshot.js';
 import { MAX_TAKE_HOPS, isTransferReply, isTransferRequest, processKey, processOf, replyOptions, requestOptions, type TransferReply, type TransferRequest } from './transfer.js';
 
@@ -47,9 +50,16 @@ export interface ClusterOptions {
   readonly reconnect: Backoff;
   /** Each round trip of a session move. */
   readonly transferTimeoutMs: number;
+  /** How often this process says it is alive; a process silent for three of these is gone. */
+  readonly heartbeatMs: number;
+  /** How long a cluster-wide view waits for the processes that have not answered. */
+  readonly queryTimeoutMs: number;
 }
 
-export type ClusterDeps = Pick<SessionHost, 'log' | 'clock' | 'names' | 'deliverLocal' | 'closeLocal' | 'departures'>;
+export type ClusterDeps = Pick<SessionHost, 'log' | 'clock' | 'names' | 'deliverLocal' | 'closeLocal' | 'departures' | 'answer'>;
+
+/** Heartbeats a process may miss before the others count it gone. */
+export const MISSED_HEARTBEATS = 3;
 
 // ── routing keys ──────────────────────────────────────────────────────────────
 
@@ -165,11 +175,12 @@ export function decodeMessage(content: Buffer, type: unknown, headers: Record<st
 
 // ── the cluster link ──────────────────────────────────────────────────────────
 
-type Answer = ConsumeMessage | 'unroutable' | 'timeout';
+type Reply = ConsumeMessage | 'unroutable' | 'timeout';
 
 export class Cluster implements RegistryWatcher {
   readonly relay: Relay;
   readonly mover: Mover;
+  readonly scatter: Scatter;
   readonly #options: ClusterOptions;
   readonly #deps: ClusterDeps;
   readonly #log: Logger;
@@ -180,8 +191,13 @@ export class Cluster implements RegistryWatcher {
   /** Publications, confirmed. */
   #publisher: ConfirmChannel | null = null;
   /** Transfer requests waiting for their reply, by correlation id. */
-  readonly #calls = new Map<string, { settle: (answer: Answer) => void; timer: unknown }>();
+  readonly #calls = new Map<string, { settle: (answer: Reply) => void; timer: unknown }>();
   #callCounter = 0;
+  /** Cluster-wide questions waiting for answers, by correlation id. */
+  readonly #gathers = new Map<string, { answers: Answer[]; waiting: Set<string>; done: () => void }>();
+  /** Other processes of the cluster, by `<node>-<worker>`, with when each was last heard. */
+  readonly #peers = new Map<string, number>();
+  #stopBeating: (() => void) | null = null;
 
   constructor(options: ClusterOptions, deps: ClusterDeps) {
     this.#options = options;
@@ -215,6 +231,13 @@ export class Cluster implements RegistryWatcher {
       close: (target, code, reason) => this.#publish(target, encodeClose(options.nodeId, target, code, reason)),
     };
     this.mover = { take: (holder, id) => this.#take(holder, id) };
+    this.scatter = { ask: (question) => this.#gather(question) };
+  }
+
+  /** The other processes heard from within the last MISSED_HEARTBEATS heartbeats. */
+  peers(): string[] {
+    const since = this.#deps.clock.now() - MISSED_HEARTBEATS * this.#options.heartbeatMs;
+    return [...this.#peers].filter(([, seen]) => seen >= since).map(([p]) => p);
   }
 
   get queue(): string {
@@ -247,10 +270,36 @@ export class Cluster implements RegistryWatcher {
     }
     await Promise.all(keys.map((key) => ch.bindQueue(this.#queue, exchange, key)));
     this.#log.info({ queue: this.#queue, bindings: keys.length }, 'cluster queue bound');
+    this.#beat('hello');
   }
 
-  start(): Promise<void> {
-    return this.#broker.start();
+  async start(): Promise<void> {
+    await this.#broker.start();
+    this.#stopBeating = every(this.#deps.clock, this.#options.heartbeatMs, () => {
+      this.#beat('hello');
+      this.#sweep();
+    });
+  }
+
+  /** Tells every process this one is alive (`hello`) or leaving (`bye`). */
+  #beat(type: 'hello' | 'bye'): void {
+    // Not `up` yet during setup: the first hello goes out as soon as the channels are open.
+    const pub = this.#publisher;
+    if (!pub) return;
+    try {
+      pub.publish(this.#options.exchange, 'all', Buffer.alloc(0), { type, persistent: false, headers: { 'x-switchboard-origin': this.#options.nodeId, 'x-switchboard-from': this.#options.self } });
+    } catch (err) {
+      this.#log.debug({ err: (err as Error).message }, 'cluster heartbeat not sent');
+    }
+  }
+
+  #sweep(): void {
+    const since = this.#deps.clock.now() - MISSED_HEARTBEATS * this.#options.heartbeatMs;
+    for (const [process, seen] of this.#peers) {
+      if (seen >= since) continue;
+      this.#peers.delete(process);
+      this.#log.warn({ process, silentMs: this.#deps.clock.now() - seen }, 'cluster process went silent: counted gone');
+    }
   }
 
   ready(): boolean {
@@ -259,10 +308,14 @@ export class Cluster implements RegistryWatcher {
 
   /** Closing the connection deletes the exclusive queue and its bindings. */
   close(): Promise<void> {
+    this.#stopBeating?.();
+    // The others stop counting this process at once, not three heartbeats later.
+    this.#beat('bye');
     return this.#broker.close();
   }
 
   destroy(): void {
+    this.#stopBeating?.();
     this.#broker.destroy();
   }
 
@@ -309,6 +362,7 @@ export class Cluster implements RegistryWatcher {
     const type: unknown = msg.properties.type;
     if (isTransferReply(type)) return this.#answer(msg.properties.correlationId, msg);
     if (isTransferRequest(type)) return this.#serve(type, msg);
+    if (type === 'hello' || type === 'bye' || type === 'query' || type === 'answer') return this.#view(type, msg);
     const decoded = decodeMessage(msg.content, msg.properties.type, msg.properties.headers ?? {}, this.#deps.clock.now());
     if (!decoded.ok) {
       this.#log.warn({ err: decoded.error, routingKey: msg.fields.routingKey }, 'malformed cluster message ignored');
@@ -323,7 +377,7 @@ export class Cluster implements RegistryWatcher {
 
   // ── session moves ───────────────────────────────────────────────────────────
 
-  #answer(correlationId: unknown, answer: Answer): void {
+  #answer(correlationId: unknown, answer: Reply): void {
     const call = typeof correlationId === 'string' ? this.#calls.get(correlationId) : undefined;
     // A late reply (its ask timed out) is dropped: the asker started anew, the holder takes the session back.
     if (!call) return;
@@ -333,12 +387,12 @@ export class Cluster implements RegistryWatcher {
   }
 
   /** One transfer request to one process, and its reply. */
-  #ask(type: TransferRequest, holder: string, id: string): Promise<Answer> {
+  #ask(type: TransferRequest, holder: string, id: string): Promise<Reply> {
     const pub = this.#publisher;
     if (!pub || !this.#broker.up) return Promise.resolve('timeout');
     const correlationId = `${this.#options.self}.${(++this.#callCounter).toString(36)}`;
     const { exchange, nodeId, self, transferTimeoutMs } = this.#options;
-    return new Promise<Answer>((settle) => {
+    return new Promise<Reply>((settle) => {
       const timer = this.#deps.clock.setTimeout(() => this.#answer(correlationId, 'timeout'), transferTimeoutMs);
       this.#calls.set(correlationId, { settle, timer });
       try {
@@ -385,6 +439,91 @@ export class Cluster implements RegistryWatcher {
     const tail = decodeTail(answer.content);
     if (!tail.ok) throw new Error(`malformed move tail: ${tail.error}`);
     return tail.value;
+  }
+
+  // ── cluster-wide views (proxy/views.ts) ────────────────────────────────────
+
+  #view(type: 'hello' | 'bye' | 'query' | 'answer', msg: ConsumeMessage): void {
+    const from = processOf(msg.properties.headers?.['x-switchboard-from']);
+    if (from === null || from === this.#options.self) return;
+    if (type === 'hello') {
+      if (!this.#peers.has(from)) this.#log.info({ process: from }, 'cluster process joined');
+      this.#peers.set(from, this.#deps.clock.now());
+    } else if (type === 'bye') {
+      this.#peers.delete(from);
+      this.#log.info({ process: from }, 'cluster process left');
+    } else if (type === 'query') {
+      this.#peers.set(from, Math.max(this.#peers.get(from) ?? 0, this.#deps.clock.now()));
+      this.#reply(msg, from);
+    } else {
+      // An answer is as good as a heartbeat.
+      this.#peers.set(from, this.#deps.clock.now());
+      this.#collect(msg, from);
+    }
+  }
+
+  #reply(msg: ConsumeMessage, from: string): void {
+    const { replyTo, correlationId } = msg.properties;
+    const question = decodeQuestion(msg.content);
+    const pub = this.#publisher;
+    if (typeof replyTo !== 'string' || typeof correlationId !== 'string' || !question.ok || !pub) {
+      this.#log.warn({ from, err: question.ok ? 'no reply address' : question.error }, 'malformed cluster question ignored');
+      return;
+    }
+    let value: unknown;
+    try {
+      value = this.#deps.answer(question.value);
+    } catch (err) {
+      this.#log.error({ err }, 'answering a cluster question failed');
+      return;
+    }
+    try {
+      pub.publish('', replyTo, Buffer.from(JSON.stringify(value ?? null)), {
+        type: 'answer', correlationId, persistent: false, contentType: 'application/json', headers: { 'x-switchboard-from': this.#options.self },
+      });
+    } catch (err) {
+      this.#log.warn({ err: (err as Error).message }, 'cluster answer not sent');
+    }
+  }
+
+  #collect(msg: ConsumeMessage, from: string): void {
+    const id = msg.properties.correlationId;
+    const gather = typeof id === 'string' ? this.#gathers.get(id) : undefined;
+    if (!gather) return;
+    const value = parseJson(msg.content.toString('utf8'));
+    gather.answers.push({ process: from, value: value.ok ? value.value : undefined });
+    gather.waiting.delete(from);
+    if (gather.waiting.size === 0) gather.done();
+  }
+
+  /** Asks every other live process; settles when all answered or the deadline passed. */
+  #gather(question: Question): Promise<{ answers: Answer[]; silent: string[] }> {
+    const pub = this.#publisher;
+    const peers = this.peers();
+    if (!pub || !this.#broker.up) return Promise.resolve({ answers: [], silent: peers });
+    if (peers.length === 0) return Promise.resolve({ answers: [], silent: [] });
+    const correlationId = `${this.#options.self}.q${(++this.#callCounter).toString(36)}`;
+    return new Promise((resolve) => {
+      const gather = {
+        answers: [] as Answer[],
+        waiting: new Set(peers),
+        done: () => {
+          this.#deps.clock.clearTimeout(timer);
+          this.#gathers.delete(correlationId);
+          resolve({ answers: gather.answers, silent: [...gather.waiting] });
+        },
+      };
+      const timer = this.#deps.clock.setTimeout(() => gather.done(), this.#options.queryTimeoutMs);
+      this.#gathers.set(correlationId, gather);
+      try {
+        pub.publish(this.#options.exchange, 'all', encodeQuestion(question), {
+          type: 'query', replyTo: this.#queue, correlationId, persistent: false, contentType: 'application/json',
+          headers: { 'x-switchboard-origin': this.#options.nodeId, 'x-switchboard-from': this.#options.self },
+        });
+      } catch {
+        gather.done();
+      }
+    });
   }
 
   /** A request from a process taking one of our sessions over. */

@@ -17,12 +17,15 @@ function cluster(host: SessionHost): RelayPart | null {
     self: host.self,
     reconnect: config.amqp.reconnect,
     transferTimeoutMs: config.cluster.transferTimeoutMs,
+    heartbeatMs: config.cluster.heartbeatMs,
+    queryTimeoutMs: config.cluster.queryTimeoutMs,
   }, host);
   return {
     name: 'cluster relay',
     relay: c.relay,
     watcher: c,
     mover: c.mover,
+    scatter: c.scatter,
     start: () => c.start(),
     close: () => c.close(),
     destroy: () => c.destroy(),
