@@ -212,6 +212,8 @@ export function createControlApi(deps: ControlDeps): (req: IncomingMessage, res:
         const id = decodeSegment(r.match[1]);
         if (views) {
           const { closed, nodes } = await views.close(toConnection(id), code, reason);
+          // Published too: a session parked in the broker (between a drain and its claim) takes it along.
+          await directory.close(toConnection(id), code, reason);
           if (closed === 0) throw unknown(id, nodes);
           return sendJson(r.res, 200, { closed, nodes });
         }
@@ -225,7 +227,11 @@ export function createControlApi(deps: ControlDeps): (req: IncomingMessage, res:
       handle: async (r) => {
         const { code, reason } = closeParams(r.url);
         const target = toUser(decodeSegment(r.match[1]));
-        sendJson(r.res, 200, views ? await views.close(target, code, reason) : { closed: await directory.close(target, code, reason) });
+        if (!views) return sendJson(r.res, 200, { closed: await directory.close(target, code, reason) });
+        const answer = await views.close(target, code, reason);
+        // Published too: parked sessions of the user take the close along.
+        await directory.close(target, code, reason);
+        sendJson(r.res, 200, answer);
       },
     },
     {

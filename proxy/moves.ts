@@ -22,7 +22,8 @@ import { CloseCode } from './errors.js';
 import type { Metrics } from './metrics.js';
 import type { Registry } from './registry.js';
 import { Session, type SessionContext } from './session.js';
-import type { MoveTail, SessionSnapshot } from './snapshot.js';
+import type { MoveTail, RosterEntry, SessionSnapshot } from './snapshot.js';
+import type { SessionView } from './upstream.js';
 
 /** A session being taken over from another process. */
 export interface Transfer {
@@ -36,8 +37,17 @@ export interface Transfer {
 
 /** What carries a move between processes (a relay's part). */
 export interface Mover {
-  /** Takes session `id` from the process `holder` (`<node>-<worker>`); null when it holds no such session. */
-  take(holder: string, id: string): Promise<Transfer | null>;
+  /**
+   * Takes session `id` from the process `holder` (`<node>-<worker>`), or, when that process
+   * does not hold it (or `holder` is null), from where it is parked; null when it is in neither.
+   */
+  take(holder: string | null, id: string): Promise<Transfer | null>;
+  /**
+   * Parks a departed session durably for `graceLeftMs`, where any process can take it; once
+   * its pushes reach the parked copy, `settle` forgets it here and returns what was held
+   * meanwhile. Rejects when it could not be parked.
+   */
+  park(snapshot: SessionSnapshot, graceLeftMs: number, settle: () => MoveTail | null): Promise<void>;
 }
 
 /** What the relay asks of the process that holds a session. */
@@ -48,6 +58,10 @@ export interface Departures {
   release(id: string): MoveTail | null;
   /** Where a session that moved away from here went; null when it did not. */
   movedTo(id: string): string | null;
+  /** A parked session nobody claimed within its grace: its disconnect webhook, resolved once sent. */
+  expired(snapshot: SessionSnapshot): Promise<void>;
+  /** A session of a process that died: its disconnect webhook, resolved once sent. */
+  lost(entry: RosterEntry): Promise<void>;
 }
 
 export interface MovesHost {
@@ -134,7 +148,7 @@ export class Moves implements Departures {
    * Brings session `id` here from `holder`, registered and with everything it held; null when
    * there is none to bring (the client then starts a new session).
    */
-  async arrive(holder: string, id: string): Promise<Session | null> {
+  async arrive(holder: string | null, id: string): Promise<Session | null> {
     const host = this.#host;
     let transfer: Transfer | null;
     try {
@@ -171,6 +185,68 @@ export class Moves implements Departures {
     session.arrive(tail);
     host.metrics.sessionMovesTotal.inc({ direction: 'in', result: 'moved' });
     return session;
+  }
+
+  // ── parking (a drain's sessions whose clients did not come back) ─────────────
+
+  /** Parks every reliable session left here (their sockets close 1012); what could not be parked stays. */
+  async parkAll(sessions: Iterable<Session>): Promise<number> {
+    const host = this.#host;
+    let parked = 0;
+    const all = [...sessions].filter((s) => s.mode === 'reliable');
+    // A hundred at a time: each is a few broker round trips.
+    for (let i = 0; i < all.length; i += 100) {
+      const done = await Promise.all(all.slice(i, i + 100).map((s) => this.#park(s)));
+      parked += done.filter(Boolean).length;
+    }
+    if (all.length > 0) host.log.info({ parked, of: all.length }, 'sessions parked for another process to take over');
+    return parked;
+  }
+
+  async #park(session: Session): Promise<boolean> {
+    const host = this.#host;
+    const graceLeft = session.graceEndsAt - host.clock.now();
+    if (graceLeft <= 0) return false;
+    const snapshot = session.depart(CloseCode.serviceRestart, 'service restart');
+    if (!snapshot) return false;
+    try {
+      await this.#mover.park(snapshot, graceLeft, () => {
+        const tail = session.tail();
+        if (tail) session.forget();
+        return tail;
+      });
+      host.metrics.sessionMovesTotal.inc({ direction: 'out', result: 'parked' });
+      return true;
+    } catch (err) {
+      host.log.warn({ err: (err as Error).message, connection: session.id }, 'parking a session failed: it ends here');
+      session.stay();
+      return false;
+    }
+  }
+
+  /** A parked session's grace ran out: the app hears of its end, as from any session's. */
+  expired(snapshot: SessionSnapshot): Promise<void> {
+    const host = this.#host;
+    const session = Session.restore(host.ctx, snapshot, host.clock.now());
+    host.metrics.sessions.inc();
+    host.metrics.sessionMovesTotal.inc({ direction: 'in', result: 'expired' });
+    return session.expireParked();
+  }
+
+  /** A session of a process that died: the app hears of its end from here (code 1006: its node was lost). */
+  lost(entry: RosterEntry): Promise<void> {
+    const { ctx, clock } = this.#host;
+    const view: SessionView = {
+      id: entry.id, mode: 'reliable', path: entry.path, url: entry.path, query: {}, remoteAddress: '',
+      subprotocol: null, headers: {}, user: entry.user, meta: entry.meta, connectedAt: entry.connectedAt,
+    };
+    this.#host.metrics.sessionMovesTotal.inc({ direction: 'in', result: 'lost' });
+    const told = ctx.upstream.disconnect(view, {
+      code: 1006, reason: 'node lost', durationMs: Math.max(0, clock.now() - entry.connectedAt),
+      messagesIn: 0, messagesOut: 0, undelivered: 0, clientClosed: false,
+    });
+    ctx.track(told);
+    return told;
   }
 
   /** Moves not yet released give up (the sessions stay here, detached). */

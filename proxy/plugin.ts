@@ -13,6 +13,7 @@ import type { Target } from './target.js';
 import type { Effects, Upstream } from './upstream.js';
 import type { Departures, Mover } from './moves.js';
 import type { Question, Scatter } from './views.js';
+import type { RosterEntry } from './snapshot.js';
 
 /** A running piece with a lifecycle: started in order, drained and closed in reverse. */
 export interface Part {
@@ -41,6 +42,8 @@ export interface SessionHost {
   readonly departures: Departures;
   /** This process's answer to a cluster-wide question, from its own sessions. */
   answer(question: Question): unknown;
+  /** The sessions held here, as the cluster roster keeps them. */
+  roster(): Iterable<RosterEntry>;
   /** Applies an upstream's effects to a session of this process. */
   apply(connection: string, effects: Effects): void;
   /** The users or channels that have sessions here. */

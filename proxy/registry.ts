@@ -10,6 +10,10 @@ export type IndexKind = 'user' | 'channel' | 'connection';
 export interface RegistryWatcher {
   first(kind: IndexKind, key: string): void;
   last(kind: IndexKind, key: string): void;
+  /** Every session, as it is registered, changes user or meta, and leaves (the cluster roster follows them). */
+  added?(session: Session): void;
+  changed?(session: Session): void;
+  removed?(session: Session): void;
 }
 
 export interface ListQuery {
@@ -66,6 +70,7 @@ export class Registry {
     }
     if (session.user !== null) this.#join(this.#byUser, 'user', session.user, session);
     for (const channel of session.channels ?? []) this.#join(this.#byChannel, 'channel', channel, session);
+    this.#watcher?.added?.(session);
   }
 
   remove(session: Session): void {
@@ -75,6 +80,7 @@ export class Registry {
     if (this.#guests.delete(session.id)) this.#watcher?.last('connection', session.id);
     if (session.user !== null) this.#leave(this.#byUser, 'user', session.user, session);
     for (const channel of session.channels ?? []) this.#leave(this.#byChannel, 'channel', channel, session);
+    this.#watcher?.removed?.(session);
   }
 
   /** A registered session's user changed (the session owns it; this is the index). */
@@ -82,6 +88,12 @@ export class Registry {
     if (this.#byId.get(session.id) !== session) return;
     if (previous !== null) this.#leave(this.#byUser, 'user', previous, session);
     if (session.user !== null) this.#join(this.#byUser, 'user', session.user, session);
+    this.changed(session);
+  }
+
+  /** A registered session's user or meta changed. */
+  changed(session: Session): void {
+    if (this.#byId.get(session.id) === session) this.#watcher?.changed?.(session);
   }
 
   /** A registered session joined or left a channel. */

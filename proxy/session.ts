@@ -23,7 +23,7 @@ import type { ClientLink, LinkListener, PartHost } from './link.js';
 import { encodeServerFrame } from './frame.js';
 import { ReliableProtocol } from './reliable.js';
 import { Push } from './push.js';
-import { fromWireMessage, toWireMessage, SNAPSHOT_VERSION, type MoveTail, type SessionSnapshot } from './snapshot.js';
+import { fromWireMessage, toWireMessage, SNAPSHOT_VERSION, type MoveTail, type RosterEntry, type SessionSnapshot } from './snapshot.js';
 import { Outbound, type SendResult } from './outbound.js';
 import { Inbound } from './inbound.js';
 import type { DeliveryOutcome, Effects, InboundMessage, SessionView, Upstream } from './upstream.js';
@@ -46,6 +46,8 @@ export interface SessionContext {
   readonly tokens: TokenCodec;
   /** The session's user changed from `previous`: index it. */
   userChanged(session: Session, previous: string | null): void;
+  /** The app set meta on the session (the cluster roster keeps it). */
+  metaChanged(session: Session): void;
   /** The session joined or left a channel: index it. */
   channelChanged(session: Session, channel: string, joined: boolean): void;
   /** The session ended for good: forget it. */
@@ -311,12 +313,12 @@ export class Session implements SessionView, Beating, LinkListener {
       this.log.debug({ code }, 'session detached');
       return;
     }
-    this.#end();
+    void this.#end();
   }
 
   /** The grace window ran out without a resume. */
   expire(): void {
-    if (this.state === 'detached') this.#end();
+    if (this.state === 'detached') void this.#end();
   }
 
   /** Closes the session for good (app request, overflow, drain). */
@@ -330,7 +332,7 @@ export class Session implements SessionView, Beating, LinkListener {
       // A peer that never answers the close frame is cut off with the heartbeat timeout.
       this.#ctx.clock.setTimeout(() => link.terminate(), this.#ctx.config.heartbeat.timeoutMs);
     } else {
-      this.#end();
+      void this.#end();
     }
   }
 
@@ -347,8 +349,8 @@ export class Session implements SessionView, Beating, LinkListener {
     this.#state = state;
   }
 
-  #end(): void {
-    if (this.state === 'closed') return;
+  #end(): Promise<void> {
+    if (this.state === 'closed') return Promise.resolve();
     const ctx = this.#ctx;
     this.#enter('closed');
     ctx.grace.cancel(this);
@@ -365,7 +367,9 @@ export class Session implements SessionView, Beating, LinkListener {
     };
     this.log.info({ code, reason, undelivered }, 'session ended');
     // Messages already taken from the client reach the app before it hears of the end.
-    ctx.track(this.settled().then(() => ctx.upstream.disconnect(this, info)));
+    const told = this.settled().then(() => ctx.upstream.disconnect(this, info));
+    ctx.track(told);
+    return told;
   }
 
   // ── moving between processes ──────────────────────────────────────────────────
@@ -374,14 +378,14 @@ export class Session implements SessionView, Beating, LinkListener {
    * Hands the session to another process: its socket, if any, is closed 4009, and pushes are
    * held aside from here on. Null when it cannot move (raw, or ending).
    */
-  depart(): SessionSnapshot | null {
+  depart(code: number = CloseCode.takenOver, reason = 'session resumed elsewhere'): SessionSnapshot | null {
     if (this.mode !== 'reliable' || (this.#state !== 'open' && this.#state !== 'detached')) return null;
     const ctx = this.#ctx;
     const now = ctx.clock.now();
     const link = this.#link;
     if (link) {
       link.listen(null);
-      link.close(CloseCode.takenOver, 'session resumed elsewhere');
+      link.close(code, reason);
       this.#link = null;
       this.#out?.unlinked();
       ctx.metrics.connections.dec();
@@ -401,6 +405,16 @@ export class Session implements SessionView, Beating, LinkListener {
       messagesIn: this.#in?.taken ?? this.#takenBefore, messagesOut: held.messagesOut,
       detachedForMs: now - this.#detachedAt,
     };
+  }
+
+  /** The session as the cluster roster keeps it. */
+  rosterEntry(): RosterEntry {
+    return { id: this.id, user: this.#user, meta: this.#meta, connectedAt: this.connectedAt, path: this.path };
+  }
+
+  /** When its grace ends, had it stayed here (ms since epoch). */
+  get graceEndsAt(): number {
+    return (this.#link ? this.#ctx.clock.now() : this.#detachedAt) + this.#ctx.config.session.graceMs;
   }
 
   /** What reached the session while it moved, and its final user, meta and channels; null when it ended meanwhile. */
@@ -472,6 +486,14 @@ export class Session implements SessionView, Beating, LinkListener {
       this.send(fromWireMessage(m, now));
     }
     for (const push of here) if (push.id === null || !seen.has(push.id)) this.send(push);
+    if (tail.close) this.close(tail.close.code, tail.close.reason);
+  }
+
+  /** Ends a session rebuilt from a parked snapshot whose grace ran out; resolves once the app was told. */
+  expireParked(): Promise<void> {
+    this.#holding = null;
+    this.#lastClose = { code: CloseCode.serviceRestart, reason: 'parked session expired', clientClosed: false };
+    return this.#end();
   }
 
   // ── outbound ──────────────────────────────────────────────────────────────────
@@ -539,7 +561,10 @@ export class Session implements SessionView, Beating, LinkListener {
     const ctx = this.#ctx;
     if (effects.user !== undefined) this.setUser(effects.user);
     // A new object, not a mutation: upstreams cache what they derive from it by identity.
-    if (effects.meta) this.#meta = { ...this.#meta, ...effects.meta };
+    if (effects.meta) {
+      this.#meta = { ...this.#meta, ...effects.meta };
+      ctx.metaChanged(this);
+    }
     for (const channel of effects.channels ?? []) this.join(channel);
     for (const channel of effects.unsubscribe ?? []) this.leave(channel);
     for (const payload of effects.send ?? []) this.send(new Push(payload));

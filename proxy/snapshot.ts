@@ -54,6 +54,17 @@ export interface MoveTail {
   readonly meta: Record<string, string>;
   readonly channels: string[];
   readonly pushes: WireMessage[];
+  /** The app closed the session meanwhile (a parked one): it ends once it arrives. */
+  readonly close?: { readonly code: number; readonly reason: string };
+}
+
+/** A session as the roster keeps it (plugins/amqp/roster.ts): enough for its disconnect webhook. */
+export interface RosterEntry {
+  readonly id: string;
+  readonly user: string | null;
+  readonly meta: Record<string, string>;
+  readonly connectedAt: number;
+  readonly path: string;
 }
 
 export function toWireMessage(push: Push, now: number): WireMessage {
@@ -152,6 +163,11 @@ export function decodeTail(content: Buffer): Result<MoveTail> {
   if (!isStringOrNull(t.user) || !isStringRecord(t.meta) || !isStrings(t.channels)) return fail('bad user, meta or channels');
   const pushes = wireMessages(t.pushes);
   if (!pushes.ok) return pushes;
+  if (t.close !== undefined) {
+    const c = t.close;
+    if (!isObject(c) || !Number.isInteger(c.code) || (c.code as number) < 1000 || (c.code as number) > 4999 || typeof c.reason !== 'string') return fail('bad close');
+    return ok({ user: t.user, meta: t.meta, channels: t.channels, pushes: pushes.value, close: { code: c.code as number, reason: c.reason } });
+  }
   return ok({ user: t.user, meta: t.meta, channels: t.channels, pushes: pushes.value });
 }
 

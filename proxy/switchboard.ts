@@ -25,6 +25,7 @@ import { TokenCodec } from './token.js';
 import { Moves } from './moves.js';
 import { answerLocally, ClusterViews, type ProcessStatus, type Views } from './views.js';
 import { PushIds } from './push.js';
+import type { RosterEntry } from './snapshot.js';
 import type { Upstream } from './upstream.js';
 import { Parts, pluginRoutes, pushSources, sessionParts, withDeadline, type Plugin, type SessionHost } from './plugin.js';
 
@@ -105,7 +106,10 @@ export class Switchboard {
         depart: (id, to) => this.#moves?.depart(id, to) ?? null,
         release: (id) => this.#moves?.release(id) ?? null,
         movedTo: (id) => this.#moves?.movedTo(id) ?? null,
+        expired: (snapshot) => this.#moves?.expired(snapshot) ?? Promise.resolve(),
+        lost: (entry) => this.#moves?.lost(entry) ?? Promise.resolve(),
       },
+      roster: () => rosterOf(this.registry),
       answer: (question) => answerLocally(this.directory, this.registry, question, self, () => this.status()),
       apply: (connection, effects) => this.registry.get(connection)?.apply(effects),
       names: (kind) => this.registry.names(kind),
@@ -148,6 +152,7 @@ export class Switchboard {
       tokens: new TokenCodec(config.session.tokenSecret, config.session.tokenTtlMs, self),
       userChanged: (s, previous) => registry.userChanged(s, previous),
       channelChanged: (s, channel, joined) => registry.channelChanged(s, channel, joined),
+      metaChanged: (s) => registry.changed(s),
       ended: (s) => registry.remove(s),
       track: (work) => this.track(work),
     };
@@ -193,10 +198,8 @@ export class Switchboard {
       worker: this.worker,
       self,
       handoff: options.handoff,
-      arrive: this.#moves ? (holder, id) => {
-        const from = holder === self ? this.#moves!.movedTo(id) : holder;
-        return from === null ? Promise.resolve(null) : this.#moves!.arrive(from, id);
-      } : undefined,
+      // A session of this process that is not here moved away, or was parked (by this process's predecessor, after a restart).
+      arrive: this.#moves ? (holder, id) => this.#moves!.arrive(holder === self ? this.#moves!.movedTo(id) : holder, id) : undefined,
     });
     // Half-sent requests (slowloris) are cut off once limits.handshakeTimeoutMs has passed,
     // checked often enough for that bound to hold.
@@ -361,6 +364,9 @@ export class Switchboard {
       : () => [...this.registry.all()].every((s) => !s.attached);
     await until(gone, Math.min(spread + 200, deadline - this.clock.now()));
     this.#moves?.close();
+    // The rest are parked in RabbitMQ, for whichever process their clients reach within their grace.
+    if (this.#moves) await withDeadline(this.#moves.parkAll(this.registry.all()), Math.max(0, deadline - this.clock.now()) / 2, 'parking').catch((err: unknown) =>
+      this.log.warn({ err: (err as Error).message }, 'parking did not finish: the rest end here'));
     for (const s of [...this.registry.all()]) s.close(CloseCode.serviceRestart, 'service restart');
     await until(() => this.registry.size === 0, Math.max(0, deadline - this.clock.now()) / 2);
     try {
@@ -404,4 +410,8 @@ function answerClientError(err: NodeJS.ErrnoException, socket: Duplex): void {
 async function until(condition: () => boolean, ms: number): Promise<void> {
   const end = Date.now() + Math.max(0, ms);
   while (!condition() && Date.now() < end) await sleep(Math.min(50, Math.max(1, end - Date.now())));
+}
+
+function* rosterOf(registry: Registry): Iterable<RosterEntry> {
+  for (const s of registry.all()) yield s.rosterEntry();
 }

@@ -38,6 +38,9 @@ import type { Mover, Transfer } from '../../proxy/moves.js';
 import { decodeQuestion, encodeQuestion, type Answer, type Question, type Scatter } from '../../proxy/views.js';
 import { parseJson } from '../../proxy/json.js';
 import { every } from '../../proxy/clock.js';
+import { Parking } from './parking.js';
+import { Roster } from './roster.js';
+import type { Session } from '../../proxy/session.js';
 import { decodeSnapshot, decodeTail, encodeJson, type MoveTail } from '../../proxy/snapshot.js';
 import { MAX_TAKE_HOPS, isTransferReply, isTransferRequest, processKey, processOf, replyOptions, requestOptions, type TransferReply, type TransferRequest } from './transfer.js';
 
@@ -56,7 +59,7 @@ export interface ClusterOptions {
   readonly queryTimeoutMs: number;
 }
 
-export type ClusterDeps = Pick<SessionHost, 'log' | 'clock' | 'names' | 'deliverLocal' | 'closeLocal' | 'departures' | 'answer'>;
+export type ClusterDeps = Pick<SessionHost, 'log' | 'clock' | 'names' | 'deliverLocal' | 'closeLocal' | 'departures' | 'answer' | 'roster'>;
 
 /** Heartbeats a process may miss before the others count it gone. */
 export const MISSED_HEARTBEATS = 3;
@@ -198,6 +201,8 @@ export class Cluster implements RegistryWatcher {
   /** Other processes of the cluster, by `<node>-<worker>`, with when each was last heard. */
   readonly #peers = new Map<string, number>();
   #stopBeating: (() => void) | null = null;
+  readonly #parking: Parking;
+  readonly #roster: Roster;
 
   constructor(options: ClusterOptions, deps: ClusterDeps) {
     this.#options = options;
@@ -215,6 +220,8 @@ export class Cluster implements RegistryWatcher {
       lost: () => {
         this.#channel = null;
         this.#publisher = null;
+        this.#parking.lost();
+        this.#roster.lost();
         // Replies to this connection's queue will not come: the asks end now.
         for (const [id, call] of this.#calls) {
           this.#calls.delete(id);
@@ -230,7 +237,27 @@ export class Cluster implements RegistryWatcher {
       publish: (target, push) => this.#publish(target, encodePush(options.nodeId, target, push, deps.clock.now())),
       close: (target, code, reason) => this.#publish(target, encodeClose(options.nodeId, target, code, reason)),
     };
-    this.mover = { take: (holder, id) => this.#take(holder, id) };
+    this.#parking = new Parking(options.exchange, {
+      log: this.#log,
+      clock: deps.clock,
+      expired: (snapshot) => deps.departures.expired(snapshot),
+      decode: (msg) => decodeMessage(msg.content, msg.properties.type, msg.properties.headers ?? {}, deps.clock.now()),
+      barrier: () => this.#barrier(),
+      keys: (snapshot) => [
+        bindingKey('connection', snapshot.id),
+        ...(snapshot.user === null ? [] : [bindingKey('user', snapshot.user)]),
+        ...snapshot.channels.map((c) => bindingKey('channel', c)),
+      ],
+    });
+    this.#roster = new Roster(options.exchange, options.self, {
+      log: this.#log,
+      held: () => deps.roster(),
+      lost: (entry) => deps.departures.lost(entry),
+    });
+    this.mover = {
+      take: async (holder, id) => (holder === null ? null : await this.#take(holder, id)) ?? this.#parking.claim(id),
+      park: (snapshot, graceLeftMs, settle) => this.#parking.park(snapshot, graceLeftMs, settle),
+    };
     this.scatter = { ask: (question) => this.#gather(question) };
   }
 
@@ -269,6 +296,8 @@ export class Cluster implements RegistryWatcher {
       for (const name of this.#deps.names(kind)) keys.push(bindingKey(kind, name));
     }
     await Promise.all(keys.map((key) => ch.bindQueue(this.#queue, exchange, key)));
+    await this.#parking.setup(model);
+    await this.#roster.setup(model);
     this.#log.info({ queue: this.#queue, bindings: keys.length }, 'cluster queue bound');
     this.#beat('hello');
   }
@@ -299,6 +328,8 @@ export class Cluster implements RegistryWatcher {
       if (seen >= since) continue;
       this.#peers.delete(process);
       this.#log.warn({ process, silentMs: this.#deps.clock.now() - seen }, 'cluster process went silent: counted gone');
+      // Its sessions died with it (unless it holds its roster still: then it is alive, only slow).
+      this.#roster.claim(process).catch((err: unknown) => this.#log.warn({ err: (err as Error).message, process }, 'reading the roster of a gone process failed'));
     }
   }
 
@@ -327,6 +358,18 @@ export class Cluster implements RegistryWatcher {
 
   last(kind: IndexKind, name: string): void {
     this.#bind(kind, name, false);
+  }
+
+  added(session: Session): void {
+    this.#roster.added(session.rosterEntry());
+  }
+
+  changed(session: Session): void {
+    this.#roster.changed(session.rosterEntry());
+  }
+
+  removed(session: Session): void {
+    this.#roster.removed(session.id);
   }
 
   #bind(kind: IndexKind, name: string, bound: boolean): void {
@@ -426,12 +469,16 @@ export class Cluster implements RegistryWatcher {
     return null;
   }
 
-  /** After the session is registered here: once its bindings are in place, asks the old holder to let go. */
-  async #release(holder: string, id: string): Promise<MoveTail | null> {
+  /** Resolves once every binding asked for so far is in place: the channel runs its operations in order. */
+  async #barrier(): Promise<void> {
     const ch = this.#channel;
     if (!ch) throw new Error('the cluster broker connection was lost during the move');
-    // The channel runs its operations in order: once this is answered, the session's bindings are.
     await ch.checkExchange(this.#options.exchange);
+  }
+
+  /** After the session is registered here: once its bindings are in place, asks the old holder to let go. */
+  async #release(holder: string, id: string): Promise<MoveTail | null> {
+    await this.#barrier();
     const answer = await this.#ask('release', holder, id);
     if (answer === 'timeout' || answer === 'unroutable') throw new Error(`the old holder ${holder} did not answer the release`);
     if (answer.properties.type === 'none') return null;

@@ -1,0 +1,188 @@
+// Parked sessions: what a draining node does with the reliable sessions whose clients have not
+// come back within its drain. Each is parked in a durable queue of its own, which any node can
+// claim within the session's grace, and which keeps what is pushed to the session meanwhile.
+//
+//   <exchange>.parked.<session id>   durable; `x-expires` = the grace left + a minute;
+//                                    dead-letters to the expired queue
+//     1. the snapshot, persistent, `expiration` = the grace left
+//     2. the pushes held while it was being parked (`parked-tail`)
+//     3. pushes and closes routed to it: bound to `connection.<id>`, `user.<u>`, `channel.<c>`
+//   <exchange>.expired               durable; every node consumes it
+//
+// Claiming consumes the parked queue exclusively (one claimer wins), takes the snapshot, and —
+// once the claimer's own bindings are in place — unbinds the parked queue, reads what is left,
+// and deletes it. A snapshot nobody claimed expires into the expired queue, where one node
+// sends its disconnect webhook and acks it.
+import type { Channel, ChannelModel, ConfirmChannel, ConsumeMessage, Message, Options } from 'amqplib';
+import type { Logger } from 'pino';
+import type { Transfer } from '../../proxy/moves.js';
+import { decodeSnapshot, decodeTail, encodeJson, toWireMessage, type MoveTail, type SessionSnapshot, type WireMessage } from '../../proxy/snapshot.js';
+import { parseConnectionId } from '../../proxy/target.js';
+import type { Clock } from '../../proxy/clock.js';
+import type { Result } from '../../proxy/result.js';
+import type { ClusterMessage } from './cluster.js';
+
+/** A parked queue outlives its snapshot by this much, so a claim near the end still finds the pushes. */
+const PARK_MARGIN_MS = 60_000;
+
+export interface ParkingDeps {
+  readonly log: Logger;
+  readonly clock: Clock;
+  /** A parked session's grace ran out unclaimed: its disconnect webhook, resolved once sent. */
+  expired(snapshot: SessionSnapshot): Promise<void>;
+  /** A cluster message (a push or close routed to a parked queue). */
+  decode(msg: Message): Result<ClusterMessage>;
+  /** Resolves once every binding this process asked for is in place. */
+  barrier(): Promise<void>;
+  /** The keys a session's pushes are routed by. */
+  keys(snapshot: SessionSnapshot): string[];
+}
+
+export class Parking {
+  readonly #exchange: string;
+  readonly #deps: ParkingDeps;
+  readonly #expiredQueue: string;
+  #model: ChannelModel | null = null;
+  #channel: ConfirmChannel | null = null;
+
+  constructor(exchange: string, deps: ParkingDeps) {
+    this.#exchange = exchange;
+    this.#deps = deps;
+    this.#expiredQueue = `${exchange}.expired`;
+  }
+
+  queueOf(id: string): string {
+    return `${this.#exchange}.parked.${id}`;
+  }
+
+  async setup(model: ChannelModel): Promise<void> {
+    const ch = await model.createConfirmChannel();
+    ch.on('error', (err: Error) => this.#deps.log.warn({ err: err.message }, 'parking channel error'));
+    await ch.assertQueue(this.#expiredQueue, { durable: true });
+    const consumer = await model.createChannel();
+    consumer.on('error', (err: Error) => this.#deps.log.warn({ err: err.message }, 'expired-sessions channel error'));
+    await consumer.prefetch(16);
+    await consumer.consume(this.#expiredQueue, (msg) => { if (msg) this.#expire(consumer, msg); }, { noAck: false });
+    this.#model = model;
+    this.#channel = ch;
+  }
+
+  lost(): void {
+    this.#model = null;
+    this.#channel = null;
+  }
+
+  /**
+   * Parks a session that has departed: once the parked queue receives its pushes, `settle`
+   * forgets it here and returns what was held meanwhile. Rejects when the broker did not take it.
+   */
+  async park(snapshot: SessionSnapshot, graceLeftMs: number, settle: () => MoveTail | null): Promise<void> {
+    const ch = this.#channel;
+    if (!ch || parseConnectionId(snapshot.id) === null) throw new Error('the cluster broker is not connected');
+    const queue = this.queueOf(snapshot.id);
+    const ttl = Math.max(1, Math.floor(graceLeftMs));
+    await ch.assertQueue(queue, {
+      durable: true,
+      arguments: { 'x-expires': ttl + PARK_MARGIN_MS, 'x-dead-letter-exchange': '', 'x-dead-letter-routing-key': this.#expiredQueue },
+    });
+    // The snapshot first: it is the queue's head, and it alone expires with the grace.
+    await confirmed(ch, queue, encodeJson(snapshot), { type: 'parked', persistent: true, expiration: String(ttl) });
+    await Promise.all(this.#deps.keys(snapshot).map((key) => ch.bindQueue(queue, this.#exchange, key)));
+    // From here the parked queue gets every push for the session; what reached it here until now follows the snapshot.
+    const tail = settle();
+    if (tail) await confirmed(ch, queue, encodeJson(tail), { type: 'parked-tail', persistent: true });
+  }
+
+  /** Claims a parked session: null when none is parked, it expired, or another node claims it. */
+  async claim(id: string): Promise<Transfer | null> {
+    const model = this.#model;
+    if (!model || parseConnectionId(id) === null) return null;
+    const queue = this.queueOf(id);
+    // Its own channel: a missing queue (404) or another claimer (403) closes it.
+    const ch = await model.createChannel();
+    ch.on('error', () => {});
+    let closed = false;
+    ch.on('close', () => { closed = true; });
+    const release = () => { if (!closed) ch.close().catch(() => {}); };
+    try {
+      const { messageCount } = await ch.checkQueue(queue);
+      if (messageCount === 0) return release(), null;
+      const got: Message[] = [];
+      let first: (m: Message) => void = () => {};
+      const head = new Promise<Message>((resolve) => { first = resolve; });
+      const { consumerTag } = await ch.consume(queue, (m) => {
+        if (!m) return;
+        got.push(m);
+        if (got.length === 1) first(m);
+      }, { exclusive: true, noAck: false });
+      const msg = await head;
+      const snapshot = msg.properties.type === 'parked' ? decodeSnapshot(msg.content) : null;
+      if (!snapshot?.ok || snapshot.value.id !== id) {
+        // Its snapshot expired (its disconnect is on its way) or is not one: the messages go back.
+        release();
+        return null;
+      }
+      return { snapshot: snapshot.value, finish: () => this.#finish(ch, queue, consumerTag, snapshot.value, got).finally(release) };
+    } catch {
+      release();
+      return null;
+    }
+  }
+
+  async #finish(ch: Channel, queue: string, consumerTag: string, snapshot: SessionSnapshot, got: Message[]): Promise<MoveTail> {
+    await this.#deps.barrier();
+    // Unbound: nothing more is routed to it. Everything routed before is in it, delivered or ready.
+    await Promise.all(this.#deps.keys(snapshot).map((key) => ch.unbindQueue(queue, this.#exchange, key)));
+    await ch.cancel(consumerTag);
+    for (;;) {
+      const m = await ch.get(queue, { noAck: false });
+      if (m === false) break;
+      got.push(m);
+    }
+    let final: MoveTail = { user: snapshot.user, meta: snapshot.meta, channels: snapshot.channels, pushes: [] };
+    const held: WireMessage[] = [];
+    const routed: WireMessage[] = [];
+    const now = this.#deps.clock.now();
+    for (const m of got.slice(1)) {
+      if (m.properties.type === 'parked-tail') {
+        const tail = decodeTail(m.content);
+        if (tail.ok) {
+          final = { ...tail.value, pushes: [] };
+          held.push(...tail.value.pushes);
+        }
+        continue;
+      }
+      const decoded = this.#deps.decode(m);
+      if (!decoded.ok) continue;
+      if (decoded.value.type === 'close') final = { ...final, close: { code: decoded.value.code, reason: decoded.value.reason } };
+      else routed.push(toWireMessage(decoded.value.push, now));
+    }
+    // What was held while it was parked came first; a push both held and routed here is one push.
+    const seen = new Set(held.map((p) => p.pushId).filter((p) => p !== null));
+    const pushes = [...held, ...routed.filter((p) => p.pushId === null || !seen.has(p.pushId))];
+    ch.ackAll();
+    await ch.deleteQueue(queue);
+    return { ...final, pushes };
+  }
+
+  /** A dead-lettered message: a snapshot whose grace ran out gets its disconnect; anything else is dropped. */
+  #expire(ch: Channel, msg: ConsumeMessage): void {
+    const snapshot = msg.properties.type === 'parked' ? decodeSnapshot(msg.content) : null;
+    // Acks on a channel that closed meanwhile are moot: the broker gives the message to another node.
+    const settle = (ack: boolean) => { try { if (ack) ch.ack(msg); else ch.nack(msg, false, true); } catch { /* channel gone */ } };
+    if (!snapshot?.ok) return settle(true);
+    this.#deps.expired(snapshot.value).then(
+      () => settle(true),
+      (err: unknown) => {
+        this.#deps.log.warn({ err: (err as Error).message, connection: snapshot.value.id }, 'disconnect of an expired parked session failed: tried again');
+        settle(false);
+      },
+    );
+  }
+}
+
+function confirmed(ch: ConfirmChannel, queue: string, content: Buffer, options: Options.Publish): Promise<void> {
+  return new Promise((resolve, reject) => {
+    ch.sendToQueue(queue, content, options, (err) => (err ? reject(err instanceof Error ? err : new Error(String(err))) : resolve()));
+  });
+}

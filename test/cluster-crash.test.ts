@@ -1,0 +1,119 @@
+// A crash leaves no ghosts: when a process dies without a drain (SIGKILL), the disconnect
+// webhooks of its sessions are sent by a survivor, or by its successor of the same name; a
+// resume with a lost session's token gets a new session; the views stop listing it.
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { startApp, type Recorded } from './helpers/app.js';
+import { merge, startSidecar } from './helpers/sidecar.js';
+import { connect, connectReliable, type TestClient } from './helpers/client.js';
+import { rabbitSkip, startRabbit, uniqueName, type Rabbit } from './helpers/rabbit.js';
+import { eventually } from './helpers/eventually.js';
+import { freePort, runCli, writeConfig } from './helpers/process.js';
+
+const skip = rabbitSkip();
+let broker: Promise<Rabbit> | null = null;
+const rabbit = () => (broker ??= startRabbit());
+after(async () => { if (broker) await (await broker).close(); });
+
+const appHandler = (req: Recorded) => {
+  if (req.url === '/ws/connect') {
+    const q = req.json().query as Record<string, string>;
+    return { status: 200, body: { ...(q.user ? { user: q.user } : {}), ...(q.meta ? { meta: { tier: q.meta } } : {}) } };
+  }
+  return { status: 204 };
+};
+
+async function setup(t: import('node:test').TestContext) {
+  const r = await rabbit();
+  const exchange = uniqueName('cluster');
+  const teardown: Array<() => Promise<void>> = [];
+  t.after(async () => { for (const f of teardown.reverse()) await f(); });
+  const app = await startApp(appHandler);
+  teardown.push(() => app.close());
+  const clients: TestClient[] = [];
+  teardown.push(async () => { await Promise.all(clients.map((c) => c.close().catch(() => {}))); });
+  const shared = {
+    cluster: { amqp: { url: r.url, exchange }, heartbeatMs: 300, queryTimeoutMs: 300 },
+    session: { tokenSecret: 'one-secret-for-every-node' },
+    amqp: { reconnect: { baseMs: 20, capMs: 300 } },
+  };
+  const inProcess = async (nodeId: string) => {
+    const sc = await startSidecar(app.url, merge({ nodeId }, shared));
+    teardown.push(() => sc.close());
+    await eventually(() => sc.sb.readiness().ready, `${nodeId} ready`);
+    return sc;
+  };
+  const cli = async (nodeId: string) => {
+    const [pub, ctl] = [await freePort(), await freePort()];
+    const proc = runCli(['--config', writeConfig(merge({
+      listen: `127.0.0.1:${pub}`, control: { listen: `127.0.0.1:${ctl}` }, nodeId,
+      app: { url: app.url }, log: { level: 'info' },
+    }, shared))]);
+    teardown.push(async () => { proc.child.kill('SIGKILL'); await proc.exited; });
+    await proc.waitForOutput(/switchboard ready/);
+    return { proc, wsUrl: (p: string) => `ws://127.0.0.1:${pub}${p}` };
+  };
+  const track = (c: TestClient) => { clients.push(c); return c; };
+  return { app, inProcess, cli, track };
+}
+
+const disconnectsOf = (app: { byPath(p: string): Recorded[] }, id: string) => app.byPath('/ws/disconnect').filter((r) => r.json().connection === id);
+
+test('SIGKILL: a survivor sends the disconnects of the dead node\'s sessions, once each; their tokens give new sessions; no ghosts in the views', { skip }, async (t) => {
+  const { app, inProcess, cli, track } = await setup(t);
+  const survivor = await inProcess('na');
+  const doomed = await cli('nk');
+  const reliable = await connectReliable(doomed.wsUrl('/ws?user=r1&meta=gold'));
+  track(reliable.client);
+  const detached = await connectReliable(doomed.wsUrl('/ws?user=r2'));
+  track(detached.client);
+  const raw = track(await connect(doomed.wsUrl('/ws?user=raw')));
+  const ended = await connectReliable(doomed.wsUrl('/ws?user=done'));
+  await ended.client.close(1000);
+  await app.waitFor((r) => r.url === '/ws/disconnect' && r.json().connection === ended.welcome.session, 'the normal disconnect');
+  detached.client.ws.terminate();
+  await eventually(async () => (await survivor.control('GET', '/v1/nodes')).json.nodes.some((n: any) => n.node === 'nk' && n.sessions === 3), 'the survivor sees the three sessions');
+  const rawId = (await survivor.control('GET', '/v1/connections?user=raw')).json.connections[0].connection as string;
+
+  doomed.proc.child.kill('SIGKILL');
+  await doomed.proc.exited;
+  const lost = [reliable.welcome.session, detached.welcome.session, rawId] as string[];
+  for (const id of lost) {
+    const [d] = await Promise.all([app.waitFor((r) => r.url === '/ws/disconnect' && r.json().connection === id, `the disconnect of ${id}`)]);
+    assert.equal(d.json().code, 1006);
+    assert.equal(d.json().reason, 'node lost');
+  }
+  const gold = disconnectsOf(app, reliable.welcome.session)[0];
+  assert.equal(gold.json().user, 'r1');
+  assert.equal(gold.headers['x-switchboard-user'], 'r1');
+  assert.equal(gold.headers['x-switchboard-meta-tier'], 'gold');
+  for (const id of lost) assert.equal(disconnectsOf(app, id).length, 1, `one disconnect for ${id}`);
+  assert.equal(disconnectsOf(app, ended.welcome.session).length, 1, 'the session that had ended is not told of twice');
+
+  // No ghosts: the views stop counting the dead node; its tokens start new sessions.
+  await eventually(async () => (await survivor.control('GET', '/v1/nodes')).json.nodes.length === 1, 'the dead node gone from /v1/nodes');
+  assert.deepEqual((await survivor.control('GET', '/v1/connections?user=r1')).json.connections, []);
+  const fresh = track(await connect(survivor.wsUrl(`/ws?resume=${encodeURIComponent(detached.welcome.token)}&lastSeq=0`), 'switchboard.v1'));
+  const welcome = await fresh.nextJson('welcome');
+  assert.equal(welcome.resumed, false, 'a lost session is never resumed in part');
+});
+
+test('SIGKILL of a lone sidecar: its successor of the same name sends the disconnects its predecessor could not', { skip }, async (t) => {
+  const { app, cli, track } = await setup(t);
+  const first = await cli('solo');
+  const a = await connectReliable(first.wsUrl('/ws?user=a'));
+  track(a.client);
+  const b = track(await connect(first.wsUrl('/ws?user=b')));
+  // A round trip through the process: its roster changes are written to the broker by now.
+  await a.client.send({ type: 'ping' });
+  assert.equal((await a.client.nextJson('pong')).type, 'pong');
+  void b;
+  first.proc.child.kill('SIGKILL');
+  await first.proc.exited;
+  assert.equal(app.byPath('/ws/disconnect').length, 0);
+  await cli('solo');
+  const told = await app.waitFor((r) => r.url === '/ws/disconnect' && r.json().connection === a.welcome.session, 'the disconnect, from the successor');
+  assert.equal(told.json().reason, 'node lost');
+  await eventually(() => app.byPath('/ws/disconnect').length === 2, 'both sessions told of');
+  assert.deepEqual(app.byPath('/ws/disconnect').map((r) => r.json().user).sort(), ['a', 'b']);
+});

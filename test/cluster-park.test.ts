@@ -1,0 +1,144 @@
+// Parked sessions: a draining node parks in RabbitMQ the reliable sessions whose clients did
+// not come back, with their grace; any process claims one within it, with what was pushed to
+// it meanwhile; one nobody claims ends with one disconnect webhook.
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { startApp, type Recorded } from './helpers/app.js';
+import { merge, startSidecar, type Sidecar } from './helpers/sidecar.js';
+import { connect, connectReliable, type TestClient } from './helpers/client.js';
+import { rabbitSkip, startRabbit, uniqueName, type Rabbit } from './helpers/rabbit.js';
+import { eventually } from './helpers/eventually.js';
+
+const skip = rabbitSkip();
+let broker: Promise<Rabbit> | null = null;
+const rabbit = () => (broker ??= startRabbit());
+after(async () => { if (broker) await (await broker).close(); });
+
+const appHandler = (req: Recorded) => {
+  if (req.url === '/ws/connect') {
+    const q = req.json().query as Record<string, string>;
+    return { status: 200, body: { ...(q.user ? { user: q.user } : {}), channels: q.ch ? q.ch.split(',') : [] } };
+  }
+  return { status: 204 };
+};
+
+async function setup(t: import('node:test').TestContext, overrides: Record<string, unknown> = {}) {
+  const r = await rabbit();
+  const exchange = uniqueName('cluster');
+  const teardown: Array<() => Promise<void>> = [];
+  t.after(async () => { for (const f of teardown.reverse()) await f(); });
+  const app = await startApp(appHandler);
+  teardown.push(() => app.close());
+  const clients: TestClient[] = [];
+  teardown.push(async () => { await Promise.all(clients.map((c) => c.close().catch(() => {}))); });
+  const node = async (nodeId: string) => {
+    const sc = await startSidecar(app.url, merge({
+      nodeId,
+      cluster: { amqp: { url: r.url, exchange } },
+      session: { tokenSecret: 'one-secret-for-every-node', graceMs: 60_000 },
+      amqp: { reconnect: { baseMs: 20, capMs: 300 } },
+      // Half of it is the reconnect spread: short, so the drain reaches parking soon.
+      drain: { timeoutMs: 1000 },
+    }, overrides));
+    teardown.push(() => sc.close());
+    await eventually(() => sc.sb.readiness().ready, `${nodeId} ready`);
+    return sc;
+  };
+  const join = async (sc: Sidecar, query: string) => {
+    const c = await connectReliable(sc.wsUrl(`/ws${query}`));
+    clients.push(c.client);
+    return { client: c.client, id: c.welcome.session as string, token: c.welcome.token as string };
+  };
+  const resume = async (sc: Sidecar, token: string, lastSeq: number) => {
+    const client = await connect(sc.wsUrl(`/ws?resume=${encodeURIComponent(token)}&lastSeq=${lastSeq}`), 'switchboard.v1');
+    clients.push(client);
+    return { client, welcome: await client.nextJson('welcome') };
+  };
+  return { app, node, join, resume, exchange, url: r.url };
+}
+
+async function messages(c: TestClient, n: number): Promise<unknown[]> {
+  const out = [];
+  while (out.length < n) {
+    const f = await c.nextJson('a message');
+    assert.notEqual(f.type, 'gap', JSON.stringify(f));
+    if (f.type === 'message') out.push(f.data);
+  }
+  return out;
+}
+
+test('a drain parks the sessions that did not move; another node claims one with the pushes it got while parked, in order', { skip }, async (t) => {
+  const { app, node, join, resume } = await setup(t);
+  const a = await node('na');
+  const b = await node('nb');
+  const away = await join(a, '?user=parked&ch=room');
+  const stays = await join(a, '?user=stubborn');
+  assert.equal((await a.control('POST', `/v1/connections/${away.id}/messages`, { n: 1 })).status, 202);
+  assert.deepEqual(await messages(away.client, 1), [{ n: 1 }]);
+  away.client.ws.terminate();
+  await eventually(() => a.sb.registry.get(away.id)?.state === 'detached', 'detached');
+  assert.equal((await a.control('POST', `/v1/connections/${away.id}/messages`, { n: 2 })).status, 202);
+
+  // A drains: nobody resumes within its spread, so both are parked; the attached one is closed 1012.
+  await a.close();
+  assert.equal((await stays.client.closed).code, 1012);
+  assert.equal(app.byPath('/ws/disconnect').length, 0, 'parked, not ended');
+  // While parked: pushes by connection, user and channel, through B.
+  for (const [path, n] of [[`/v1/connections/${away.id}/messages`, 3], ['/v1/users/parked/messages', 4], ['/v1/channels/room/messages', 5]] as const) {
+    const res = await b.control('POST', path, { n });
+    assert.equal(res.status, 202, path);
+  }
+  const connects = app.byPath('/ws/connect').length;
+  const claimed = await resume(b, away.token, 1);
+  assert.equal(claimed.welcome.resumed, true);
+  assert.equal(claimed.welcome.session, away.id);
+  assert.deepEqual(await messages(claimed.client, 4), [{ n: 2 }, { n: 3 }, { n: 4 }, { n: 5 }]);
+  assert.equal(b.sb.registry.get(away.id)?.user, 'parked');
+  assert.deepEqual([...(b.sb.registry.get(away.id)?.channels ?? [])], ['room']);
+  // Live on B now: a push through B reaches it directly.
+  assert.deepEqual((await b.control('POST', `/v1/connections/${away.id}/messages`, { n: 6 })).json, { delivered: 1, queued: 0, dropped: 0 });
+  assert.deepEqual(await messages(claimed.client, 1), [{ n: 6 }]);
+  // The one closed 1012 comes back too.
+  const back = await resume(b, stays.token, 0);
+  assert.equal(back.welcome.resumed, true);
+  assert.equal(app.byPath('/ws/connect').length, connects, 'no connect webhook for a claimed session');
+  assert.equal(app.byPath('/ws/disconnect').length, 0);
+  // Claimed once: the parked copy is gone.
+  const again = await resume(b, away.token, 0);
+  assert.equal(again.welcome.resumed, true, 'held by B now, so a resume there takes it over');
+  assert.equal((await claimed.client.closed).code, 4009);
+});
+
+test('a parked session nobody claims ends with one disconnect webhook when its grace runs out', { skip }, async (t) => {
+  const { app, node, join } = await setup(t, { session: { graceMs: 1500 } });
+  const a = await node('na');
+  await node('nb');
+  const lonely = await join(a, '?user=lonely');
+  lonely.client.ws.terminate();
+  await eventually(() => a.sb.registry.get(lonely.id)?.state === 'detached', 'detached');
+  await a.close();
+  const gone = await app.waitFor((r) => r.url === '/ws/disconnect' && r.json().connection === lonely.id, 'the disconnect of the expired parked session');
+  assert.equal(gone.json().user, 'lonely');
+  assert.equal(gone.json().code, 1012);
+  assert.equal(app.byPath('/ws/disconnect').filter((r) => r.json().connection === lonely.id).length, 1);
+});
+
+test('a single sidecar restarted: clients resume on the replacement process, whatever its node id', { skip }, async (t) => {
+  const { app, node, join, resume } = await setup(t);
+  const first = await node('solo');
+  const sessions = [await join(first, '?user=u1'), await join(first, '?user=u2')];
+  for (const s of sessions) assert.equal((await first.control('POST', `/v1/connections/${s.id}/messages`, { for: s.id })).status, 202);
+  for (const s of sessions) assert.deepEqual(await messages(s.client, 1), [{ for: s.id }]);
+  await first.close();
+  // The same node id (a pod that keeps its name), and another (a random one).
+  const same = await node('solo');
+  const one = await resume(same, sessions[0].token, 1);
+  assert.equal(one.welcome.resumed, true);
+  assert.equal(one.welcome.session, sessions[0].id);
+  const other = await node('fresh');
+  const two = await resume(other, sessions[1].token, 1);
+  assert.equal(two.welcome.resumed, true);
+  assert.equal(two.welcome.session, sessions[1].id);
+  assert.equal(app.byPath('/ws/disconnect').length, 0);
+  assert.equal(app.byPath('/ws/connect').length, 2);
+});
