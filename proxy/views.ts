@@ -89,7 +89,10 @@ export function decodeQuestion(content: Buffer): Result<Question> {
       if (!isCount(q.limit) || q.limit < 1 || q.limit > 1000) return fail('bad limit');
       if ((q.user !== undefined && !isText(q.user)) || (q.channel !== undefined && !isText(q.channel))) return fail('bad user or channel');
       if (!isObject(q.cursors) || !Object.values(q.cursors).every(isText)) return fail('bad cursors');
-      return ok({ op: 'list', user: q.user as string | undefined, channel: q.channel as string | undefined, limit: q.limit, cursors: q.cursors as Record<string, string> });
+      return ok({
+        op: 'list', limit: q.limit, cursors: q.cursors as Record<string, string>,
+        ...(q.user === undefined ? {} : { user: q.user as string }), ...(q.channel === undefined ? {} : { channel: q.channel as string }),
+      });
     }
     case 'close': {
       const t = isObject(q.target) ? q.target : {};
