@@ -203,6 +203,9 @@ export class Cluster implements RegistryWatcher {
   #stopBeating: (() => void) | null = null;
   readonly #parking: Parking;
   readonly #roster: Roster;
+  /** Processes counted gone whose rosters are not read yet, and those being read. */
+  readonly #gone = new Set<string>();
+  readonly #claiming = new Set<string>();
 
   constructor(options: ClusterOptions, deps: ClusterDeps) {
     this.#options = options;
@@ -328,8 +331,21 @@ export class Cluster implements RegistryWatcher {
       if (seen >= since) continue;
       this.#peers.delete(process);
       this.#log.warn({ process, silentMs: this.#deps.clock.now() - seen }, 'cluster process went silent: counted gone');
-      // Its sessions died with it (unless it holds its roster still: then it is alive, only slow).
-      this.#roster.claim(process).catch((err: unknown) => this.#log.warn({ err: (err as Error).message, process }, 'reading the roster of a gone process failed'));
+      this.#gone.add(process);
+    }
+    this.#claimGone();
+  }
+
+  /** The rosters of gone processes: their sessions died with them (unless one still holds its own: alive, only slow). */
+  #claimGone(): void {
+    for (const process of this.#gone) {
+      if (this.#claiming.has(process)) continue;
+      this.#claiming.add(process);
+      void this.#roster.claim(process).then((result) => {
+        this.#claiming.delete(process);
+        // Failed (the broker went): tried again with the next heartbeat.
+        if (result !== 'failed') this.#gone.delete(process);
+      });
     }
   }
 
@@ -495,6 +511,7 @@ export class Cluster implements RegistryWatcher {
     if (from === null || from === this.#options.self) return;
     if (type === 'hello') {
       if (!this.#peers.has(from)) this.#log.info({ process: from }, 'cluster process joined');
+      this.#gone.delete(from);
       this.#peers.set(from, this.#deps.clock.now());
     } else if (type === 'bye') {
       this.#peers.delete(from);

@@ -24,6 +24,8 @@ import type { ClusterMessage } from './cluster.js';
 
 /** A parked queue outlives its snapshot by this much, so a claim near the end still finds the pushes. */
 const PARK_MARGIN_MS = 60_000;
+/** How long reading the rest of a claimed parked queue may take. */
+const CLAIM_READ_MS = 30_000;
 
 export interface ParkingDeps {
   readonly log: Logger;
@@ -108,12 +110,13 @@ export class Parking {
       const { messageCount } = await ch.checkQueue(queue);
       if (messageCount === 0) return release(), null;
       const got: Message[] = [];
-      let first: (m: Message) => void = () => {};
-      const head = new Promise<Message>((resolve) => { first = resolve; });
-      const { consumerTag } = await ch.consume(queue, (m) => {
+      let arrived = () => {};
+      const head = new Promise<Message>((resolve) => { arrived = () => resolve(got[0]); });
+      // The consumer stays until the queue is deleted: while it does, nobody else claims it.
+      await ch.consume(queue, (m) => {
         if (!m) return;
         got.push(m);
-        if (got.length === 1) first(m);
+        arrived();
       }, { exclusive: true, noAck: false });
       const msg = await head;
       const snapshot = msg.properties.type === 'parked' ? decodeSnapshot(msg.content) : null;
@@ -122,23 +125,24 @@ export class Parking {
         release();
         return null;
       }
-      return { snapshot: snapshot.value, finish: () => this.#finish(ch, queue, consumerTag, snapshot.value, got).finally(release) };
+      return { snapshot: snapshot.value, finish: () => this.#finish(ch, queue, snapshot.value, got, (wait) => { arrived = wait; wait(); }).finally(release) };
     } catch {
       release();
       return null;
     }
   }
 
-  async #finish(ch: Channel, queue: string, consumerTag: string, snapshot: SessionSnapshot, got: Message[]): Promise<MoveTail> {
+  async #finish(ch: Channel, queue: string, snapshot: SessionSnapshot, got: Message[], onArrival: (check: () => void) => void): Promise<MoveTail> {
     await this.#deps.barrier();
-    // Unbound: nothing more is routed to it. Everything routed before is in it, delivered or ready.
+    // Unbound: nothing more is routed to it. Everything routed before is in it: delivered to
+    // this consumer already, or among the ready ones counted now, which follow.
     await Promise.all(this.#deps.keys(snapshot).map((key) => ch.unbindQueue(queue, this.#exchange, key)));
-    await ch.cancel(consumerTag);
-    for (;;) {
-      const m = await ch.get(queue, { noAck: false });
-      if (m === false) break;
-      got.push(m);
-    }
+    const { messageCount } = await ch.checkQueue(queue);
+    const all = got.length + messageCount;
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error('the parked session was not read in time')), CLAIM_READ_MS);
+      onArrival(() => { if (got.length >= all) { clearTimeout(timer); resolve(); } });
+    });
     let final: MoveTail = { user: snapshot.user, meta: snapshot.meta, channels: snapshot.channels, pushes: [] };
     const held: WireMessage[] = [];
     const routed: WireMessage[] = [];

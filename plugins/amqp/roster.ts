@@ -26,6 +26,8 @@ const ROSTER_SLACK = 1000;
 const ROSTER_CHUNK = 1000;
 /** Disconnects of a dead process's sessions in flight at once. */
 const LOST_AT_ONCE = 32;
+/** How long reading a dead process's roster may take once claimed. */
+const CLAIM_READ_MS = 30_000;
 
 type Change =
   | { readonly t: 'add'; readonly e: RosterEntry }
@@ -187,36 +189,52 @@ export class Roster {
     this.#lastTag = tag;
   }
 
-  /** Reads a dead process's roster (claimed exclusively), sends its sessions' disconnects, deletes it. */
-  async claim(process: string): Promise<number> {
+  /**
+   * Reads a dead process's roster (claimed exclusively), sends its sessions' disconnects, deletes
+   * it. `done`: read, or there was none; `busy`: its process holds it (alive after all);
+   * `failed`: the broker did not let us (try again on the next connection).
+   */
+  async claim(process: string): Promise<'done' | 'busy' | 'failed'> {
     const model = this.#model;
-    if (!model || process === this.#self) return 0;
+    if (!model || process === this.#self) return 'failed';
     const queue = this.queueOf(process);
-    const ch = await model.createChannel();
+    let ch: Channel;
+    try {
+      ch = await model.createChannel();
+    } catch {
+      return 'failed';
+    }
     ch.on('error', () => {});
     let closed = false;
     ch.on('close', () => { closed = true; });
+    let step: 'check' | 'consume' | 'read' = 'check';
     try {
-      await ch.checkQueue(queue);
-      const { consumerTag } = await ch.consume(queue, () => {}, { exclusive: true, noAck: false });
-      // Held exclusively now; read by `get` (what the consumer took meanwhile stays unacked: it is re-read after a requeue).
-      await ch.cancel(consumerTag);
-      await ch.recover();
-      const sent = await (await this.#recover(ch, queue, () => true, process)).sending;
+      const { messageCount } = await ch.checkQueue(queue);
+      step = 'consume';
+      const got: Message[] = [];
+      let arrived = () => {};
+      // The consumer stays until the end: while it does, nobody else reads this roster.
+      await ch.consume(queue, (m) => { if (m) { got.push(m); arrived(); } }, { exclusive: true, noAck: false });
+      step = 'read';
+      // Nothing is written to a dead process's roster: what it holds now is all there is.
+      await new Promise<void>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error('the roster was not read in time')), CLAIM_READ_MS);
+        arrived = () => { if (got.length >= messageCount) { clearTimeout(timer); resolve(); } };
+        arrived();
+      });
+      const sending = this.#send(got.map(decode).filter((w): w is Wire => w !== null), process, () => ch.ackAll());
+      await sending;
       await ch.deleteQueue(queue);
-      return sent;
+      return 'done';
     } catch {
-      // No such roster (someone read it), or its process holds it: nothing to do here.
-      return 0;
+      // No such roster (read by someone already: done), or its process holds it (busy).
+      return step === 'check' ? 'done' : step === 'consume' ? 'busy' : 'failed';
     } finally {
       if (!closed) await ch.close().catch(() => {});
     }
   }
 
-  /**
-   * Reads every message of `queue` and folds the ones `mine` picks; the returned promise
-   * settles once their sessions' disconnects were sent and the messages acked.
-   */
+  /** Reads every message of `queue` now, and sends the disconnects of what the ones `mine` picks hold. */
   async #recover(ch: Channel, queue: string, mine: (w: Wire) => boolean, whose: string): Promise<{ sending: Promise<number> }> {
     const read: Wire[] = [];
     let any = false;
@@ -227,22 +245,23 @@ export class Roster {
       const wire = decode(m);
       if (wire && mine(wire)) read.push(wire);
     }
-    const entries = fold(read);
+    return { sending: this.#send(read, whose, () => { if (any) ch.ackAll(); }) };
+  }
+
+  /** The disconnects of the sessions a roster holds, a few at a time; then `ack`. */
+  async #send(messages: readonly Wire[], whose: string, ack: () => void): Promise<number> {
+    const entries = fold(messages);
     if (entries.length > 0) this.#deps.log.warn({ process: whose, sessions: entries.length }, 'sessions of a process that died: sending their disconnects');
-    const sending = (async () => {
-      // A few at a time: each waits for the app (or the broker) to take it.
-      for (let i = 0; i < entries.length; i += LOST_AT_ONCE) {
-        await Promise.all(entries.slice(i, i + LOST_AT_ONCE).map((entry) => this.#deps.lost(entry).catch((err: unknown) =>
-          this.#deps.log.warn({ err: (err as Error).message, connection: entry.id }, 'disconnect of a lost session failed'))));
-      }
-      try {
-        if (any) ch.ackAll();
-      } catch {
-        // The channel went: the roster is read again by whoever claims it next (at least once).
-      }
-      return entries.length;
-    })();
-    return { sending };
+    for (let i = 0; i < entries.length; i += LOST_AT_ONCE) {
+      await Promise.all(entries.slice(i, i + LOST_AT_ONCE).map((entry) => this.#deps.lost(entry).catch((err: unknown) =>
+        this.#deps.log.warn({ err: (err as Error).message, connection: entry.id }, 'disconnect of a lost session failed'))));
+    }
+    try {
+      ack();
+    } catch {
+      // The channel went: the roster is read again by whoever claims it next (at least once).
+    }
+    return entries.length;
   }
 }
 
