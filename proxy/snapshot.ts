@@ -5,6 +5,7 @@
 import { parseJson } from './json.js';
 import { Push, type MessageClass } from './push.js';
 import type { Payload } from './payload.js';
+import type { Handshake } from './session.js';
 import { fail, ok, type Result } from './result.js';
 
 export const SNAPSHOT_VERSION = 1;
@@ -24,15 +25,9 @@ export interface HeldMessage extends WireMessage {
   readonly seq: number;
 }
 
-export interface SessionSnapshot {
+/** Its handshake (a moving session is always reliable), then its state. */
+export interface SessionSnapshot extends Omit<Handshake, 'mode'> {
   readonly v: typeof SNAPSHOT_VERSION;
-  readonly id: string;
-  readonly path: string;
-  readonly url: string;
-  readonly query: Record<string, string>;
-  readonly remoteAddress: string;
-  readonly subprotocol: string | null;
-  readonly headers: Record<string, string>;
   readonly connectedAt: number;
   readonly user: string | null;
   readonly meta: Record<string, string>;

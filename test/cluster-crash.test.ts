@@ -1,67 +1,24 @@
 // A crash leaves no ghosts: when a process dies without a drain (SIGKILL), the disconnect
 // webhooks of its sessions are sent by a survivor, or by its successor of the same name; a
 // resume with a lost session's token gets a new session; the views stop listing it.
-import { test, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { startApp, type Recorded } from './helpers/app.js';
-import { merge, startSidecar } from './helpers/sidecar.js';
-import { connect, connectReliable, type TestClient } from './helpers/client.js';
-import { rabbitSkip, startRabbit, uniqueName, type Rabbit } from './helpers/rabbit.js';
+import type { Recorded } from './helpers/app.js';
+import { connect, connectReliable } from './helpers/client.js';
+import { rabbitSkip } from './helpers/rabbit.js';
 import { eventually } from './helpers/eventually.js';
-import { freePort, runCli, writeConfig } from './helpers/process.js';
+import { startCluster } from './helpers/cluster.js';
 
 const skip = rabbitSkip();
-let broker: Promise<Rabbit> | null = null;
-const rabbit = () => (broker ??= startRabbit());
-after(async () => { if (broker) await (await broker).close(); });
 
-const appHandler = (req: Recorded) => {
-  if (req.url === '/ws/connect') {
-    const q = req.json().query as Record<string, string>;
-    return { status: 200, body: { ...(q.user ? { user: q.user } : {}), ...(q.meta ? { meta: { tier: q.meta } } : {}) } };
-  }
-  return { status: 204 };
-};
-
-async function setup(t: import('node:test').TestContext) {
-  const r = await rabbit();
-  const exchange = uniqueName('cluster');
-  const teardown: Array<() => Promise<void>> = [];
-  t.after(async () => { for (const f of teardown.reverse()) await f(); });
-  const app = await startApp(appHandler);
-  teardown.push(() => app.close());
-  const clients: TestClient[] = [];
-  teardown.push(async () => { await Promise.all(clients.map((c) => c.close().catch(() => {}))); });
-  const shared = {
-    cluster: { amqp: { url: r.url, exchange }, heartbeatMs: 300, queryTimeoutMs: 300 },
-    session: { tokenSecret: 'one-secret-for-every-node' },
-    amqp: { reconnect: { baseMs: 20, capMs: 300 } },
-  };
-  const inProcess = async (nodeId: string) => {
-    const sc = await startSidecar(app.url, merge({ nodeId }, shared));
-    teardown.push(() => sc.close());
-    await eventually(() => sc.sb.readiness().ready, `${nodeId} ready`);
-    return sc;
-  };
-  const cli = async (nodeId: string) => {
-    const [pub, ctl] = [await freePort(), await freePort()];
-    const proc = runCli(['--config', writeConfig(merge({
-      listen: `127.0.0.1:${pub}`, control: { listen: `127.0.0.1:${ctl}` }, nodeId,
-      app: { url: app.url }, log: { level: 'info' },
-    }, shared))]);
-    teardown.push(async () => { proc.child.kill('SIGKILL'); await proc.exited; });
-    await proc.waitForOutput(/switchboard ready/);
-    return { proc, wsUrl: (p: string) => `ws://127.0.0.1:${pub}${p}` };
-  };
-  const track = (c: TestClient) => { clients.push(c); return c; };
-  return { app, inProcess, cli, track };
-}
+/** Short heartbeats: a killed process is counted gone within a second. */
+const setup = (t: import('node:test').TestContext) => startCluster(t, { cluster: { heartbeatMs: 300, queryTimeoutMs: 300 } });
 
 const disconnectsOf = (app: { byPath(p: string): Recorded[] }, id: string) => app.byPath('/ws/disconnect').filter((r) => r.json().connection === id);
 
 test('SIGKILL: a survivor sends the disconnects of the dead node\'s sessions, once each; their tokens give new sessions; no ghosts in the views', { skip }, async (t) => {
-  const { app, inProcess, cli, track } = await setup(t);
-  const survivor = await inProcess('na');
+  const { app, node, cli, track } = await setup(t);
+  const survivor = await node('na');
   const doomed = await cli('nk');
   const reliable = await connectReliable(doomed.wsUrl('/ws?user=r1&meta=gold'));
   track(reliable.client);

@@ -1,61 +1,18 @@
 // Parked sessions: a draining node parks in RabbitMQ the reliable sessions whose clients did
 // not come back, with their grace; any process claims one within it, with what was pushed to
 // it meanwhile; one nobody claims ends with one disconnect webhook.
-import { test, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { startApp, type Recorded } from './helpers/app.js';
-import { merge, startSidecar, type Sidecar } from './helpers/sidecar.js';
-import { connect, connectReliable, type TestClient } from './helpers/client.js';
-import { rabbitSkip, startRabbit, uniqueName, type Rabbit } from './helpers/rabbit.js';
+import type { TestClient } from './helpers/client.js';
+import { rabbitSkip } from './helpers/rabbit.js';
 import { eventually } from './helpers/eventually.js';
+import { startCluster } from './helpers/cluster.js';
 
 const skip = rabbitSkip();
-let broker: Promise<Rabbit> | null = null;
-const rabbit = () => (broker ??= startRabbit());
-after(async () => { if (broker) await (await broker).close(); });
 
-const appHandler = (req: Recorded) => {
-  if (req.url === '/ws/connect') {
-    const q = req.json().query as Record<string, string>;
-    return { status: 200, body: { ...(q.user ? { user: q.user } : {}), channels: q.ch ? q.ch.split(',') : [] } };
-  }
-  return { status: 204 };
-};
-
-async function setup(t: import('node:test').TestContext, overrides: Record<string, unknown> = {}) {
-  const r = await rabbit();
-  const exchange = uniqueName('cluster');
-  const teardown: Array<() => Promise<void>> = [];
-  t.after(async () => { for (const f of teardown.reverse()) await f(); });
-  const app = await startApp(appHandler);
-  teardown.push(() => app.close());
-  const clients: TestClient[] = [];
-  teardown.push(async () => { await Promise.all(clients.map((c) => c.close().catch(() => {}))); });
-  const node = async (nodeId: string) => {
-    const sc = await startSidecar(app.url, merge({
-      nodeId,
-      cluster: { amqp: { url: r.url, exchange } },
-      session: { tokenSecret: 'one-secret-for-every-node', graceMs: 60_000 },
-      amqp: { reconnect: { baseMs: 20, capMs: 300 } },
-      // Half of it is the reconnect spread: short, so the drain reaches parking soon.
-      drain: { timeoutMs: 1000 },
-    }, overrides));
-    teardown.push(() => sc.close());
-    await eventually(() => sc.sb.readiness().ready, `${nodeId} ready`);
-    return sc;
-  };
-  const join = async (sc: Sidecar, query: string) => {
-    const c = await connectReliable(sc.wsUrl(`/ws${query}`));
-    clients.push(c.client);
-    return { client: c.client, id: c.welcome.session as string, token: c.welcome.token as string };
-  };
-  const resume = async (sc: Sidecar, token: string, lastSeq: number) => {
-    const client = await connect(sc.wsUrl(`/ws?resume=${encodeURIComponent(token)}&lastSeq=${lastSeq}`), 'switchboard.v1');
-    clients.push(client);
-    return { client, welcome: await client.nextJson('welcome') };
-  };
-  return { app, node, join, resume, exchange, url: r.url };
-}
+/** Half of drain.timeoutMs is the reconnect spread: short, so a drain reaches parking soon. */
+const setup = (t: import('node:test').TestContext, config: Record<string, unknown> = {}) =>
+  startCluster(t, { session: { graceMs: 60_000 }, drain: { timeoutMs: 1000 }, ...config });
 
 async function messages(c: TestClient, n: number): Promise<unknown[]> {
   const out = [];

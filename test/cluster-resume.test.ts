@@ -1,66 +1,20 @@
 // Sessions move between nodes: a reliable client resumes on any node of a cluster (a real
 // RabbitMQ, several Switchboard nodes on loopback), and the whole session comes with it.
-import { test, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { startApp, type Recorded } from './helpers/app.js';
-import { merge, startSidecar, type Sidecar } from './helpers/sidecar.js';
-import { connect, connectReliable, type TestClient } from './helpers/client.js';
-import { rabbitSkip, startRabbit, uniqueName, type Rabbit } from './helpers/rabbit.js';
+import { connectReliable, type TestClient } from './helpers/client.js';
+import { rabbitSkip } from './helpers/rabbit.js';
 import { eventually } from './helpers/eventually.js';
-import { freePort, runCli, writeConfig } from './helpers/process.js';
+import { startCluster, type TestNode } from './helpers/cluster.js';
 
 const skip = rabbitSkip();
-let broker: Promise<Rabbit> | null = null;
-const rabbit = () => (broker ??= startRabbit());
-after(async () => { if (broker) await (await broker).close(); });
 
-const TOKEN_SECRET = 'one-secret-for-every-node';
-
-/** The app: `?user=u&ch=a,b` on the WebSocket URL decides user and channels. */
-const appHandler = (req: Recorded) => {
-  if (req.url === '/ws/connect') {
-    const q = req.json().query as Record<string, string>;
-    return { status: 200, body: { ...(q.user ? { user: q.user } : {}), channels: q.ch ? q.ch.split(',') : [] } };
-  }
-  return { status: 204 };
-};
-
-async function cluster(t: import('node:test').TestContext, ids: string[], overrides: Record<string, unknown> = {}) {
-  const r = await rabbit();
-  const exchange = uniqueName('cluster');
-  const teardown: Array<() => Promise<void>> = [];
-  t.after(async () => { for (const f of teardown.reverse()) await f(); });
-  const app = await startApp(appHandler);
-  teardown.push(() => app.close());
-  const clients: TestClient[] = [];
-  teardown.push(async () => { await Promise.all(clients.map((c) => c.close().catch(() => {}))); });
-  const nodes: Sidecar[] = [];
-  for (const nodeId of ids) {
-    const sc = await startSidecar(app.url, merge({
-      nodeId,
-      cluster: { amqp: { url: r.url, exchange } },
-      session: { tokenSecret: TOKEN_SECRET },
-      amqp: { reconnect: { baseMs: 20, capMs: 300 } },
-      webhooks: { paths: { resume: '/ws/resume' } },
-    }, overrides));
-    teardown.push(() => sc.close());
-    nodes.push(sc);
-  }
-  await eventually(() => nodes.every((n) => n.sb.readiness().ready), 'every node ready');
-  const track = (c: TestClient) => { clients.push(c); return c; };
-  const join = async (sc: Sidecar, query = '') => {
-    const c = await connectReliable(sc.wsUrl(`/ws${query}`));
-    track(c.client);
-    return { client: c.client, id: c.welcome.session as string, token: c.welcome.token as string };
-  };
-  /** Resumes on `sc` with a token and the last seq the client has. */
-  const resume = async (sc: Sidecar, token: string, lastSeq: number) => {
-    const client = track(await connect(sc.wsUrl(`/ws?resume=${encodeURIComponent(token)}&lastSeq=${lastSeq}`), 'switchboard.v1'));
-    const welcome = await client.nextJson('welcome');
-    assert.equal(welcome.type, 'welcome');
-    return { client, welcome };
-  };
-  return { app, nodes, join, resume, track, url: r.url, exchange };
+/** Nodes in this process, each sending `resume` events to the app. */
+async function cluster(t: import('node:test').TestContext, ids: string[]) {
+  const c = await startCluster(t, { webhooks: { paths: { resume: '/ws/resume' } } });
+  const nodes = [];
+  for (const id of ids) nodes.push(await c.node(id));
+  return { ...c, nodes };
 }
 
 const isProbe = (f: any) => f.type === 'message' && f.data && typeof f.data === 'object' && 'probe' in f.data;
@@ -80,7 +34,7 @@ const pathOf = (target: Record<string, string | true>) =>
   : `/v1/connections/${encodeURIComponent(target.connection as string)}/messages`;
 
 /** Binding is asynchronous: push probes from `from` until `client` has seen one. */
-async function routeSettled(from: Sidecar, target: Record<string, string | true>, client: TestClient): Promise<void> {
+async function routeSettled(from: TestNode, target: Record<string, string | true>, client: TestClient): Promise<void> {
   let k = 0;
   await eventually(async () => {
     if (client.frames.some((f) => isProbe(f.json()))) return true;
@@ -238,22 +192,9 @@ test('a token for a session that ended, or whose node died, gives a new session 
 });
 
 test('workers and nodes mixed: sessions move between a worker of one node and another node, and back, and pushes by id follow them', { skip }, async (t) => {
-  const { app, nodes: [b], join, resume, track, url, exchange } = await cluster(t, ['nb']);
-  const [pub, ctl] = [await freePort(), await freePort()];
-  const cli = runCli(['--config', writeConfig({
-    listen: `127.0.0.1:${pub}`, control: { listen: `127.0.0.1:${ctl}` }, workers: 2, nodeId: 'nw',
-    app: { url: app.url }, log: { level: 'info' }, drain: { timeoutMs: 2000 },
-    cluster: { amqp: { url, exchange } }, session: { tokenSecret: TOKEN_SECRET },
-    webhooks: { paths: { resume: '/ws/resume' } },
-  })]);
-  t.after(async () => { cli.child.kill('SIGKILL'); await cli.exited; });
-  await cli.waitForOutput(/switchboard primary ready/);
-  await eventually(async () => (await fetch(`http://127.0.0.1:${ctl}/readyz`)).status === 200, 'the workers ready');
-  const nw = { wsUrl: (path: string) => `ws://127.0.0.1:${pub}${path}` };
-  const pushTo = async (port: number, id: string, data: object) => {
-    const res = await fetch(`http://127.0.0.1:${port}/v1/connections/${id}/messages`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(data) });
-    return res.status;
-  };
+  const { app, nodes: [b], join, resume, track, cli } = await cluster(t, ['nb']);
+  const nw = await cli('nw', 2);
+  const pushTo = async (node: TestNode, id: string, data: object) => (await node.control('POST', `/v1/connections/${id}/messages`, data)).status;
 
   // Born on a worker of nw, moved to nb.
   const born = await connectReliable(nw.wsUrl('/ws?user=w'));
@@ -266,31 +207,31 @@ test('workers and nodes mixed: sessions move between a worker of one node and an
   assert.equal(onB.welcome.session, id);
   // Through nw's push API: its worker knows the session went, and the push follows it.
   await eventually(async () => {
-    assert.equal(await pushTo(ctl, id, { probe: 1 }), 202);
+    assert.equal(await pushTo(nw, id, { probe: 1 }), 202);
     return onB.client.frames.some((f) => isProbe(f.json()));
   }, 'a push through nw reaches the session on nb');
 
   // Back to nw with nb's token: whichever worker takes the socket takes the session.
   onB.client.ws.terminate();
-  const home = await resume({ wsUrl: nw.wsUrl } as Sidecar, onB.welcome.token, 0);
+  const home = await resume(nw, onB.welcome.token, 0);
   assert.equal(home.welcome.resumed, true);
   assert.equal(home.welcome.session, id);
-  for (const port of [ctl, b.sb.controlAddress!.port]) {
+  for (const through of [nw, b]) {
     await eventually(async () => {
-      assert.equal(await pushTo(port, id, { probe: port }), 202);
-      return home.client.frames.some((f) => { const m = f.json(); return isProbe(m) && m.data.probe === port; });
-    }, `a push through ${port} reaches the session back on nw`);
+      assert.equal(await pushTo(through, id, { probe: through.name }), 202);
+      return home.client.frames.some((f) => { const m = f.json(); return isProbe(m) && m.data.probe === through.name; });
+    }, `a push through ${through.name} reaches the session back on nw`);
   }
 
   // Born on nb, moved to a worker of nw; nb's API still reaches it.
   const other = await join(b, '?user=b');
   other.client.ws.terminate();
   await eventually(() => b.sb.registry.get(other.id)?.state === 'detached', 'detached on nb');
-  const onW = await resume({ wsUrl: nw.wsUrl } as Sidecar, other.token, 0);
+  const onW = await resume(nw, other.token, 0);
   assert.equal(onW.welcome.resumed, true);
   assert.equal(b.sb.registry.get(other.id), undefined);
   await eventually(async () => {
-    assert.equal(await pushTo(b.sb.controlAddress!.port, other.id, { probe: 'b' }), 202);
+    assert.equal(await pushTo(b, other.id, { probe: 'b' }), 202);
     return onW.client.frames.some((f) => isProbe(f.json()));
   }, 'a push through nb reaches the session on nw');
   assert.equal(app.byPath('/ws/connect').length, 2, 'one connect per session, none for the moves');

@@ -1,74 +1,18 @@
 // Cluster-wide views: the control API of any node answers for every node (scatter-gather
 // over a real RabbitMQ), says which nodes answered, and stops counting a node that is gone.
-import { test, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { startApp, type Recorded } from './helpers/app.js';
-import { merge, startSidecar, type Sidecar } from './helpers/sidecar.js';
-import { connectReliable, type TestClient } from './helpers/client.js';
-import { rabbitSkip, startRabbit, uniqueName, type Rabbit } from './helpers/rabbit.js';
+import type { TestClient } from './helpers/client.js';
+import { rabbitSkip } from './helpers/rabbit.js';
 import { eventually } from './helpers/eventually.js';
-import { freePort, runCli, writeConfig, type CliProcess } from './helpers/process.js';
+import { startCluster, type TestNode } from './helpers/cluster.js';
 
 const skip = rabbitSkip();
-let broker: Promise<Rabbit> | null = null;
-const rabbit = () => (broker ??= startRabbit());
-after(async () => { if (broker) await (await broker).close(); });
-
-const TOKEN_SECRET = 'one-secret-for-every-node';
-
-const appHandler = (req: Recorded) => {
-  if (req.url === '/ws/connect') {
-    const q = req.json().query as Record<string, string>;
-    return { status: 200, body: { ...(q.user ? { user: q.user } : {}), channels: q.ch ? q.ch.split(',') : [] } };
-  }
-  return { status: 204 };
-};
-
-interface Node {
-  readonly name: string;
-  wsUrl(path: string): string;
-  control(method: string, path: string): Promise<{ status: number; json: any }>;
-}
-
-async function control(port: number, method: string, path: string) {
-  const res = await fetch(`http://127.0.0.1:${port}${path}`, { method });
-  const text = await res.text();
-  return { status: res.status, json: text.startsWith('{') ? JSON.parse(text) : undefined };
-}
+type Node = TestNode;
 
 async function setup(t: import('node:test').TestContext, cluster: Record<string, unknown>) {
-  const r = await rabbit();
-  const exchange = uniqueName('cluster');
-  const teardown: Array<() => Promise<void>> = [];
-  t.after(async () => { for (const f of teardown.reverse()) await f(); });
-  const app = await startApp(appHandler);
-  teardown.push(() => app.close());
-  const clients: TestClient[] = [];
-  teardown.push(async () => { await Promise.all(clients.map((c) => c.close().catch(() => {}))); });
-  const shared = { cluster: { amqp: { url: r.url, exchange }, ...cluster }, session: { tokenSecret: TOKEN_SECRET }, amqp: { reconnect: { baseMs: 20, capMs: 300 } } };
-
-  const inProcess = async (nodeId: string): Promise<Node & { sc: Sidecar }> => {
-    const sc = await startSidecar(app.url, merge({ nodeId }, shared));
-    teardown.push(() => sc.close());
-    return { name: nodeId, sc, wsUrl: (p) => sc.wsUrl(p), control: (m, p) => sc.control(m, p) };
-  };
-  const cli = async (nodeId: string, workers: number): Promise<Node & { cli: CliProcess }> => {
-    const [pub, ctl] = [await freePort(), await freePort()];
-    const proc = runCli(['--config', writeConfig(merge({
-      listen: `127.0.0.1:${pub}`, control: { listen: `127.0.0.1:${ctl}` }, workers, nodeId,
-      app: { url: app.url }, log: { level: 'info' }, drain: { timeoutMs: 2000 },
-    }, shared))]);
-    teardown.push(async () => { proc.child.kill('SIGCONT'); proc.child.kill('SIGKILL'); await proc.exited; });
-    await proc.waitForOutput(workers > 1 ? /switchboard primary ready/ : /switchboard ready/);
-    await eventually(async () => (await control(ctl, 'GET', '/readyz')).status === 200, `${nodeId} ready`);
-    return { name: nodeId, cli: proc, wsUrl: (p) => `ws://127.0.0.1:${pub}${p}`, control: (m, p) => control(ctl, m, p) };
-  };
-  const join = async (node: Node, query: string) => {
-    const c = await connectReliable(node.wsUrl(`/ws${query}`));
-    clients.push(c.client);
-    return { client: c.client, id: c.welcome.session as string };
-  };
-  return { inProcess, cli, join };
+  const c = await startCluster(t, { cluster });
+  return { inProcess: c.node, cli: c.cli, join: c.join };
 }
 
 /** Every node has heard from every other (a view asked too early would not wait for a node it never heard of). */
@@ -145,13 +89,13 @@ test('a node that does not answer is named as missing; a node that is gone stops
   await everyoneHeard([a, stopped], 2);
   const held = await slow.join(stopped, '?user=s&ch=room');
   await slow.join(a, '?ch=room');
-  stopped.cli.child.kill('SIGSTOP');
+  stopped.proc.child.kill('SIGSTOP');
   assert.deepEqual((await a.control('GET', '/v1/channels/room')).json, { channel: 'room', connections: 1, nodes: { answered: 1, missing: ['ns'] } });
   const notFound = await a.control('GET', `/v1/connections/${held.id}`);
   assert.equal(notFound.status, 404);
   assert.match(notFound.json.message, /not answering: ns/);
   assert.deepEqual((await a.control('GET', '/v1/nodes')).json, { nodes: [{ node: 'na', state: 'ready', sessions: 1, processes: 1 }], missing: ['ns'] });
-  stopped.cli.child.kill('SIGCONT');
+  stopped.proc.child.kill('SIGCONT');
   await eventually(async () => (await a.control('GET', '/v1/channels/room')).json.connections === 2, 'the node answers again');
 });
 
@@ -162,8 +106,8 @@ test('a killed node leaves the views within three heartbeats', { skip }, async (
   await everyoneHeard([a, doomed], 2);
   await fast.join(doomed, '?user=k&ch=room');
   assert.equal((await a.control('GET', '/v1/channels/room')).json.connections, 1);
-  doomed.cli.child.kill('SIGKILL');
-  await doomed.cli.exited;
+  doomed.proc.child.kill('SIGKILL');
+  await doomed.proc.exited;
   await eventually(async () => {
     const { json } = await a.control('GET', '/v1/nodes');
     return json.nodes.length === 1 && json.missing.length === 0;
