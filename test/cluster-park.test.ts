@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import type { TestClient } from './helpers/client.js';
 import { rabbitSkip } from './helpers/rabbit.js';
 import { eventually } from './helpers/eventually.js';
-import { startCluster } from './helpers/cluster.js';
+import { rabbit, startCluster } from './helpers/cluster.js';
 
 const skip = rabbitSkip();
 
@@ -98,4 +98,23 @@ test('a single sidecar restarted: clients resume on the replacement process, wha
   assert.equal(two.welcome.session, sessions[1].id);
   assert.equal(app.byPath('/ws/disconnect').length, 0);
   assert.equal(app.byPath('/ws/connect').length, 2);
+});
+
+test('a parked session survives a broker restart, with what was pushed to it while parked', { skip }, async (t) => {
+  const r = await rabbit();
+  if (!r.owned) return t.skip('the broker is not this test\'s to restart (AMQP_URL)');
+  const { node, join, resume } = await setup(t);
+  const a = await node('na');
+  const b = await node('nb');
+  const held = await join(a, '?user=durable');
+  held.client.ws.terminate();
+  await eventually(() => a.sb.registry.get(held.id)?.state === 'detached', 'detached');
+  await a.close();
+  assert.equal((await b.control('POST', '/v1/users/durable/messages', { kept: 1 })).status, 202);
+  await r.stop();
+  await r.start();
+  await eventually(() => b.sb.readiness().ready, 'B reconnected to the broker');
+  const claimed = await resume(b, held.token, 0);
+  assert.equal(claimed.welcome.resumed, true);
+  assert.deepEqual(await messages(claimed.client, 1), [{ kept: 1 }]);
 });

@@ -121,7 +121,9 @@ export function encodePush(origin: string, target: Target, push: Push, now: numb
   };
   if (push.coalesceKey !== null) headers['x-switchboard-coalesce-key'] = push.coalesceKey;
   if (push.id !== null) headers['x-switchboard-push-id'] = push.id;
-  const options: Options.Publish = { type: 'push', headers, persistent: false, CC: ccKeys(target) };
+  // Persistent: kept only by durable queues (a parked session's survives a broker restart with
+  // what was pushed to it); the nodes' own queues are transient, so no disk is touched for them.
+  const options: Options.Publish = { type: 'push', headers, persistent: true, CC: ccKeys(target) };
   if (Number.isFinite(push.expiresAt)) {
     const left = Math.max(1, Math.ceil(push.expiresAt - now));
     headers['x-switchboard-ttl-ms'] = String(left);
@@ -134,7 +136,7 @@ export function encodeClose(origin: string, target: Target, code: number, reason
   return {
     content: Buffer.alloc(0),
     options: {
-      type: 'close', persistent: false, CC: ccKeys(target),
+      type: 'close', persistent: true, CC: ccKeys(target),
       headers: { 'x-switchboard-origin': origin, ...targetHeaders(target), 'x-switchboard-code': String(code), 'x-switchboard-reason': reason },
     },
   };
