@@ -58,15 +58,13 @@ export class Parking {
   }
 
   async setup(model: ChannelModel): Promise<void> {
-    const ch = await model.createConfirmChannel();
-    ch.on('error', (err: Error) => this.#deps.log.warn({ err: err.message }, 'parking channel error'));
+    const ch = await this.#open(model);
     await ch.assertQueue(this.#expiredQueue, { durable: true });
     const consumer = await model.createChannel();
     consumer.on('error', (err: Error) => this.#deps.log.warn({ err: err.message }, 'expired-sessions channel error'));
     await consumer.prefetch(16);
     await consumer.consume(this.#expiredQueue, (msg) => { if (msg) this.#expire(consumer, msg); }, { noAck: false });
     this.#model = model;
-    this.#channel = ch;
   }
 
   lost(): void {
@@ -74,15 +72,27 @@ export class Parking {
     this.#channel = null;
   }
 
+  /** The channel parking uses; one the broker closed (a refused declaration) is opened again on the next park. */
+  async #open(model: ChannelModel): Promise<ConfirmChannel> {
+    const ch = await model.createConfirmChannel();
+    ch.on('error', (err: Error) => this.#deps.log.warn({ err: err.message }, 'parking channel error'));
+    ch.on('close', () => { if (this.#channel === ch) this.#channel = null; });
+    this.#channel = ch;
+    return ch;
+  }
+
   /**
    * Parks a session that has departed: once the parked queue receives its pushes, `settle`
    * forgets it here and returns what was held meanwhile. Rejects when the broker did not take it.
    */
   async park(snapshot: SessionSnapshot, graceLeftMs: number, settle: () => MoveTail | null): Promise<void> {
-    const ch = this.#channel;
-    if (!ch || parseConnectionId(snapshot.id) === null) throw new Error('the cluster broker is not connected');
+    const model = this.#model;
+    if (!model || parseConnectionId(snapshot.id) === null) throw new Error('the cluster broker is not connected');
+    const ch = this.#channel ?? await this.#open(model);
     const queue = this.queueOf(snapshot.id);
     const ttl = Math.max(1, Math.floor(graceLeftMs));
+    // One left by an earlier park of this session that was never claimed to the end is stale: the session is here.
+    await ch.deleteQueue(queue);
     await ch.assertQueue(queue, {
       durable: true,
       arguments: { 'x-expires': ttl + PARK_MARGIN_MS, 'x-dead-letter-exchange': '', 'x-dead-letter-routing-key': this.#expiredQueue },
