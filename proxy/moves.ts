@@ -192,6 +192,7 @@ export class Moves implements Departures {
   /** Parks every reliable session left here (their sockets close 1012); what could not be parked stays. */
   async parkAll(sessions: Iterable<Session>): Promise<number> {
     const host = this.#host;
+    const started = host.clock.now();
     let parked = 0;
     const all = [...sessions].filter((s) => s.mode === 'reliable');
     // A hundred at a time: each is a few broker round trips.
@@ -199,7 +200,7 @@ export class Moves implements Departures {
       const done = await Promise.all(all.slice(i, i + 100).map((s) => this.#park(s)));
       parked += done.filter(Boolean).length;
     }
-    if (all.length > 0) host.log.info({ parked, of: all.length }, 'sessions parked for another process to take over');
+    if (all.length > 0) host.log.info({ parked, of: all.length, ms: host.clock.now() - started }, 'sessions parked for another process to take over');
     return parked;
   }
 

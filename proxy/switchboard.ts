@@ -365,7 +365,8 @@ export class Switchboard {
     await until(gone, Math.min(spread + 200, deadline - this.clock.now()));
     this.#moves?.close();
     // The rest are parked in RabbitMQ, for whichever process their clients reach within their grace.
-    if (this.#moves) await withDeadline(this.#moves.parkAll(this.registry.all()), Math.max(0, deadline - this.clock.now()) / 2, 'parking').catch((err: unknown) =>
+    // Most of what is left: a session not parked ends here, which only takes its disconnect webhook.
+    if (this.#moves) await withDeadline(this.#moves.parkAll(this.registry.all()), Math.max(0, deadline - this.clock.now()) * 0.75, 'parking').catch((err: unknown) =>
       this.log.warn({ err: (err as Error).message }, 'parking did not finish: the rest end here'));
     for (const s of [...this.registry.all()]) s.close(CloseCode.serviceRestart, 'service restart');
     await until(() => this.registry.size === 0, Math.max(0, deadline - this.clock.now()) / 2);
