@@ -43,3 +43,32 @@ export const MAX_EVENTS_PER_REQUEST = 64;
 
 /** A GRIP publish body (bytes): Pushpin's own bound, so publishers see the same answer. */
 export const MAX_PUBLISH_BYTES = 10_000_000;
+
+// ── sessions across processes (docs/cluster.md) ──
+
+/** Heartbeats a cluster process may miss before the others count it gone: two lost ones are a blip, three an outage. */
+export const MISSED_HEARTBEATS = 3;
+
+/** `moved` answers a session take follows: a session moves twice in a move's time only in a reconnect storm. */
+export const MAX_TAKE_HOPS = 3;
+
+/** Sessions a node remembers having moved away (for redirects): a bound on memory in a reconnect storm. */
+export const MAX_REMEMBERED_MOVES = 100_000;
+
+/** A parked queue outlives its session's grace by this much (ms), so a claim at the very end still finds its pushes. */
+export const PARK_MARGIN_MS = 60_000;
+
+/** Reading the rest of a claimed parked queue or a dead process's roster (ms): a broker that takes longer is failing. */
+export const CLAIM_READ_MS = 30_000;
+
+/** Roster changes are gathered this long (ms) before they are written: one message for a connect storm, at the price of missing the sessions of a crash's last moments. */
+export const ROSTER_FLUSH_MS = 20;
+
+/** Roster changes written beyond the sessions held before a full roster is written again: the queue stays short. */
+export const ROSTER_SLACK = 1000;
+
+/** Sessions per message of a full roster: messages stay far below the broker's size bound. */
+export const ROSTER_CHUNK = 1000;
+
+/** Disconnects of a dead process's sessions in flight at once: a survivor does not flood the app. */
+export const LOST_AT_ONCE = 32;

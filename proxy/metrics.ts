@@ -49,6 +49,7 @@ function createCollectors(options: { defaults?: boolean }) {
     webhooksWaiting: new Gauge({ name: `${p}webhooks_waiting`, help: 'At-least-once webhooks (disconnect) waiting to be tried again', labelNames: ['event'] as const, registers }),
     resumesTotal: new Counter({ name: `${p}resumes_total`, help: 'Resume attempts by result', labelNames: ['result'] as const, registers }),
     sessionMovesTotal: new Counter({ name: `${p}session_moves_total`, help: 'Reliable sessions moved between processes, by direction (in, out) and result', labelNames: ['direction', 'result'] as const, registers }),
+    rosterChangesTotal: new Counter({ name: `${p}roster_changes_total`, help: 'Cluster roster changes (sessions added, changed, gone) by result: confirmed by the broker, or not', labelNames: ['result'] as const, registers }),
     frameErrorsTotal: new Counter({ name: `${p}frame_errors_total`, help: 'Malformed client frames by error', labelNames: ['error'] as const, registers }),
     amqpPublishDuration: new Histogram({
       name: `${p}amqp_publish_duration_seconds`,

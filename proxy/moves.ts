@@ -19,6 +19,7 @@
 import type { Logger } from 'pino';
 import type { Clock } from './clock.js';
 import { CloseCode } from './errors.js';
+import { MAX_REMEMBERED_MOVES } from './limits.js';
 import type { Metrics } from './metrics.js';
 import type { Registry } from './registry.js';
 import { Session, type SessionContext } from './session.js';
@@ -76,8 +77,6 @@ export interface MovesHost {
   readonly rememberMs: number;
 }
 
-/** Redirects remembered at most (the oldest go first): a bound on memory in a reconnect storm. */
-const MAX_REMEMBERED = 100_000;
 
 export class Moves implements Departures {
   readonly #host: MovesHost;
@@ -137,7 +136,7 @@ export class Moves implements Departures {
     this.#moved.set(id, { to, until: now + this.#host.rememberMs });
     // Insertion order is expiry order: the stale ones are at the front.
     for (const [k, v] of this.#moved) {
-      if (v.until > now && this.#moved.size <= MAX_REMEMBERED) break;
+      if (v.until > now && this.#moved.size <= MAX_REMEMBERED_MOVES) break;
       this.#moved.delete(k);
     }
   }

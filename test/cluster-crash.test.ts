@@ -61,10 +61,12 @@ test('SIGKILL of a lone sidecar: its successor of the same name sends the discon
   const a = await connectReliable(first.wsUrl('/ws?user=a'));
   track(a.client);
   const b = track(await connect(first.wsUrl('/ws?user=b')));
-  // A round trip through the process: its roster changes are written to the broker by now.
-  await a.client.send({ type: 'ping' });
-  assert.equal((await a.client.nextJson('pong')).type, 'pong');
   void b;
+  // Both sessions and their users are in the roster, confirmed by the broker (it keeps them for the successor).
+  await eventually(async () => {
+    const text = (await first.control('GET', '/metrics')).text ?? '';
+    return Number(/^switchboard_roster_changes_total\{result="confirmed"\} (\d+)/m.exec(text)?.[1] ?? 0) >= 4;
+  }, 'the roster changes confirmed');
   first.proc.child.kill('SIGKILL');
   await first.proc.exited;
   assert.equal(app.byPath('/ws/disconnect').length, 0);

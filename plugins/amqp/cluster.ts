@@ -34,6 +34,7 @@ import { BrokerConnection } from './connection.js';
 import type { Backoff } from '../../proxy/backoff.js';
 import { payloadContent } from './upstream.js';
 import { MAX_ROUTING_NAME } from '../../proxy/limits.js';
+import { MAX_TAKE_HOPS, MISSED_HEARTBEATS } from '../../proxy/limits.js';
 import type { Mover, Transfer } from '../../proxy/moves.js';
 import { decodeQuestion, encodeQuestion, type Answer, type Question, type Scatter } from '../../proxy/views.js';
 import { parseJson } from '../../proxy/json.js';
@@ -42,7 +43,7 @@ import { Parking } from './parking.js';
 import { Roster } from './roster.js';
 import type { Session } from '../../proxy/session.js';
 import { decodeSnapshot, decodeTail, encodeJson, type MoveTail } from '../../proxy/snapshot.js';
-import { MAX_TAKE_HOPS, isTransferReply, isTransferRequest, processKey, processOf, replyOptions, requestOptions, type TransferReply, type TransferRequest } from './transfer.js';
+import { isTransferReply, isTransferRequest, processKey, processOf, replyOptions, requestOptions, type TransferReply, type TransferRequest } from './transfer.js';
 
 export interface ClusterOptions {
   readonly url: string;
@@ -59,10 +60,8 @@ export interface ClusterOptions {
   readonly queryTimeoutMs: number;
 }
 
-export type ClusterDeps = Pick<SessionHost, 'log' | 'clock' | 'names' | 'deliverLocal' | 'closeLocal' | 'departures' | 'answer' | 'roster'>;
+export type ClusterDeps = Pick<SessionHost, 'log' | 'clock' | 'metrics' | 'names' | 'deliverLocal' | 'closeLocal' | 'departures' | 'answer' | 'roster'>;
 
-/** Heartbeats a process may miss before the others count it gone. */
-export const MISSED_HEARTBEATS = 3;
 
 // ── routing keys ──────────────────────────────────────────────────────────────
 
@@ -258,6 +257,7 @@ export class Cluster implements RegistryWatcher {
       log: this.#log,
       held: () => deps.roster(),
       lost: (entry) => deps.departures.lost(entry),
+      written: (changes, confirmed) => { if (changes > 0) deps.metrics.rosterChangesTotal.inc({ result: confirmed ? 'confirmed' : 'failed' }, changes); },
     });
     this.mover = {
       take: async (holder, id) => (holder === null ? null : await this.#take(holder, id)) ?? this.#parking.claim(id),

@@ -21,11 +21,8 @@ import { parseConnectionId } from '../../proxy/target.js';
 import type { Clock } from '../../proxy/clock.js';
 import type { Result } from '../../proxy/result.js';
 import type { ClusterMessage } from './cluster.js';
+import { CLAIM_READ_MS, PARK_MARGIN_MS } from '../../proxy/limits.js';
 
-/** A parked queue outlives its snapshot by this much, so a claim near the end still finds the pushes. */
-const PARK_MARGIN_MS = 60_000;
-/** How long reading the rest of a claimed parked queue may take. */
-const CLAIM_READ_MS = 30_000;
 
 export interface ParkingDeps {
   readonly log: Logger;

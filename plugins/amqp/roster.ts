@@ -3,8 +3,8 @@
 //
 //   <exchange>.roster.<node>-<worker>   durable, one per process name
 //
-// The process appends what changes (sessions added, their user or meta set, sessions gone), batched per
-// event-loop turn, as persistent messages, and consumes its own queue to trim it: now and then
+// The process appends what changes (sessions added, their user or meta set, sessions gone),
+// gathered for ROSTER_FLUSH_MS, as persistent messages, and consumes its own queue to trim it: now and then
 // it writes its whole roster (`begin`, chunks, `end`), and once the `end` comes back it acks
 // everything before the `begin`. So the queue holds one full roster and the changes since.
 //
@@ -19,15 +19,8 @@ import type { Channel, ChannelModel, ConfirmChannel, Message } from 'amqplib';
 import type { Logger } from 'pino';
 import { parseJson } from '../../proxy/json.js';
 import type { RosterEntry } from '../../proxy/snapshot.js';
+import { CLAIM_READ_MS, LOST_AT_ONCE, ROSTER_CHUNK, ROSTER_FLUSH_MS, ROSTER_SLACK } from '../../proxy/limits.js';
 
-/** Changes written since the last full roster, beyond the sessions held, before a new one is written. */
-const ROSTER_SLACK = 1000;
-/** Sessions per message of a full roster. */
-const ROSTER_CHUNK = 1000;
-/** Disconnects of a dead process's sessions in flight at once. */
-const LOST_AT_ONCE = 32;
-/** How long reading a dead process's roster may take once claimed. */
-const CLAIM_READ_MS = 30_000;
 
 type Change =
   | { readonly t: 'add'; readonly e: RosterEntry }
@@ -49,6 +42,8 @@ export interface RosterDeps {
   held(): Iterable<RosterEntry>;
   /** A session of a process that died: its disconnect webhook, resolved once sent. */
   lost(entry: RosterEntry): Promise<void>;
+  /** `changes` roster changes are in the broker (confirmed), or were not taken. */
+  written(changes: number, confirmed: boolean): void;
 }
 
 export class Roster {
@@ -128,7 +123,8 @@ export class Roster {
     this.#pending.push(change);
     if (this.#flushing) return;
     this.#flushing = true;
-    setImmediate(() => this.#flush());
+    // Handshakes complete one per event-loop turn: a short wait gathers a storm's into few messages.
+    setTimeout(() => this.#flush(), ROSTER_FLUSH_MS).unref();
   }
 
   #flush(): void {
@@ -136,7 +132,7 @@ export class Roster {
     const changes = this.#pending;
     this.#pending = [];
     if (changes.length === 0) return;
-    this.#write({ boot: this.#boot, kind: 'changes', changes });
+    this.#write({ boot: this.#boot, kind: 'changes', changes }, changes.length);
     this.#written += changes.length;
     if (this.#written > ROSTER_SLACK + this.#live) this.#writeFull();
   }
@@ -160,15 +156,17 @@ export class Roster {
     this.#written = 0;
   }
 
-  #write(wire: Wire): void {
+  #write(wire: Wire, changes = 0): void {
     const ch = this.#channel;
-    if (!ch) return;
+    if (!ch) return void this.#deps.written(changes, false);
     try {
       ch.sendToQueue(this.queueOf(this.#self), Buffer.from(JSON.stringify(wire)), { persistent: true }, (err) => {
         if (err) this.#deps.log.warn({ err: String(err) }, 'roster change not taken by the broker');
+        this.#deps.written(changes, !err);
       });
     } catch (err) {
       this.#deps.log.warn({ err: (err as Error).message }, 'roster change not written');
+      this.#deps.written(changes, false);
     }
   }
 

@@ -24,8 +24,6 @@ export const isTransferReply = (type: unknown): type is TransferReply => typeof 
 /** A process, as the routing key of its own binding. */
 export const processKey = (process: string): string => `proc.${process}`;
 
-/** Hops a take follows (`moved` replies) before giving up: a session that moved twice in a move's time. */
-export const MAX_TAKE_HOPS = 3;
 
 export function requestOptions(type: TransferRequest, connection: string, from: string, origin: string, replyTo: string, correlationId: string): Options.Publish {
   return {

@@ -31,7 +31,7 @@ export function connectAnswer(req: Recorded) {
 export interface TestNode {
   readonly name: string;
   wsUrl(path?: string): string;
-  control(method: string, path: string, body?: unknown, headers?: Record<string, string>): Promise<{ status: number; json: any }>;
+  control(method: string, path: string, body?: unknown, headers?: Record<string, string>): Promise<{ status: number; json: any; text?: string }>;
 }
 
 export interface CliNode extends TestNode {
@@ -45,7 +45,7 @@ async function httpControl(port: number, method: string, path: string, body?: un
     body: body === undefined ? undefined : JSON.stringify(body),
   });
   const text = await res.text();
-  return { status: res.status, json: text.startsWith('{') ? JSON.parse(text) : undefined };
+  return { status: res.status, text, json: text.startsWith('{') ? JSON.parse(text) : undefined };
 }
 
 /**
