@@ -9,12 +9,13 @@ import { parseArgs } from 'node:util';
 import { installCleanup, killAll } from './procs.js';
 import { summarize, table, type Line, type RepFigures } from './report.js';
 import type { RunOptions, Scenario } from './scenario.js';
+import { clusterCost, crashScenario } from './scenarios/cluster.js';
 import { echoScenario } from './scenarios/echo.js';
 import { fanoutScenario } from './scenarios/fanout.js';
 import { idle, idle50k, idle50kKernel } from './scenarios/idle.js';
 import { resumeScenario } from './scenarios/resume.js';
 
-const scenarios: readonly Scenario[] = [idle, idle50k, idle50kKernel, echoScenario, fanoutScenario, resumeScenario];
+const scenarios: readonly Scenario[] = [idle, idle50k, idle50kKernel, echoScenario, fanoutScenario, resumeScenario, clusterCost, crashScenario];
 
 const usage = `usage: npm run bench -- [options] [scenario...]
 
