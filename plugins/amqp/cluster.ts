@@ -356,10 +356,12 @@ export class Cluster implements RegistryWatcher {
   }
 
   /** Closing the connection deletes the exclusive queue and its bindings. */
-  close(): Promise<void> {
+  async close(): Promise<void> {
     this.#stopBeating?.();
     // The others stop counting this process at once, not three heartbeats later.
     this.#beat('bye');
+    // The roster says which sessions ended (or were parked) here, or a successor would tell the app of them again.
+    await this.#roster.close();
     return this.#broker.close();
   }
 

@@ -104,6 +104,12 @@ export class Roster {
     this.#model = null;
   }
 
+  /** Before the connection closes: what is still gathered is written now, and confirmed. */
+  async close(): Promise<void> {
+    this.#flush();
+    await this.#channel?.waitForConfirms().catch(() => {});
+  }
+
   added(entry: RosterEntry): void {
     this.#live++;
     this.#change({ t: 'add', e: entry });
