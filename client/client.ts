@@ -4,7 +4,7 @@
 import { backoffDelay, hintDelay, resolveBackoff, type BackoffOptions } from './backoff.js';
 import { Emitter } from './emitter.js';
 import { SwitchboardClientError, closedError } from './errors.js';
-import { PROTOCOL, parseFrame, reconnectsAfter, resumeProtocols, resumeUrl } from './protocol.js';
+import { PROTOCOL, RECONNECTING_CLOSE, parseFrame, reconnectsAfter, resumeProtocols, resumeUrl } from './protocol.js';
 
 // ---------------------------------------------------------------------------
 // Host interfaces. Declared here because the project compiles without the DOM lib,
@@ -305,13 +305,13 @@ export class SwitchboardClient extends Emitter<ClientEvents> {
   }
 
   /**
-   * Drops the current socket ourselves. `code` is what the close event reports; the
-   * wire gets 1000 because browsers only let a client close with 1000 or 3000–4999.
+   * Drops the current socket ourselves, to reconnect. `code` is what the close event reports;
+   * the wire gets RECONNECTING_CLOSE, so the server keeps the session for the resume.
    */
   #abandon(code: number, reason: string, plan: 'backoff' | { hintMs: number }): void {
     const socket = this.#socket;
     this.#socket = null;
-    socket?.close(1000, reason);
+    socket?.close(RECONNECTING_CLOSE, reason);
     this.#disconnected(code, reason, plan);
   }
 

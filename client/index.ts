@@ -10,5 +10,5 @@ export {
   type ClearTimer,
 } from './client.js';
 export { SwitchboardClientError, type ClientErrorCode } from './errors.js';
-export { PROTOCOL, reconnectsAfter, resumeUrl } from './protocol.js';
+export { PROTOCOL, RECONNECTING_CLOSE, reconnectsAfter, resumeUrl } from './protocol.js';
 export { backoffDelay, hintDelay, resolveBackoff, defaultBackoff, type BackoffOptions } from './backoff.js';

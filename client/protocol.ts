@@ -3,6 +3,13 @@
 
 export const PROTOCOL = 'switchboard.v1';
 
+/**
+ * What the client sends when it leaves a socket to reconnect (a hint, a protocol error, a
+ * missed pong): the server keeps the session for the resume. 1000 would end it. Browsers let a
+ * client close only with 1000 or 3000–4999.
+ */
+export const RECONNECTING_CLOSE = 4100;
+
 export type ServerFrame =
   | { type: 'welcome'; session: string; token: string; resumed: boolean }
   | { type: 'message'; seq: number; data: unknown }

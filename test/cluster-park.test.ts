@@ -3,7 +3,9 @@
 // it meanwhile; one nobody claims ends with one disconnect webhook.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { WebSocket } from 'ws';
 import type { TestClient } from './helpers/client.js';
+import { SwitchboardClient } from '../client/index.js';
 import { rabbitSkip } from './helpers/rabbit.js';
 import { eventually } from './helpers/eventually.js';
 import { rabbit, startCluster } from './helpers/cluster.js';
@@ -117,4 +119,39 @@ test('a parked session survives a broker restart, with what was pushed to it whi
   const claimed = await resume(b, held.token, 0);
   assert.equal(claimed.welcome.resumed, true);
   assert.deepEqual(await messages(claimed.client, 1), [{ kept: 1 }]);
+});
+
+test('the client library follows a drain hint to another node and keeps its session: no reset, no webhooks', { skip }, async (t) => {
+  const { app, node } = await setup(t);
+  const a = await node('na');
+  const b = await node('nb');
+  // Sockets go where a load balancer would send them: to A until it drains, then to B.
+  let target = a;
+  class Balanced extends WebSocket {
+    constructor(url: string, protocols: string | string[]) {
+      super(url.replace(/^ws:\/\/[^/]+/, target.wsUrl('').replace(/\/$/, '')), protocols);
+    }
+  }
+  const client = new SwitchboardClient(a.wsUrl(), { WebSocket: Balanced as never, backoff: { baseMs: 10, capMs: 50 } });
+  t.after(() => client.close());
+  const opened: Array<{ session: string; resumed: boolean }> = [];
+  let resets = 0;
+  client.on('open', (info) => opened.push(info));
+  client.on('reset', () => resets++);
+  const got: unknown[] = [];
+  client.on('message', (data) => got.push(data));
+  await eventually(() => opened.length === 1, 'the first welcome');
+  const id = opened[0].session;
+  assert.equal((await a.control('POST', `/v1/connections/${id}/messages`, { n: 1 })).status, 202);
+  await eventually(() => got.length === 1, 'the first push');
+  target = b;
+  await a.close();
+  await eventually(() => opened.length === 2, 'the welcome on B');
+  assert.deepEqual(opened[1], { session: id, resumed: true });
+  assert.equal(resets, 0);
+  assert.equal((await b.control('POST', `/v1/connections/${id}/messages`, { n: 2 })).json.delivered, 1);
+  await eventually(() => got.length === 2, 'a push on B');
+  assert.deepEqual(got, [{ n: 1 }, { n: 2 }]);
+  assert.equal(app.byPath('/ws/connect').length, 1);
+  assert.equal(app.byPath('/ws/disconnect').length, 0);
 });
