@@ -122,6 +122,11 @@ export class Moves implements Departures {
     return tail;
   }
 
+  /** Sessions handed to another process whose move has not completed yet. */
+  get departing(): number {
+    return this.#departing.size;
+  }
+
   movedTo(id: string): string | null {
     const moved = this.#moved.get(id);
     if (!moved) return null;

@@ -363,6 +363,9 @@ export class Switchboard {
       ? () => [...this.registry.all()].every((s) => s.mode !== 'reliable')
       : () => [...this.registry.all()].every((s) => !s.attached);
     await until(gone, Math.min(spread + 200, deadline - this.clock.now()));
+    // Moves under way complete: their clients are on other nodes already (up to half of what is left).
+    const moves = this.#moves;
+    if (moves) await until(() => moves.departing === 0, Math.max(0, deadline - this.clock.now()) / 2);
     this.#moves?.close();
     // The rest are parked in RabbitMQ, for whichever process their clients reach within their grace.
     // Most of what is left: a session not parked ends here, which only takes its disconnect webhook.

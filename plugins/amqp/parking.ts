@@ -141,15 +141,19 @@ export class Parking {
 
   async #finish(ch: Channel, queue: string, snapshot: SessionSnapshot, got: Message[], onArrival: (check: () => void) => void): Promise<MoveTail> {
     await this.#deps.barrier();
+    const arrived = (what: string, done: () => boolean) => new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`the parked session was not ${what} in time`)), CLAIM_READ_MS);
+      onArrival(() => { if (done()) { clearTimeout(timer); resolve(); } });
+    });
+    // Its tail is written once the parking node's bindings are in place: a session still being
+    // parked is complete from then on.
+    await arrived('complete', () => got.some((m) => m.properties.type === 'parked-tail'));
     // Unbound: nothing more is routed to it. Everything routed before is in it: delivered to
     // this consumer already, or among the ready ones counted now, which follow.
     await Promise.all(this.#deps.keys(snapshot).map((key) => ch.unbindQueue(queue, this.#exchange, key)));
     const { messageCount } = await ch.checkQueue(queue);
     const all = got.length + messageCount;
-    await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error('the parked session was not read in time')), CLAIM_READ_MS);
-      onArrival(() => { if (got.length >= all) { clearTimeout(timer); resolve(); } });
-    });
+    await arrived('read', () => got.length >= all);
     let final: MoveTail = { user: snapshot.user, meta: snapshot.meta, channels: snapshot.channels, pushes: [] };
     const held: WireMessage[] = [];
     const routed: WireMessage[] = [];
