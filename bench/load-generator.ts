@@ -2,7 +2,7 @@
 // over source addresses, and sends them commands with deadlines.
 import { fork, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { MAX_SOCKETS_PER_PROCESS, type CommandName, type Commands, type Reply, type Request } from './load-protocol.js';
+import { MAX_SOCKETS_PER_PROCESS, type CommandName, type Commands, type FollowMember, type Reply, type Request } from './load-protocol.js';
 import { cpuMs, stop, track } from './procs.js';
 
 /** Connections per source address in one connect; 253 addresses × 28k ephemeral ports leave ample room. */
@@ -127,6 +127,37 @@ export class LoadGroup {
       const errors: Record<string, number> = {};
       for (const r of results) for (const [k, v] of Object.entries(r.errors)) errors[k] = (errors[k] ?? 0) + v;
       throw new Error(`${failed} of ${count} connections failed: ${JSON.stringify(errors)}`);
+    }
+    return { elapsedMs: performance.now() - start };
+  }
+
+  /**
+   * Opens reliable clients that follow their sessions from node to node (followConnect),
+   * in consecutive shares of `members`; throws when some fail.
+   */
+  async follow(members: readonly FollowMember[], options: { pace: 'wait' | 'now'; concurrency?: number; timeoutMs?: number }): Promise<{ elapsedMs: number }> {
+    const n = this.processes.length;
+    const start = performance.now();
+    let from = 0;
+    const results = await Promise.all(this.processes.map((p, i) => {
+      const size = Math.floor(members.length / n) + (i < members.length % n ? 1 : 0);
+      const share = members.slice(from, from + size);
+      from += size;
+      if (p.sockets + share.length > MAX_SOCKETS_PER_PROCESS) throw new Error(`a load process would hold ${p.sockets + share.length} sockets`);
+      const timeoutMs = options.timeoutMs ?? 120_000;
+      return p.call('followConnect', {
+        members: share, pace: options.pace, addresses: sourceAddresses(share.length),
+        concurrency: options.concurrency ?? 100, timeoutMs,
+      }, timeoutMs + 5000).then((r) => {
+        p.sockets += r.opened;
+        return r;
+      });
+    }));
+    const failed = results.reduce((s, r) => s + r.failed, 0);
+    if (failed > 0) {
+      const errors: Record<string, number> = {};
+      for (const r of results) for (const [k, v] of Object.entries(r.errors)) errors[k] = (errors[k] ?? 0) + v;
+      throw new Error(`${failed} of ${members.length} clients failed to connect: ${JSON.stringify(errors)}`);
     }
     return { elapsedMs: performance.now() - start };
   }

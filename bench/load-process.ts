@@ -7,6 +7,7 @@ import {
   type CommandName, type Commands, type ConnectArgs, type ConnectResult, type EchoBurstArgs, type EchoBurstResult,
   type EchoRateArgs, type EchoRateResult, type Reply, type Request, type ResumeArgs, type ResumeResult,
   type SeqWaitArgs, type SeqWaitResult,
+  type FollowCollectResult, type FollowConnectArgs, type FollowNodesArgs, type FollowStats, type FollowStatsArgs,
 } from './load-protocol.js';
 
 interface Conn {
@@ -371,6 +372,301 @@ async function seqWait(args: SeqWaitArgs): Promise<SeqWaitResult> {
   return { complete, incomplete: conns.length - complete, lost, duplicates, wrongData };
 }
 
+// ── following sessions between nodes ───────────────────────────────────────────
+
+/** A reliable client that, like the client library, resumes wherever it is sent next. */
+interface Follower {
+  ws: WebSocket | null;
+  readonly localAddress: string | undefined;
+  readonly user: string;
+  readonly channel: string;
+  /** The node it is on (or was on last). */
+  url: string;
+  session: string | null;
+  token: string | null;
+  lastSeq: number;
+  ackedSeq: number;
+  /** Push numbers received: a second delivery of one is a duplicate, whatever its seq. */
+  readonly got: Set<number>;
+  /** A reconnect is waiting or under way. */
+  moving: boolean;
+  /** When the current reconnect's first attempt started, and attempts so far. */
+  since: number;
+  attempts: number;
+  timer: NodeJS.Timeout | null;
+  /** When its last welcome resumed its session (0 after a reset). */
+  resumedAt: number;
+}
+
+/** Attempts in a row before a follower gives up; retries back off up to 5 s (full jitter). */
+const FOLLOW_ATTEMPTS = 20;
+/**
+ * How long one attempt waits for its welcome: a move may take several transfer round trips
+ * (cluster.transferTimeoutMs, 5 s each), and a client that leaves first is one more ended session.
+ */
+const WELCOME_TIMEOUT_MS = 30_000;
+
+const followers: Follower[] = [];
+let followPace: 'wait' | 'now' = 'wait';
+let liveUrls: readonly string[] = [];
+let nextNode = 0;
+let followStopped = false;
+let ackTimer: NodeJS.Timeout | null = null;
+const follow = {
+  hints: 0, resumes: 0, resets: 0, gaps: 0, gapSeqs: 0, resent: 0, duplicates: 0, misdelivered: 0,
+  received: 0, failedAttempts: 0, gaveUp: 0, lastResumeAt: 0,
+};
+const followCloses: Record<string, number> = {};
+const followErrors: Record<string, number> = {};
+const pushCounts = new Map<number, number>();
+const resumeTimes: number[] = [];
+let followLatencies: number[][] = [];
+
+/** The next live node in rotation, other than `from` when there is another. */
+function nextUrl(from: string): string {
+  const others = liveUrls.length > 1 ? liveUrls.filter((u) => u !== from) : liveUrls;
+  return others[nextNode++ % others.length];
+}
+
+function sendAck(f: Follower): void {
+  if (!f.ws || f.ws.readyState !== WebSocket.OPEN || f.lastSeq <= f.ackedSeq) return;
+  f.ackedSeq = f.lastSeq;
+  f.ws.send(`{"type":"ack","seq":${f.lastSeq}}`);
+}
+
+function onWelcome(f: Follower, frame: { session?: string; token?: string; resumed?: boolean }): void {
+  const resumed = frame.resumed === true && frame.session === f.session;
+  if (f.session !== null && !resumed) {
+    follow.resets++;
+    f.lastSeq = 0;
+  }
+  f.ackedSeq = f.lastSeq;
+  f.session = frame.session ?? null;
+  f.token = frame.token ?? null;
+  f.resumedAt = resumed ? monotonicMs() : 0;
+  if (resumed) {
+    follow.resumes++;
+    follow.lastResumeAt = f.resumedAt;
+  }
+}
+
+function onFollowFrame(f: Follower, ws: WebSocket, data: Buffer): void {
+  const now = monotonicMs();
+  let frame: { type?: string; seq?: number; from?: number; to?: number; afterMs?: number; data?: { k?: number; t?: number; p?: number; to?: string } };
+  try {
+    frame = JSON.parse(data.toString('utf8'));
+  } catch {
+    return;
+  }
+  switch (frame.type) {
+    case 'message': {
+      const seq = frame.seq ?? 0;
+      if (seq <= f.lastSeq) {
+        follow.resent++;
+        return;
+      }
+      if (seq > f.lastSeq + 1) {
+        follow.gaps++;
+        follow.gapSeqs += seq - f.lastSeq - 1;
+      }
+      f.lastSeq = seq;
+      const push = frame.data ?? {};
+      if (push.to !== f.user && push.to !== f.channel) follow.misdelivered++;
+      else if (f.got.has(push.k ?? 0)) follow.duplicates++;
+      else {
+        f.got.add(push.k ?? 0);
+        follow.received++;
+        pushCounts.set(push.k ?? 0, (pushCounts.get(push.k ?? 0) ?? 0) + 1);
+        (followLatencies[push.p ?? 0] ??= []).push(now - (push.t ?? now));
+      }
+      if (f.lastSeq - f.ackedSeq >= 32) sendAck(f);
+      return;
+    }
+    case 'gap':
+      if ((frame.to ?? 0) <= f.lastSeq) return;
+      follow.gaps++;
+      follow.gapSeqs += (frame.to ?? 0) - f.lastSeq;
+      f.lastSeq = frame.to ?? f.lastSeq;
+      return;
+    case 'reconnect':
+      // The socket stays open, still read, until the node the client resumes on takes the
+      // session over (the old node then closes it, 4009). Closing it first with 1000, as the
+      // client library does, would end the session: a client's normal close is final.
+      follow.hints++;
+      moveOn(f, followPace === 'now' ? 0 : Math.max(0, frame.afterMs ?? 0) + Math.floor(Math.random() * 500));
+      return;
+    default:
+  }
+}
+
+/** Forgets `ws` as the follower's socket: what it does from now on is not followed. */
+function leave(f: Follower, ws: WebSocket): void {
+  ws.removeAllListeners('message');
+  ws.removeAllListeners('close');
+  if (f.ws === ws) f.ws = null;
+}
+
+function moveOn(f: Follower, delayMs: number): void {
+  if (f.moving || followStopped) return;
+  f.moving = true;
+  f.attempts = 0;
+  f.timer = setTimeout(() => void attempt(f), delayMs);
+}
+
+async function attempt(f: Follower): Promise<void> {
+  f.timer = null;
+  if (followStopped) return;
+  if (f.attempts++ === 0) f.since = monotonicMs();
+  const url = nextUrl(f.url);
+  try {
+    await followOpen(f, url, WELCOME_TIMEOUT_MS);
+    f.moving = false;
+    if (f.resumedAt > 0) resumeTimes.push(monotonicMs() - f.since);
+  } catch (err) {
+    follow.failedAttempts++;
+    countError(followErrors, err);
+    if (f.attempts >= FOLLOW_ATTEMPTS) {
+      follow.gaveUp++;
+      return;
+    }
+    f.timer = setTimeout(() => void attempt(f), Math.floor(Math.random() * Math.min(5000, 500 * 2 ** f.attempts)));
+  }
+}
+
+/** Opens a socket for `f` at `url` (resuming when it has a token); resolves on its welcome. */
+function followOpen(f: Follower, url: string, timeoutMs: number): Promise<void> {
+  const query = `user=${encodeURIComponent(f.user)}&ch=${encodeURIComponent(f.channel)}`
+    + (f.token ? `&resume=${encodeURIComponent(f.token)}&lastSeq=${f.lastSeq}` : '');
+  return new Promise<void>((resolve, reject) => {
+    const ws = new WebSocket(`${url}?${query}`, ['switchboard.v1'], {
+      localAddress: f.localAddress, perMessageDeflate: false, handshakeTimeout: timeoutMs,
+    });
+    let settled = false;
+    const t = setTimeout(() => fail(new Error('no welcome')), timeoutMs);
+    const fail = (err: unknown) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(t);
+      ws.removeAllListeners('message');
+      ws.removeAllListeners('close');
+      ws.terminate();
+      reject(err as Error);
+    };
+    ws.on('error', fail);
+    ws.on('unexpected-response', (_req, res) => fail(new Error(`handshake answered ${res.statusCode}`)));
+    ws.on('close', (code) => {
+      if (!settled) return fail(new Error(`closed before the welcome (${code})`));
+      followCloses[code] = (followCloses[code] ?? 0) + 1;
+      leave(f, ws);
+      moveOn(f, followPace === 'now' ? 0 : Math.floor(Math.random() * 500));
+    });
+    ws.on('message', (data: Buffer) => {
+      if (settled) return onFollowFrame(f, ws, data);
+      let frame: { type?: string; session?: string; token?: string; resumed?: boolean };
+      try {
+        frame = JSON.parse(data.toString('utf8'));
+      } catch {
+        frame = {};
+      }
+      if (frame.type !== 'welcome') return fail(new Error(`expected welcome first, got ${frame.type}`));
+      settled = true;
+      clearTimeout(t);
+      if (followStopped) {
+        ws.terminate();
+        return reject(new Error('stopped'));
+      }
+      onWelcome(f, frame);
+      // The old socket, if its node has not closed it yet, is not followed any more.
+      if (f.ws) {
+        const old = f.ws;
+        leave(f, old);
+        old.terminate();
+      }
+      f.ws = ws;
+      f.url = url;
+      resolve();
+    });
+  });
+}
+
+async function followConnect(args: FollowConnectArgs): Promise<ConnectResult> {
+  for (const m of args.members) if (!isLoopback(m.url)) throw new Error(`refusing a non-loopback target: ${m.url}`);
+  if (conns.length + followers.length + args.members.length > MAX_SOCKETS_PER_PROCESS) {
+    throw new Error(`a load process holds at most ${MAX_SOCKETS_PER_PROCESS} sockets (fd limit)`);
+  }
+  followPace = args.pace;
+  followStopped = false;
+  ackTimer ??= setInterval(() => { for (const f of followers) sendAck(f); }, 200);
+  const start = performance.now();
+  const errors: Record<string, number> = {};
+  let next = 0;
+  let opened = 0;
+  let failed = 0;
+  const base = followers.length;
+  const worker = async () => {
+    while (next < args.members.length) {
+      const i = next++;
+      const m = args.members[i];
+      const f: Follower = {
+        ws: null, localAddress: args.addresses[(base + i) % args.addresses.length], user: m.user, channel: m.channel, url: m.url,
+        session: null, token: null, lastSeq: 0, ackedSeq: 0, got: new Set(), moving: false, since: 0, attempts: 0, timer: null, resumedAt: 0,
+      };
+      try {
+        await followOpen(f, m.url, args.timeoutMs);
+        followers.push(f);
+        opened++;
+      } catch (err) {
+        failed++;
+        countError(errors, err);
+      }
+    }
+  };
+  const workers = Array.from({ length: Math.max(1, Math.min(args.concurrency, args.members.length)) }, worker);
+  await withDeadline(Promise.all(workers), args.timeoutMs, 'connect');
+  return { opened, failed, errors, elapsedMs: performance.now() - start };
+}
+
+function followStats(args: FollowStatsArgs): FollowStats {
+  let live = 0;
+  let moving = 0;
+  let resumedSince = 0;
+  for (const f of followers) {
+    if (f.ws) live++;
+    if (f.moving || !f.ws) moving++;
+    if (f.ws && f.resumedAt >= args.since && f.resumedAt > 0) resumedSince++;
+  }
+  return { clients: followers.length, open: live, moving, resumedSince, ...follow, closes: { ...followCloses }, errors: { ...followErrors } };
+}
+
+function followCollect(args: { phases: number }): FollowCollectResult {
+  const latencies = Array.from({ length: args.phases }, (_, p) => Float64Array.from(followLatencies[p] ?? []));
+  followLatencies = Array.from({ length: args.phases }, () => []);
+  return {
+    pushes: Float64Array.from(pushCounts.keys()),
+    counts: Float64Array.from(pushCounts.values()),
+    resumeTimes: Float64Array.from(resumeTimes),
+    latencies,
+  };
+}
+
+function followClose(): { closed: number } {
+  followStopped = true;
+  if (ackTimer) clearInterval(ackTimer);
+  ackTimer = null;
+  let closed = 0;
+  for (const f of followers) {
+    if (f.timer) clearTimeout(f.timer);
+    if (f.ws) {
+      const ws = f.ws;
+      leave(f, ws);
+      ws.terminate();
+      closed++;
+    }
+  }
+  followers.length = 0;
+  return { closed };
+}
+
 // ── the IPC loop ───────────────────────────────────────────────────────────────
 
 function closeAll(): { closed: number } {
@@ -404,6 +700,14 @@ const handlers: { [C in CommandName]: (args: Commands[C][0]) => Commands[C][1] |
   resume,
   seqWait,
   closeAll,
+  followConnect,
+  followNodes: (args: FollowNodesArgs) => {
+    liveUrls = [...args.urls];
+    return { nodes: liveUrls.length };
+  },
+  followStats,
+  followCollect,
+  followClose,
 };
 
 process.on('message', (m: Request) => {

@@ -94,6 +94,81 @@ export interface SeqWaitResult {
   readonly wrongData: number;
 }
 
+export interface FollowMember {
+  /** The node it connects to first (a WebSocket URL). */
+  readonly url: string;
+  /** Sent in the query (`user`, `ch`); the app's connect webhook answers with them. */
+  readonly user: string;
+  readonly channel: string;
+}
+
+export interface FollowConnectArgs {
+  readonly members: readonly FollowMember[];
+  /**
+   * `wait`: a `reconnect` hint is followed after its afterMs plus up to 500 ms, a close after
+   * up to 500 ms (the client library's delays); `now`: both at once. After a hint the old
+   * socket stays open until the new node takes the session over.
+   */
+  readonly pace: 'wait' | 'now';
+  readonly addresses: readonly string[];
+  readonly concurrency: number;
+  readonly timeoutMs: number;
+}
+
+export interface FollowNodesArgs {
+  /** The live nodes (WebSocket URLs), in rotation order: each reconnect takes the next one. */
+  readonly urls: readonly string[];
+}
+
+export interface FollowStatsArgs {
+  /** CLOCK_MONOTONIC ms: `resumedSince` counts resumed welcomes from then on. */
+  readonly since: number;
+}
+
+export interface FollowStats {
+  readonly clients: number;
+  /** Welcomed and open now. */
+  readonly open: number;
+  /** Between a hint or close and the next welcome. */
+  readonly moving: number;
+  /** Open clients whose last welcome, at or after `since`, resumed their session. */
+  readonly resumedSince: number;
+  /** CLOCK_MONOTONIC ms of the last resumed welcome (0: none yet). */
+  readonly lastResumeAt: number;
+  readonly hints: number;
+  /** Welcomes with `resumed: true` and the same session. */
+  readonly resumes: number;
+  /** Welcomes after a reconnect with `resumed: false` or another session id. */
+  readonly resets: number;
+  /** `gap` frames and seq holes, and the seqs they cover. */
+  readonly gaps: number;
+  readonly gapSeqs: number;
+  /** Frames with seq <= lastSeq, dropped (as the client library does). */
+  readonly resent: number;
+  /** A push number a client had already received, under a new seq. */
+  readonly duplicates: number;
+  /** A push for a user or channel the client is not in. */
+  readonly misdelivered: number;
+  /** Deliveries counted (one per client per push). */
+  readonly received: number;
+  readonly failedAttempts: number;
+  /** Clients that stopped after MAX attempts in a row. */
+  readonly gaveUp: number;
+  /** Closes the clients did not ask for, by code. */
+  readonly closes: Record<string, number>;
+  readonly errors: Record<string, number>;
+}
+
+export interface FollowCollectResult {
+  /** Push numbers (`data.k`) received, and by how many clients each. */
+  readonly pushes: Float64Array;
+  readonly counts: Float64Array;
+  /** Reconnect start (first attempt) → resumed welcome, ms, one per resume. */
+  readonly resumeTimes: Float64Array;
+  /** Send (`data.t`) → receipt, ms, one per delivery, by the push's phase (`data.p`). */
+  readonly latencies: Float64Array[];
+}
+
 export interface Commands {
   connect: [ConnectArgs, ConnectResult];
   echoBurst: [EchoBurstArgs, EchoBurstResult];
@@ -105,6 +180,12 @@ export interface Commands {
   resume: [ResumeArgs, ResumeResult];
   seqWait: [SeqWaitArgs, SeqWaitResult];
   closeAll: [Record<string, never>, { closed: number }];
+  followConnect: [FollowConnectArgs, ConnectResult];
+  followNodes: [FollowNodesArgs, { nodes: number }];
+  followStats: [FollowStatsArgs, FollowStats];
+  followCollect: [{ phases: number }, FollowCollectResult];
+  /** Stops every follower: no more reconnects, sockets terminated. */
+  followClose: [Record<string, never>, { closed: number }];
 }
 
 export type CommandName = keyof Commands;

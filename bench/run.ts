@@ -14,8 +14,9 @@ import { echoScenario } from './scenarios/echo.js';
 import { fanoutScenario } from './scenarios/fanout.js';
 import { idle, idle50k, idle50kKernel } from './scenarios/idle.js';
 import { resumeScenario } from './scenarios/resume.js';
+import { clusterStormScenario, rollingScenario } from './scenarios/rolling.js';
 
-const scenarios: readonly Scenario[] = [idle, idle50k, idle50kKernel, echoScenario, fanoutScenario, resumeScenario, clusterCost, crashScenario];
+const scenarios: readonly Scenario[] = [idle, idle50k, idle50kKernel, echoScenario, fanoutScenario, resumeScenario, clusterCost, crashScenario, rollingScenario, clusterStormScenario];
 
 const usage = `usage: npm run bench -- [options] [scenario...]
 
