@@ -20,6 +20,12 @@ const TOKEN_SECRET = 'one-secret-for-every-node';
 const NODE_IDS = ['nodea', 'nodeb', 'nodec'];
 /** Pushes waiting for their 202 at once; beyond, the open loop waits and catches up. */
 const MAX_IN_FLIGHT = 200;
+/**
+ * Webhooks are counted this long after the last drain: a process not heard from for three
+ * heartbeats (cluster.heartbeatMs 2000) is counted gone, and a survivor then sends the
+ * disconnects of the sessions its roster still lists.
+ */
+const LATE_WEBHOOKS_MS = 8000;
 
 let broker: Promise<Rabbit> | null = null;
 /** One private RabbitMQ for the whole run (the helper stops it when this process exits). */
@@ -387,9 +393,10 @@ export const rollingScenario: Scenario = {
       const rollS = (performance.now() - rollStart) / 1000;
       await p.stop();
       const deliveries = p.accepted.reduce((n, x) => n + x.expected, 0);
+      const late = sleep(LATE_WEBHOOKS_MS);
       await until('every delivery', async () => (await stats(g)).received >= deliveries, 15_000)
         .catch((err: unknown) => options.log(`rolling: ${(err as Error).message}`));
-      await sleep(500);
+      await late;
 
       const s = await stats(g);
       const collected = await g.all('followCollect', { phases: 2 });
@@ -510,6 +517,7 @@ export const clusterStormScenario: Scenario = {
         .catch((err: unknown) => options.log(`cluster-storm: ${(err as Error).message}`));
       const drainMs = await draining;
       drained = null;
+      await sleep(LATE_WEBHOOKS_MS);
 
       const s = await stats(g, since);
       const collected = await g.all('followCollect', { phases: 2 });
