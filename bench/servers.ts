@@ -45,7 +45,8 @@ export interface ServerUnderTest {
   cpuMs(): number;
   /** Sends `body` (JSON) to every subscriber: channel push or the bare server's loop. */
   publish(body: string): Promise<void>;
-  stop(): Promise<void>;
+  /** SIGTERM, then SIGKILL if it has not exited within `graceMs` (default 8 s). */
+  stop(graceMs?: number): Promise<void>;
 }
 
 export class StartError extends Error {
@@ -142,8 +143,8 @@ function handle(kind: ServerKind, child: ChildProcess, wsUrl: string, publish: (
       await sleep(1000);
     },
     cpuMs: () => treeOf(pid).reduce((s, p) => s + cpuMs(p), 0),
-    async stop() {
-      await stop(child, 8000);
+    async stop(graceMs = 8000) {
+      await stop(child, graceMs);
       cleanup();
     },
   };

@@ -132,10 +132,10 @@ function clusterReady(nodes: readonly SwitchboardUnderTest[]): Promise<void> {
   }, 20_000);
 }
 
-/** SIGTERM and wait for the exit (procs.stop: SIGKILL after 8 s); ms it took. */
-async function drain(node: SwitchboardUnderTest): Promise<number> {
+/** SIGTERM and wait for the exit (SIGKILL 5 s after its drain budget); ms it took. */
+async function drain(node: SwitchboardUnderTest, drainMs: number): Promise<number> {
   const start = performance.now();
-  await node.stop();
+  await node.stop(drainMs + 5000);
   return performance.now() - start;
 }
 
@@ -299,7 +299,11 @@ function rollingTargets(members: readonly FollowMember[]): (k: number) => Target
   };
 }
 
-const ROLL_DRAIN_MS = 6000;
+/**
+ * drain.timeoutMs of the roll: hints are spread over half of it, and a node's moves must fit
+ * in it (about 1,000 of them take 2–3 s on this machine's two cores).
+ */
+const ROLL_DRAIN_MS = 20_000;
 
 export const rollingScenario: Scenario = {
   name: 'rolling',
@@ -382,7 +386,7 @@ export const rollingScenario: Scenario = {
         nodes[i] = null;
         await g.all('followNodes', { urls: live().map((n) => n.wsUrl) });
         await p.remove(leaving.controlUrl);
-        drains.push(await drain(leaving));
+        drains.push(await drain(leaving, ROLL_DRAIN_MS));
         nodes[i] = await startNode(i, cluster, options);
         await clusterReady(live());
         await g.all('followNodes', { urls: live().map((n) => n.wsUrl) });
@@ -446,7 +450,8 @@ export const rollingScenario: Scenario = {
 
 // ── cluster-storm ──────────────────────────────────────────────────────────────
 
-const STORM_DRAIN_MS = 4000;
+/** The default drain.timeoutMs: the storm clients resume at once on their hint, whatever its afterMs; the budget bounds the moves. */
+const STORM_DRAIN_MS = 30_000;
 
 async function pushTo(node: SwitchboardUnderTest, channel: string, k: number, phase: number): Promise<void> {
   const res = await http('POST', `${node.controlUrl}/v1/channels/${channel}/messages`, JSON.stringify({ k, t: monotonicMs(), p: phase, to: channel }));
@@ -507,7 +512,7 @@ export const clusterStormScenario: Scenario = {
       const since = monotonicMs();
       drained = a;
       nodes.shift();
-      const draining = drain(a);
+      const draining = drain(a, STORM_DRAIN_MS);
       await until('the first reconnect hint', async () => (await stats(g)).hints > 0, 10_000);
       await pushTo(b, 'storm', 2, 1);
       await until('every session to resume', async () => (await stats(g, since)).resumedSince >= sessions, 30_000)
