@@ -18,7 +18,7 @@ const reps = Number(process.argv[3] ?? 3);
  * drain.timeoutMs: half of it is the reconnect spread (and 200 ms more the drain waits for
  * clients), subtracted from the drain's time; most of the rest is parking's budget.
  */
-const DRAIN_MS = 8000;
+const DRAIN_MS = 20_000;
 const CONCURRENCY = 50;
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];

@@ -247,6 +247,7 @@ export class Cluster implements RegistryWatcher {
       expired: (snapshot) => deps.departures.expired(snapshot),
       decode: (msg) => decodeMessage(msg.content, msg.properties.type, msg.properties.headers ?? {}, deps.clock.now()),
       barrier: () => this.#barrier(),
+      completeMs: options.transferTimeoutMs,
       keys: (snapshot) => [
         bindingKey('connection', snapshot.id),
         ...(snapshot.user === null ? [] : [bindingKey('user', snapshot.user)]),

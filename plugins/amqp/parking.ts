@@ -35,6 +35,8 @@ export interface ParkingDeps {
   barrier(): Promise<void>;
   /** The keys a session's pushes are routed by. */
   keys(snapshot: SessionSnapshot): string[];
+  /** How long a claim waits for a session still being parked (a move's round trip, `cluster.transferTimeoutMs`). */
+  readonly completeMs: number;
 }
 
 export class Parking {
@@ -95,11 +97,21 @@ export class Parking {
       arguments: { 'x-expires': ttl + PARK_MARGIN_MS, 'x-dead-letter-exchange': '', 'x-dead-letter-routing-key': this.#expiredQueue },
     });
     // The snapshot first: it is the queue's head, and it alone expires with the grace.
-    await confirmed(ch, queue, encodeJson(snapshot), { type: 'parked', persistent: true, expiration: String(ttl) });
-    await Promise.all(this.#deps.keys(snapshot).map((key) => ch.bindQueue(queue, this.#exchange, key)));
-    // From here the parked queue gets every push for the session; what reached it here until now follows the snapshot.
-    const tail = settle();
-    if (tail) await confirmed(ch, queue, encodeJson(tail), { type: 'parked-tail', persistent: true });
+    let tail: MoveTail | null | undefined;
+    try {
+      await confirmed(ch, queue, encodeJson(snapshot), { type: 'parked', persistent: true, expiration: String(ttl) });
+      await Promise.all(this.#deps.keys(snapshot).map((key) => ch.bindQueue(queue, this.#exchange, key)));
+      // From here the parked queue gets every push for the session; what reached it here until now follows the snapshot.
+      tail = settle();
+      if (tail === null) throw new Error('the session ended while it was parked');
+    } catch (err) {
+      // Still here, or ended here (and told of here): no parked copy may outlive it.
+      await this.#channel?.deleteQueue(queue).catch(() => {});
+      throw err;
+    }
+    // Forgotten here now: if the tail is not taken, the parked snapshot still ends with its
+    // disconnect when it expires (a claim waits for the tail in vain and starts a new session).
+    await confirmed(ch, queue, encodeJson(tail), { type: 'parked-tail', persistent: true });
   }
 
   /** Claims a parked session: null when none is parked, it expired, or another node claims it. */
@@ -141,13 +153,13 @@ export class Parking {
 
   async #finish(ch: Channel, queue: string, snapshot: SessionSnapshot, got: Message[], onArrival: (check: () => void) => void): Promise<MoveTail> {
     await this.#deps.barrier();
-    const arrived = (what: string, done: () => boolean) => new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`the parked session was not ${what} in time`)), CLAIM_READ_MS);
+    const arrived = (what: string, done: () => boolean, ms = CLAIM_READ_MS) => new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`the parked session was not ${what} in time`)), ms);
       onArrival(() => { if (done()) { clearTimeout(timer); resolve(); } });
     });
     // Its tail is written once the parking node's bindings are in place: a session still being
     // parked is complete from then on.
-    await arrived('complete', () => got.some((m) => m.properties.type === 'parked-tail'));
+    await arrived('complete', () => got.some((m) => m.properties.type === 'parked-tail'), this.#deps.completeMs);
     // Unbound: nothing more is routed to it. Everything routed before is in it: delivered to
     // this consumer already, or among the ready ones counted now, which follow.
     await Promise.all(this.#deps.keys(snapshot).map((key) => ch.unbindQueue(queue, this.#exchange, key)));
