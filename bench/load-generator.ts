@@ -122,12 +122,7 @@ export class LoadGroup {
         return r;
       });
     }));
-    const failed = results.reduce((s, r) => s + r.failed, 0);
-    if (failed > 0) {
-      const errors: Record<string, number> = {};
-      for (const r of results) for (const [k, v] of Object.entries(r.errors)) errors[k] = (errors[k] ?? 0) + v;
-      throw new Error(`${failed} of ${count} connections failed: ${JSON.stringify(errors)}`);
-    }
+    throwIfFailed(results, `of ${count} connections failed`);
     return { elapsedMs: performance.now() - start };
   }
 
@@ -153,12 +148,7 @@ export class LoadGroup {
         return r;
       });
     }));
-    const failed = results.reduce((s, r) => s + r.failed, 0);
-    if (failed > 0) {
-      const errors: Record<string, number> = {};
-      for (const r of results) for (const [k, v] of Object.entries(r.errors)) errors[k] = (errors[k] ?? 0) + v;
-      throw new Error(`${failed} of ${members.length} clients failed to connect: ${JSON.stringify(errors)}`);
-    }
+    throwIfFailed(results, `of ${members.length} clients failed to connect`);
     return { elapsedMs: performance.now() - start };
   }
 
@@ -169,4 +159,13 @@ export class LoadGroup {
   async close(): Promise<void> {
     await Promise.all(this.processes.map((p) => p.close()));
   }
+}
+
+/** Throws when any load process reports failed connects, with their errors summed. */
+function throwIfFailed(results: ReadonlyArray<{ failed: number; errors: Record<string, number> }>, what: string): void {
+  const failed = results.reduce((s, r) => s + r.failed, 0);
+  if (failed === 0) return;
+  const errors: Record<string, number> = {};
+  for (const r of results) for (const [k, v] of Object.entries(r.errors)) errors[k] = (errors[k] ?? 0) + v;
+  throw new Error(`${failed} ${what}: ${JSON.stringify(errors)}`);
 }
