@@ -3,7 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { connectReliable, type TestClient } from './helpers/client.js';
-import { rabbitSkip } from './helpers/rabbit.js';
+import { AmqpClient, rabbitSkip } from './helpers/rabbit.js';
 import { eventually } from './helpers/eventually.js';
 import { startCluster, type TestNode } from './helpers/cluster.js';
 
@@ -235,4 +235,38 @@ test('workers and nodes mixed: sessions move between a worker of one node and an
     return onW.client.frames.some((f) => isProbe(f.json()));
   }, 'a push through nb reaches the session on nw');
   assert.equal(app.byPath('/ws/connect').length, 2, 'one connect per session, none for the moves');
+});
+
+test('malformed cluster messages (moves, questions, heartbeats, expired snapshots) are ignored: nodes stay up and keep moving sessions', { skip }, async (t) => {
+  const { nodes: [a, b], join, resume, url, exchange } = await cluster(t, ['na', 'nb']);
+  const amqp = await AmqpClient.open(url);
+  t.after(() => amqp.close());
+  const first = await join(a, '?user=steady');
+  const junk = [Buffer.from('{'), Buffer.from('[]'), Buffer.from(`${'['.repeat(200)}${']'.repeat(200)}`), Buffer.from('{"v":1,"id":""}'), Buffer.alloc(0)];
+  const types = ['take', 'release', 'snapshot', 'tail', 'moved', 'none', 'query', 'answer', 'hello', 'bye', 'push', 'close', 'parked', 'nonsense'];
+  // Not one of them well-formed: a take naming the asker as itself is refused too.
+  const headers = [{}, { 'x-switchboard-from': 'not a process', 'x-switchboard-connection': 42 }, { 'x-switchboard-from': 'na-0', 'x-switchboard-connection': first.id }];
+  for (const type of types) {
+    for (const h of headers) {
+      // A hello or bye with a real process name is not malformed: it says that process is there or gone.
+      if ((type === 'hello' || type === 'bye') && h === headers[2]) continue;
+      for (const content of junk) {
+        for (const key of ['all', 'proc.na-0', 'node.na']) {
+          amqp.channel.publish(exchange, key, content, { type, headers: h, correlationId: 'x', replyTo: 'nowhere' });
+        }
+        amqp.channel.sendToQueue(`${exchange}.expired`, content, { type });
+      }
+    }
+  }
+  // Past the junk (one channel keeps its order): a real push still arrives, and the session still moves.
+  await eventually(async () => {
+    await b.control('POST', `/v1/users/steady/messages`, { probe: 'after junk' });
+    return first.client.frames.some((f) => isProbe(f.json()));
+  }, 'a push after the junk');
+  assert.ok(a.sb.readiness().ready && b.sb.readiness().ready);
+  first.client.ws.terminate();
+  const moved = await resume(b, first.token, 0);
+  assert.equal(moved.welcome.resumed, true);
+  assert.equal(moved.welcome.session, first.id);
+  assert.equal((await b.control('GET', '/v1/nodes')).json.nodes.length, 2);
 });

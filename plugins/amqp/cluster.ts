@@ -601,7 +601,8 @@ export class Cluster implements RegistryWatcher {
     const id = text(headers?.['x-switchboard-connection']);
     const from = processOf(headers?.['x-switchboard-from']);
     const pub = this.#publisher;
-    if (typeof replyTo !== 'string' || typeof correlationId !== 'string' || id === undefined || from === null || !pub) {
+    // A process does not take its own sessions: such a request is forged or broken.
+    if (typeof replyTo !== 'string' || typeof correlationId !== 'string' || id === undefined || from === null || from === this.#options.self || !pub) {
       this.#log.warn({ type }, 'malformed session transfer request ignored');
       return;
     }
