@@ -2,7 +2,7 @@
 // --config <tmp>`) and a bare `ws` server (bare-server.js), each its own process tree,
 // each preloaded with the memory probe; plus the tiny app behind Switchboard.
 import type { ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createWriteStream, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { Agent, request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -170,7 +170,7 @@ export async function startSwitchboard(options: SwitchboardOptions = {}): Promis
   const config = merge({
     listen: `127.0.0.1:${port}`,
     control: { listen: `127.0.0.1:${controlPort}` },
-    log: { level: 'warn' },
+    log: { level: process.env.BENCH_LOG_LEVEL ?? 'warn' },
     drain: { timeoutMs: 3000 },
   }, options.config ?? {});
   const dir = mkdtempSync(join(tmpdir(), 'switchboard-bench-'));
@@ -180,6 +180,7 @@ export async function startSwitchboard(options: SwitchboardOptions = {}): Promis
     stdio: ['ignore', 'pipe', 'pipe', 'ipc'], env: { ...process.env, ...options.env },
   });
   const output = tail(child);
+  keepLog(child, config);
   const controlUrl = `http://127.0.0.1:${controlPort}`;
   const cleanup = () => rmSync(dir, { recursive: true, force: true });
   try {
@@ -205,6 +206,16 @@ export async function startSwitchboard(options: SwitchboardOptions = {}): Promis
       return sum;
     },
   };
+}
+
+/** With BENCH_LOG_DIR set, each Switchboard's log lines are kept there, one file per process (by node id and port); BENCH_LOG_LEVEL sets their level (warn). */
+function keepLog(child: ChildProcess, config: Record<string, unknown>): void {
+  const dir = process.env.BENCH_LOG_DIR;
+  if (!dir) return;
+  const name = `${String(config.nodeId ?? 'switchboard')}-${String(config.listen).split(':').pop()}.log`;
+  const out = createWriteStream(join(dir, name), { flags: 'a' });
+  child.stdout?.pipe(out);
+  child.stderr?.pipe(out);
 }
 
 export interface BareOptions {

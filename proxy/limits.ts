@@ -72,3 +72,10 @@ export const ROSTER_CHUNK = 1000;
 
 /** Disconnects of a dead process's sessions in flight at once: a survivor does not flood the app. */
 export const LOST_AT_ONCE = 32;
+
+/**
+ * Channels a process changes its cluster queue's bindings on, each key always on the same one:
+ * the broker runs one binding change at a time per channel, so a resume storm's thousands of them
+ * go through several at once.
+ */
+export const BINDING_CHANNELS = 4;

@@ -310,7 +310,7 @@ export const rollingScenario: Scenario = {
   title: 'rolling restart of a three-node cluster under steady pushes (Switchboard only)',
   notes: [
     'Bare ws has no sessions to move, so these are Switchboard figures alone. Three nodes (processes) sharing one',
-    'private RabbitMQ (cluster.amqp, one session.tokenSecret, drain.timeoutMs 6000); 3,000 reliable clients (quick:',
+    `private RabbitMQ (cluster.amqp, one session.tokenSecret, drain.timeoutMs ${ROLL_DRAIN_MS}); 3,000 reliable clients (quick:`,
     '600), client j first on node j mod 3, user u⌊j/2⌋ (2 clients) and channel c⌊j/10⌋ (10 clients) from the connect',
     'webhook of an app in the bench process, which counts connect and disconnect webhooks by connection id. An open',
     'loop posts 500 pushes/s (quick: 200/s), alternately to a user and a channel, to the live nodes\' control ports in',
@@ -463,7 +463,7 @@ export const clusterStormScenario: Scenario = {
   title: 'a drained node\'s sessions all resume on the other two at once (Switchboard only)',
   notes: [
     'Bare ws has no sessions to move, so these are Switchboard figures alone. Three nodes (processes) sharing one',
-    'private RabbitMQ, drain.timeoutMs 4000 (reconnect hints spread over 2 s); 5,000 reliable clients (quick:',
+    `private RabbitMQ, drain.timeoutMs ${STORM_DRAIN_MS} (the default); 5,000 reliable clients (quick:`,
     '1,000), all on node A, in one channel; push 1 reaches every one of them. Then A is SIGTERMed and every',
     'client resumes (?resume=<token>&lastSeq=<n>) as soon as it gets its hint or its close, not after afterMs,',
     'alternately on B and C, its old socket open until taken over (4009); push 2 goes to the channel through B',

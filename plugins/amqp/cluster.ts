@@ -30,11 +30,11 @@ import type { SessionHost } from '../../proxy/plugin.js';
 import { fail, ok, type Result } from '../../proxy/result.js';
 import { nameOf, targetOf, unreachable, type Target } from '../../proxy/target.js';
 import type { Payload } from '../../proxy/payload.js';
+import { Bindings } from './bindings.js';
 import { BrokerConnection } from './connection.js';
 import type { Backoff } from '../../proxy/backoff.js';
 import { payloadContent } from './upstream.js';
-import { MAX_ROUTING_NAME } from '../../proxy/limits.js';
-import { MAX_TAKE_HOPS, MISSED_HEARTBEATS } from '../../proxy/limits.js';
+import { MAX_ROUTING_NAME, MAX_TAKE_HOPS, MISSED_HEARTBEATS } from '../../proxy/limits.js';
 import type { Mover, Transfer } from '../../proxy/moves.js';
 import { decodeQuestion, encodeQuestion, type Answer, type Question, type Scatter } from '../../proxy/views.js';
 import { parseJson } from '../../proxy/json.js';
@@ -42,7 +42,7 @@ import { every } from '../../proxy/clock.js';
 import { Parking } from './parking.js';
 import { Roster } from './roster.js';
 import type { Session } from '../../proxy/session.js';
-import { decodeSnapshot, decodeTail, encodeJson, type MoveTail } from '../../proxy/snapshot.js';
+import { decodeSnapshot, decodeTail, encodeJson, type MoveTail, type SessionSnapshot } from '../../proxy/snapshot.js';
 import { isTransferReply, isTransferRequest, processKey, processOf, replyOptions, requestOptions, type TransferReply, type TransferRequest } from './transfer.js';
 
 export interface ClusterOptions {
@@ -85,6 +85,14 @@ export function bindingKey(kind: IndexKind, name: string): string {
 /** Extra routing keys (the CC header): a connection may have moved away from the node its id names. */
 export function ccKeys(target: Target): string[] | undefined {
   return target.kind === 'connection' ? [bindingKey('connection', target.id)] : undefined;
+}
+
+/** The keys a session's pushes are routed by: its id (it may have moved from the node the id names), its user, its channels. */
+function sessionKeys(snapshot: SessionSnapshot): string[] {
+  const keys = [bindingKey('connection', snapshot.id)];
+  if (snapshot.user !== null) keys.push(bindingKey('user', snapshot.user));
+  for (const c of snapshot.channels) keys.push(bindingKey('channel', c));
+  return keys;
 }
 
 export function routingKey(target: Target): string {
@@ -190,8 +198,18 @@ export class Cluster implements RegistryWatcher {
   readonly #log: Logger;
   readonly #broker: BrokerConnection;
   readonly #queue: string;
-  /** Bindings and consumption. */
-  #channel: Channel | null = null;
+  /**
+   * Binding changes, on channels of their own: the broker runs each one to its end before the
+   * next on its channel, and deliveries to a consumer on the same channel would wait behind them
+   * (a transfer request or reply behind thousands of bindings in a resume storm).
+   */
+  readonly #bindings: Bindings;
+  /**
+   * Set once this process drains: its queue and every binding go with it when it exits, so the
+   * keys its sessions leave behind are not unbound one by one (the broker's binding changes are
+   * what a resume storm waits on). Pushes still routed here meanwhile find no session and are dropped.
+   */
+  #leaving = false;
   /** Publications, confirmed. */
   #publisher: ConfirmChannel | null = null;
   /** Transfer requests waiting for their reply, by correlation id. */
@@ -214,6 +232,7 @@ export class Cluster implements RegistryWatcher {
     this.#log = deps.log.child({ cluster: options.exchange });
     // Named for `rabbitmqctl list_queues`; the suffix keeps two processes of one node apart.
     this.#queue = `${options.exchange}.${options.nodeId}.${randomBytes(4).toString('hex')}`;
+    this.#bindings = new Bindings(this.#queue, options.exchange);
     this.#broker = new BrokerConnection({
       url: options.url,
       name: `switchboard cluster ${options.nodeId}`,
@@ -222,7 +241,7 @@ export class Cluster implements RegistryWatcher {
       clock: deps.clock,
       setup: (model) => this.#setup(model),
       lost: () => {
-        this.#channel = null;
+        this.#bindings.lost();
         this.#publisher = null;
         this.#parking.lost();
         this.#roster.lost();
@@ -246,13 +265,9 @@ export class Cluster implements RegistryWatcher {
       clock: deps.clock,
       expired: (snapshot) => deps.departures.expired(snapshot),
       decode: (msg) => decodeMessage(msg.content, msg.properties.type, msg.properties.headers ?? {}, deps.clock.now()),
-      barrier: () => this.#barrier(),
+      bound: (snapshot) => this.#bindings.settled(sessionKeys(snapshot)),
       completeMs: options.transferTimeoutMs,
-      keys: (snapshot) => [
-        bindingKey('connection', snapshot.id),
-        ...(snapshot.user === null ? [] : [bindingKey('user', snapshot.user)]),
-        ...snapshot.channels.map((c) => bindingKey('channel', c)),
-      ],
+      keys: sessionKeys,
     });
     this.#roster = new Roster(options.exchange, options.self, {
       log: this.#log,
@@ -279,12 +294,14 @@ export class Cluster implements RegistryWatcher {
 
   async #setup(model: ChannelModel): Promise<void> {
     const { exchange, nodeId } = this.#options;
-    const ch = await model.createChannel();
-    const pub = await model.createConfirmChannel();
-    for (const c of [ch, pub]) {
+    const watch = (c: Channel) => {
       c.on('error', (err: Error) => this.#log.warn({ err: err.message }, 'cluster channel error'));
       c.on('close', () => this.#broker.fail(model, new Error('cluster channel closed')));
-    }
+    };
+    const ch = await model.createChannel();
+    const pub = await model.createConfirmChannel();
+    watch(ch);
+    watch(pub);
     // A mandatory transfer request that no queue took: the process it names is gone.
     pub.on('return', (msg: ConsumeMessage) => this.#answer(msg.properties.correlationId, 'unroutable'));
     await ch.assertExchange(exchange, 'topic', { durable: true });
@@ -293,15 +310,15 @@ export class Cluster implements RegistryWatcher {
       if (msg === null) this.#broker.fail(model, new Error('cluster consumer cancelled by the broker'));
       else this.#receive(msg);
     }, { noAck: true, exclusive: true });
-    // From here on, registry changes bind and unbind on this channel, queued after these
-    // bindings of the current state: the channel runs its operations in order.
-    this.#channel = ch;
+    // From here on, registry changes bind and unbind, each key on its channel after these
+    // bindings of the current state: a channel runs its operations in order.
+    await this.#bindings.open(model, watch);
     this.#publisher = pub;
     const keys = ['all', `node.${nodeId}`, processKey(this.#options.self)];
     for (const kind of ['user', 'channel', 'connection'] as const) {
       for (const name of this.#deps.names(kind)) keys.push(bindingKey(kind, name));
     }
-    await Promise.all(keys.map((key) => ch.bindQueue(this.#queue, exchange, key)));
+    await Promise.all(keys.map((key) => this.#bindings.set(key, true)));
     await this.#parking.setup(model);
     await this.#roster.setup(model);
     this.#log.info({ queue: this.#queue, bindings: keys.length }, 'cluster queue bound');
@@ -366,6 +383,11 @@ export class Cluster implements RegistryWatcher {
     return this.#broker.close();
   }
 
+  /** The process is draining: it will not unbind what its sessions leave (its queue goes when it exits). */
+  leaving(): void {
+    this.#leaving = true;
+  }
+
   destroy(): void {
     this.#stopBeating?.();
     this.#broker.destroy();
@@ -394,12 +416,11 @@ export class Cluster implements RegistryWatcher {
   }
 
   #bind(kind: IndexKind, name: string, bound: boolean): void {
-    const ch = this.#channel;
     // While disconnected, nothing to do: the next connection binds the registry as it is then.
-    if (!ch) return;
+    if (!this.#bindings.up || (this.#leaving && !bound)) return;
     const key = bindingKey(kind, name);
-    const op = bound ? ch.bindQueue(this.#queue, this.#options.exchange, key) : ch.unbindQueue(this.#queue, this.#options.exchange, key);
-    op.catch((err: unknown) => this.#log.debug({ err: (err as Error).message, key, bound }, 'cluster binding change failed (reconnect re-declares)'));
+    this.#bindings.set(key, bound).catch((err: unknown) =>
+      this.#log.debug({ err: (err as Error).message, key, bound }, 'cluster binding change failed (reconnect re-declares)'));
   }
 
   // ── publishing and receiving ────────────────────────────────────────────────
@@ -485,21 +506,15 @@ export class Cluster implements RegistryWatcher {
         return null;
       }
       const from = holder;
-      return { snapshot: snapshot.value, finish: () => this.#release(from, id) };
+      const keys = sessionKeys(snapshot.value);
+      return { snapshot: snapshot.value, finish: () => this.#release(from, id, keys) };
     }
     return null;
   }
 
-  /** Resolves once every binding asked for so far is in place: the channel runs its operations in order. */
-  async #barrier(): Promise<void> {
-    const ch = this.#channel;
-    if (!ch) throw new Error('the cluster broker connection was lost during the move');
-    await ch.checkExchange(this.#options.exchange);
-  }
-
   /** After the session is registered here: once its bindings are in place, asks the old holder to let go. */
-  async #release(holder: string, id: string): Promise<MoveTail | null> {
-    await this.#barrier();
+  async #release(holder: string, id: string, keys: readonly string[]): Promise<MoveTail | null> {
+    await this.#bindings.settled(keys);
     const answer = await this.#ask('release', holder, id);
     if (answer === 'timeout' || answer === 'unroutable') throw new Error(`the old holder ${holder} did not answer the release`);
     if (answer.properties.type === 'none') return null;

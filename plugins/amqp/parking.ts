@@ -31,8 +31,8 @@ export interface ParkingDeps {
   expired(snapshot: SessionSnapshot): Promise<void>;
   /** A cluster message (a push or close routed to a parked queue). */
   decode(msg: Message): Result<ClusterMessage>;
-  /** Resolves once every binding this process asked for is in place. */
-  barrier(): Promise<void>;
+  /** Resolves once this process's queue is bound to the keys of the session (registered here). */
+  bound(snapshot: SessionSnapshot): Promise<void>;
   /** The keys a session's pushes are routed by. */
   keys(snapshot: SessionSnapshot): string[];
   /** How long a claim waits for a session still being parked (a move's round trip, `cluster.transferTimeoutMs`). */
@@ -152,7 +152,7 @@ export class Parking {
   }
 
   async #finish(ch: Channel, queue: string, snapshot: SessionSnapshot, got: Message[], onArrival: (check: () => void) => void): Promise<MoveTail> {
-    await this.#deps.barrier();
+    await this.#deps.bound(snapshot);
     const arrived = (what: string, done: () => boolean, ms = CLAIM_READ_MS) => new Promise<void>((resolve, reject) => {
       const timer = setTimeout(() => reject(new Error(`the parked session was not ${what} in time`)), ms);
       onArrival(() => { if (done()) { clearTimeout(timer); resolve(); } });

@@ -27,6 +27,7 @@ function cluster(host: SessionHost): RelayPart | null {
     mover: c.mover,
     scatter: c.scatter,
     start: () => c.start(),
+    drain: async () => c.leaving(),
     close: () => c.close(),
     destroy: () => c.destroy(),
     notReady: () => (c.ready() ? null : 'cluster broker is not connected'),
