@@ -20,11 +20,14 @@ COPY --from=build /src/dist/proxy dist/proxy
 COPY --from=build /src/dist/plugins dist/plugins
 COPY --from=build /src/dist/client dist/client
 COPY config-examples config-examples
-USER node
+# The node image's `node` user, by number: Kubernetes' runAsNonRoot can only check a numeric user.
+USER 1000:1000
 # Public port. The control port (8081: push API, metrics, health) listens on loopback by default;
 # to expose it, set SWITCHBOARD_CONTROL_LISTEN=0.0.0.0:8081 and SWITCHBOARD_CONTROL_TOKEN.
 EXPOSE 8080
+# Runs inside the container, where loopback reaches the control port whether it listens on
+# 127.0.0.1 or 0.0.0.0; the port follows SWITCHBOARD_CONTROL_LISTEN. /healthz needs no token.
 HEALTHCHECK --interval=10s --timeout=3s --start-period=5s --retries=3 \
-  CMD ["node", "-e", "fetch('http://127.0.0.1:8081/healthz').then(r => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
+  CMD ["node", "-e", "const port = (process.env.SWITCHBOARD_CONTROL_LISTEN || ':8081').split(':').pop(); fetch('http://127.0.0.1:' + port + '/healthz').then((r) => process.exit(r.ok ? 0 : 1), () => process.exit(1))"]
 STOPSIGNAL SIGTERM
 ENTRYPOINT ["node", "dist/proxy/cli.js"]
