@@ -1,14 +1,14 @@
-# Build stage: compile TypeScript with the dev dependencies.
+# Build stage: compile TypeScript (and bundle the browser client) with the dev dependencies.
 FROM node:20-bookworm-slim AS build
 WORKDIR /src
-COPY package.json package-lock.json tsconfig.json ./
+COPY package.json package-lock.json tsconfig.json tsconfig.client.json ./
 COPY proxy proxy
 COPY plugins plugins
 COPY client client
 COPY config-examples config-examples
 COPY test test
 COPY bench bench
-RUN npm ci --no-audit --no-fund
+RUN npm ci --no-audit --no-fund && npm run build
 
 # Runtime stage: production dependencies and compiled output only, as a non-root user.
 FROM node:20-bookworm-slim

@@ -1,10 +1,13 @@
 // SwitchboardClient: the client side of reliable mode (`switchboard.v1`, docs/usage.md), for
-// browsers and Node. No runtime dependencies: the WebSocket and the clock are injected.
+// browsers and Node. No runtime dependencies: the WebSocket (the platform's, or `ws` passed in)
+// and the clock are injected.
 
 import { backoffDelay, hintDelay, resolveBackoff, type BackoffOptions } from './backoff.js';
 import { Emitter } from './emitter.js';
 import { SwitchboardClientError, closedError } from './errors.js';
-import { PROTOCOL, RECONNECTING_CLOSE, parseFrame, reconnectsAfter, resumeProtocols, resumeUrl } from './protocol.js';
+import {
+  PROTOCOL, RECONNECTING_CLOSE, parseFrame, parseRetryAfter, reconnectsAfter, refusalIsFinal, resumeProtocols, resumeUrl,
+} from './protocol.js';
 
 // ---------------------------------------------------------------------------
 // Host interfaces. Declared here because the project compiles without the DOM lib,
@@ -23,9 +26,25 @@ export interface WebSocketLike {
   onmessage: Callback<{ readonly data: unknown }> | null;
   onclose: Callback<{ readonly code: number; readonly reason: string }> | null;
   onerror: Callback<unknown> | null;
+  /**
+   * `ws` only (the browser's WebSocket has no `on`): the answer to a refused handshake, which is
+   * how the client learns its HTTP status and Retry-After.
+   */
+  on?(event: 'unexpected-response', listener: (request: unknown, response: HandshakeResponse) => void): unknown;
 }
 
-export type WebSocketConstructor = new (url: string, protocols: string | string[]) => WebSocketLike;
+/** What the client reads of a refused handshake's answer (a subset of Node's IncomingMessage). */
+export interface HandshakeResponse {
+  readonly statusCode?: number;
+  readonly headers: { readonly [name: string]: string | string[] | undefined };
+}
+
+/** The third argument is `ws`'s options; the client passes it only with `options.headers`. */
+export type WebSocketConstructor = new (
+  url: string,
+  protocols: string | string[],
+  options?: { headers: { [name: string]: string } },
+) => WebSocketLike;
 
 export type SetTimer = (fn: () => void, ms: number) => unknown;
 export type ClearTimer = Callback<unknown>;
@@ -35,6 +54,12 @@ const OPEN = 1; // WebSocket.OPEN, the same in every implementation
 export interface ClientOptions {
   /** Default globalThis.WebSocket. Node 20 has none: pass the `ws` package's WebSocket. */
   readonly WebSocket?: WebSocketConstructor;
+  /**
+   * Headers for every handshake (Cookie, Authorization, …), given to the WebSocket constructor
+   * as `ws` takes them (`{ headers }`). Needs `options.WebSocket` from `ws`: the browser's
+   * WebSocket (and Node's global one) cannot set headers, so with them the constructor throws.
+   */
+  readonly headers?: { readonly [name: string]: string };
   /** Reconnect delays. Defaults: baseMs 500, capMs 30000, maxAttempts Infinity. */
   readonly backoff?: Partial<BackoffOptions>;
   /** Longest an arrived message waits to be acked. Default 200. */
@@ -67,7 +92,25 @@ export interface ClientEvents {
   reset: (info: { session: string; previousSession: string }) => void;
   close: (info: { code: number; reason: string; willReconnect: boolean }) => void;
   error: (error: SwitchboardClientError) => void;
+  /**
+   * The server answered the handshake with an HTTP status instead of a WebSocket (only seen with
+   * `ws`: a browser hides the status). Emitted just before the `close` of that attempt.
+   */
+  refused: (refusal: Refusal) => void;
 }
+
+/** A refused handshake: see the `refused` event. */
+export interface Refusal {
+  /** The HTTP status: 401, 403, 429, 503, … */
+  readonly status: number;
+  /** The answer's Retry-After in ms (null without one); it is the wait before the next attempt. */
+  readonly retryAfterMs: number | null;
+  /** A 4xx other than 408 and 429: the client stops (state `closed`) instead of trying again. */
+  readonly final: boolean;
+}
+
+/** setTimeout's largest delay; a longer Retry-After would fire at once. */
+const MAX_DELAY_MS = 2 ** 31 - 1;
 
 // ---------------------------------------------------------------------------
 // The client
@@ -87,6 +130,7 @@ interface OutMessage {
 export class SwitchboardClient extends Emitter<ClientEvents> {
   readonly url: string;
   readonly #WebSocket: WebSocketConstructor;
+  readonly #headers: { [name: string]: string } | undefined;
   readonly #backoff: BackoffOptions;
   readonly #ackIntervalMs: number;
   readonly #ackEvery: number;
@@ -118,13 +162,20 @@ export class SwitchboardClient extends Emitter<ClientEvents> {
 
   constructor(url: string, options: ClientOptions = {}) {
     super();
-    const WebSocketImpl =
-      options.WebSocket ?? ((globalThis as { WebSocket?: unknown }).WebSocket as WebSocketConstructor | undefined);
+    const platform = (globalThis as { WebSocket?: unknown }).WebSocket as WebSocketConstructor | undefined;
+    const WebSocketImpl = options.WebSocket ?? platform;
+    if (options.headers !== undefined && (WebSocketImpl === undefined || WebSocketImpl === platform)) {
+      throw new TypeError(
+        'options.headers needs options.WebSocket from the `ws` package: the platform\'s WebSocket cannot set headers ' +
+        '(a browser sends its cookies for the host by itself)',
+      );
+    }
     if (WebSocketImpl === undefined) {
       throw new TypeError('no global WebSocket: pass options.WebSocket (on Node 20, the `ws` package\'s WebSocket)');
     }
     this.url = url;
     this.#WebSocket = WebSocketImpl;
+    this.#headers = options.headers === undefined ? undefined : { ...options.headers };
     this.#backoff = resolveBackoff(options.backoff);
     this.#ackIntervalMs = positive('ackIntervalMs', options.ackIntervalMs ?? 200);
     this.#ackEvery = positive('ackEvery', options.ackEvery ?? 32);
@@ -238,7 +289,10 @@ export class SwitchboardClient extends Emitter<ClientEvents> {
     const protocols = resuming && this.#resumeIn === 'protocol' ? resumeProtocols(this.#token!, this.#lastSeq) : PROTOCOL;
     let socket: WebSocketLike;
     try {
-      socket = new this.#WebSocket(url, protocols);
+      // Two arguments unless there are headers: exactly what a browser's WebSocket takes.
+      socket = this.#headers === undefined
+        ? new this.#WebSocket(url, protocols)
+        : new this.#WebSocket(url, protocols, { headers: this.#headers });
     } catch (err) {
       const error = new SwitchboardClientError('bad_url', `cannot open a WebSocket to ${url}`, false, { cause: err });
       if (first) throw error; // a bad URL is the caller's mistake: say so at construction
@@ -257,19 +311,37 @@ export class SwitchboardClient extends Emitter<ClientEvents> {
     socket.onmessage = (event) => {
       if (this.#socket === socket) this.#receive(event.data);
     };
+    // With `ws`, a refused handshake's answer: read, then the handshake aborted (close, which
+    // follows as a 1006). The platform's WebSocket shows the same refusal only as that 1006.
+    let refusal: Refusal | undefined;
+    if (typeof socket.on === 'function') {
+      socket.on('unexpected-response', (_request, response) => {
+        const status = response.statusCode ?? 0;
+        refusal = { status, retryAfterMs: parseRetryAfter(response.headers['retry-after'], Date.now()), final: refusalIsFinal(status) };
+        socket.close();
+      });
+    }
     socket.onclose = (event) => {
       gone();
       if (this.#socket !== socket) return;
       this.#socket = null;
-      this.#disconnected(event.code, event.reason);
+      if (refusal === undefined) return this.#disconnected(event.code, event.reason);
+      const plan = refusal.final ? 'final' : refusal.retryAfterMs === null ? 'backoff' : { retryAfterMs: refusal.retryAfterMs };
+      this.#disconnected(event.code, `handshake refused: HTTP ${refusal.status}`, plan, refusal);
     };
   }
 
   /**
    * The socket is gone (or abandoned): report it, then reconnect or finish.
-   * `plan`: decide by close code, back off regardless, stop, or follow a server hint.
+   * `plan`: decide by close code, back off regardless, stop, follow a server hint, or wait a
+   * refusal's Retry-After. A refusal is reported (`refused`) before the `close`.
    */
-  #disconnected(code: number, reason: string, plan: 'byCode' | 'backoff' | 'final' | { hintMs: number } = 'byCode'): void {
+  #disconnected(
+    code: number,
+    reason: string,
+    plan: 'byCode' | 'backoff' | 'final' | { hintMs: number } | { retryAfterMs: number } = 'byCode',
+    refusal?: Refusal,
+  ): void {
     this.#welcomed = false;
     this.#cancelAckTimer();
     const pings = this.#pings;
@@ -277,8 +349,14 @@ export class SwitchboardClient extends Emitter<ClientEvents> {
     for (const p of pings) p.reject(new SwitchboardClientError('disconnected', 'connection dropped before the pong'));
 
     let delayMs: number | undefined;
-    if (typeof plan === 'object') {
+    if (typeof plan === 'object' && 'hintMs' in plan) {
       delayMs = plan.hintMs; // a hint is not a failure: the attempt count stays
+    } else if (typeof plan === 'object') {
+      // A refusal is a failed attempt; its Retry-After (plus jitter, as for a hint) replaces the backoff.
+      if (this.#attempt < this.#backoff.maxAttempts) {
+        delayMs = Math.min(MAX_DELAY_MS, hintDelay(plan.retryAfterMs, this.#backoff, this.#random));
+        this.#attempt++;
+      }
     } else if (plan === 'backoff' || (plan === 'byCode' && reconnectsAfter(code))) {
       delayMs = backoffDelay(this.#attempt, this.#backoff, this.#random);
       if (delayMs !== undefined) this.#attempt++;
@@ -289,6 +367,11 @@ export class SwitchboardClient extends Emitter<ClientEvents> {
       this.#retryTimer = this.#setTimer(() => this.#connect(), delayMs);
     } else {
       this.#finish(code, reason);
+    }
+    const state = this.#state;
+    if (refusal !== undefined) {
+      this.emit('refused', refusal);
+      if (this.#state !== state) return; // a listener closed the client: that close was reported
     }
     this.emit('close', { code, reason, willReconnect });
   }

@@ -4,11 +4,13 @@ export {
   type ClientEvents,
   type ClientOptions,
   type ClientState,
+  type Refusal,
+  type HandshakeResponse,
   type WebSocketConstructor,
   type WebSocketLike,
   type SetTimer,
   type ClearTimer,
 } from './client.js';
 export { SwitchboardClientError, type ClientErrorCode } from './errors.js';
-export { PROTOCOL, RECONNECTING_CLOSE, reconnectsAfter, resumeUrl } from './protocol.js';
+export { PROTOCOL, RECONNECTING_CLOSE, reconnectsAfter, refusalIsFinal, resumeUrl } from './protocol.js';
 export { backoffDelay, hintDelay, resolveBackoff, defaultBackoff, type BackoffOptions } from './backoff.js';

@@ -1,5 +1,6 @@
 // The reliable-mode (`switchboard.v1`) wire as the client sees it: server frames parsed once
-// and checked for the fields used, the resume URL, and which close codes are worth a reconnect.
+// and checked for the fields used, the resume URL, which close codes are worth a reconnect, and
+// which refused handshakes are.
 
 export const PROTOCOL = 'switchboard.v1';
 
@@ -108,4 +109,23 @@ export function reconnectsAfter(code: number): boolean {
   if (code === 4008) return true;
   if (code >= 4000 && code <= 4099) return false;
   return code !== 1000 && code !== 1008 && code !== 1009;
+}
+
+/**
+ * Whether a handshake the server refused with this HTTP status would only be refused again:
+ * a 4xx other than 408 (timeout) and 429 (too many), so 401 and 403 among them. 5xx and the rest are retried.
+ */
+export function refusalIsFinal(status: number): boolean {
+  return status >= 400 && status < 500 && status !== 408 && status !== 429;
+}
+
+/** `Retry-After` in ms, as delta-seconds or an HTTP date; null when absent or unreadable. */
+export function parseRetryAfter(value: string | readonly string[] | undefined, now: number): number | null {
+  const v = (typeof value === 'string' ? value : value?.[0])?.trim();
+  if (v === undefined || v === '') return null;
+  if (/^\d+$/.test(v)) return Number(v) * 1000;
+  // Otherwise only an HTTP date (it names a day and a month): "1.5" or "-5" is neither.
+  if (!/[A-Za-z]{3}/.test(v)) return null;
+  const at = Date.parse(v);
+  return Number.isNaN(at) ? null : Math.max(0, at - now);
 }

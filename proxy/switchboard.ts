@@ -14,6 +14,7 @@ import { sleep, systemClock, type Clock } from './clock.js';
 import { createControlApi, createMetricsApi, sendError, type ControlRoute } from './control-api.js';
 import { CloseCode, SwitchboardError } from './errors.js';
 import { Gateway, rejectWith } from './gateway.js';
+import { serveBrowserClient } from './browser-client.js';
 import { Heartbeat } from './heartbeat.js';
 import { createLogger } from './log.js';
 import { createMetrics, type Metrics } from './metrics.js';
@@ -206,6 +207,8 @@ export class Switchboard {
     const handshakeMs = config.limits.handshakeTimeoutMs;
     this.#public = createServer({ headersTimeout: handshakeMs, requestTimeout: Math.max(300_000, handshakeMs), connectionsCheckingInterval: Math.min(1000, Math.max(50, handshakeMs / 4)) }, (req, res) => {
       this.#gateway.plainHttp(req.socket);
+      // /switchboard/client.js and .min.js are answered here, whatever the app has there.
+      if (serveBrowserClient(req, res)) return;
       if (isWebhookPath(req.url ?? '/')) {
         req.resume();
         return void sendError(res, new SwitchboardError('not_found'));

@@ -92,10 +92,11 @@ export class NativeWebhooks implements Upstream {
     );
     if (!result.answered || result.status >= 500) {
       if (this.#config.onConnectError === 'accept') return { ok: true, effects: {} };
-      return { ok: false, status: 503 };
+      // The app's own Retry-After (a 503 for maintenance) tells the client when to come back.
+      return { ok: false, status: 503, headers: result.answered ? pickRefusalHeaders(result.headers, false) : {} };
     }
     if (result.status >= 300) {
-      return { ok: false, status: result.status >= 400 ? result.status : 403, body: result.body, headers: pickContentType(result.headers) };
+      return { ok: false, status: result.status >= 400 ? result.status : 403, body: result.body, headers: pickRefusalHeaders(result.headers, true) };
     }
     const parsed = parseConnectAnswer(result.body, result.headers['content-type'] as string | undefined);
     if (!parsed.ok) {
@@ -188,9 +189,15 @@ function itemOf(m: InboundMessage): string {
   return p.kind === 'text' ? `"text":${JSON.stringify(p.text)}` : p.kind === 'json' ? `"data":${p.json}` : `"binary":"${p.data.toString('base64')}"`;
 }
 
-function pickContentType(headers: Record<string, string | string[] | undefined>): Record<string, string> {
+/** What of the app's refusal reaches the client: the body's content type (with the body) and Retry-After. */
+function pickRefusalHeaders(headers: Record<string, string | string[] | undefined>, withBody: boolean): Record<string, string> {
+  const picked: Record<string, string> = {};
   const type = headers['content-type'];
-  return typeof type === 'string' ? { 'content-type': type } : {};
+  if (withBody && typeof type === 'string') picked['content-type'] = type;
+  const retryAfter = headers['retry-after'];
+  // Delta-seconds or an HTTP date: nothing that could split the status line's headers.
+  if (typeof retryAfter === 'string' && /^[\w ,:+-]{1,64}$/.test(retryAfter)) picked['retry-after'] = retryAfter;
+  return picked;
 }
 
 /** `{"user","channels","meta","send"}`, every field optional; an empty body is fine. */
