@@ -69,14 +69,14 @@ test('npm pack ships the compiled proxy, plugins and client (types, browser buil
     'dist/proxy/cli.js', 'dist/proxy/switchboard.js', 'dist/proxy/browser-client.js', 'dist/plugins/index.js', 'dist/plugins/webhook/native.js',
     'dist/client/index.js', 'dist/client/index.d.ts', 'dist/client/client.d.ts',
     'dist/client/browser/client.js', 'dist/client/browser/client.min.js',
-    'config-examples/minimal.yaml', 'config-examples/full.yaml', 'config-examples/cluster/kubernetes.yaml',
+    'config-examples/minimal.yaml', 'config-examples/full.yaml', 'config-examples/cluster/switchboard.yaml', 'deploy/kubernetes/cluster.yaml',
     'docs/usage.md', 'docs/operations.md', 'docs/decisions.md',
   ]) assert.ok(files.includes(path), `${path} is in the package`);
   const shipped = [
     /^(package\.json|README\.md|client\/README\.md)$/,
     /^dist\/(proxy|plugins)\/.+\.js$/,
     /^dist\/client\/(.+\.js|.+\.d\.ts)$/,
-    /^config-examples\/[^/]+\.yaml$/, /^config-examples\/cluster\/[^/]+$/,
+    /^config-examples\/[^/]+\.yaml$/, /^config-examples\/cluster\/[^/]+$/, /^deploy\/kubernetes\/[^/]+\.yaml$/,
     /^docs\/[^/]+\.md$/,
   ];
   for (const path of files) assert.ok(shipped.some((p) => p.test(path)), `${path} should not be in the package`);
