@@ -79,3 +79,9 @@ export const LOST_AT_ONCE = 32;
  * go through several at once.
  */
 export const BINDING_CHANNELS = 4;
+
+/** Connection ids in one question of which sessions a process holds (a dead process's roster is asked about in such parts). */
+export const MAX_HELD_QUESTION = 1000;
+
+/** Parked queues looked up at once when a dead process's roster is read (each lookup of a missing one costs a channel). */
+export const PARKED_CHECKS_AT_ONCE = 8;

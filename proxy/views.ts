@@ -7,13 +7,16 @@ import { fail, ok, type Result } from './result.js';
 import { sessionInfo, type ListQuery, type LocalDirectory, type SessionInfo } from './directory.js';
 import { targetOf, nameOf, type Target } from './target.js';
 import type { Registry } from './registry.js';
+import { MAX_HELD_QUESTION } from './limits.js';
 
 export type Question =
   | { readonly op: 'info'; readonly connection: string }
   | { readonly op: 'list'; readonly user?: string; readonly channel?: string; readonly limit: number; readonly cursors: Record<string, string> }
   | { readonly op: 'channelSize'; readonly channel: string }
   | { readonly op: 'close'; readonly target: Target; readonly code: number; readonly reason: string }
-  | { readonly op: 'node' };
+  | { readonly op: 'node' }
+  /** Which of these sessions this process holds (a dead process's roster may list sessions that moved on). */
+  | { readonly op: 'held'; readonly connections: readonly string[] };
 
 /** A process's state, as /v1/nodes shows it. */
 export type ProcessState = 'starting' | 'ready' | 'not_ready' | 'draining';
@@ -61,6 +64,7 @@ export function answerLocally(directory: LocalDirectory, registry: Registry, que
     case 'channelSize': return registry.channel(question.channel)?.size ?? 0;
     case 'close': return directory.closeLocal(question.target, question.code, question.reason);
     case 'node': return status();
+    case 'held': return question.connections.filter((id) => registry.get(id) !== undefined);
     default: return null;
   }
 }
@@ -85,6 +89,11 @@ export function decodeQuestion(content: Buffer): Result<Question> {
     case 'info': return isText(q.connection) ? ok({ op: 'info', connection: q.connection }) : fail('bad connection');
     case 'channelSize': return isText(q.channel) ? ok({ op: 'channelSize', channel: q.channel }) : fail('bad channel');
     case 'node': return ok({ op: 'node' });
+    case 'held': {
+      const ids = q.connections;
+      if (!Array.isArray(ids) || ids.length < 1 || ids.length > MAX_HELD_QUESTION || !ids.every(isText)) return fail('bad connections');
+      return ok({ op: 'held', connections: ids as string[] });
+    }
     case 'list': {
       if (!isCount(q.limit) || q.limit < 1 || q.limit > 1000) return fail('bad limit');
       if ((q.user !== undefined && !isText(q.user)) || (q.channel !== undefined && !isText(q.channel))) return fail('bad user or channel');
@@ -113,6 +122,10 @@ function isInfo(v: unknown): v is SessionInfo {
 function isListAnswer(v: unknown): v is ListAnswer {
   return isObject(v) && typeof v.more === 'boolean' && Array.isArray(v.entries)
     && v.entries.every((e) => isObject(e) && isInfo(e.info) && isText(e.cursor));
+}
+
+export function isHeldAnswer(v: unknown): v is string[] {
+  return Array.isArray(v) && v.every(isText);
 }
 
 function isStatus(v: unknown): v is ProcessStatus {

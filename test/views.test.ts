@@ -4,6 +4,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { ClusterViews, decodeQuestion, encodeQuestion, type Question, type Scatter } from '../proxy/views.js';
+import { MAX_HELD_QUESTION } from '../proxy/limits.js';
 import { toAll, toChannel, toConnection, toUser } from '../proxy/target.js';
 
 const text = fc.string({ minLength: 1, maxLength: 30 });
@@ -11,6 +12,7 @@ const question: fc.Arbitrary<Question> = fc.oneof(
   text.map((connection) => ({ op: 'info' as const, connection })),
   text.map((channel) => ({ op: 'channelSize' as const, channel })),
   fc.constant({ op: 'node' as const }),
+  fc.array(text, { minLength: 1, maxLength: 20 }).map((connections) => ({ op: 'held' as const, connections })),
   fc.record({
     op: fc.constant('list' as const), limit: fc.integer({ min: 1, max: 1000 }),
     user: fc.option(text, { nil: undefined }), channel: fc.option(text, { nil: undefined }),
@@ -36,7 +38,7 @@ test('property: any bytes decode to a question or a reason, never a throw', () =
   const input = fc.oneof(
     fc.uint8Array({ maxLength: 200 }).map((b) => Buffer.from(b)),
     fc.jsonValue({ maxDepth: 4 }).map((v) => Buffer.from(JSON.stringify(v))),
-    fc.record({ op: fc.constantFrom('info', 'list', 'close', 'channelSize', 'node', 'x'), connection: fc.anything(), channel: fc.anything(), limit: fc.anything(), cursors: fc.anything(), target: fc.anything(), code: fc.anything(), reason: fc.anything() })
+    fc.record({ op: fc.constantFrom('info', 'list', 'close', 'channelSize', 'node', 'held', 'x'), connections: fc.anything(), connection: fc.anything(), channel: fc.anything(), limit: fc.anything(), cursors: fc.anything(), target: fc.anything(), code: fc.anything(), reason: fc.anything() })
       .map((v) => Buffer.from(JSON.stringify(v) ?? 'null')),
     fc.tuple(fc.nat({ max: valid.length }), fc.nat({ max: 5 }), fc.string({ maxLength: 3 })).map(([at, cut, put]) => Buffer.from(valid.slice(0, at) + put + valid.slice(at + cut))),
   );
@@ -44,6 +46,16 @@ test('property: any bytes decode to a question or a reason, never a throw', () =
     const q = decodeQuestion(bytes);
     if (!q.ok) assert.equal(typeof q.error, 'string');
   }), { numRuns: 3000 });
+});
+
+test('a question of which sessions are held names 1 to MAX_HELD_QUESTION ids, each a string', () => {
+  const held = (connections: unknown) => decodeQuestion(Buffer.from(JSON.stringify({ op: 'held', connections })));
+  assert.ok(held(['n1-0-a']).ok);
+  assert.ok(held(Array.from({ length: MAX_HELD_QUESTION }, (_, i) => `n1-0-${i}`)).ok);
+  for (const bad of [[], Array.from({ length: MAX_HELD_QUESTION + 1 }, (_, i) => `n1-0-${i}`), ['ok', 7], [''], 'n1-0-a', null]) {
+    const q = held(bad);
+    assert.equal(q.ok, false, JSON.stringify(bad).slice(0, 40));
+  }
 });
 
 test('answers are merged; a process that answers nothing or nonsense makes its node missing', async () => {

@@ -34,11 +34,11 @@ import { Bindings } from './bindings.js';
 import { BrokerConnection } from './connection.js';
 import type { Backoff } from '../../proxy/backoff.js';
 import { payloadContent } from './upstream.js';
-import { MAX_ROUTING_NAME, MAX_TAKE_HOPS, MISSED_HEARTBEATS } from '../../proxy/limits.js';
+import { MAX_HELD_QUESTION, MAX_ROUTING_NAME, MAX_TAKE_HOPS, MISSED_HEARTBEATS } from '../../proxy/limits.js';
 import type { Mover, Transfer } from '../../proxy/moves.js';
-import { decodeQuestion, encodeQuestion, type Answer, type Question, type Scatter } from '../../proxy/views.js';
+import { decodeQuestion, encodeQuestion, isHeldAnswer, type Answer, type Question, type Scatter } from '../../proxy/views.js';
 import { parseJson } from '../../proxy/json.js';
-import { every } from '../../proxy/clock.js';
+import { every, sleep } from '../../proxy/clock.js';
 import { Parking } from './parking.js';
 import { Roster } from './roster.js';
 import type { Session } from '../../proxy/session.js';
@@ -210,6 +210,8 @@ export class Cluster implements RegistryWatcher {
    * what a resume storm waits on). Pushes still routed here meanwhile find no session and are dropped.
    */
   #leaving = false;
+  /** When the current broker connection was set up (a roster read waits a heartbeat after it). */
+  #upSince = 0;
   /** Publications, confirmed. */
   #publisher: ConfirmChannel | null = null;
   /** Transfer requests waiting for their reply, by correlation id. */
@@ -273,6 +275,7 @@ export class Cluster implements RegistryWatcher {
       log: this.#log,
       held: () => deps.roster(),
       lost: (entry) => deps.departures.lost(entry),
+      alive: (ids) => this.#alive(ids),
       written: (changes, confirmed) => { if (changes > 0) deps.metrics.rosterChangesTotal.inc({ result: confirmed ? 'confirmed' : 'failed' }, changes); },
     });
     this.mover = {
@@ -280,6 +283,34 @@ export class Cluster implements RegistryWatcher {
       park: (snapshot, graceLeftMs, settle) => this.#parking.park(snapshot, graceLeftMs, settle),
     };
     this.scatter = { ask: (question) => this.#gather(question) };
+  }
+
+  /**
+   * Of these sessions of a dead process, those alive elsewhere: held by a live process (asked of
+   * every one, this one too) or parked. Every live process must answer: one that does not is asked
+   * again a heartbeat later, until it answers or is counted gone. A process just connected first
+   * waits a heartbeat, to have heard every live one.
+   */
+  async #alive(ids: readonly string[]): Promise<Set<string>> {
+    const { clock } = this.#deps;
+    const { heartbeatMs } = this.#options;
+    const acquainted = this.#upSince + heartbeatMs + this.#options.queryTimeoutMs;
+    if (clock.now() < acquainted) await sleep(acquainted - clock.now(), clock);
+    const alive = new Set<string>();
+    for (let i = 0; i < ids.length; i += MAX_HELD_QUESTION) {
+      const question: Question = { op: 'held', connections: ids.slice(i, i + MAX_HELD_QUESTION) };
+      for (let attempt = 0; ; attempt++) {
+        const { answers, silent } = await this.#gather(question);
+        for (const a of [{ process: this.#options.self, value: this.#deps.answer(question) }, ...answers]) {
+          if (isHeldAnswer(a.value)) for (const id of a.value) alive.add(id);
+          else this.#log.warn({ process: a.process }, 'malformed answer to which sessions it holds: counted as none');
+        }
+        if (silent.length === 0 || attempt > MISSED_HEARTBEATS) break;
+        await sleep(heartbeatMs, clock);
+      }
+    }
+    for (const id of await this.#parking.parkedOf(ids.filter((id) => !alive.has(id)))) alive.add(id);
+    return alive;
   }
 
   /** The other processes heard from within the last MISSED_HEARTBEATS heartbeats. */
@@ -294,6 +325,7 @@ export class Cluster implements RegistryWatcher {
 
   async #setup(model: ChannelModel): Promise<void> {
     const { exchange, nodeId } = this.#options;
+    this.#upSince = this.#deps.clock.now();
     const watch = (c: Channel) => {
       c.on('error', (err: Error) => this.#log.warn({ err: err.message }, 'cluster channel error'));
       c.on('close', () => this.#broker.fail(model, new Error('cluster channel closed')));

@@ -21,7 +21,7 @@ import { parseConnectionId } from '../../proxy/target.js';
 import type { Clock } from '../../proxy/clock.js';
 import type { Result } from '../../proxy/result.js';
 import type { ClusterMessage } from './cluster.js';
-import { CLAIM_READ_MS, PARK_MARGIN_MS } from '../../proxy/limits.js';
+import { CLAIM_READ_MS, PARKED_CHECKS_AT_ONCE, PARK_MARGIN_MS } from '../../proxy/limits.js';
 
 
 export interface ParkingDeps {
@@ -78,6 +78,37 @@ export class Parking {
     ch.on('close', () => { if (this.#channel === ch) this.#channel = null; });
     this.#channel = ch;
     return ch;
+  }
+
+  /**
+   * Which of these sessions have a parked queue: a parked copy, whose end (a claim, or its
+   * expiry's disconnect) is the parking's to tell. Rejects when the broker connection is down.
+   */
+  async parkedOf(ids: readonly string[]): Promise<Set<string>> {
+    const found = new Set<string>();
+    const queue = ids.filter((id) => parseConnectionId(id) !== null);
+    const worker = async () => {
+      let ch: Channel | null = null;
+      for (let id = queue.pop(); id !== undefined; id = queue.pop()) {
+        const model = this.#model;
+        if (!model) throw new Error('the cluster broker is not connected');
+        if (!ch) {
+          ch = await model.createChannel();
+          ch.on('error', () => {});
+        }
+        try {
+          await ch.checkQueue(this.queueOf(id));
+          found.add(id);
+        } catch (err) {
+          // No such queue: the broker closes the channel. Without a connection nothing is known.
+          if (!this.#model) throw err;
+          ch = null;
+        }
+      }
+      await ch?.close().catch(() => {});
+    };
+    await Promise.all(Array.from({ length: PARKED_CHECKS_AT_ONCE }, worker));
+    return found;
   }
 
   /**

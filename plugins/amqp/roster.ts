@@ -42,6 +42,11 @@ export interface RosterDeps {
   held(): Iterable<RosterEntry>;
   /** A session of a process that died: its disconnect webhook, resolved once sent. */
   lost(entry: RosterEntry): Promise<void>;
+  /**
+   * Of these sessions of a dead process, the ones alive elsewhere: it was killed after they moved
+   * on or were parked, before its roster said so. Their ends are not the app's to hear of now.
+   */
+  alive(ids: readonly string[]): Promise<Set<string>>;
   /** `changes` roster changes are in the broker (confirmed), or were not taken. */
   written(changes: number, confirmed: boolean): void;
 }
@@ -254,7 +259,10 @@ export class Roster {
 
   /** The disconnects of the sessions a roster holds, a few at a time; then `ack`. */
   async #send(messages: readonly Wire[], whose: string, ack: () => void): Promise<number> {
-    const entries = fold(messages);
+    const listed = fold(messages);
+    const alive = listed.length > 0 ? await this.#deps.alive(listed.map((e) => e.id)) : new Set<string>();
+    const entries = listed.filter((e) => !alive.has(e.id));
+    if (alive.size > 0) this.#deps.log.info({ process: whose, sessions: alive.size }, 'sessions of a process that died are alive elsewhere (moved or parked): no disconnect');
     if (entries.length > 0) this.#deps.log.warn({ process: whose, sessions: entries.length }, 'sessions of a process that died: sending their disconnects');
     for (let i = 0; i < entries.length; i += LOST_AT_ONCE) {
       await Promise.all(entries.slice(i, i + LOST_AT_ONCE).map((entry) => this.#deps.lost(entry).catch((err: unknown) =>
