@@ -1,4 +1,4 @@
-// The control port: the push API, health, metrics and a small status page.
+// The control port: the push API, health, metrics, the status page and the OpenAPI document.
 // Plugins add routes of their own (GRIP publish, @connections) through `ControlRoute`.
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { hasBearer } from './auth.js';
@@ -14,6 +14,9 @@ import { bodyKind, payloadOf } from './payload.js';
 import type { Logger } from 'pino';
 import { MAX_BATCH_MESSAGES } from './limits.js';
 import type { NodeView, Scope, Views } from './views.js';
+import { openApiDocument } from './openapi.js';
+import { readStatus } from './status.js';
+import { STATUS_PAGE, STATUS_PAGE_POLICY } from './status-page.js';
 
 export interface ControlRequest {
   readonly req: IncomingMessage;
@@ -136,7 +139,10 @@ export function createMetricsApi(deps: Pick<ControlDeps, 'ready' | 'metricsText'
   };
 }
 
-export function createControlApi(deps: ControlDeps): (req: IncomingMessage, res: ServerResponse) => void {
+/** The control port's request listener, with the routes it answers (the OpenAPI test reads them). */
+export type ControlApi = ((req: IncomingMessage, res: ServerResponse) => void) & { readonly routes: readonly ControlRoute[] };
+
+export function createControlApi(deps: ControlDeps): ControlApi {
   const { config, directory, clock, views } = deps;
   const maxBytes = config.limits.maxMessageBytes;
   const token = config.control.token;
@@ -171,19 +177,16 @@ export function createControlApi(deps: ControlDeps): (req: IncomingMessage, res:
 
   const builtin: ControlRoute[] = [
     ...healthRoutes(deps),
+    // The page and the document hold no data: they answer without the token (docs/decisions.md).
     {
-      method: 'GET', pattern: /^\/$/,
-      handle: async ({ res }) => {
-        const state = await deps.ready();
-        const html = `<!doctype html><meta charset="utf-8"><title>Switchboard</title>
-<h1>Switchboard</h1><p>${state.ready ? 'ready' : `not ready: ${state.reason ?? ''}`}</p>
-<ul><li>sessions: ${await directory.sessions()}</li>
-<li>uptime: ${Math.round(process.uptime())} s</li></ul>
-<p><a href="/metrics">/metrics</a> · <a href="/v1/connections">/v1/connections</a></p>`;
-        res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' });
-        res.end(html);
+      method: 'GET', pattern: /^\/$/, authenticated: false,
+      handle: ({ res }) => {
+        res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'content-security-policy': STATUS_PAGE_POLICY, 'cache-control': 'no-cache' });
+        res.end(STATUS_PAGE);
       },
     },
+    { method: 'GET', pattern: /^\/openapi\.json$/, authenticated: false, handle: ({ res }) => sendJson(res, 200, openApiDocument()) },
+    { method: 'GET', pattern: /^\/v1\/status$/, handle: async ({ res }) => sendJson(res, 200, await readStatus({ ...deps, now: () => clock.now() }), { 'cache-control': 'no-store' }) },
     { method: 'POST', pattern: /^\/v1\/connections\/([^/]+)\/messages$/, handle: (r) => sendTo(toConnection(decodeSegment(r.match[1])))(r) },
     { method: 'POST', pattern: /^\/v1\/users\/([^/]+)\/messages$/, handle: (r) => sendTo(toUser(decodeSegment(r.match[1])))(r) },
     { method: 'POST', pattern: /^\/v1\/channels\/([^/]+)\/messages$/, handle: (r) => sendTo(toChannel(decodeSegment(r.match[1])))(r) },
@@ -298,7 +301,7 @@ export function createControlApi(deps: ControlDeps): (req: IncomingMessage, res:
     keys.add(key);
   }
 
-  return (req, res) => {
+  const listener = (req: IncomingMessage, res: ServerResponse): void => {
     const url = new URL(req.url ?? '/', 'http://control');
     const path = url.pathname;
     let pathMatched = false;
@@ -325,6 +328,7 @@ export function createControlApi(deps: ControlDeps): (req: IncomingMessage, res:
     req.resume();
     sendError(res, new SwitchboardError(pathMatched ? 'method_not_allowed' : 'not_found', pathMatched ? `${req.method} is not allowed on ${path}` : `no route ${path}`));
   };
+  return Object.assign(listener, { routes });
 }
 
 function closeParams(url: URL): { code: number; reason: string } {

@@ -66,6 +66,9 @@ const specs = {
 
 export type ErrorCode = keyof typeof specs;
 
+/** Every error code with the HTTP status it maps to (the OpenAPI document lists them by status). */
+export const ErrorStatus: Readonly<Record<ErrorCode, number>> = Object.fromEntries(Object.entries(specs).map(([code, spec]) => [code, spec.status])) as Record<ErrorCode, number>;
+
 export class SwitchboardError extends Error {
   readonly code: ErrorCode;
   readonly status: number;

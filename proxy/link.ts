@@ -20,6 +20,8 @@ export interface LinkListener {
 }
 
 export interface ClientLink {
+  /** What carries it, as metrics and the status page name it (`websocket`). */
+  readonly transport: string;
   /** Bytes written to the client and not yet gone out. */
   readonly bufferedAmount: number;
   send(frame: string | Buffer, binary?: boolean): void;

@@ -61,3 +61,20 @@ function createCollectors(options: { defaults?: boolean }) {
     amqpBufferMessages: new Gauge({ name: `${p}amqp_buffer_messages`, help: 'Events waiting for the broker', registers }),
   };
 }
+
+/**
+ * `switchboard_open_connections{mode,transport}`: switchboard_connections split by mode and
+ * transport, counted from the sessions when scraped, so the hot path keeps nothing in step.
+ */
+export function countOpenConnections(metrics: Metrics, sessions: () => Iterable<{ readonly mode: string; readonly transport: string | null }>): void {
+  new Gauge({
+    name: 'switchboard_open_connections',
+    help: 'Open client connections by mode and transport, counted when scraped',
+    labelNames: ['mode', 'transport'] as const,
+    registers: [metrics.registry],
+    collect() {
+      this.reset();
+      for (const s of sessions()) if (s.transport !== null) this.inc({ mode: s.mode, transport: s.transport });
+    },
+  });
+}

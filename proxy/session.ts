@@ -176,6 +176,11 @@ export class Session implements SessionView, Beating, LinkListener {
     return true;
   }
 
+  /** The transport of the link it is open on; null while it has none. */
+  get transport(): string | null {
+    return this.#link?.transport ?? null;
+  }
+
   get outboxMessages(): number {
     return this.#out?.messages ?? 0;
   }

@@ -17,7 +17,7 @@ import { Gateway, rejectWith } from './gateway.js';
 import { serveBrowserClient } from './browser-client.js';
 import { Heartbeat } from './heartbeat.js';
 import { createLogger } from './log.js';
-import { createMetrics, type Metrics } from './metrics.js';
+import { countOpenConnections, createMetrics, type Metrics } from './metrics.js';
 import { Registry } from './registry.js';
 import { LocalDirectory } from './directory.js';
 import { Session, type SessionContext } from './session.js';
@@ -121,6 +121,7 @@ export class Switchboard {
     this.upstream = upstream;
     // With a relay, sessions that moved here from another process are indexed by id too.
     this.registry = new Registry(relay?.watcher ?? null, relay ? `${self}-` : null);
+    countOpenConnections(this.metrics, () => this.registry.all());
     this.#parts = new Parts(this.log);
     this.#parts.add({
       name: `upstream ${upstream.name}`,

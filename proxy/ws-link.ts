@@ -10,6 +10,7 @@ type Bound = WebSocket & { [LINK]?: WebSocketLink };
 const EMPTY = Buffer.alloc(0);
 
 export class WebSocketLink implements ClientLink {
+  readonly transport = 'websocket';
   readonly #ws: WebSocket;
   readonly #socket: Socket;
   #listener: LinkListener | null = null;

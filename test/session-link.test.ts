@@ -12,6 +12,7 @@ import { toConnection } from '../proxy/target.js';
 import { Push } from '../proxy/push.js';
 
 class MemoryLink implements ClientLink {
+  readonly transport = 'memory';
   readonly sent: unknown[] = [];
   listener: LinkListener | null = null;
   closedWith: { code: number; reason: string } | null = null;
