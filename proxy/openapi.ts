@@ -207,7 +207,7 @@ const gripPublish = {
   responses: {
     200: {
       description: 'Published.',
-      content: { 'text/plain': { schema: { const: 'Published\n' } }, 'application/json': { schema: object('Published.', { message: { const: 'Published' } }) } },
+      content: { 'text/plain': { schema: { const: 'Published\n' } }, 'application/json': { schema: object('Published.', { message: { const: 'Published', description: 'Published.' } }) } },
     },
     ...Object.fromEntries(([[400, 'The body is not a publish body (Pushpin\'s message).'], [401, 'Missing or wrong credentials.'], [405, 'Only POST.'], [406, 'Accept names neither text/plain nor application/json.'], [413, 'More than 10 MB.']] as const)
       .map(([status, description]) => [String(status), { description, content: { 'text/plain': { schema: { type: 'string' } } } }])),
@@ -304,7 +304,7 @@ const document = {
     },
     schemas: {
       Error: object('An error.', {
-        error: { enum: Object.keys(ErrorStatus), description: 'The code (docs/usage.md lists them with their statuses).' },
+        error: { enum: Object.keys(ErrorStatus), description: 'The code; each operation names the codes of each of its error statuses.' },
         message: text('What went wrong, for a person.'),
       }),
       PushResult: object('Where the push went, on this node.', countsProperties, ['published']),
