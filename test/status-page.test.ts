@@ -10,6 +10,7 @@ import { chromium, type Browser, type Page } from 'playwright-core';
 import { startApp } from './helpers/app.js';
 import { startSidecar } from './helpers/sidecar.js';
 import { connect, connectReliable, type TestClient } from './helpers/client.js';
+import { freePort, runCli, writeConfig } from './helpers/process.js';
 
 const executablePath = '/usr/bin/chromium';
 const available = existsSync(executablePath);
@@ -107,4 +108,28 @@ test('without a token in the address, the page asks for it and then shows the nu
   await page.click('#login button');
   await page.waitForFunction((node) => document.getElementById('node')?.textContent === node, sc.sb.nodeId, { timeout: 10_000 });
   await page.waitForSelector('#login', { state: 'hidden' });
+});
+
+test('with workers, the primary\'s page shows every worker\'s connections', { skip: !available && 'chromium is not installed' }, async (t) => {
+  const app = await startApp();
+  t.after(() => app.close());
+  const [pub, ctl] = [await freePort(), await freePort()];
+  const cli = runCli(['--config', writeConfig({
+    listen: `127.0.0.1:${pub}`, control: { listen: `127.0.0.1:${ctl}` }, workers: 2, nodeId: 'pw',
+    app: { url: app.url }, log: { level: 'info' }, drain: { timeoutMs: 3000 },
+  })]);
+  t.after(() => { cli.child.kill('SIGKILL'); });
+  await cli.waitForOutput(/switchboard primary ready/);
+  const browser = await chromium.launch({ executablePath, headless: true, args: ['--no-sandbox', '--disable-gpu'] });
+  t.after(() => browser.close());
+  const page = await browser.newPage();
+  await page.goto(`http://127.0.0.1:${ctl}/`);
+  await page.waitForFunction(() => document.getElementById('node')?.textContent === 'pw', undefined, { timeout: 10_000 });
+  assert.equal(await text(page, 'processes'), '2');
+  assert.equal(await text(page, 'open'), '0');
+  // Connections made after the page loaded, on whichever workers take them, appear without a reload.
+  const clients = await Promise.all([0, 1, 2].map(() => connect(`ws://127.0.0.1:${pub}/ws`)));
+  t.after(() => { for (const c of clients) c.ws.terminate(); });
+  await page.waitForFunction(() => document.getElementById('open')?.textContent === '3', undefined, { timeout: 10_000 });
+  assert.match(await page.$eval('#by-mode', (el) => el.textContent ?? ''), /raw.*websocket.*3/s);
 });
