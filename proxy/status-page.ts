@@ -42,7 +42,7 @@ function rows(id, entries, empty) {
   if (entries.length === 0) entries = [[empty]];
   for (const cells of entries) {
     const tr = document.createElement('tr');
-    cells.forEach((cell, i) => {
+    cells.forEach((cell) => {
       const td = document.createElement('td');
       td.textContent = typeof cell === 'number' ? int(cell) : String(cell);
       if (typeof cell === 'number') td.className = 'n';

@@ -48,7 +48,16 @@ class Readings {
   readonly #byName = new Map<string, Sample[]>();
 
   constructor(samples: readonly Sample[]) {
-    for (const s of samples) this.#byName.set(s.name, [...(this.#byName.get(s.name) ?? []), s]);
+    for (const s of samples) {
+      const same = this.#byName.get(s.name);
+      if (same) same.push(s);
+      else this.#byName.set(s.name, [s]);
+    }
+  }
+
+  /** Every sample of a metric. */
+  all(name: string): readonly Sample[] {
+    return this.#byName.get(name) ?? [];
   }
 
   /** The sum over every label set (0 when the metric has no samples). */
@@ -144,8 +153,7 @@ export async function readStatus(sources: StatusSources): Promise<Status> {
   ]);
   const r = new Readings(parseMetricsText(metrics.body));
   const p = 'switchboard_';
-  const byMode = parseMetricsText(metrics.body)
-    .filter((s) => s.name === `${p}open_connections`)
+  const byMode = r.all(`${p}open_connections`)
     .map((s) => ({ mode: s.labels.mode ?? '', transport: s.labels.transport ?? '', connections: s.value }))
     .filter((c) => c.connections > 0)
     .sort((a, b) => a.mode.localeCompare(b.mode) || a.transport.localeCompare(b.transport));
