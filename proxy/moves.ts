@@ -59,6 +59,8 @@ export interface Departures {
   release(id: string): MoveTail | null;
   /** Where a session that moved away from here went; null when it did not. */
   movedTo(id: string): string | null;
+  /** Whether the session is being parked right now (a claim of it waits for its parked copy). */
+  parking(id: string): boolean;
   /** A parked session nobody claimed within its grace: its disconnect webhook, resolved once sent. */
   expired(snapshot: SessionSnapshot): Promise<void>;
   /** A session of a process that died: its disconnect webhook, resolved once sent. */
@@ -84,6 +86,8 @@ export class Moves implements Departures {
   readonly #departing = new Map<string, { session: Session; to: string; timer: unknown }>();
   /** Sessions that moved away: where to, and until when that is worth saying. */
   readonly #moved = new Map<string, { to: string; until: number }>();
+  /** Sessions being parked now. */
+  readonly #parking = new Set<string>();
 
   constructor(host: MovesHost, mover: Mover) {
     this.#host = host;
@@ -125,6 +129,10 @@ export class Moves implements Departures {
   /** Sessions handed to another process whose move has not completed yet. */
   get departing(): number {
     return this.#departing.size;
+  }
+
+  parking(id: string): boolean {
+    return this.#parking.has(id);
   }
 
   movedTo(id: string): string | null {
@@ -214,6 +222,7 @@ export class Moves implements Departures {
     if (graceLeft <= 0) return false;
     const snapshot = session.depart(CloseCode.serviceRestart, 'service restart');
     if (!snapshot) return false;
+    this.#parking.add(session.id);
     try {
       await this.#mover.park(snapshot, graceLeft, () => {
         const tail = session.tail();
@@ -226,6 +235,8 @@ export class Moves implements Departures {
       host.log.warn({ err: (err as Error).message, connection: session.id }, 'parking a session failed: it ends here');
       session.stay();
       return false;
+    } finally {
+      this.#parking.delete(session.id);
     }
   }
 

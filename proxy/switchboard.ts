@@ -107,6 +107,7 @@ export class Switchboard {
         depart: (id, to) => this.#moves?.depart(id, to) ?? null,
         release: (id) => this.#moves?.release(id) ?? null,
         movedTo: (id) => this.#moves?.movedTo(id) ?? null,
+        parking: (id) => this.#moves?.parking(id) ?? false,
         expired: (snapshot) => this.#moves?.expired(snapshot) ?? Promise.resolve(),
         lost: (entry) => this.#moves?.lost(entry) ?? Promise.resolve(),
       },

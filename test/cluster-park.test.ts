@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { WebSocket } from 'ws';
 import type { TestClient } from './helpers/client.js';
 import { SwitchboardClient } from '../client/index.js';
-import { rabbitSkip } from './helpers/rabbit.js';
+import { AmqpClient, rabbitSkip } from './helpers/rabbit.js';
 import { eventually } from './helpers/eventually.js';
 import { rabbit, startCluster } from './helpers/cluster.js';
 
@@ -154,4 +154,38 @@ test('the client library follows a drain hint to another node and keeps its sess
   assert.deepEqual(got, [{ n: 1 }, { n: 2 }]);
   assert.equal(app.byPath('/ws/connect').length, 1);
   assert.equal(app.byPath('/ws/disconnect').length, 0);
+});
+
+test('a resume that reaches the holder while it parks the session waits for the parked copy and claims it: no reset', { skip }, async (t) => {
+  const { node, join, resume, url, exchange } = await setup(t);
+  const a = await node('na');
+  const b = await node('nb');
+  const s = await join(a, '?user=racer');
+  s.client.ws.terminate();
+  await eventually(() => a.sb.registry.get(s.id)?.state === 'detached', 'detached');
+  await a.close();
+  // The parked copy is kept out of reach for now (as while its holder still writes it), and
+  // the process the token names answers the take as a holder in the middle of parking it does.
+  const amqp = await AmqpClient.open(url);
+  t.after(() => amqp.close());
+  const hold = await amqp.model.createChannel();
+  let held = 0;
+  await hold.consume(`${exchange}.parked.${s.id}`, () => { held++; }, { exclusive: true, noAck: false });
+  await eventually(() => held >= 2, 'the parked snapshot and tail held aside');
+  const { queue } = await amqp.channel.assertQueue('', { exclusive: true });
+  await amqp.channel.bindQueue(queue, exchange, 'proc.na-0');
+  const asked: string[] = [];
+  await amqp.channel.consume(queue, (m) => {
+    if (!m) return;
+    asked.push(String(m.properties.type));
+    amqp.channel.publish('', m.properties.replyTo, Buffer.alloc(0), { type: 'parking', correlationId: m.properties.correlationId });
+    // The parked copy is complete a moment later.
+    if (m.properties.type === 'take') setTimeout(() => void hold.close().catch(() => {}), 200);
+  }, { noAck: true });
+
+  const claimed = await resume(b, s.token, 0);
+  assert.deepEqual(asked, ['take']);
+  assert.equal(claimed.welcome.resumed, true, 'claimed from where it was being parked');
+  assert.equal(claimed.welcome.session, s.id);
+  assert.equal(b.sb.registry.get(s.id)?.user, 'racer');
 });

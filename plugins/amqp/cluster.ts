@@ -531,6 +531,8 @@ export class Cluster implements RegistryWatcher {
         holder = next;
         continue;
       }
+      // Its parked copy is being written: claimed from there once it is (within a move's time).
+      if (type === 'parking') return this.#parking.claim(id, this.#options.transferTimeoutMs);
       if (type !== 'snapshot') return null;
       const snapshot = decodeSnapshot(answer.content);
       if (!snapshot.ok) {
@@ -659,7 +661,8 @@ export class Cluster implements RegistryWatcher {
       const snapshot = departures.depart(id, from);
       const movedTo = snapshot === null ? departures.movedTo(id) : null;
       reply = snapshot !== null ? { type: 'snapshot', content: encodeJson(snapshot) }
-        : movedTo !== null ? { type: 'moved', holder: movedTo } : { type: 'none' };
+        : movedTo !== null ? { type: 'moved', holder: movedTo }
+          : departures.parking(id) ? { type: 'parking' } : { type: 'none' };
     } else {
       const tail = departures.release(id);
       reply = tail === null ? { type: 'none' } : { type: 'tail', content: encodeJson(tail) };

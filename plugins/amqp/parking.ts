@@ -21,7 +21,8 @@ import { parseConnectionId } from '../../proxy/target.js';
 import type { Clock } from '../../proxy/clock.js';
 import type { Result } from '../../proxy/result.js';
 import type { ClusterMessage } from './cluster.js';
-import { CLAIM_READ_MS, PARKED_CHECKS_AT_ONCE, PARK_MARGIN_MS } from '../../proxy/limits.js';
+import { CLAIM_READ_MS, CLAIM_RETRY_MS, PARKED_CHECKS_AT_ONCE, PARK_MARGIN_MS } from '../../proxy/limits.js';
+import { sleep } from '../../proxy/clock.js';
 
 
 export interface ParkingDeps {
@@ -145,8 +146,22 @@ export class Parking {
     await confirmed(ch, queue, encodeJson(tail), { type: 'parked-tail', persistent: true });
   }
 
-  /** Claims a parked session: null when none is parked, it expired, or another node claims it. */
-  async claim(id: string): Promise<Transfer | null> {
+  /**
+   * Claims a parked session: null when none is parked, it expired, or another node claims it.
+   * One being parked right now (its holder said so) is waited for, up to `waitMs`.
+   */
+  async claim(id: string, waitMs = 0): Promise<Transfer | null> {
+    const deadline = this.#deps.clock.now() + waitMs;
+    for (;;) {
+      const claimed = await this.#claimOnce(id);
+      if (claimed !== 'absent') return claimed;
+      if (this.#deps.clock.now() + CLAIM_RETRY_MS > deadline) return null;
+      await sleep(CLAIM_RETRY_MS, this.#deps.clock);
+    }
+  }
+
+  /** `absent`: no parked queue, or none with a snapshot yet. */
+  async #claimOnce(id: string): Promise<Transfer | null | 'absent'> {
     const model = this.#model;
     if (!model || parseConnectionId(id) === null) return null;
     const queue = this.queueOf(id);
@@ -157,8 +172,13 @@ export class Parking {
     ch.on('close', () => { closed = true; });
     const release = () => { if (!closed) ch.close().catch(() => {}); };
     try {
-      const { messageCount } = await ch.checkQueue(queue);
-      if (messageCount === 0) return release(), null;
+      let messageCount: number;
+      try {
+        ({ messageCount } = await ch.checkQueue(queue));
+      } catch {
+        return release(), 'absent';
+      }
+      if (messageCount === 0) return release(), 'absent';
       const got: Message[] = [];
       let arrived = () => {};
       const head = new Promise<Message>((resolve) => { arrived = () => resolve(got[0]); });

@@ -9,14 +9,15 @@
 //   snapshot   reply      —                                           the session (proxy/snapshot.ts)
 //   tail       reply      —                                           what reached it meanwhile
 //   moved      reply      x-switchboard-holder                        — (ask that process instead)
+//   parking    reply      —                                           — (being parked here: claim it from where it is parked)
 //   none       reply      —                                           — (no such session here)
 import type { Options } from 'amqplib';
 
 export type TransferRequest = 'take' | 'release';
-export type TransferReply = 'snapshot' | 'tail' | 'moved' | 'none';
+export type TransferReply = 'snapshot' | 'tail' | 'moved' | 'parking' | 'none';
 
 const REQUESTS: ReadonlySet<string> = new Set<TransferRequest>(['take', 'release']);
-const REPLIES: ReadonlySet<string> = new Set<TransferReply>(['snapshot', 'tail', 'moved', 'none']);
+const REPLIES: ReadonlySet<string> = new Set<TransferReply>(['snapshot', 'tail', 'moved', 'parking', 'none']);
 
 export const isTransferRequest = (type: unknown): type is TransferRequest => typeof type === 'string' && REQUESTS.has(type);
 export const isTransferReply = (type: unknown): type is TransferReply => typeof type === 'string' && REPLIES.has(type);
