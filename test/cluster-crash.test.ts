@@ -80,7 +80,8 @@ test('SIGKILL of a lone sidecar: its successor of the same name sends the discon
 test('killed mid-drain: a survivor tells the app only of sessions that are gone, not of those that moved on or were parked before the roster said so', { skip }, async (t) => {
   const { app, node, cli, track, resume, url, exchange } = await setup(t);
   const survivor = await node('na');
-  const doomed = await cli('nk');
+  // A long drain: it is killed in the middle of it, before it parks anything of its own.
+  const doomed = await cli('nk', 1, { drain: { timeoutMs: 60_000 } });
   const moving = await connectReliable(doomed.wsUrl('/ws?user=mover'));
   track(moving.client);
   const staying = await connectReliable(doomed.wsUrl('/ws?user=stayer'));
@@ -105,6 +106,9 @@ test('killed mid-drain: a survivor tells the app only of sessions that are gone,
   await confirmed.waitForConfirms();
   await confirmed.close();
 
+  // It drains (the others hear so), and is killed before its drain is over.
+  doomed.proc.child.kill('SIGTERM');
+  await eventually(async () => (await survivor.control('GET', '/v1/nodes')).json.nodes.some((n: any) => n.node === 'nk' && n.state === 'draining'), 'the survivor sees it draining');
   doomed.proc.child.kill('SIGKILL');
   await doomed.proc.exited;
   const told = await app.waitFor((r) => r.url === '/ws/disconnect' && r.json().connection === staying.welcome.session, 'the disconnect of the session that died with its node');

@@ -227,6 +227,8 @@ export class Cluster implements RegistryWatcher {
   /** Processes counted gone whose rosters are not read yet, and those being read. */
   readonly #gone = new Set<string>();
   readonly #claiming = new Set<string>();
+  /** Processes last heard draining (so they may have parked sessions): until their rosters are read. */
+  readonly #drained = new Set<string>();
 
   constructor(options: ClusterOptions, deps: ClusterDeps) {
     this.#options = options;
@@ -275,7 +277,7 @@ export class Cluster implements RegistryWatcher {
       log: this.#log,
       held: () => deps.roster(),
       lost: (entry) => deps.departures.lost(entry),
-      alive: (ids) => this.#alive(ids),
+      alive: (ids, whose) => this.#alive(ids, whose),
       written: (changes, confirmed) => { if (changes > 0) deps.metrics.rosterChangesTotal.inc({ result: confirmed ? 'confirmed' : 'failed' }, changes); },
     });
     this.mover = {
@@ -289,9 +291,10 @@ export class Cluster implements RegistryWatcher {
    * Of these sessions of a dead process, those alive elsewhere: held by a live process (asked of
    * every one, this one too) or parked. Every live process must answer: one that does not is asked
    * again a heartbeat later, until it answers or is counted gone. A process just connected first
-   * waits a heartbeat, to have heard every live one.
+   * waits a heartbeat, to have heard every live one. `whose`: the dead process (this one's own
+   * name for a predecessor's roster); its sessions may be parked only if it was draining.
    */
-  async #alive(ids: readonly string[]): Promise<Set<string>> {
+  async #alive(ids: readonly string[], whose: string): Promise<Set<string>> {
     const { clock } = this.#deps;
     const { heartbeatMs } = this.#options;
     const acquainted = this.#upSince + heartbeatMs + this.#options.queryTimeoutMs;
@@ -309,7 +312,11 @@ export class Cluster implements RegistryWatcher {
         await sleep(heartbeatMs, clock);
       }
     }
-    for (const id of await this.#parking.parkedOf(ids.filter((id) => !alive.has(id)))) alive.add(id);
+    // Only a draining process parks: the others' sessions need no lookup (each one that is not
+    // parked costs the broker a channel).
+    if (whose === this.#options.self || this.#drained.has(whose)) {
+      for (const id of await this.#parking.parkedOf(ids.filter((id) => !alive.has(id)))) alive.add(id);
+    }
     return alive;
   }
 
@@ -371,7 +378,8 @@ export class Cluster implements RegistryWatcher {
     const pub = this.#publisher;
     if (!pub) return;
     try {
-      pub.publish(this.#options.exchange, 'all', Buffer.alloc(0), { type, persistent: false, headers: { 'x-switchboard-origin': this.#options.nodeId, 'x-switchboard-from': this.#options.self } });
+      const headers = { 'x-switchboard-origin': this.#options.nodeId, 'x-switchboard-from': this.#options.self, ...(this.#leaving ? { 'x-switchboard-draining': 'true' } : {}) };
+      pub.publish(this.#options.exchange, 'all', Buffer.alloc(0), { type, persistent: false, headers });
     } catch (err) {
       this.#log.debug({ err: (err as Error).message }, 'cluster heartbeat not sent');
     }
@@ -396,7 +404,10 @@ export class Cluster implements RegistryWatcher {
       void this.#roster.claim(process).then((result) => {
         this.#claiming.delete(process);
         // Failed (the broker went): tried again with the next heartbeat.
-        if (result !== 'failed') this.#gone.delete(process);
+        if (result !== 'failed') {
+          this.#gone.delete(process);
+          this.#drained.delete(process);
+        }
       });
     }
   }
@@ -415,9 +426,13 @@ export class Cluster implements RegistryWatcher {
     return this.#broker.close();
   }
 
-  /** The process is draining: it will not unbind what its sessions leave (its queue goes when it exits). */
+  /**
+   * The process is draining: it will not unbind what its sessions leave (its queue goes when it
+   * exits), and the others hear at once that it is (and so may park sessions).
+   */
   leaving(): void {
     this.#leaving = true;
+    this.#beat('hello');
   }
 
   destroy(): void {
@@ -567,6 +582,8 @@ export class Cluster implements RegistryWatcher {
       if (!this.#peers.has(from)) this.#log.info({ process: from }, 'cluster process joined');
       this.#gone.delete(from);
       this.#peers.set(from, this.#deps.clock.now());
+      if (msg.properties.headers?.['x-switchboard-draining'] === 'true') this.#drained.add(from);
+      else this.#drained.delete(from);
     } else if (type === 'bye') {
       this.#peers.delete(from);
       this.#log.info({ process: from }, 'cluster process left');

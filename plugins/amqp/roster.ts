@@ -46,7 +46,7 @@ export interface RosterDeps {
    * Of these sessions of a dead process, the ones alive elsewhere: it was killed after they moved
    * on or were parked, before its roster said so. Their ends are not the app's to hear of now.
    */
-  alive(ids: readonly string[]): Promise<Set<string>>;
+  alive(ids: readonly string[], whose: string): Promise<Set<string>>;
   /** `changes` roster changes are in the broker (confirmed), or were not taken. */
   written(changes: number, confirmed: boolean): void;
 }
@@ -89,7 +89,7 @@ export class Roster {
       const reader = await model.createChannel();
       reader.on('error', () => {});
       // Read now; the disconnects go out in the background (the reader acks once they are sent).
-      const { sending } = await this.#recover(reader, queue, (w) => w.boot !== this.#boot, 'its predecessor');
+      const { sending } = await this.#recover(reader, queue, (w) => w.boot !== this.#boot, this.#self);
       void sending.finally(() => reader.close().catch(() => {}));
     }
     const trimmer = await model.createChannel();
@@ -260,7 +260,7 @@ export class Roster {
   /** The disconnects of the sessions a roster holds, a few at a time; then `ack`. */
   async #send(messages: readonly Wire[], whose: string, ack: () => void): Promise<number> {
     const listed = fold(messages);
-    const alive = listed.length > 0 ? await this.#deps.alive(listed.map((e) => e.id)) : new Set<string>();
+    const alive = listed.length > 0 ? await this.#deps.alive(listed.map((e) => e.id), whose) : new Set<string>();
     const entries = listed.filter((e) => !alive.has(e.id));
     if (alive.size > 0) this.#deps.log.info({ process: whose, sessions: alive.size }, 'sessions of a process that died are alive elsewhere (moved or parked): no disconnect');
     if (entries.length > 0) this.#deps.log.warn({ process: whose, sessions: entries.length }, 'sessions of a process that died: sending their disconnects');
