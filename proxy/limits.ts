@@ -88,3 +88,6 @@ export const PARKED_CHECKS_AT_ONCE = 8;
 
 /** How often a claim looks again for the parked copy of a session its holder is parking right now (up to cluster.transferTimeoutMs). */
 export const CLAIM_RETRY_MS = 25;
+
+/** Channels a draining process parks sessions over, in turn: the broker runs one queue declaration at a time per channel. */
+export const PARK_CHANNELS = 4;

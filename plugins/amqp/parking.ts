@@ -21,7 +21,7 @@ import { parseConnectionId } from '../../proxy/target.js';
 import type { Clock } from '../../proxy/clock.js';
 import type { Result } from '../../proxy/result.js';
 import type { ClusterMessage } from './cluster.js';
-import { CLAIM_READ_MS, CLAIM_RETRY_MS, PARKED_CHECKS_AT_ONCE, PARK_MARGIN_MS } from '../../proxy/limits.js';
+import { CLAIM_READ_MS, CLAIM_RETRY_MS, PARKED_CHECKS_AT_ONCE, PARK_CHANNELS, PARK_MARGIN_MS } from '../../proxy/limits.js';
 import { sleep } from '../../proxy/clock.js';
 
 
@@ -45,7 +45,9 @@ export class Parking {
   readonly #deps: ParkingDeps;
   readonly #expiredQueue: string;
   #model: ChannelModel | null = null;
-  #channel: ConfirmChannel | null = null;
+  /** The channels parks go over, in turn (a broker runs one declaration at a time per channel). */
+  #channels: Array<ConfirmChannel | null> = [];
+  #turn = 0;
 
   constructor(exchange: string, deps: ParkingDeps) {
     this.#exchange = exchange;
@@ -58,7 +60,8 @@ export class Parking {
   }
 
   async setup(model: ChannelModel): Promise<void> {
-    const ch = await this.#open(model);
+    this.#channels = Array.from({ length: PARK_CHANNELS }, () => null);
+    const ch = await this.#open(model, 0);
     await ch.assertQueue(this.#expiredQueue, { durable: true });
     const consumer = await model.createChannel();
     consumer.on('error', (err: Error) => this.#deps.log.warn({ err: err.message }, 'expired-sessions channel error'));
@@ -69,16 +72,21 @@ export class Parking {
 
   lost(): void {
     this.#model = null;
-    this.#channel = null;
+    this.#channels = [];
   }
 
-  /** The channel parking uses; one the broker closed (a refused declaration) is opened again on the next park. */
-  async #open(model: ChannelModel): Promise<ConfirmChannel> {
+  /** A channel parking uses; one the broker closed (a refused declaration) is opened again when next needed. */
+  async #open(model: ChannelModel, slot: number): Promise<ConfirmChannel> {
     const ch = await model.createConfirmChannel();
     ch.on('error', (err: Error) => this.#deps.log.warn({ err: err.message }, 'parking channel error'));
-    ch.on('close', () => { if (this.#channel === ch) this.#channel = null; });
-    this.#channel = ch;
+    ch.on('close', () => { if (this.#channels[slot] === ch) this.#channels[slot] = null; });
+    this.#channels[slot] = ch;
     return ch;
+  }
+
+  #channel(model: ChannelModel, slot: number): Promise<ConfirmChannel> {
+    const ch = this.#channels[slot];
+    return ch ? Promise.resolve(ch) : this.#open(model, slot);
   }
 
   /**
@@ -119,7 +127,8 @@ export class Parking {
   async park(snapshot: SessionSnapshot, graceLeftMs: number, settle: () => MoveTail | null): Promise<void> {
     const model = this.#model;
     if (!model || parseConnectionId(snapshot.id) === null) throw new Error('the cluster broker is not connected');
-    const ch = this.#channel ?? await this.#open(model);
+    const slot = this.#turn++ % PARK_CHANNELS;
+    const ch = await this.#channel(model, slot);
     const queue = this.queueOf(snapshot.id);
     const ttl = Math.max(1, Math.floor(graceLeftMs));
     // One left by an earlier park of this session that was never claimed to the end is stale: the session is here.
@@ -138,7 +147,7 @@ export class Parking {
       if (tail === null) throw new Error('the session ended while it was parked');
     } catch (err) {
       // Still here, or ended here (and told of here): no parked copy may outlive it.
-      await this.#channel?.deleteQueue(queue).catch(() => {});
+      if (this.#model === model) await this.#channel(model, slot).then((c) => c.deleteQueue(queue)).catch(() => {});
       throw err;
     }
     // Forgotten here now: if the tail is not taken, the parked snapshot still ends with its
