@@ -16,6 +16,18 @@ const skip = rabbitSkip();
 const setup = (t: import('node:test').TestContext, config: Record<string, unknown> = {}) =>
   startCluster(t, { session: { graceMs: 60_000 }, drain: { timeoutMs: 1000 }, ...config });
 
+/** Nodes A and B, and one detached reliable session of `user` on A, parked by A's drain (A is closed). */
+async function parkedOnA(t: import('node:test').TestContext, user: string) {
+  const cluster = await setup(t);
+  const a = await cluster.node('na');
+  const b = await cluster.node('nb');
+  const s = await cluster.join(a, `?user=${user}`);
+  s.client.ws.terminate();
+  await eventually(() => a.sb.registry.get(s.id)?.state === 'detached', 'detached');
+  await a.close();
+  return { ...cluster, a, b, s };
+}
+
 async function messages(c: TestClient, n: number): Promise<unknown[]> {
   const out = [];
   while (out.length < n) {
@@ -105,13 +117,7 @@ test('a single sidecar restarted: clients resume on the replacement process, wha
 test('a parked session survives a broker restart, with what was pushed to it while parked', { skip }, async (t) => {
   const r = await rabbit();
   if (!r.owned) return t.skip('the broker is not this test\'s to restart (AMQP_URL)');
-  const { node, join, resume } = await setup(t);
-  const a = await node('na');
-  const b = await node('nb');
-  const held = await join(a, '?user=durable');
-  held.client.ws.terminate();
-  await eventually(() => a.sb.registry.get(held.id)?.state === 'detached', 'detached');
-  await a.close();
+  const { b, s: held, resume } = await parkedOnA(t, 'durable');
   assert.equal((await b.control('POST', '/v1/users/durable/messages', { kept: 1 })).status, 202);
   await r.stop();
   await r.start();
@@ -157,13 +163,7 @@ test('the client library follows a drain hint to another node and keeps its sess
 });
 
 test('a resume that reaches the holder while it parks the session waits for the parked copy and claims it: no reset', { skip }, async (t) => {
-  const { node, join, resume, url, exchange } = await setup(t);
-  const a = await node('na');
-  const b = await node('nb');
-  const s = await join(a, '?user=racer');
-  s.client.ws.terminate();
-  await eventually(() => a.sb.registry.get(s.id)?.state === 'detached', 'detached');
-  await a.close();
+  const { b, s, resume, url, exchange } = await parkedOnA(t, 'racer');
   // The parked copy is kept out of reach for now (as while its holder still writes it), and
   // the process the token names answers the take as a holder in the middle of parking it does.
   const amqp = await AmqpClient.open(url);

@@ -10,7 +10,7 @@ import { chromium, type Browser, type Page } from 'playwright-core';
 import { startApp } from './helpers/app.js';
 import { startSidecar } from './helpers/sidecar.js';
 import { connect, connectReliable, type TestClient } from './helpers/client.js';
-import { freePort, runCli, writeConfig } from './helpers/process.js';
+import { startWorkers } from './helpers/process.js';
 
 const executablePath = '/usr/bin/chromium';
 const available = existsSync(executablePath);
@@ -113,13 +113,7 @@ test('without a token in the address, the page asks for it and then shows the nu
 test('with workers, the primary\'s page shows every worker\'s connections', { skip: !available && 'chromium is not installed' }, async (t) => {
   const app = await startApp();
   t.after(() => app.close());
-  const [pub, ctl] = [await freePort(), await freePort()];
-  const cli = runCli(['--config', writeConfig({
-    listen: `127.0.0.1:${pub}`, control: { listen: `127.0.0.1:${ctl}` }, workers: 2, nodeId: 'pw',
-    app: { url: app.url }, log: { level: 'info' }, drain: { timeoutMs: 3000 },
-  })]);
-  t.after(() => { cli.child.kill('SIGKILL'); });
-  await cli.waitForOutput(/switchboard primary ready/);
+  const { pub, ctl } = await startWorkers(t, app.url, 'pw');
   const browser = await chromium.launch({ executablePath, headless: true, args: ['--no-sandbox', '--disable-gpu'] });
   t.after(() => browser.close());
   const page = await browser.newPage();

@@ -8,7 +8,7 @@ import { parseMetricsText, shownUrl } from '../proxy/status.js';
 import { startApp } from './helpers/app.js';
 import { startSidecar } from './helpers/sidecar.js';
 import { connect, connectReliable } from './helpers/client.js';
-import { freePort, runCli, writeConfig } from './helpers/process.js';
+import { startWorkers } from './helpers/process.js';
 import { eventually } from './helpers/eventually.js';
 import { assertDocumented, documented } from './helpers/openapi.js';
 
@@ -120,13 +120,7 @@ test('an outbox that fills and drops shows in the status: waits, depth and drops
 test('workers: the primary answers the status for every worker, and serves the page', async (t) => {
   const app = await startApp((r) => (r.url === '/ws/connect' ? { body: { user: 'w' } } : { status: 204 }));
   t.after(() => app.close());
-  const [pub, ctl] = [await freePort(), await freePort()];
-  const cli = runCli(['--config', writeConfig({
-    listen: `127.0.0.1:${pub}`, control: { listen: `127.0.0.1:${ctl}` }, workers: 2, nodeId: 'wk',
-    app: { url: app.url }, log: { level: 'info' }, drain: { timeoutMs: 3000 },
-  })]);
-  t.after(() => { cli.child.kill('SIGKILL'); });
-  await cli.waitForOutput(/switchboard primary ready/);
+  const { pub, ctl } = await startWorkers(t, app.url, 'wk');
   const clients = await Promise.all([0, 1, 2, 3].map((i) => (i % 2 ? connectReliable(`ws://127.0.0.1:${pub}/ws`).then((c) => c.client) : connect(`ws://127.0.0.1:${pub}/ws`))));
   t.after(() => { for (const c of clients) c.ws.terminate(); });
   const base = `http://127.0.0.1:${ctl}`;

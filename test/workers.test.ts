@@ -4,7 +4,7 @@ import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { startApp } from './helpers/app.js';
 import { connect, connectReliable, type TestClient } from './helpers/client.js';
-import { freePort, runCli, writeConfig } from './helpers/process.js';
+import { freePort, runCli, startWorkers, writeConfig } from './helpers/process.js';
 import { eventually } from './helpers/eventually.js';
 
 async function control(port: number, method: string, path: string, body?: unknown) {
@@ -120,13 +120,7 @@ test("workers keep the operator's young-generation size when NODE_OPTIONS sets o
 test('two workers: 200 reliable sessions dropped and resumed all come back with their session and held messages, whichever worker the reconnect lands on', async (t) => {
   const app = await startApp((r) => (r.url === '/ws/connect' ? { body: { user: `u${r.json().query.n}` } } : { status: 204 }));
   t.after(() => app.close());
-  const [pub, ctl] = [await freePort(), await freePort()];
-  const cli = runCli(['--config', writeConfig({
-    listen: `127.0.0.1:${pub}`, control: { listen: `127.0.0.1:${ctl}` }, workers: 2, nodeId: 'n2',
-    app: { url: app.url }, log: { level: 'info' }, drain: { timeoutMs: 3000 },
-  })]);
-  t.after(() => { cli.child.kill('SIGKILL'); });
-  await cli.waitForOutput(/switchboard primary ready/);
+  const { cli, pub, ctl } = await startWorkers(t, app.url, 'n2');
 
   const sessions: Array<{ session: string; token: string; client: TestClient }> = [];
   for (let n = 0; n < 200; n++) {

@@ -61,3 +61,15 @@ export function runCli(args: string[], env: Record<string, string> = {}): CliPro
     },
   };
 }
+
+/** A primary with `workers` workers in front of `appUrl`, on free ports, ready; killed after the test. */
+export async function startWorkers(t: { after(fn: () => void): void }, appUrl: string, nodeId: string, workers = 2): Promise<{ cli: CliProcess; pub: number; ctl: number }> {
+  const [pub, ctl] = [await freePort(), await freePort()];
+  const cli = runCli(['--config', writeConfig({
+    listen: `127.0.0.1:${pub}`, control: { listen: `127.0.0.1:${ctl}` }, workers, nodeId,
+    app: { url: appUrl }, log: { level: 'info' }, drain: { timeoutMs: 3000 },
+  })]);
+  t.after(() => { cli.child.kill('SIGKILL'); });
+  await cli.waitForOutput(/switchboard primary ready/);
+  return { cli, pub, ctl };
+}
