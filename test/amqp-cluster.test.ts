@@ -7,7 +7,7 @@ import { merge, startSidecar, type Sidecar } from './helpers/sidecar.js';
 import { connectReliable, type TestClient } from './helpers/client.js';
 import { AmqpClient, rabbitSkip, startRabbit, uniqueName, type Rabbit } from './helpers/rabbit.js';
 import { eventually } from './helpers/eventually.js';
-import { bindingKey } from '../plugins/amqp/cluster.js';
+import { bindingKey } from '../plugins/amqp/cluster-wire.js';
 
 const skip = rabbitSkip();
 let broker: Promise<Rabbit> | null = null;

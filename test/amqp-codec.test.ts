@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { brokerUrl, redact } from '../plugins/amqp/connection.js';
 import { backoffMs } from '../proxy/backoff.js';
 import { toAll, toChannel, toConnection, toUser } from '../proxy/target.js';
-import { bindingKey, decodeMessage, encodeClose, encodePush, escapeName, nodeOf, routingKey } from '../plugins/amqp/cluster.js';
+import { bindingKey, decodeMessage, encodeClose, encodePush, escapeName, nodeOf, routingKey } from '../plugins/amqp/cluster-wire.js';
 import { outcomeOf } from '../plugins/amqp/upstream.js';
 import { Push } from '../proxy/push.js';
 

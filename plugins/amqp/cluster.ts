@@ -18,31 +18,27 @@
 //
 // A node delivers locally before publishing, so it ignores its own publications; a
 // connection push is published only when the connection is another node's.
-import { createHash, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import type { Channel, ChannelModel, ConfirmChannel, ConsumeMessage, Options } from 'amqplib';
 import type { Logger } from 'pino';
-import type { Clock } from '../../proxy/clock.js';
-import { SwitchboardError } from '../../proxy/errors.js';
-import { Push, type MessageClass } from '../../proxy/push.js';
-import type { IndexKind, RegistryWatcher } from '../../proxy/registry.js';
-import type { Relay } from '../../proxy/directory.js';
-import type { SessionHost } from '../../proxy/plugin.js';
-import { fail, ok, type Result } from '../../proxy/result.js';
-import { nameOf, targetOf, unreachable, type Target } from '../../proxy/target.js';
-import type { Payload } from '../../proxy/payload.js';
-import { Bindings } from './bindings.js';
-import { BrokerConnection } from './connection.js';
 import type { Backoff } from '../../proxy/backoff.js';
-import { payloadContent } from './upstream.js';
-import { MAX_HELD_QUESTION, MAX_ROUTING_NAME, MAX_TAKE_HOPS, MISSED_HEARTBEATS } from '../../proxy/limits.js';
-import type { Mover, Transfer } from '../../proxy/moves.js';
-import { decodeQuestion, encodeQuestion, isHeldAnswer, type Answer, type Question, type Scatter } from '../../proxy/views.js';
-import { parseJson } from '../../proxy/json.js';
 import { every, sleep } from '../../proxy/clock.js';
+import type { Relay } from '../../proxy/directory.js';
+import { SwitchboardError } from '../../proxy/errors.js';
+import { parseJson } from '../../proxy/json.js';
+import { MAX_HELD_QUESTION, MAX_TAKE_HOPS, MISSED_HEARTBEATS } from '../../proxy/limits.js';
+import type { Mover, Transfer } from '../../proxy/moves.js';
+import type { SessionHost } from '../../proxy/plugin.js';
+import type { IndexKind, RegistryWatcher } from '../../proxy/registry.js';
+import type { Session } from '../../proxy/session.js';
+import { decodeSnapshot, decodeTail, encodeJson, type MoveTail } from '../../proxy/snapshot.js';
+import type { Target } from '../../proxy/target.js';
+import { decodeQuestion, encodeQuestion, isHeldAnswer, type Answer, type Question, type Scatter } from '../../proxy/views.js';
+import { Bindings } from './bindings.js';
+import { bindingKey, decodeMessage, encodeClose, encodePush, headerText, nodeOf, routingKey, sessionKeys } from './cluster-wire.js';
+import { BrokerConnection } from './connection.js';
 import { Parking } from './parking.js';
 import { Roster } from './roster.js';
-import type { Session } from '../../proxy/session.js';
-import { decodeSnapshot, decodeTail, encodeJson, type MoveTail, type SessionSnapshot } from '../../proxy/snapshot.js';
 import { isTransferReply, isTransferRequest, processKey, processOf, replyOptions, requestOptions, type TransferReply, type TransferRequest } from './transfer.js';
 
 export interface ClusterOptions {
@@ -62,128 +58,6 @@ export interface ClusterOptions {
 
 export type ClusterDeps = Pick<SessionHost, 'log' | 'clock' | 'metrics' | 'names' | 'deliverLocal' | 'closeLocal' | 'departures' | 'answer' | 'roster'>;
 
-
-// ── routing keys ──────────────────────────────────────────────────────────────
-
-// Longer escaped names (MAX_ROUTING_NAME) are replaced by their hash (`~` is not in the base64url alphabet).
-
-export function escapeName(name: string): string {
-  const b64 = Buffer.from(name, 'utf8').toString('base64url');
-  return b64.length <= MAX_ROUTING_NAME ? b64 : `~${createHash('sha256').update(name, 'utf8').digest('base64url')}`;
-}
-
-/** The node a connection id names; null when the id has no node part. */
-export function nodeOf(connection: string): string | null {
-  const m = /^([a-z0-9]+)-/.exec(connection);
-  return m ? m[1] : null;
-}
-
-export function bindingKey(kind: IndexKind, name: string): string {
-  return `${kind}.${escapeName(name)}`;
-}
-
-/** Extra routing keys (the CC header): a connection may have moved away from the node its id names. */
-export function ccKeys(target: Target): string[] | undefined {
-  return target.kind === 'connection' ? [bindingKey('connection', target.id)] : undefined;
-}
-
-/** The keys a session's pushes are routed by: its id (it may have moved from the node the id names), its user, its channels. */
-function sessionKeys(snapshot: SessionSnapshot): string[] {
-  const keys = [bindingKey('connection', snapshot.id)];
-  if (snapshot.user !== null) keys.push(bindingKey('user', snapshot.user));
-  for (const c of snapshot.channels) keys.push(bindingKey('channel', c));
-  return keys;
-}
-
-export function routingKey(target: Target): string {
-  switch (target.kind) {
-    case 'connection': return `node.${nodeOf(target.id) ?? escapeName(target.id)}`;
-    case 'user':
-    case 'channel': return bindingKey(target.kind, target.name);
-    case 'all': return 'all';
-    default: return unreachable(target);
-  }
-}
-
-// ── wire format ───────────────────────────────────────────────────────────────
-// A push travels as its payload bytes; everything else is in headers. The TTL travels as
-// the time left (clocks of nodes may differ) and as the AMQP expiration, so the broker
-// drops a push that expired in a queue.
-
-export type ClusterMessage =
-  | { readonly type: 'push'; readonly origin: string; readonly target: Target; readonly push: Push }
-  | { readonly type: 'close'; readonly origin: string; readonly target: Target; readonly code: number; readonly reason: string };
-
-function targetHeaders(target: Target): Record<string, string> {
-  const name = nameOf(target);
-  return name === null ? { 'x-switchboard-to': target.kind } : { 'x-switchboard-to': target.kind, 'x-switchboard-name': name };
-}
-
-export function encodePush(origin: string, target: Target, push: Push, now: number): { content: Buffer; options: Options.Publish } {
-  const headers: Record<string, string> = {
-    'x-switchboard-origin': origin,
-    ...targetHeaders(target),
-    'x-switchboard-kind': push.payload.kind,
-    'x-switchboard-class': push.class,
-  };
-  if (push.coalesceKey !== null) headers['x-switchboard-coalesce-key'] = push.coalesceKey;
-  if (push.id !== null) headers['x-switchboard-push-id'] = push.id;
-  // Persistent: kept only by durable queues (a parked session's survives a broker restart with
-  // what was pushed to it); the nodes' own queues are transient, so no disk is touched for them.
-  const options: Options.Publish = { type: 'push', headers, persistent: true, CC: ccKeys(target) };
-  if (Number.isFinite(push.expiresAt)) {
-    const left = Math.max(1, Math.ceil(push.expiresAt - now));
-    headers['x-switchboard-ttl-ms'] = String(left);
-    options.expiration = String(left);
-  }
-  return { content: payloadContent(push.payload), options };
-}
-
-export function encodeClose(origin: string, target: Target, code: number, reason: string): { content: Buffer; options: Options.Publish } {
-  return {
-    content: Buffer.alloc(0),
-    options: {
-      type: 'close', persistent: true, CC: ccKeys(target),
-      headers: { 'x-switchboard-origin': origin, ...targetHeaders(target), 'x-switchboard-code': String(code), 'x-switchboard-reason': reason },
-    },
-  };
-}
-
-function text(value: unknown): string | undefined {
-  if (typeof value === 'string') return value;
-  if (Buffer.isBuffer(value)) return value.toString('utf8');
-  return undefined;
-}
-
-export function decodeMessage(content: Buffer, type: unknown, headers: Record<string, unknown>, now: number): Result<ClusterMessage> {
-  const origin = text(headers['x-switchboard-origin']);
-  const to = text(headers['x-switchboard-to']);
-  const name = text(headers['x-switchboard-name']);
-  if (origin === undefined) return fail('no origin');
-  const target = targetOf(to, name);
-  if (target === null) return fail(`bad target ${JSON.stringify(to)}`);
-  if (type === 'close') {
-    const code = Number(text(headers['x-switchboard-code']));
-    if (!Number.isInteger(code)) return fail('bad close code');
-    return ok({ type: 'close', origin, target, code, reason: text(headers['x-switchboard-reason']) ?? '' });
-  }
-  if (type !== 'push') return fail(`unknown type ${JSON.stringify(type)}`);
-  const kind = text(headers['x-switchboard-kind']);
-  let payload: Payload;
-  if (kind === 'binary') payload = { kind: 'binary', data: content };
-  else if (kind === 'text') payload = { kind: 'text', text: content.toString('utf8') };
-  else if (kind === 'json') payload = { kind: 'json', json: content.toString('utf8') };
-  else return fail(`bad payload kind ${JSON.stringify(kind)}`);
-  const cls = text(headers['x-switchboard-class']);
-  const ttl = text(headers['x-switchboard-ttl-ms']);
-  const push = new Push(payload, {
-    class: cls === 'lossy' ? 'lossy' : 'durable' satisfies MessageClass,
-    coalesceKey: text(headers['x-switchboard-coalesce-key']) ?? null,
-    expiresAt: ttl !== undefined && /^\d+$/.test(ttl) ? now + Number(ttl) : Infinity,
-    id: text(headers['x-switchboard-push-id']) ?? null,
-  });
-  return ok({ type: 'push', origin, target, push });
-}
 
 // ── the cluster link ──────────────────────────────────────────────────────────
 
@@ -664,7 +538,7 @@ export class Cluster implements RegistryWatcher {
   /** A request from a process taking one of our sessions over. */
   #serve(type: TransferRequest, msg: ConsumeMessage): void {
     const { replyTo, correlationId, headers } = msg.properties;
-    const id = text(headers?.['x-switchboard-connection']);
+    const id = headerText(headers?.['x-switchboard-connection']);
     const from = processOf(headers?.['x-switchboard-from']);
     const pub = this.#publisher;
     // A process does not take its own sessions: such a request is forged or broken.

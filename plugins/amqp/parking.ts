@@ -20,7 +20,7 @@ import { decodeSnapshot, decodeTail, encodeJson, toWireMessage, type MoveTail, t
 import { parseConnectionId } from '../../proxy/target.js';
 import type { Clock } from '../../proxy/clock.js';
 import type { Result } from '../../proxy/result.js';
-import type { ClusterMessage } from './cluster.js';
+import type { ClusterMessage } from './cluster-wire.js';
 import { CLAIM_READ_MS, CLAIM_RETRY_MS, PARKED_CHECKS_AT_ONCE, PARK_CHANNELS, PARK_MARGIN_MS } from '../../proxy/limits.js';
 import { sleep } from '../../proxy/clock.js';
 
