@@ -12,7 +12,8 @@ import { addCounts, zeroCounts, type Directory } from './directory.js';
 import { nameOf, toAll, toChannel, toConnection, toUser, type Target } from './target.js';
 import { bodyKind, payloadOf } from './payload.js';
 import type { Logger } from 'pino';
-import { MAX_BATCH_MESSAGES } from './limits.js';
+import { MAX_BATCH_MESSAGES, MAX_CHANNEL } from './limits.js';
+import { decodeMembersCursor, mergeMembers, MAX_USER_NAME, MEMBERS_DEFAULT_LIMIT, MEMBERS_MAX_LIMIT } from './presence-query.js';
 import type { NodeView, Scope, Views } from './views.js';
 import { openApiDocument } from './openapi.js';
 import { readStatus } from './status.js';
@@ -263,9 +264,7 @@ export function createControlApi(deps: ControlDeps): ControlApi {
       method: 'GET', pattern: /^\/v1\/connections$/,
       handle: async (r) => {
         const q = r.url.searchParams;
-        const limitText = q.get('limit') ?? '100';
-        const limit = Number(limitText);
-        if (!/^\d+$/.test(limitText) || limit < 1 || limit > 1000) throw new SwitchboardError('bad_query', `limit: expected an integer from 1 to 1000, got ${JSON.stringify(limitText)}`);
+        const limit = limitParam(q.get('limit'), 100, 1000);
         const cursor = q.get('cursor') ?? undefined;
         if (cursor !== undefined && !/^[0-9a-zA-Z_-]{1,200}$/.test(cursor)) throw new SwitchboardError('bad_query', 'cursor: not a cursor this API returned');
         const query = { user: q.get('user') ?? undefined, channel: q.get('channel') ?? undefined, limit, cursor };
@@ -279,6 +278,27 @@ export function createControlApi(deps: ControlDeps): ControlApi {
         if (views) return sendJson(r.res, 200, { channel, ...(await views.channelSize(channel)) });
         // One node (all its workers) is all there is.
         sendJson(r.res, 200, { channel, connections: await directory.channelSize(channel) });
+      },
+    },
+    {
+      method: 'GET', pattern: /^\/v1\/channels\/([^/]+)\/presence$/,
+      handle: async (r) => {
+        const channel = nameParam(r.match[1], 'channel', MAX_CHANNEL);
+        const q = r.url.searchParams;
+        const limit = limitParam(q.get('limit'), MEMBERS_DEFAULT_LIMIT, MEMBERS_MAX_LIMIT);
+        const cursor = q.get('cursor');
+        const after = cursor === null ? undefined : decodeMembersCursor(cursor);
+        if (after === null) throw new SwitchboardError('bad_query', 'cursor: not a cursor this API returned');
+        if (views) return sendJson(r.res, 200, { channel, ...(await views.members(channel, after, limit)) });
+        // One node (all its workers, merged by the directory) is all there is.
+        sendJson(r.res, 200, { channel, ...mergeMembers([await directory.members(channel, after, limit)], limit) });
+      },
+    },
+    {
+      method: 'GET', pattern: /^\/v1\/users\/([^/]+)$/,
+      handle: async (r) => {
+        const user = nameParam(r.match[1], 'user', MAX_USER_NAME);
+        sendJson(r.res, 200, { user, ...(views ? await views.user(user) : await directory.userPresence(user)) });
       },
     },
     {
@@ -329,6 +349,21 @@ export function createControlApi(deps: ControlDeps): ControlApi {
     sendError(res, new SwitchboardError(pathMatched ? 'method_not_allowed' : 'not_found', pathMatched ? `${req.method} is not allowed on ${path}` : `no route ${path}`));
   };
   return Object.assign(listener, { routes });
+}
+
+/** `?limit=`: an integer from 1 to `max`, `fallback` when absent. */
+function limitParam(text: string | null, fallback: number, max: number): number {
+  if (text === null) return fallback;
+  const limit = Number(text);
+  if (!/^\d+$/.test(text) || limit < 1 || limit > max) throw new SwitchboardError('bad_query', `limit: expected an integer from 1 to ${max}, got ${JSON.stringify(text)}`);
+  return limit;
+}
+
+/** A channel or user name from the path: decoded, at most `max` characters. */
+function nameParam(segment: string, what: string, max: number): string {
+  const name = decodeSegment(segment);
+  if (name.length > max) throw new SwitchboardError('bad_query', `${what}: at most ${max} characters`);
+  return name;
 }
 
 function closeParams(url: URL): { code: number; reason: string } {

@@ -7,6 +7,7 @@ import { CLIENT_USER_AGENT } from './webhook-headers.js';
 import type { Registry } from './registry.js';
 import type { Target } from './target.js';
 import type { Session } from './session.js';
+import { membersHere, userHere, type MembersAnswer, type UserPresence } from './presence-query.js';
 
 export interface SessionInfo {
   readonly connection: string;
@@ -67,6 +68,9 @@ export interface Directory {
   info(connection: string): Promise<SessionInfo | null>;
   list(query: ListQuery): Promise<Page>;
   channelSize(channel: string): Promise<number>;
+  /** A channel's members after a user, the first `limit` (docs/presence.md). */
+  members(channel: string, after: string | undefined, limit: number): Promise<MembersAnswer>;
+  userPresence(user: string): Promise<UserPresence>;
   /** Subscribes or unsubscribes a connection; false when it is unknown. */
   setChannel(connection: string, channel: string, subscribed: boolean): Promise<boolean>;
   sessions(): Promise<number>;
@@ -182,6 +186,14 @@ export class LocalDirectory implements Directory {
 
   async channelSize(channel: string): Promise<number> {
     return this.#registry.channel(channel)?.size ?? 0;
+  }
+
+  async members(channel: string, after: string | undefined, limit: number): Promise<MembersAnswer> {
+    return membersHere(this.#registry, channel, after, limit);
+  }
+
+  async userPresence(user: string): Promise<UserPresence> {
+    return userHere(this.#registry, user);
   }
 
   async setChannel(connection: string, channel: string, subscribed: boolean): Promise<boolean> {

@@ -271,6 +271,7 @@ const document = {
     },
     '/v1/users/{user}': {
       parameters: [user],
+      get: { summary: 'A user\'s presence: connections and channels (every node in a cluster).', security: controlToken, responses: { 200: json(ref('UserPresence'), 'The presence.'), ...errors(...viewErrors, 'bad_query') } },
       delete: { summary: 'Close every connection of a user (revocation); 0 closed is not an error.', security: controlToken, parameters: closeQuery, responses: { 200: json(ref('Closed'), 'Closed.'), ...errors(...viewErrors, 'bad_close_code', 'bad_query') } },
     },
     '/v1/connections/{id}/channels/{channel}': {
@@ -281,6 +282,17 @@ const document = {
     '/v1/channels/{channel}': {
       parameters: [channel],
       get: { summary: 'How many connections a channel has.', security: controlToken, responses: { 200: json(ref('Channel'), 'The count.'), ...errors(...viewErrors) } },
+    },
+    '/v1/channels/{channel}/presence': {
+      parameters: [channel],
+      get: {
+        summary: 'A channel\'s members (its users, each with its connections), ordered by user, a page at a time.', security: controlToken,
+        parameters: [
+          { name: 'limit', in: 'query', description: 'Members per page, 1 to 1000 (default 100); else 400 `bad_query`.', schema: { type: 'string', pattern: '^0*(?:[1-9][0-9]{0,2}|1000)$' } },
+          { name: 'cursor', in: 'query', description: 'The `next` of the previous page; else 400 `bad_query`.', schema: { type: 'string', pattern: '^[0-9a-zA-Z_-]{1,1400}$' } },
+        ],
+        responses: { 200: json(ref('Presence'), 'A page of members.'), ...errors(...viewErrors, 'bad_query') },
+      },
     },
     '/v1/nodes': { get: { summary: 'The live nodes (this one alone outside a cluster).', security: controlToken, responses: { 200: json(ref('Nodes'), 'The nodes.'), ...errors(...viewErrors) } } },
     '/publish/': { post: gripPublish },
@@ -318,6 +330,20 @@ const document = {
         nodes: scope(),
       }, ['nodes']),
       Channel: object('A channel\'s size.', { channel: text('The channel.'), connections: count('Its subscribed connections (every node in a cluster).'), nodes: scope() }, ['nodes']),
+      Presence: object('A page of a channel\'s members.', {
+        channel: text('The channel.'),
+        members: list(object('A member.', { user: text('The user.'), connections: { type: 'integer', minimum: 1, description: 'Its connections subscribed to the channel (a detached reliable session within its grace counts).' } }), 'Ordered by user, at most `limit`.'),
+        connections: count('Every connection subscribed to the channel, with a user or without (every node in a cluster).'),
+        next: nullable(text('The cursor of the next page, or null on the last.')),
+        nodes: scope(),
+      }, ['nodes']),
+      UserPresence: object('A user\'s presence.', {
+        user: text('The user.'),
+        online: { type: 'boolean', description: 'True while the user has a connection (a detached reliable session within its grace counts).' },
+        connections: count('Its connections (every node in a cluster).'),
+        channels: list({ type: 'string' }, 'The channels any of its connections is subscribed to, sorted.'),
+        nodes: scope(),
+      }, ['nodes']),
       Closed: object('What a close closed.', { closed: count('Sessions closed (a connection on another node counts as one).'), nodes: scope() }, ['nodes']),
       Membership: object('A subscription changed.', { connection: text('The connection.'), channel: text('The channel.'), subscribed: { type: 'boolean', description: 'true after PUT, false after DELETE.' } }),
       Nodes: object('The live nodes.', { nodes: list(nodeView, 'By node id.'), missing: list({ type: 'string' }, 'Nodes that did not answer in time.') }),

@@ -8,11 +8,14 @@ import { sessionInfo, type ListQuery, type LocalDirectory, type SessionInfo } fr
 import { targetOf, nameOf, type Target } from './target.js';
 import type { Registry } from './registry.js';
 import { MAX_HELD_QUESTION } from './limits.js';
+import { isMembersAnswer, isUserPresence, membersHere, mergeMembers, mergeUser, userHere, MEMBERS_MAX_LIMIT, type MembersPage, type UserPresence } from './presence-query.js';
 
 export type Question =
   | { readonly op: 'info'; readonly connection: string }
   | { readonly op: 'list'; readonly user?: string; readonly channel?: string; readonly limit: number; readonly cursors: Record<string, string> }
   | { readonly op: 'channelSize'; readonly channel: string }
+  | { readonly op: 'members'; readonly channel: string; readonly after?: string; readonly limit: number }
+  | { readonly op: 'user'; readonly user: string }
   | { readonly op: 'close'; readonly target: Target; readonly code: number; readonly reason: string }
   | { readonly op: 'node' }
   /** Which of these sessions this process holds (a dead process's roster may list sessions that moved on). */
@@ -62,6 +65,8 @@ export function answerLocally(directory: LocalDirectory, registry: Registry, que
     }
     case 'list': return directory.listEntries({ user: question.user, channel: question.channel, limit: question.limit, cursor: question.cursors[self] });
     case 'channelSize': return registry.channel(question.channel)?.size ?? 0;
+    case 'members': return membersHere(registry, question.channel, question.after, question.limit);
+    case 'user': return userHere(registry, question.user);
     case 'close': return directory.closeLocal(question.target, question.code, question.reason);
     case 'node': return status();
     case 'held': return question.connections.filter((id) => registry.get(id) !== undefined);
@@ -89,6 +94,13 @@ export function decodeQuestion(content: Buffer): Result<Question> {
     case 'info': return isText(q.connection) ? ok({ op: 'info', connection: q.connection }) : fail('bad connection');
     case 'channelSize': return isText(q.channel) ? ok({ op: 'channelSize', channel: q.channel }) : fail('bad channel');
     case 'node': return ok({ op: 'node' });
+    case 'user': return isText(q.user) ? ok({ op: 'user', user: q.user }) : fail('bad user');
+    case 'members': {
+      if (!isText(q.channel)) return fail('bad channel');
+      if (!isCount(q.limit) || q.limit < 1 || q.limit > MEMBERS_MAX_LIMIT) return fail('bad limit');
+      if (q.after !== undefined && !isText(q.after)) return fail('bad after');
+      return ok({ op: 'members', channel: q.channel, limit: q.limit, ...(q.after === undefined ? {} : { after: q.after as string }) });
+    }
     case 'held': {
       const ids = q.connections;
       if (!Array.isArray(ids) || ids.length < 1 || ids.length > MAX_HELD_QUESTION || !ids.every(isText)) return fail('bad connections');
@@ -146,6 +158,8 @@ export interface Views {
   info(connection: string): Promise<{ info: SessionInfo | null; nodes: Scope }>;
   list(query: ListQuery): Promise<{ connections: SessionInfo[]; next: string | null; nodes: Scope }>;
   channelSize(channel: string): Promise<{ connections: number; nodes: Scope }>;
+  members(channel: string, after: string | undefined, limit: number): Promise<MembersPage & { nodes: Scope }>;
+  user(user: string): Promise<UserPresence & { nodes: Scope }>;
   close(target: Target, code: number, reason: string): Promise<{ closed: number; nodes: Scope }>;
   nodes(): Promise<{ nodes: NodeView[]; missing: string[] }>;
 }
@@ -202,6 +216,16 @@ export class ClusterViews implements Views {
   async channelSize(channel: string): Promise<{ connections: number; nodes: Scope }> {
     const { values, nodes } = await this.#ask({ op: 'channelSize', channel }, isCount);
     return { connections: values.reduce((sum, v) => sum + v.value, 0), nodes };
+  }
+
+  async members(channel: string, after: string | undefined, limit: number): Promise<MembersPage & { nodes: Scope }> {
+    const { values, nodes } = await this.#ask({ op: 'members', channel, limit, ...(after === undefined ? {} : { after }) }, isMembersAnswer);
+    return { ...mergeMembers(values.map((v) => v.value), limit), nodes };
+  }
+
+  async user(user: string): Promise<UserPresence & { nodes: Scope }> {
+    const { values, nodes } = await this.#ask({ op: 'user', user }, isUserPresence);
+    return { ...mergeUser(values.map((v) => v.value)), nodes };
   }
 
   async close(target: Target, code: number, reason: string): Promise<{ closed: number; nodes: Scope }> {

@@ -24,6 +24,7 @@ import { Parts, pluginRoutes, pushSources, type Plugin } from './plugin.js';
 import { ExitCode } from './errors.js';
 import { onStopSignals } from './signals.js';
 import { decodeCursors, type ProcessStatus, type Views } from './views.js';
+import { mergeMembers, mergeUser, type MembersAnswer, type UserPresence } from './presence-query.js';
 
 /** The environment variable that carries the primary's validated config to its workers. */
 export const WORKER_CONFIG = 'SWITCHBOARD_WORKER_CONFIG';
@@ -67,13 +68,15 @@ type Op =
   | { op: 'info'; connection: string }
   | { op: 'list'; query: ListQuery }
   | { op: 'channelSize'; channel: string }
+  | { op: 'members'; channel: string; after: string | undefined; limit: number }
+  | { op: 'userPresence'; user: string }
   | { op: 'setChannel'; connection: string; channel: string; subscribed: boolean }
   | { op: 'sessions' }
   | { op: 'ready' }
   | { op: 'status' }
   | { op: 'view'; name: ViewName; args: unknown[] };
 
-type ViewName = 'info' | 'list' | 'channelSize' | 'close' | 'nodes';
+type ViewName = 'info' | 'list' | 'channelSize' | 'members' | 'user' | 'close' | 'nodes';
 
 interface Call { sbCall: number; body: Op }
 /** A resume handshake on its way to the worker that holds the session (the socket travels with it). */
@@ -155,6 +158,8 @@ async function answer(sb: Switchboard, body: Op): Promise<unknown> {
     case 'info': return d.info(body.connection);
     case 'list': return d.listEntries(body.query);
     case 'channelSize': return d.channelSize(body.channel);
+    case 'members': return d.members(body.channel, body.after, body.limit);
+    case 'userPresence': return d.userPresence(body.user);
     case 'setChannel': return d.setChannel(body.connection, body.channel, body.subscribed);
     case 'sessions': return d.sessions();
     case 'ready': return sb.readiness();
@@ -282,6 +287,16 @@ export class WorkersDirectory implements Directory {
     return (await this.#pool.callAll<number>({ op: 'channelSize', channel })).reduce((a, b) => a + b, 0);
   }
 
+  /** Every worker's page, merged by user (proxy/presence-query.ts). */
+  async members(channel: string, after: string | undefined, limit: number): Promise<MembersAnswer> {
+    const page = mergeMembers(await this.#pool.callAll<MembersAnswer>({ op: 'members', channel, after, limit }), limit);
+    return { members: page.members, connections: page.connections, more: page.next !== null };
+  }
+
+  async userPresence(user: string): Promise<UserPresence> {
+    return mergeUser(await this.#pool.callAll<UserPresence>({ op: 'userPresence', user }));
+  }
+
   async setChannel(connection: string, channel: string, subscribed: boolean): Promise<boolean> {
     const owner = this.#owner(connection);
     return owner === null || owner === -1 ? false : this.#pool.call(owner, { op: 'setChannel', connection, channel, subscribed });
@@ -307,6 +322,8 @@ class WorkerViews implements Views {
   info(connection: string) { return this.#view<Awaited<ReturnType<Views['info']>>>('info', connection); }
   list(query: ListQuery) { return this.#view<Awaited<ReturnType<Views['list']>>>('list', query); }
   channelSize(channel: string) { return this.#view<Awaited<ReturnType<Views['channelSize']>>>('channelSize', channel); }
+  members(channel: string, after: string | undefined, limit: number) { return this.#view<Awaited<ReturnType<Views['members']>>>('members', channel, after, limit); }
+  user(user: string) { return this.#view<Awaited<ReturnType<Views['user']>>>('user', user); }
   close(target: Target, code: number, reason: string) { return this.#view<Awaited<ReturnType<Views['close']>>>('close', target, code, reason); }
   nodes() { return this.#view<Awaited<ReturnType<Views['nodes']>>>('nodes'); }
 }

@@ -65,6 +65,8 @@ test('every field of live answers (sends, views, nodes, health, status, errors) 
     ['ConnectionAnswer', (await sc.control('GET', `/v1/connections/${id}`)).json],
     ['ConnectionPage', (await sc.control('GET', '/v1/connections')).json],
     ['Channel', (await sc.control('GET', '/v1/channels/c')).json],
+    ['Presence', (await sc.control('GET', '/v1/channels/c/presence')).json],
+    ['UserPresence', (await sc.control('GET', '/v1/users/ann')).json],
     ['Membership', (await sc.control('PUT', `/v1/connections/${id}/channels/d`)).json],
     ['PushResult', (await sc.control('POST', '/v1/channels/c/messages', { x: 1 })).json],
     ['BatchResult', (await sc.control('POST', '/v1/batch', { messages: [{ to: { connection: 'n-0-none' }, data: 1 }] })).json],
