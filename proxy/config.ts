@@ -121,6 +121,7 @@ const schema = z.strictObject({
       subscribe: webhookPath.default(null),
       resume: webhookPath.default(null),
       disconnect: webhookPath.default('/ws/disconnect'),
+      presence: webhookPath.default(null),
     }).prefault({}),
     forwardHeaders: z.array(z.string().min(1).transform((h) => h.toLowerCase())).default([
       'cookie', 'authorization', 'origin', 'user-agent', 'accept-language', 'x-forwarded-for', 'x-request-id',
@@ -169,6 +170,13 @@ const schema = z.strictObject({
       z.null(),
     ], { error: 'expected {basic:{user,password}}, {bearer:"…"}, {jwt:{key}} or null' }).default(null),
   }).prefault({}),
+  /** Presence events (webhooks.paths.presence): batching, the bound of what waits, the leave delay. */
+  presence: z.strictObject({
+    batchMs: nonNegativeDuration.default(100),
+    batchMax: positiveInt.max(10_000, { error: 'expected a positive integer up to 10000' }).default(500),
+    maxPending: positiveInt.default(100_000),
+    leaveDelayMs: nonNegativeDuration.default(0),
+  }).prefault({}),
   drain: z.strictObject({ timeoutMs: duration.default(30_000) }).prefault({}),
   log: z.strictObject({
     level: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'], { error: 'expected a pino level' }).default('info'),
@@ -185,6 +193,14 @@ const schema = z.strictObject({
   }
   if (c.cluster.amqp.url !== null && c.session.tokenSecret === null) {
     ctx.addIssue({ code: 'custom', params: { crossField: true }, path: ['session', 'tokenSecret'], message: 'required when cluster.amqp.url is set: resume tokens must verify on every node (set the same secret on all of them)' });
+  }
+  if (c.webhooks.paths.presence !== null) {
+    // Cluster-wide events need an owner per channel (docs/presence.md): not built yet.
+    const refuse = (why: string) => ctx.addIssue({ code: 'custom', params: { crossField: true }, path: ['webhooks', 'paths', 'presence'], message: why });
+    if (c.cluster.amqp.url !== null) refuse('presence events are per process for now: not with cluster.amqp.url (the queries answer cluster-wide without them)');
+    if (c.workers !== 1) refuse(`presence events are per process for now: not with workers (${c.workers}); set workers: 1`);
+    if (c.upstream !== 'webhook') refuse('presence events go out as webhooks for now: not with upstream "amqp"');
+    if (c.webhooks.dialect !== 'native') refuse('presence events have no form in the websocket-over-http dialect: use webhooks.dialect "native"');
   }
   if (c.session.outbox.highWaterBytes > c.session.outbox.maxBytes) {
     ctx.addIssue({ code: 'custom', params: { crossField: true }, path: ['session', 'outbox', 'highWaterBytes'], message: 'must not exceed session.outbox.maxBytes' });

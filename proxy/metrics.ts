@@ -47,6 +47,8 @@ function createCollectors(options: { defaults?: boolean }) {
     webhookFailuresTotal: new Counter({ name: `${p}webhook_failures_total`, help: 'Webhooks that failed for good', labelNames: ['event'] as const, registers }),
     webhookAnswersTooLargeTotal: new Counter({ name: `${p}webhook_answers_too_large_total`, help: '2xx webhook answers larger than limits.maxMessageBytes (not retried)', labelNames: ['event'] as const, registers }),
     webhooksWaiting: new Gauge({ name: `${p}webhooks_waiting`, help: 'At-least-once webhooks (disconnect) waiting to be tried again', labelNames: ['event'] as const, registers }),
+    presenceEventsTotal: new Counter({ name: `${p}presence_events_total`, help: 'Presence events by result: delivered (the app took them), given_up (retries exhausted or shutdown), dropped (presence.maxPending full)', labelNames: ['result'] as const, registers }),
+    presenceEventsPending: new Gauge({ name: `${p}presence_events_pending`, help: 'Presence events queued or being delivered', registers }),
     resumesTotal: new Counter({ name: `${p}resumes_total`, help: 'Resume attempts by result', labelNames: ['result'] as const, registers }),
     sessionMovesTotal: new Counter({ name: `${p}session_moves_total`, help: 'Reliable sessions moved between processes, by direction (in, out) and result', labelNames: ['direction', 'result'] as const, registers }),
     rosterChangesTotal: new Counter({ name: `${p}roster_changes_total`, help: 'Cluster roster changes (sessions added, changed, gone) by result: confirmed by the broker, or not', labelNames: ['result'] as const, registers }),

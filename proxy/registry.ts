@@ -14,6 +14,22 @@ export interface RegistryWatcher {
   added?(session: Session): void;
   changed?(session: Session): void;
   removed?(session: Session): void;
+  /** A session's connection entered (+1) or left (-1) a channel under a user (presence counts them); `ended`: the session left the registry. */
+  member?(channel: string, user: string | null, delta: 1 | -1, ended: boolean): void;
+}
+
+/** Several watchers as one, each told in turn. */
+export function watchers(...list: ReadonlyArray<RegistryWatcher | null | undefined>): RegistryWatcher | null {
+  const all = list.filter((w): w is RegistryWatcher => w != null);
+  if (all.length <= 1) return all[0] ?? null;
+  return {
+    first: (kind, key) => { for (const w of all) w.first(kind, key); },
+    last: (kind, key) => { for (const w of all) w.last(kind, key); },
+    added: (s) => { for (const w of all) w.added?.(s); },
+    changed: (s) => { for (const w of all) w.changed?.(s); },
+    removed: (s) => { for (const w of all) w.removed?.(s); },
+    member: (channel, user, delta, ended) => { for (const w of all) w.member?.(channel, user, delta, ended); },
+  };
 }
 
 export interface ListQuery {
@@ -69,7 +85,7 @@ export class Registry {
       this.#watcher?.first('connection', session.id);
     }
     if (session.user !== null) this.#join(this.#byUser, 'user', session.user, session);
-    for (const channel of session.channels ?? []) this.#join(this.#byChannel, 'channel', channel, session);
+    for (const channel of session.channels ?? []) this.#joinChannel(channel, session);
     this.#watcher?.added?.(session);
   }
 
@@ -79,7 +95,7 @@ export class Registry {
     this.#order.delete(session);
     if (this.#guests.delete(session.id)) this.#watcher?.last('connection', session.id);
     if (session.user !== null) this.#leave(this.#byUser, 'user', session.user, session);
-    for (const channel of session.channels ?? []) this.#leave(this.#byChannel, 'channel', channel, session);
+    for (const channel of session.channels ?? []) this.#leaveChannel(channel, session, true);
     this.#watcher?.removed?.(session);
   }
 
@@ -88,6 +104,10 @@ export class Registry {
     if (this.#byId.get(session.id) !== session) return;
     if (previous !== null) this.#leave(this.#byUser, 'user', previous, session);
     if (session.user !== null) this.#join(this.#byUser, 'user', session.user, session);
+    for (const channel of session.channels ?? []) {
+      this.#watcher?.member?.(channel, previous, -1, false);
+      this.#watcher?.member?.(channel, session.user, 1, false);
+    }
     this.changed(session);
   }
 
@@ -99,8 +119,8 @@ export class Registry {
   /** A registered session joined or left a channel. */
   channelChanged(session: Session, channel: string, joined: boolean): void {
     if (this.#byId.get(session.id) !== session) return;
-    if (joined) this.#join(this.#byChannel, 'channel', channel, session);
-    else this.#leave(this.#byChannel, 'channel', channel, session);
+    if (joined) this.#joinChannel(channel, session);
+    else this.#leaveChannel(channel, session, false);
   }
 
   channel(channel: string): ReadonlySet<Session> | undefined {
@@ -145,21 +165,34 @@ export class Registry {
     };
   }
 
-  #join(index: Map<string, Set<Session>>, kind: IndexKind, key: string, session: Session): void {
+  #joinChannel(channel: string, session: Session): void {
+    if (this.#join(this.#byChannel, 'channel', channel, session)) this.#watcher?.member?.(channel, session.user, 1, false);
+  }
+
+  #leaveChannel(channel: string, session: Session, ended: boolean): void {
+    if (this.#leave(this.#byChannel, 'channel', channel, session)) this.#watcher?.member?.(channel, session.user, -1, ended);
+  }
+
+  /** True when the session was not in the index yet. */
+  #join(index: Map<string, Set<Session>>, kind: IndexKind, key: string, session: Session): boolean {
     let set = index.get(key);
     if (!set) {
       index.set(key, (set = new Set()));
       this.#watcher?.first(kind, key);
     }
+    if (set.has(session)) return false;
     set.add(session);
+    return true;
   }
 
-  #leave(index: Map<string, Set<Session>>, kind: IndexKind, key: string, session: Session): void {
+  /** True when the session was in the index. */
+  #leave(index: Map<string, Set<Session>>, kind: IndexKind, key: string, session: Session): boolean {
     const set = index.get(key);
-    if (!set?.delete(session)) return;
+    if (!set?.delete(session)) return false;
     if (set.size === 0) {
       index.delete(key);
       this.#watcher?.last(kind, key);
     }
+    return true;
   }
 }

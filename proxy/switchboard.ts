@@ -18,7 +18,8 @@ import { serveBrowserClient } from './browser-client.js';
 import { Heartbeat } from './heartbeat.js';
 import { createLogger } from './log.js';
 import { countOpenConnections, createMetrics, type Metrics } from './metrics.js';
-import { Registry } from './registry.js';
+import { Registry, watchers } from './registry.js';
+import { createPresence, PresenceIds, type PresenceParts } from './presence.js';
 import { LocalDirectory } from './directory.js';
 import { Session, type SessionContext } from './session.js';
 import { TimerWheel } from './timer-wheel.js';
@@ -120,8 +121,9 @@ export class Switchboard {
     };
     const { upstream, relay } = sessionParts(plugins, host);
     this.upstream = upstream;
+    const presence = this.#presenceOf(config, upstream, self);
     // With a relay, sessions that moved here from another process are indexed by id too.
-    this.registry = new Registry(relay?.watcher ?? null, relay ? `${self}-` : null);
+    this.registry = new Registry(watchers(relay?.watcher, presence?.watcher), relay ? `${self}-` : null);
     countOpenConnections(this.metrics, () => this.registry.all());
     this.#parts = new Parts(this.log);
     this.#parts.add({
@@ -132,6 +134,8 @@ export class Switchboard {
       notReady: () => (upstream.ready() ? null : `upstream ${upstream.name} is not connected`),
     });
     if (relay) this.#parts.add(relay);
+    // Closed before the upstream (parts close in reverse): the last leaves go out first.
+    if (presence) this.#parts.add(presence.part);
     // With workers, the primary serves the push API and consumes the push sources.
     this.#controlRoutes = options.control === false ? [] : pluginRoutes(plugins, config);
     this.directory = new LocalDirectory(this.registry, relay ? {
@@ -228,6 +232,14 @@ export class Switchboard {
     if (this.#control) {
       for (const source of pushSources(plugins, { config, log: this.log, clock: this.clock, directory: this.directory })) this.#parts.add(source);
     }
+  }
+
+  /** Presence events, when `webhooks.paths.presence` is set (config.ts refuses what cannot carry them yet). */
+  #presenceOf(config: Readonly<Config>, upstream: Upstream, self: string): PresenceParts | null {
+    if (config.webhooks.paths.presence === null) return null;
+    const deliver = upstream.presence?.bind(upstream);
+    if (!deliver) throw new Error(`webhooks.paths.presence: the ${upstream.name} upstream cannot send presence events`);
+    return createPresence({ config: config.presence, clock: this.clock, log: this.log, metrics: this.metrics, ids: new PresenceIds(self, randomBytes(4).toString('hex')), deliver });
   }
 
   /** Connection ids name their node and worker, so a push by id finds its process. */

@@ -4,6 +4,7 @@
 import type { Logger } from 'pino';
 import type { Mode, Payload } from './payload.js';
 import type { NackCodeName } from './errors.js';
+import type { PresenceEvent } from './presence.js';
 
 /** What an upstream may read of a session. */
 export interface SessionView {
@@ -95,4 +96,9 @@ export interface Upstream {
   resume(session: SessionView, info: ResumeInfo): Promise<void>;
   /** At least once per session: retried until it succeeds or retries are exhausted. */
   disconnect(session: SessionView, info: DisconnectInfo): Promise<void>;
+  /**
+   * A batch of presence events, at least once (the same batch on every attempt): true once the app
+   * took it, false when it was given up. Absent: this upstream cannot carry them (startup refuses).
+   */
+  presence?(events: readonly PresenceEvent[]): Promise<boolean>;
 }

@@ -105,7 +105,7 @@ test('defaults follow the contract table (docs/usage.md, Configuration reference
   assert.equal(c.webhooks.secret, null);
   assert.equal(c.drain.timeoutMs, 30000);
   // The webhook defaults of the contract.
-  assert.deepEqual({ ...c.webhooks.paths }, { connect: '/ws/connect', message: '/ws/message', subscribe: null, resume: null, disconnect: '/ws/disconnect' });
+  assert.deepEqual({ ...c.webhooks.paths }, { connect: '/ws/connect', message: '/ws/message', subscribe: null, resume: null, disconnect: '/ws/disconnect', presence: null });
   assert.deepEqual([...c.webhooks.forwardHeaders], ['cookie', 'authorization', 'origin', 'user-agent', 'accept-language', 'x-forwarded-for', 'x-request-id']);
   assert.equal(c.webhooks.replayHandshakeHeaders, true);
   assert.deepEqual(validateConfig(null), c, 'no config at all is the defaults');

@@ -4,7 +4,8 @@ import type { Config } from '../../proxy/config.js';
 import type { ConnectOutcome, DeliveryOutcome, DisconnectInfo, Effects, InboundMessage, ResumeInfo, SessionView, Upstream, UpstreamHost } from '../../proxy/upstream.js';
 import { bodyKind, bodyOf, contentTypeOf, payloadOf, payloadOfValue, type Payload } from '../../proxy/payload.js';
 import type { WebhookResult, WebhookSender } from './sender.js';
-import { disconnectsOf, type AtLeastOnce } from './at-least-once.js';
+import { AtLeastOnce, disconnectsOf } from './at-least-once.js';
+import type { PresenceEvent } from '../../proxy/presence.js';
 import { parseJson } from '../../proxy/json.js';
 import { fail, ok, type Result } from '../../proxy/result.js';
 import { nack } from '../../proxy/errors.js';
@@ -29,12 +30,15 @@ export class NativeWebhooks implements Upstream {
 
   /** The disconnect, sent at least once. */
   readonly #disconnects: AtLeastOnce;
+  /** Presence batches, sent at least once, the same way. */
+  readonly #presence: AtLeastOnce;
 
   constructor(config: WebhookConfig, sender: WebhookSender, host: UpstreamHost, deps: { clock: Clock; metrics: Metrics }) {
     this.#config = config;
     this.#sender = sender;
     this.#host = host;
     this.#disconnects = disconnectsOf(config, deps.clock, deps.metrics, host);
+    this.#presence = new AtLeastOnce('presence', { forMs: config.retry.atLeastOnceMs, backoff: config.retry, clock: deps.clock, log: host.log, waiting: deps.metrics.webhooksWaiting.labels('presence') });
     this.maxBatch = config.batchMessages;
   }
 
@@ -46,6 +50,7 @@ export class NativeWebhooks implements Upstream {
 
   destroy(): void {
     this.#disconnects.destroy();
+    this.#presence.destroy();
     this.#sender.destroy();
   }
 
@@ -180,6 +185,18 @@ export class NativeWebhooks implements Upstream {
     const { code, reason, durationMs, messagesIn, messagesOut, undelivered } = info;
     const body = { connection: s.id, user: s.user, code, reason, durationMs, messagesIn, messagesOut, undelivered };
     await this.#disconnects.send(s.id, () => this.#json('disconnect', s, body, {}, `disconnect_${s.id}`));
+  }
+
+  /** `{"events":[…]}`; webhook-id and Idempotency-Key name the batch by its first event (a batch never changes). */
+  async presence(events: readonly PresenceEvent[]): Promise<boolean> {
+    const path = this.#config.paths.presence;
+    if (path === null || events.length === 0) return true;
+    const id = `presence_${events[0].id}`;
+    const body = JSON.stringify({ events });
+    return this.#presence.send(id, () => this.#sender.send({
+      event: 'presence', path, id, connection: '', idempotent: true,
+      headers: { 'content-type': 'application/json', 'idempotency-key': id }, body,
+    }));
   }
 }
 

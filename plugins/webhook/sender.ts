@@ -28,6 +28,7 @@ export interface WebhookRequest {
   readonly body: Buffer | string;
   /** Stable across retries (`webhook-id`). */
   readonly id: string;
+  /** '' for events of no one connection (presence): no `X-Switchboard-Connection` then. */
   readonly connection: string;
   /** May an attempt that possibly reached the app be retried? */
   readonly idempotent: boolean;
@@ -117,8 +118,8 @@ export class WebhookSender {
       ...request.headers,
       'user-agent': userAgent,
       'x-switchboard-event': request.event,
-      'x-switchboard-connection': request.connection,
     };
+    if (request.connection !== '') headers['x-switchboard-connection'] = request.connection;
     if (this.#keys.length > 0) Object.assign(headers, signatureHeaders(this.#keys, request.id, this.#clock.now(), request.body));
     // undici's own timeouts (no AbortSignal per request: they cost more than the request on this path).
     const timeout = this.#options.timeoutMs;
