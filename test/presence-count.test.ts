@@ -9,6 +9,8 @@ import { Membership, PresenceIds, type PresenceEvent, type PresenceEventType } f
 import { PresenceDelivery } from '../proxy/presence-delivery.js';
 import { createLogger } from '../proxy/log.js';
 import { FakeClock } from './helpers/fake-clock.js';
+import { runCli, writeConfig } from './helpers/process.js';
+import { guard } from './helpers/app.js';
 
 /** Replays events as the app would keep state: members per channel, occupied channels; throws on an event that does not fit. */
 function replay(events: Array<{ type: PresenceEventType; channel: string; user: string }>): Map<string, Set<string>> {
@@ -214,5 +216,14 @@ test('presence events are refused where they would be per process: a cluster, wo
   assert.doesNotThrow(() => validateConfig({ workers: 2 }));
   for (const bad of [{ batchMax: 0 }, { batchMax: 10_001 }, { batchMs: -1 }, { maxPending: 0 }, { leaveDelayMs: 'soon' }, { surprise: 1 }]) {
     assert.throws(() => validateConfig({ presence: bad }), (err: unknown) => err instanceof ConfigError && err.problems.every((p) => p.startsWith('presence.')), JSON.stringify(bad));
+  }
+});
+
+test('the CLI refuses presence events with workers or a cluster: exit 2, naming the keys', async () => {
+  for (const extra of [{ workers: 2 }, { cluster: { amqp: { url: 'amqp://127.0.0.1:1' } }, session: { tokenSecret: 'x'.repeat(32) } }]) {
+    const cli = runCli(['--config', writeConfig({ listen: '127.0.0.1:0', control: { listen: '127.0.0.1:0' }, webhooks: { paths: { presence: '/ws/presence' } }, ...extra })]);
+    const { code } = await guard(cli.exited, 'the CLI exits');
+    assert.equal(code, 2, cli.output());
+    assert.match(cli.output(), /webhooks\.paths\.presence: presence events are per process for now: not with (workers|cluster\.amqp\.url)/);
   }
 });
