@@ -199,7 +199,6 @@ const schema = z.strictObject({
     const refuse = (why: string) => ctx.addIssue({ code: 'custom', params: { crossField: true }, path: ['webhooks', 'paths', 'presence'], message: why });
     if (c.cluster.amqp.url !== null) refuse('presence events are per process for now: not with cluster.amqp.url (the queries answer cluster-wide without them)');
     if (c.workers !== 1) refuse(`presence events are per process for now: not with workers (${c.workers}); set workers: 1`);
-    if (c.upstream !== 'webhook') refuse('presence events go out as webhooks for now: not with upstream "amqp"');
     if (c.webhooks.dialect !== 'native') refuse('presence events have no form in the websocket-over-http dialect: use webhooks.dialect "native"');
   }
   if (c.session.outbox.highWaterBytes > c.session.outbox.maxBytes) {

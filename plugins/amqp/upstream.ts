@@ -1,6 +1,6 @@
 // `upstream: amqp`: client events go to a durable topic exchange instead of webhooks.
-// Routing keys are `<prefix>connect`, `<prefix>message`, `<prefix>resume` and
-// `<prefix>disconnect`; messages are persistent, carry the webhook headers as AMQP
+// Routing keys are `<prefix>connect`, `<prefix>message`, `<prefix>resume`,
+// `<prefix>disconnect` and (with `webhooks.paths.presence` set) `<prefix>presence`; messages are persistent, carry the webhook headers as AMQP
 // headers, and `messageId` is the idempotency key. A client message is accepted only
 // once the broker confirms it.
 //
@@ -16,6 +16,7 @@ import type { Metrics } from '../../proxy/metrics.js';
 import { userAgent } from '../../proxy/version.js';
 import type { ConnectOutcome, DeliveryOutcome, DisconnectInfo, InboundMessage, ResumeInfo, SessionView, Upstream } from '../../proxy/upstream.js';
 import { contentTypeOf, type Payload } from '../../proxy/payload.js';
+import type { PresenceEvent } from '../../proxy/presence.js';
 import type { NativeWebhooks } from '../webhook/native.js';
 import { BrokerConnection } from './connection.js';
 import { Publisher, type Publication, type PublishResult } from './publisher.js';
@@ -114,7 +115,7 @@ export class AmqpUpstream implements Upstream {
       appId: userAgent,
       timestamp: Math.floor(this.#clock.now() / 1000),
     };
-    return { exchange: this.#config.exchange, routingKey: this.#config.routingKeyPrefix + event, content, options, untilConfirmed: event === 'disconnect' };
+    return { exchange: this.#config.exchange, routingKey: this.#config.routingKeyPrefix + event, content, options, untilConfirmed: event === 'disconnect' || event === 'presence' };
   }
 
   #json(event: string, s: SessionView, body: unknown, messageId: string, headers = this.#headers(event, s, false)): Publication {
@@ -174,6 +175,18 @@ export class AmqpUpstream implements Upstream {
     const pub = this.#json('disconnect', s, { connection: s.id, user: s.user, code, reason, durationMs, messagesIn, messagesOut, undelivered }, `disconnect_${s.id}`);
     const [result] = this.#publisher.publish([pub], true)!;
     this.#report('disconnect', s.id, await result);
+  }
+
+  /** A batch `{"events":[…]}`, at least once: held and published again until the broker confirms it. */
+  async presence(events: readonly PresenceEvent[]): Promise<boolean> {
+    if (events.length === 0) return true;
+    const id = `presence_${events[0].id}`;
+    const headers = { 'x-switchboard-event': 'presence', 'idempotency-key': id };
+    const [result] = this.#publisher.publish([this.#publication('presence', Buffer.from(JSON.stringify({ events })), 'application/json', id, headers)], true)!;
+    const outcome = await result;
+    this.#report('presence', id, outcome);
+    // Returned: nothing is bound for presence; like every event here, it is the broker's to route.
+    return outcome === 'confirmed' || outcome === 'returned';
   }
 
   #report(event: string, connection: string, result: PublishResult): void {
