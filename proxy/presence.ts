@@ -11,6 +11,7 @@ import type { Metrics } from './metrics.js';
 import type { Part } from './plugin.js';
 import type { RegistryWatcher } from './registry.js';
 import { PresenceDelivery } from './presence-delivery.js';
+import { TimerWheel } from './timer-wheel.js';
 
 export type PresenceEventType = 'member_added' | 'member_removed' | 'channel_occupied' | 'channel_vacated';
 
@@ -55,11 +56,15 @@ export class Membership {
   readonly #counts = new Map<string, Map<string, number>>();
   /** channel → its members: users with connections, or whose leave is held (leaveDelayMs). */
   readonly #members = new Map<string, Set<string>>();
-  /** `channel\0user` → the timer of a held leave. */
-  readonly #held = new Map<string, unknown>();
+  /** `channel\0user` of the held leaves, oldest first; their timers share one wheel. */
+  readonly #held = new Set<string>();
+  readonly #wheel: TimerWheel<string>;
 
   constructor(options: MembershipOptions) {
     this.#options = options;
+    // Within a tenth of the delay (at most a second): a storm of leaves holds one timer, not one each.
+    const tick = Math.min(1000, Math.max(10, options.leaveDelayMs / 10));
+    this.#wheel = new TimerWheel<string>(tick, (key) => this.#release(key), options.clock);
   }
 
   /** A connection of `user` entered (+1) or left (-1) `channel`; `ended`: its session ended. */
@@ -81,20 +86,27 @@ export class Membership {
     const delay = this.#options.leaveDelayMs;
     if (!ended || delay === 0) return this.#left(channel, user);
     const key = `${channel}\0${user}`;
-    this.#held.set(key, this.#options.clock.setTimeout(() => {
-      this.#held.delete(key);
-      this.#left(channel, user);
-    }, delay));
+    this.#held.add(key);
+    this.#wheel.schedule(key, this.#options.clock.now() + delay);
   }
 
   /** Held leaves happen now (the process stops). */
   flush(): void {
-    for (const [key, timer] of [...this.#held]) {
-      this.#options.clock.clearTimeout(timer);
-      this.#held.delete(key);
-      const at = key.indexOf('\0');
-      this.#left(key.slice(0, at), key.slice(at + 1));
+    for (const key of [...this.#held]) {
+      this.#wheel.cancel(key);
+      this.#release(key);
     }
+  }
+
+  /** No held leave falls due any more (the process is destroyed). */
+  stop(): void {
+    this.#wheel.stop();
+  }
+
+  #release(key: string): void {
+    if (!this.#held.delete(key)) return;
+    const at = key.indexOf('\0');
+    this.#left(key.slice(0, at), key.slice(at + 1));
   }
 
   /** The members here, by channel (for tests and for rebuilding). */
@@ -104,11 +116,9 @@ export class Membership {
 
   #joined(channel: string, user: string): void {
     const key = `${channel}\0${user}`;
-    const held = this.#held.get(key);
-    if (held !== undefined) {
+    if (this.#held.delete(key)) {
       // Back within the delay: neither the leave nor this join is an event.
-      this.#options.clock.clearTimeout(held);
-      this.#held.delete(key);
+      this.#wheel.cancel(key);
       return;
     }
     let members = this.#members.get(channel);
@@ -174,7 +184,10 @@ export function createPresence(options: {
         membership.flush();
         return delivery.close();
       },
-      destroy: () => delivery.destroy(),
+      destroy: () => {
+        membership.stop();
+        delivery.destroy();
+      },
       notReady: () => null,
     },
   };
