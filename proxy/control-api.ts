@@ -12,8 +12,8 @@ import { addCounts, zeroCounts, type Directory } from './directory.js';
 import { nameOf, toAll, toChannel, toConnection, toUser, type Target } from './target.js';
 import { bodyKind, payloadOf } from './payload.js';
 import type { Logger } from 'pino';
-import { MAX_BATCH_MESSAGES, MAX_CHANNEL } from './limits.js';
-import { decodeMembersCursor, mergeMembers, MAX_USER_NAME, MEMBERS_DEFAULT_LIMIT, MEMBERS_MAX_LIMIT } from './presence-query.js';
+import { CONNECTIONS_DEFAULT_LIMIT, CONNECTIONS_MAX_LIMIT, MAX_BATCH_MESSAGES, MAX_CHANNEL, MAX_USER_NAME, MEMBERS_DEFAULT_LIMIT, MEMBERS_MAX_LIMIT } from './limits.js';
+import { decodeMembersCursor, mergeMembers } from './presence-query.js';
 import type { NodeView, Scope, Views } from './views.js';
 import { openApiDocument } from './openapi.js';
 import { readStatus } from './status.js';
@@ -264,7 +264,7 @@ export function createControlApi(deps: ControlDeps): ControlApi {
       method: 'GET', pattern: /^\/v1\/connections$/,
       handle: async (r) => {
         const q = r.url.searchParams;
-        const limit = limitParam(q.get('limit'), 100, 1000);
+        const limit = limitParam(q.get('limit'), CONNECTIONS_DEFAULT_LIMIT, CONNECTIONS_MAX_LIMIT);
         const cursor = q.get('cursor') ?? undefined;
         if (cursor !== undefined && !/^[0-9a-zA-Z_-]{1,200}$/.test(cursor)) throw new SwitchboardError('bad_query', 'cursor: not a cursor this API returned');
         const query = { user: q.get('user') ?? undefined, channel: q.get('channel') ?? undefined, limit, cursor };

@@ -91,3 +91,14 @@ export const CLAIM_RETRY_MS = 25;
 
 /** Channels a draining process parks sessions over, in turn: the broker runs one queue declaration at a time per channel. */
 export const PARK_CHANNELS = 4;
+
+/** Members in one page of `GET /v1/channels/{channel}/presence`: the default, and the most a request may ask. */
+export const MEMBERS_DEFAULT_LIMIT = 100;
+export const MEMBERS_MAX_LIMIT = 1000;
+
+/** A user name in a presence query, in characters: the cluster's questions carry names up to this. */
+export const MAX_USER_NAME = 1024;
+
+/** Connections in one page of `GET /v1/connections`: the default, and the most a request may ask. */
+export const CONNECTIONS_DEFAULT_LIMIT = 100;
+export const CONNECTIONS_MAX_LIMIT = 1000;

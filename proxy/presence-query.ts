@@ -35,11 +35,6 @@ export interface UserPresence {
   readonly channels: string[];
 }
 
-/** Members per page: the default and the most a request may ask. */
-export const MEMBERS_DEFAULT_LIMIT = 100;
-export const MEMBERS_MAX_LIMIT = 1000;
-/** A user name in a presence query (characters): the cluster's questions carry names up to this. */
-export const MAX_USER_NAME = 1024;
 
 const byUser = (a: Member, b: Member): number => (a.user < b.user ? -1 : a.user > b.user ? 1 : 0);
 

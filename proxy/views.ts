@@ -7,8 +7,8 @@ import { fail, ok, type Result } from './result.js';
 import { sessionInfo, type ListQuery, type LocalDirectory, type SessionInfo } from './directory.js';
 import { targetOf, nameOf, type Target } from './target.js';
 import type { Registry } from './registry.js';
-import { MAX_HELD_QUESTION } from './limits.js';
-import { isMembersAnswer, isUserPresence, membersHere, mergeMembers, mergeUser, userHere, MEMBERS_MAX_LIMIT, type MembersPage, type UserPresence } from './presence-query.js';
+import { MAX_HELD_QUESTION, MEMBERS_MAX_LIMIT } from './limits.js';
+import { isMembersAnswer, isUserPresence, membersHere, mergeMembers, mergeUser, userHere, type MembersPage, type UserPresence } from './presence-query.js';
 
 export type Question =
   | { readonly op: 'info'; readonly connection: string }
