@@ -15,8 +15,9 @@ import { fanoutScenario } from './scenarios/fanout.js';
 import { idle, idle50k, idle50kKernel } from './scenarios/idle.js';
 import { resumeScenario } from './scenarios/resume.js';
 import { clusterStormScenario, rollingScenario } from './scenarios/rolling.js';
+import { presenceCost, presenceQuery } from './scenarios/presence.js';
 
-const scenarios: readonly Scenario[] = [idle, idle50k, idle50kKernel, echoScenario, fanoutScenario, resumeScenario, clusterCost, crashScenario, rollingScenario, clusterStormScenario];
+const scenarios: readonly Scenario[] = [idle, idle50k, idle50kKernel, echoScenario, fanoutScenario, resumeScenario, clusterCost, crashScenario, rollingScenario, clusterStormScenario, presenceCost, presenceQuery];
 
 const usage = `usage: npm run bench -- [options] [scenario...]
 

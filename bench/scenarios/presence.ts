@@ -1,0 +1,263 @@
+// Presence (docs/presence.md), Switchboard alone on both sides:
+//   presence-cost   one Switchboard with presence events on (webhooks.paths.presence), one with
+//                   them off; reliable sessions of distinct users joining one channel: idle memory
+//                   per session, connect rate, and for the join storm the presence webhook requests
+//                   and the time until the app saw every member_added. The table's "switchboard"
+//                   column is presence on, its "bare ws" column presence off.
+//   presence-query  three nodes in a cluster holding 10,000 members of one channel between them:
+//                   GET /v1/channels/{c}/presence (a page of 1,000; every page) on one node.
+import { once } from 'node:events';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { startRabbit, uniqueName, type Rabbit } from '../../test/helpers/rabbit.js';
+import { LoadGroup } from '../load-generator.js';
+import { percentile } from '../report.js';
+import { sleep } from '../procs.js';
+import { bothSides, type RunOptions, type Scenario } from '../scenario.js';
+import { http, startSwitchboard, type SwitchboardUnderTest } from '../servers.js';
+
+const CONCURRENCY = 100;
+const CHANNEL = 'room';
+const TOKEN_SECRET = 'one-secret-for-every-node';
+
+interface PresenceApp {
+  readonly url: string;
+  /** Presence webhook requests, and when each member_added arrived (performance.now()). */
+  readonly requests: number;
+  readonly added: Map<string, number>;
+  close(): Promise<void>;
+}
+
+/** Connect answers a user of its own for every connection (u0, u1, …) in one channel; presence batches are counted; the rest 204. */
+async function startPresenceApp(): Promise<PresenceApp> {
+  let next = 0;
+  const state = { requests: 0, added: new Map<string, number>() };
+  const server = createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      const path = req.url?.split('?')[0];
+      if (req.method === 'POST' && path === '/ws/connect') {
+        const body = Buffer.from(JSON.stringify({ user: `u${next++}`, channels: [CHANNEL] }));
+        res.writeHead(200, { 'content-type': 'application/json', 'content-length': body.length });
+        return void res.end(body);
+      }
+      if (req.method === 'POST' && path === '/ws/presence') {
+        state.requests++;
+        const now = performance.now();
+        try {
+          const { events } = JSON.parse(Buffer.concat(chunks).toString('utf8')) as { events: Array<{ type: string; user: string }> };
+          for (const e of events) if (e.type === 'member_added' && !state.added.has(e.user)) state.added.set(e.user, now);
+        } catch {
+          // not a batch: counted as a request only
+        }
+      }
+      res.writeHead(204);
+      res.end();
+    });
+  });
+  server.keepAliveTimeout = 60_000;
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  return {
+    url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    get requests() { return state.requests; },
+    added: state.added,
+    close: () => new Promise<void>((resolve) => {
+      server.closeAllConnections();
+      server.close(() => resolve());
+    }),
+  };
+}
+
+// ── presence-cost ──────────────────────────────────────────────────────────────
+
+async function joinStorm(presence: boolean, sessions: number, options: RunOptions): Promise<Record<string, number>> {
+  const app = await startPresenceApp();
+  let server: SwitchboardUnderTest | null = null;
+  let group: LoadGroup | null = null;
+  try {
+    server = await startSwitchboard({
+      config: {
+        app: { url: app.url },
+        webhooks: { paths: { message: null, disconnect: null, presence: presence ? '/ws/presence' : null } },
+        session: { graceMs: 0 },
+      },
+      nodeFlags: options.nodeFlags('switchboard'),
+    });
+    await sleep(500);
+    const before = await server.memory();
+    const cpu = server.cpuMs();
+    group = LoadGroup.sized(sessions);
+    const start = performance.now();
+    const { elapsedMs } = await group.connect(server.wsUrl, sessions, { protocol: 'switchboard.v1', concurrency: CONCURRENCY });
+    // Every member_added at the app (presence on), within a bound.
+    const deadline = performance.now() + 30_000;
+    while (presence && app.added.size < sessions && performance.now() < deadline) await sleep(20);
+    const allSeen = presence && app.added.size >= sessions ? Math.max(...app.added.values()) - start : NaN;
+    await sleep(1000);
+    const serverCpu = ((server.cpuMs() - cpu) * 1000) / sessions;
+    const after = await server.memory();
+    return {
+      rssPerSession: (after.rss - before.rss) / sessions,
+      heapPerSession: (after.heapUsed - before.heapUsed) / sessions,
+      handshakeRate: sessions / (elapsedMs / 1000),
+      serverCpu,
+      requests: presence ? app.requests : NaN,
+      membersMissing: presence ? sessions - app.added.size : NaN,
+      allSeen,
+    };
+  } finally {
+    await group?.close();
+    await server?.stop();
+    await app.close();
+  }
+}
+
+export const presenceCost: Scenario = {
+  name: 'presence-cost',
+  title: 'presence events on (switchboard column) vs off (bare ws column): a join storm and its idle cost',
+  notes: [
+    'Both columns are Switchboard: "switchboard" = presence events on (webhooks.paths.presence, the defaults:',
+    'presence.batchMs 100, batchMax 500), "bare ws" = off; ratio = on / off. Each its own process, one after the',
+    'other (alternating which goes first). 10,000 reliable sessions (quick: 1,000), 100 handshakes at once;',
+    'the connect webhook gives each its own user (u0, u1, …) and channel "room", so every session is a member',
+    'joining. Memory: RSS and heap of the sidecar after two forced GCs, before and 1 s after the sessions open,',
+    'per session. Presence webhook requests: batches the app got for the storm; every member_added: from the',
+    'first handshake to the arrival of the last member_added at the app. CPU: utime+stime of the sidecar over',
+    'the connects and the second after, per session (on: handshake + presence; off: handshake alone).',
+  ],
+  metrics: [
+    { key: 'rssPerSession', label: 'RSS per session', unit: 'bytes', target: { text: '≤ 1.1× presence off', on: 'ratio', max: 1.1 } },
+    { key: 'heapPerSession', label: 'heap per session', unit: 'bytes' },
+    { key: 'handshakeRate', label: 'handshakes/s while joining', unit: 'per-s' },
+    { key: 'serverCpu', label: 'sidecar CPU per session', unit: 'us' },
+    { key: 'requests', label: 'presence webhook requests for the storm', unit: 'count' },
+    { key: 'membersMissing', label: 'member_added not seen in 30 s', unit: 'count', target: { text: '= 0', on: 'switchboard', max: 0 } },
+    { key: 'allSeen', label: 'first handshake → every member_added', unit: 'ms' },
+  ],
+  async rep(options: RunOptions, index: number) {
+    const sessions = options.quick ? 1000 : 10_000;
+    options.log(`presence-cost: ${sessions.toLocaleString('en-US')} members joining, presence on and off`);
+    return bothSides(index, () => joinStorm(true, sessions, options), () => joinStorm(false, sessions, options));
+  },
+};
+
+// ── presence-query ─────────────────────────────────────────────────────────────
+
+let broker: Promise<Rabbit> | null = null;
+function rabbit(): Promise<Rabbit> {
+  broker ??= startRabbit().catch((err: unknown) => {
+    broker = null;
+    throw err;
+  });
+  return broker;
+}
+
+async function until(what: string, check: () => Promise<boolean>, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`gave up waiting: ${what}`);
+    await sleep(50);
+  }
+}
+
+interface MembersPage {
+  members: Array<{ user: string; connections: number }>;
+  connections: number;
+  next?: string | null;
+  nodes?: { answered: number; missing: string[] };
+}
+
+async function page(server: SwitchboardUnderTest, cursor: string | null): Promise<{ body: MembersPage; ms: number }> {
+  const query = cursor === null ? '' : `&cursor=${encodeURIComponent(cursor)}`;
+  const start = performance.now();
+  const res = await http('GET', `${server.controlUrl}/v1/channels/${CHANNEL}/presence?limit=1000${query}`);
+  const ms = performance.now() - start;
+  if (res.status !== 200) throw new Error(`presence answered ${res.status}: ${res.text.slice(0, 200)}`);
+  return { body: JSON.parse(res.text) as MembersPage, ms };
+}
+
+async function query(options: RunOptions): Promise<Record<string, number>> {
+  const members = options.quick ? 1500 : 10_000;
+  const requests = options.quick ? 50 : 200;
+  const { url } = await rabbit();
+  const exchange = uniqueName('presence');
+  const app = await startPresenceApp();
+  const nodes: SwitchboardUnderTest[] = [];
+  const groups: LoadGroup[] = [];
+  try {
+    for (const nodeId of ['presa', 'presb', 'presc']) {
+      nodes.push(await startSwitchboard({
+        config: {
+          nodeId, app: { url: app.url },
+          webhooks: { paths: { message: null, disconnect: null } },
+          session: { tokenSecret: TOKEN_SECRET, graceMs: 0 },
+          cluster: { amqp: { url, exchange } },
+        },
+        nodeFlags: options.nodeFlags('switchboard'),
+      }));
+    }
+    for (const node of nodes) {
+      await until('every node to hear the other two', async () => {
+        const res = await http('GET', `${node.controlUrl}/v1/nodes`);
+        return res.status === 200 && (JSON.parse(res.text) as { nodes: unknown[] }).nodes.length === nodes.length;
+      }, 20_000);
+    }
+    for (let i = 0; i < nodes.length; i++) {
+      const group = new LoadGroup(1);
+      groups.push(group);
+      const share = Math.floor(members / nodes.length) + (i < members % nodes.length ? 1 : 0);
+      await group.connect(nodes[i]!.wsUrl, share, { protocol: 'switchboard.v1', concurrency: CONCURRENCY });
+    }
+    const first = await page(nodes[0]!, null);
+    if (first.body.connections !== members) throw new Error(`the channel lists ${first.body.connections} connections, expected ${members}`);
+    const times: number[] = [];
+    for (let i = 0; i < requests; i++) times.push((await page(nodes[0]!, null)).ms);
+    // Every page, following `next`.
+    const walkStart = performance.now();
+    let listed = 0;
+    let cursor: string | null = null;
+    for (let p = 0; p < 100; p++) {
+      const { body } = await page(nodes[0]!, cursor);
+      listed += body.members.length;
+      cursor = body.next ?? null;
+      if (cursor === null) break;
+    }
+    const walkMs = performance.now() - walkStart;
+    return {
+      p50: percentile(Float64Array.from(times), 50),
+      p99: percentile(Float64Array.from(times), 99),
+      walkMs,
+      listedMissing: members - listed,
+      answered: first.body.nodes?.answered ?? NaN,
+    };
+  } finally {
+    for (const g of groups) await g.close();
+    for (const n of nodes) await n.stop();
+    await app.close();
+  }
+}
+
+export const presenceQuery: Scenario = {
+  name: 'presence-query',
+  title: 'GET /v1/channels/{c}/presence for a 10,000-member channel over three nodes (Switchboard only)',
+  notes: [
+    'Bare ws has no presence. Three Switchboard processes in one cluster (one private RabbitMQ), 10,000 reliable',
+    'sessions (quick: 1,500) of distinct users in one channel, a third on each node. On the first node,',
+    'GET /v1/channels/room/presence?limit=1000 (the first page: the cluster-wide count and 1,000 members,',
+    'asked of every node and merged), 200 times one after the other (quick: 50): p50 and p99; then every page',
+    'following `next`: the time for the whole list.',
+  ],
+  metrics: [
+    { key: 'p50', label: 'first page (1,000 members), p50', unit: 'ms' },
+    { key: 'p99', label: 'first page (1,000 members), p99', unit: 'ms' },
+    { key: 'walkMs', label: 'every page (10,000 members)', unit: 'ms' },
+    { key: 'listedMissing', label: 'members missing from the pages', unit: 'count', target: { text: '= 0', on: 'switchboard', max: 0 } },
+    { key: 'answered', label: 'nodes answered', unit: 'count' },
+  ],
+  async rep(options: RunOptions) {
+    options.log('presence-query: 10k members over three nodes');
+    return { switchboard: await query(options), bare: null };
+  },
+};
