@@ -17,6 +17,8 @@ export interface SessionInfo {
   readonly connectedAt: string;
   readonly mode: string;
   readonly state: string;
+  /** What carries it now (`websocket`, `sse`); null while it has no link (detached, moving). */
+  readonly transport: string | null;
   readonly outbox: { readonly messages: number; readonly bytes: number };
   readonly remoteAddress: string;
   readonly userAgent: string | null;
@@ -85,6 +87,7 @@ export function sessionInfo(s: Session): SessionInfo {
     connectedAt: new Date(s.connectedAt).toISOString(),
     mode: s.mode,
     state: s.state,
+    transport: s.transport,
     outbox: { messages: s.outboxMessages, bytes: s.outboxBytes },
     remoteAddress: s.remoteAddress,
     userAgent: s.headers[CLIENT_USER_AGENT] ?? null,

@@ -50,6 +50,7 @@ const specs = {
   headers_too_large: { status: 431, message: 'request headers are too large' },
   unknown_connection: { status: 404, message: 'no such connection' },
   method_not_allowed: { status: 405, message: 'method not allowed on this route' },
+  not_acceptable: { status: 406, message: 'a session stream is a GET with Accept: text/event-stream' },
   too_large: { status: 413, message: 'body is larger than limits.maxMessageBytes' },
   unsupported_type: { status: 415, message: 'content type must be application/json, text/* or application/octet-stream' },
   too_many_per_ip: { status: 429, message: 'too many connections from this address' },

@@ -12,6 +12,7 @@ import { parseConnectionId } from './target.js';
 import { forwardedName, isSidecarHeader } from './webhook-headers.js';
 import type { Effects } from './upstream.js';
 import { MAX_MESSAGE_FRAGMENTS } from './limits.js';
+import type { Mode } from './payload.js';
 import { WebSocketLink } from './ws-link.js';
 
 function destroyOnError(this: Socket): void {
@@ -178,7 +179,7 @@ export class Gateway {
     socket.on('error', destroyOnError);
     // A keep-alive HTTP connection that asks for an upgrade counts again from here.
     this.accepted(socket as Socket);
-    const refusal = this.#admit(address);
+    const refusal = this.admit(address);
     if (refusal) {
       ctx.metrics.connectionsTotal.inc({ result: refusal.error.code });
       rejectWith(socket, refusal.error, refusal.headers);
@@ -204,7 +205,8 @@ export class Gateway {
     return true;
   }
 
-  #admit(address: string): { error: SwitchboardError; headers?: Record<string, string> } | null {
+  /** A refusal for a new client from `address` (draining, limits), or null. */
+  admit(address: string): { error: SwitchboardError; headers?: Record<string, string> } | null {
     const limits = this.#host.ctx.config.limits;
     if (!this.#host.accepting()) return { error: new SwitchboardError('not_ready') };
     // This socket is one of those counted.
@@ -243,7 +245,7 @@ export class Gateway {
     const asked = resumeRequest(req, url);
 
     if (reliable && asked !== null) {
-      const resumed = await this.#resume(asked, ctx.clock.now());
+      const resumed = await this.resumeFrom(asked, ctx.clock.now());
       if (resumed) {
         pending.session = resumed.session;
         pending.lastSeq = resumed.lastSeq;
@@ -251,37 +253,7 @@ export class Gateway {
       }
     }
 
-    // Sessions without a query or forwarded headers share one empty record.
-    let query: Record<string, string> = NONE;
-    for (const [k, v] of url.searchParams) {
-      if (RESUME_PARAMS.includes(k)) continue;
-      if (query === NONE) query = {};
-      query[k] = v;
-    }
-    host.setForwarding(req);
-    let headers: Record<string, string> = NONE;
-    const given = withoutResume(req.headers);
-    if (ctx.upstream.headersOf) headers = ctx.upstream.headersOf(given);
-    else {
-      for (const name of ctx.config.webhooks.forwardHeaders) {
-        const value = given[name];
-        if (value === undefined || isSidecarHeader(name)) continue;
-        if (headers === NONE) headers = {};
-        headers[forwardedName(name)] = Array.isArray(value) ? value.join(', ') : value;
-      }
-    }
-    const session = new Session(ctx, {
-      id: host.newConnectionId(),
-      mode: reliable ? 'reliable' : 'raw',
-      // One string for both when the URL has no query (the common case).
-      path: url.pathname === req.url ? req.url : url.pathname,
-      url: req.url ?? url.pathname,
-      query,
-      remoteAddress: address,
-      subprotocol: reliable ? RELIABLE_PROTOCOL : offered[0] ?? null,
-      headers,
-    }, ctx.clock.now());
-
+    const session = this.newSession(req, url, address, reliable ? 'reliable' : 'raw', reliable ? RELIABLE_PROTOCOL : offered[0] ?? null, withoutResume(req.headers));
     const outcome = await ctx.upstream.connect(session);
     if (!outcome.ok) {
       ctx.metrics.connectionsTotal.inc({ result: `rejected_${outcome.status}` });
@@ -299,6 +271,44 @@ export class Gateway {
     }
     if (outcome.headers) this.#extraHeaders.set(req, outcome.headers);
     return true;
+  }
+
+  /**
+   * A new session for a handshake the app has yet to decide on: its query without the resume
+   * parameters, and the headers `webhooks.forwardHeaders` names (from `given`, cleaned of what is Switchboard's).
+   */
+  newSession(req: IncomingMessage, url: URL, address: string, mode: Mode, subprotocol: string | null, given: IncomingMessage['headers']): Session {
+    const host = this.#host;
+    const { ctx } = host;
+    // Sessions without a query or forwarded headers share one empty record.
+    let query: Record<string, string> = NONE;
+    for (const [k, v] of url.searchParams) {
+      if (RESUME_PARAMS.includes(k)) continue;
+      if (query === NONE) query = {};
+      query[k] = v;
+    }
+    host.setForwarding(req);
+    let headers: Record<string, string> = NONE;
+    if (ctx.upstream.headersOf) headers = ctx.upstream.headersOf(given);
+    else {
+      for (const name of ctx.config.webhooks.forwardHeaders) {
+        const value = given[name];
+        if (value === undefined || isSidecarHeader(name)) continue;
+        if (headers === NONE) headers = {};
+        headers[forwardedName(name)] = Array.isArray(value) ? value.join(', ') : value;
+      }
+    }
+    return new Session(ctx, {
+      id: host.newConnectionId(),
+      mode,
+      // One string for both when the URL has no query (the common case).
+      path: url.pathname === req.url ? req.url : url.pathname,
+      url: req.url ?? url.pathname,
+      query,
+      remoteAddress: address,
+      subprotocol,
+      headers,
+    }, ctx.clock.now());
   }
 
   /** The socket exists: only now is a new session registered (and a resume taken over). */
@@ -339,7 +349,7 @@ export class Gateway {
   }
 
   /** The session a resume names: held here, or brought here from the process that holds it. */
-  async #resume(asked: { token: string; lastSeq: string }, now: number): Promise<{ session: Session; lastSeq: number } | null> {
+  async resumeFrom(asked: { token: string; lastSeq: string }, now: number): Promise<{ session: Session; lastSeq: number } | null> {
     const host = this.#host;
     const { ctx, registry } = host;
     const read = ctx.tokens.read(asked.token, now);

@@ -102,3 +102,6 @@ export const MAX_USER_NAME = 1024;
 /** Connections in one page of `GET /v1/connections`: the default, and the most a request may ask. */
 export const CONNECTIONS_DEFAULT_LIMIT = 100;
 export const CONNECTIONS_MAX_LIMIT = 1000;
+
+/** SSE session cookies read from one request: one per tab of a page that is open or within its grace; more are not looked at. */
+export const MAX_SSE_COOKIES = 32;

@@ -6,6 +6,20 @@ import type { Clock } from './clock.js';
 import type { Config } from './config.js';
 import type { Metrics } from './metrics.js';
 import type { Mode } from './payload.js';
+import { encodeServerFrame, type ServerFrame } from './frame.js';
+import type { Push } from './push.js';
+
+/** How a reliable session's frames are spelled on a link: JSON frames on a WebSocket, events on SSE. */
+export interface Wire {
+  message(seq: number, push: Push): string;
+  frame(f: ServerFrame): string;
+}
+
+/** Reliable mode's JSON text frames (SPEC §2.2). */
+export const jsonWire: Wire = {
+  message: (seq, push) => push.reliableFrame(seq),
+  frame: encodeServerFrame,
+};
 
 /** What a link tells the session that listens to it. */
 export interface LinkListener {
@@ -22,6 +36,8 @@ export interface LinkListener {
 export interface ClientLink {
   /** What carries it, as metrics and the status page name it (`websocket`). */
   readonly transport: string;
+  /** How reliable-mode frames are written on it. */
+  readonly wire: Wire;
   /** Bytes written to the client and not yet gone out. */
   readonly bufferedAmount: number;
   send(frame: string | Buffer, binary?: boolean): void;
@@ -34,6 +50,8 @@ export interface ClientLink {
   pause(): void;
   resume(): void;
   ping(): void;
+  /** Asks the client to come back after `afterMs` (drain); its resume token stays valid. */
+  askReconnect(afterMs: number): void;
   /** A clean close with a code; `terminate` cuts the link at once. */
   close(code: number, reason: string): void;
   terminate(): void;

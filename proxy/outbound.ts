@@ -1,7 +1,6 @@
 // Messages from the app to one client: written at once while its link has room, held in
 // the outbox otherwise and written in order as room comes back. Reliable mode numbers them,
 // keeps them until acked, and writes a gap frame before a jump over lost ones.
-import { encodeServerFrame } from './frame.js';
 import type { ClientLink, PartHost } from './link.js';
 import { Outbox, type DropReason, type Entry } from './outbox.js';
 import type { Push } from './push.js';
@@ -36,6 +35,11 @@ export class Outbound {
 
   get bytes(): number {
     return this.#outbox?.bytes ?? 0;
+  }
+
+  /** The highest seq written to the current (or last) link. */
+  get lastWritten(): number {
+    return this.#lastWritten;
   }
 
   get messagesOut(): number {
@@ -142,10 +146,10 @@ export class Outbound {
 
   #write(link: ClientLink, entry: Entry): void {
     if (entry.seq > this.#lastWritten + 1) {
-      link.send(encodeServerFrame({ type: 'gap', from: this.#lastWritten + 1, to: entry.seq - 1 }));
+      link.send(link.wire.frame({ type: 'gap', from: this.#lastWritten + 1, to: entry.seq - 1 }));
     }
     this.#lastWritten = entry.seq;
-    link.send(entry.push.reliableFrame(entry.seq));
+    link.send(link.wire.message(entry.seq, entry.push));
     this.#countOut(entry.push);
   }
 

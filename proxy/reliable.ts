@@ -3,7 +3,7 @@
 // nack, error) counts against the client's bound like messages do, so a client that does not
 // read is closed (4008) before what waits for it passes `session.outbox.maxBytes`.
 import { CloseCode, FrameError, type FrameErrorCode } from './errors.js';
-import { encodeServerFrame, parseClientFrame, type ServerFrame } from './frame.js';
+import { parseClientFrame, type ServerFrame } from './frame.js';
 import type { PartHost } from './link.js';
 import type { Payload } from './payload.js';
 import type { DeliveryOutcome, InboundMessage } from './upstream.js';
@@ -56,7 +56,7 @@ export class ReliableProtocol {
     const host = this.#host;
     const link = host.link();
     if (!link) return;
-    const frame = encodeServerFrame(f);
+    const frame = link.wire.frame(f);
     if (link.bufferedAmount + frame.length > host.config.session.outbox.maxBytes) {
       host.metrics.droppedMessagesTotal.inc({ reason: 'overflow' });
       host.log.warn({ buffered: link.bufferedAmount }, 'client does not read its answers: closing slow consumer');

@@ -20,7 +20,6 @@ import type { TimerWheel } from './timer-wheel.js';
 import type { TokenCodec } from './token.js';
 import { CloseCode } from './errors.js';
 import type { ClientLink, LinkListener, PartHost } from './link.js';
-import { encodeServerFrame } from './frame.js';
 import { ReliableProtocol } from './reliable.js';
 import { Push } from './push.js';
 import { fromWireMessage, toWireMessage, SNAPSHOT_VERSION, type MoveTail, type RosterEntry, type SessionSnapshot } from './snapshot.js';
@@ -181,6 +180,11 @@ export class Session implements SessionView, Beating, LinkListener {
     return this.#link?.transport ?? null;
   }
 
+  /** The highest seq written to its current (or last) link. */
+  get lastWritten(): number {
+    return this.#out?.lastWritten ?? 0;
+  }
+
   get outboxMessages(): number {
     return this.#out?.messages ?? 0;
   }
@@ -256,7 +260,7 @@ export class Session implements SessionView, Beating, LinkListener {
 
     if (this.mode === 'reliable') {
       const now = ctx.clock.now();
-      link.send(encodeServerFrame({
+      link.send(link.wire.frame({
         type: 'welcome',
         session: this.id,
         token: ctx.tokens.issue(this.id, now),
@@ -343,7 +347,7 @@ export class Session implements SessionView, Beating, LinkListener {
 
   /** Asks a reliable client to come back later (drain). */
   askReconnect(afterMs: number): void {
-    this.#link?.send(encodeServerFrame({ type: 'reconnect', afterMs }));
+    this.#link?.askReconnect(afterMs);
   }
 
   #enter(state: SessionState): void {

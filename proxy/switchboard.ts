@@ -14,6 +14,7 @@ import { sleep, systemClock, type Clock } from './clock.js';
 import { createControlApi, createMetricsApi, sendError, type ControlRoute } from './control-api.js';
 import { CloseCode, SwitchboardError } from './errors.js';
 import { Gateway, rejectWith } from './gateway.js';
+import { SseGateway } from './sse-gateway.js';
 import { serveBrowserClient } from './browser-client.js';
 import { Heartbeat } from './heartbeat.js';
 import { createLogger } from './log.js';
@@ -74,6 +75,9 @@ export class Switchboard {
   /** `metrics.listen`: metrics and health for scrapers, apart from the push API. */
   readonly #metricsPort: Server | null;
   readonly #gateway: Gateway;
+  /** Sessions over Server-Sent Events on the same paths. */
+  readonly #sse: SseGateway;
+  readonly #wsPaths: ReadonlySet<string>;
   readonly #proxy: httpProxy;
   readonly #heartbeat: Heartbeat;
   readonly #grace: TimerWheel<Session>;
@@ -208,6 +212,8 @@ export class Switchboard {
       // A session of this process that is not here moved away, or was parked (by this process's predecessor, after a restart).
       arrive: this.#moves ? (holder, id) => this.#moves!.arrive(holder === self ? this.#moves!.movedTo(id) : holder, id) : undefined,
     });
+    this.#sse = new SseGateway({ ctx: this.ctx, registry, gateway: this.#gateway, self, accepting: () => this.state === 'running' });
+    this.#wsPaths = new Set(config.ws.paths);
     // Half-sent requests (slowloris) are cut off once limits.handshakeTimeoutMs has passed,
     // checked often enough for that bound to hold.
     const handshakeMs = config.limits.handshakeTimeoutMs;
@@ -215,6 +221,8 @@ export class Switchboard {
       this.#gateway.plainHttp(req.socket);
       // /switchboard/client.js and .min.js are answered here, whatever the app has there.
       if (serveBrowserClient(req, res)) return;
+      const url = parseRequestUrl(req.url);
+      if (url && this.#wsPaths.has(url.pathname) && this.#sse.takes(req)) return this.#sse.serve(req, res, url);
       if (isWebhookPath(req.url ?? '/')) {
         req.resume();
         return void sendError(res, new SwitchboardError('not_found'));
@@ -427,6 +435,15 @@ function answerClientError(err: NodeJS.ErrnoException, socket: Duplex): void {
 }
 
 
+
+/** A request's URL; null when it does not parse (an absolute form with a bad host). */
+function parseRequestUrl(url: string | undefined): URL | null {
+  try {
+    return new URL(url ?? '/', 'http://switchboard');
+  } catch {
+    return null;
+  }
+}
 
 async function until(condition: () => boolean, ms: number): Promise<void> {
   const end = Date.now() + Math.max(0, ms);

@@ -3,7 +3,7 @@
 import type { Socket } from 'node:net';
 import type { WebSocket } from 'ws';
 import { wsCloseCode } from './errors.js';
-import type { ClientLink, LinkListener } from './link.js';
+import { jsonWire, type ClientLink, type LinkListener } from './link.js';
 
 const LINK = Symbol('link');
 type Bound = WebSocket & { [LINK]?: WebSocketLink };
@@ -11,6 +11,7 @@ const EMPTY = Buffer.alloc(0);
 
 export class WebSocketLink implements ClientLink {
   readonly transport = 'websocket';
+  readonly wire = jsonWire;
   readonly #ws: WebSocket;
   readonly #socket: Socket;
   #listener: LinkListener | null = null;
@@ -58,6 +59,10 @@ export class WebSocketLink implements ClientLink {
 
   ping(): void {
     this.#ws.ping();
+  }
+
+  askReconnect(afterMs: number): void {
+    this.#ws.send(jsonWire.frame({ type: 'reconnect', afterMs }));
   }
 
   close(code: number, reason: string): void {

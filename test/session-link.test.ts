@@ -7,12 +7,13 @@ import assert from 'node:assert/strict';
 import { startApp } from './helpers/app.js';
 import { startSidecar } from './helpers/sidecar.js';
 import { Session } from '../proxy/session.js';
-import type { ClientLink, LinkListener } from '../proxy/link.js';
+import { jsonWire, type ClientLink, type LinkListener } from '../proxy/link.js';
 import { toConnection } from '../proxy/target.js';
 import { Push } from '../proxy/push.js';
 
 class MemoryLink implements ClientLink {
   readonly transport = 'memory';
+  readonly wire = jsonWire;
   readonly sent: unknown[] = [];
   listener: LinkListener | null = null;
   closedWith: { code: number; reason: string } | null = null;
@@ -24,6 +25,7 @@ class MemoryLink implements ClientLink {
   pause(): void {}
   resume(): void {}
   ping(): void {}
+  askReconnect(afterMs: number): void { this.sent.push({ type: 'reconnect', afterMs }); }
   close(code: number, reason: string): void {
     this.closedWith = { code, reason };
     this.listener?.onClosed(this, code, reason);

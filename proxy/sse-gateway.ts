@@ -1,0 +1,252 @@
+// Sessions over Server-Sent Events on the WebSocket paths (SPEC §2.5; docs/usage.md, "HTTP
+// fallback (SSE)"). A GET with `Accept: text/event-stream` passes the same admission, resume and
+// connect webhook as a WebSocket handshake (proxy/gateway.ts), then its response is the
+// session's link (proxy/sse-link.ts). A browser's EventSource comes back by itself with the same
+// URL, `Last-Event-ID` and its cookies: each SSE session sets a cookie holding its resume token,
+// and the reconnection finds its session among them (`pickResumable`).
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
+import { sendError } from './control-api.js';
+import { CloseCode, SwitchboardError } from './errors.js';
+import type { Gateway } from './gateway.js';
+import { MAX_SSE_COOKIES } from './limits.js';
+import type { Registry } from './registry.js';
+import { RELIABLE_PROTOCOL, type Session, type SessionContext } from './session.js';
+import { SseLink } from './sse-link.js';
+import type { Effects } from './upstream.js';
+
+/** The header that names a session on what its client sends by POST: the resume token from the welcome event. */
+export const TOKEN_HEADER = 'x-switchboard-token';
+
+/** Cookies of SSE sessions: this prefix and the session id. */
+export const SSE_COOKIE_PREFIX = 'sb_sse_';
+
+export interface SseGatewayHost {
+  readonly ctx: SessionContext;
+  readonly registry: Registry;
+  readonly gateway: Gateway;
+  /** This process (`<node>-<worker>`), as tokens name their holder. */
+  readonly self: string;
+  /** False while starting or draining. */
+  accepting(): boolean;
+}
+
+/** True when an Accept header takes `text/event-stream` (with any parameters or weight above 0). */
+export function acceptsEventStream(accept: string | undefined): boolean {
+  if (accept === undefined) return false;
+  for (const range of accept.split(',')) {
+    const [type, ...params] = range.split(';').map((p) => p.trim().toLowerCase());
+    if (type !== 'text/event-stream') continue;
+    const q = params.find((p) => p.startsWith('q='));
+    if (q === undefined || Number(q.slice(2)) > 0) return true;
+  }
+  return false;
+}
+
+/** The SSE session cookies of a Cookie header (name without the prefix → token), at most MAX_SSE_COOKIES. */
+export function sseCookies(header: string | undefined): Map<string, string> {
+  const found = new Map<string, string>();
+  if (header === undefined) return found;
+  for (const pair of header.split(';')) {
+    const eq = pair.indexOf('=');
+    if (eq < 0) continue;
+    const name = pair.slice(0, eq).trim();
+    if (!name.startsWith(SSE_COOKIE_PREFIX)) continue;
+    found.set(name.slice(SSE_COOKIE_PREFIX.length), pair.slice(eq + 1).trim());
+    if (found.size >= MAX_SSE_COOKIES) break;
+  }
+  return found;
+}
+
+/** A Cookie header without the SSE session cookies (they are Switchboard's, not the app's); undefined when nothing is left. */
+export function withoutSseCookies(header: string): string | undefined {
+  const kept = header.split(';').map((p) => p.trim()).filter((p) => p !== '' && !p.startsWith(SSE_COOKIE_PREFIX));
+  return kept.length > 0 ? kept.join('; ') : undefined;
+}
+
+/** What the choice among a browser's sessions reads of each. */
+export interface Resumable {
+  readonly attached: boolean;
+  /** The highest seq written to its last link. */
+  readonly lastWritten: number;
+}
+
+/**
+ * The session a browser's reconnection (with `Last-Event-ID: lastEventId`) comes back for, among
+ * those its cookies name; null when none or when it cannot tell. Tabs of one page share their
+ * cookies: a session whose stream is still open belongs to another tab unless none is detached, so
+ * detached ones come first, and among several the one whose last written seq is the event id.
+ * Never a guess: two that fit equally give null (a new session, not another tab's messages).
+ */
+export function pickResumable<T extends Resumable>(candidates: readonly T[], lastEventId: number): T | null {
+  const detached = candidates.filter((c) => !c.attached);
+  const pool = detached.length > 0 ? detached : candidates;
+  if (pool.length === 1) return pool[0];
+  const exact = pool.filter((c) => c.lastWritten === lastEventId);
+  return exact.length === 1 ? exact[0] : null;
+}
+
+/** `Last-Event-ID` as a seq; null when absent or not one. */
+function lastEventIdOf(req: IncomingMessage): number | null {
+  const value = req.headers['last-event-id'];
+  return typeof value === 'string' && /^\d{1,15}$/.test(value.trim()) ? Number(value.trim()) : null;
+}
+
+function cookie(path: string, id: string, token: string, maxAgeS: number, secure: boolean): string {
+  return `${SSE_COOKIE_PREFIX}${id}=${token}; Path=${path}; Max-Age=${maxAgeS}; HttpOnly; SameSite=Lax${secure ? '; Secure' : ''}`;
+}
+
+export class SseGateway {
+  readonly #host: SseGatewayHost;
+
+  constructor(host: SseGatewayHost) {
+    this.#host = host;
+  }
+
+  /**
+   * Whether a request on a WebSocket path that is not an upgrade is Switchboard's: a GET that
+   * takes `text/event-stream`, or anything naming a session (`X-Switchboard-Token`). The rest
+   * stays the app's, as before SSE.
+   */
+  takes(req: IncomingMessage): boolean {
+    return (req.method === 'GET' && acceptsEventStream(req.headers.accept)) || req.headers[TOKEN_HEADER] !== undefined;
+  }
+
+  /** A request `takes` said is Switchboard's: a stream (GET) or what the client sends (POST). */
+  serve(req: IncomingMessage, res: ServerResponse, url: URL): void {
+    if (req.method === 'GET') return this.open(req, res, url);
+    req.resume();
+    res.setHeader('allow', 'GET, POST');
+    sendError(res, new SwitchboardError('method_not_allowed', 'a session takes GET (its stream, with Accept: text/event-stream) and POST (what the client sends)'));
+  }
+
+  /** A GET on a WebSocket path that is not an upgrade. */
+  open(req: IncomingMessage, res: ServerResponse, url: URL): void {
+    // The stream's end is the connection's: a keep-alive socket would outlive the session's count.
+    res.shouldKeepAlive = false;
+    req.resume();
+    if (!acceptsEventStream(req.headers.accept)) {
+      return sendError(res, new SwitchboardError('not_acceptable'));
+    }
+    const { gateway, ctx } = this.#host;
+    const socket = req.socket;
+    gateway.accepted(socket);
+    const refusal = gateway.admit(socket.remoteAddress ?? '');
+    if (refusal) {
+      ctx.metrics.connectionsTotal.inc({ result: refusal.error.code });
+      res.writeHead(refusal.error.status, { 'content-type': 'application/json', ...refusal.headers });
+      return void res.end(JSON.stringify(refusal.error.toJSON()));
+    }
+    this.#open(req, res, url, socket).catch((err: unknown) => {
+      ctx.log.error({ err }, 'SSE handshake failed');
+      if (!res.headersSent) sendError(res, new SwitchboardError('internal'));
+      else res.destroy();
+    });
+  }
+
+  async #open(req: IncomingMessage, res: ServerResponse, url: URL, socket: Socket): Promise<void> {
+    const { gateway, ctx, registry } = this.#host;
+    const cookies = sseCookies(req.headers.cookie);
+    const resumed = await this.#resume(req, url, cookies);
+    let session: Session;
+    let effects: Effects | undefined;
+    let extra: Record<string, string> | undefined;
+    if (resumed) {
+      session = resumed.session;
+    } else {
+      const given = { ...req.headers };
+      delete given['last-event-id'];
+      if (given.cookie !== undefined) {
+        const rest = withoutSseCookies(given.cookie);
+        if (rest === undefined) delete given.cookie;
+        else given.cookie = rest;
+      }
+      session = gateway.newSession(req, url, socket.remoteAddress ?? '', 'reliable', RELIABLE_PROTOCOL, given);
+      const outcome = await ctx.upstream.connect(session);
+      if (!outcome.ok) {
+        ctx.metrics.connectionsTotal.inc({ result: `rejected_${outcome.status}` });
+        session.log.info({ status: outcome.status }, 'SSE handshake rejected by the app');
+        res.writeHead(outcome.status, outcome.headers ?? {});
+        return void res.end(outcome.body ?? '');
+      }
+      effects = outcome.effects;
+      extra = outcome.headers;
+      // The client left during the connect webhook, or the sidecar began draining: the app hears of its end once.
+      const gone = socket.destroyed || res.writableEnded;
+      if (gone || !this.#host.accepting()) {
+        if (effects.user !== undefined) session.setUser(effects.user);
+        ctx.metrics.sessions.inc();
+        session.close(gone ? 1006 : CloseCode.tryAgainLater, 'client left during the handshake');
+        if (!gone) sendError(res, new SwitchboardError('not_ready'));
+        return;
+      }
+    }
+    if (socket.destroyed) return;
+    const now = ctx.clock.now();
+    const path = url.pathname;
+    const secure = (socket as Socket & { encrypted?: boolean }).encrypted === true || req.headers['x-forwarded-proto'] === 'https';
+    const maxAgeS = Math.floor(ctx.config.session.tokenTtlMs / 1000);
+    const setCookies = [cookie(path, session.id, ctx.tokens.issue(session.id, now), maxAgeS, secure)];
+    // Cookies of sessions that ended here go, so that a browser does not gather them.
+    for (const [id, token] of cookies) {
+      if (id === session.id) continue;
+      const read = ctx.tokens.read(token, now);
+      if (read === null || (read.holder === this.#host.self && registry.get(read.session) === undefined)) setCookies.push(cookie(path, id, '', 0, secure));
+    }
+    const headers: Record<string, string | string[]> = { ...extra };
+    const appCookies = headers['set-cookie'];
+    headers['set-cookie'] = appCookies === undefined ? setCookies : [...[appCookies].flat(), ...setCookies];
+    res.writeHead(200, {
+      ...headers,
+      'content-type': 'text/event-stream',
+      'cache-control': 'no-cache',
+      'x-accel-buffering': 'no',
+    });
+    res.flushHeaders();
+    if (resumed) {
+      ctx.metrics.resumesTotal.inc({ result: 'resumed' });
+      ctx.metrics.connectionsTotal.inc({ result: 'resumed' });
+    } else {
+      registry.add(session);
+      ctx.metrics.sessions.inc();
+      ctx.metrics.connectionsTotal.inc({ result: 'accepted' });
+    }
+    if (session.state === 'closed') return void res.end();
+    session.attach(new SseLink(res, socket), resumed ? { lastSeq: resumed.lastSeq } : undefined);
+    if (effects) session.apply(effects);
+  }
+
+  /**
+   * The session this request comes back for: `?resume=<token>` (library clients), else, on a
+   * reconnection (`Last-Event-ID`), the one its cookies name. The position is `Last-Event-ID`,
+   * else `?lastSeq=`.
+   */
+  async #resume(req: IncomingMessage, url: URL, cookies: Map<string, string>): Promise<{ session: Session; lastSeq: number } | null> {
+    const { gateway, ctx, registry } = this.#host;
+    const eventId = lastEventIdOf(req);
+    const lastSeq = String(eventId ?? url.searchParams.get('lastSeq') ?? '0');
+    const token = url.searchParams.get('resume');
+    if (token !== null) return this.#resumed(await gateway.resumeFrom({ token, lastSeq }, ctx.clock.now()), url);
+    if (eventId === null || cookies.size === 0) return null;
+    const now = ctx.clock.now();
+    const here: Session[] = [];
+    const elsewhere: string[] = [];
+    for (const token of cookies.values()) {
+      const read = ctx.tokens.read(token, now);
+      if (read === null) continue;
+      const session = registry.get(read.session);
+      if (session === undefined) elsewhere.push(token);
+      else if (session.path === url.pathname && session.mode === 'reliable' && (session.state === 'open' || session.state === 'detached')) here.push(session);
+    }
+    const chosen = pickResumable(here, eventId);
+    if (chosen) return { session: chosen, lastSeq: eventId };
+    // None here: a session another process holds comes here when it is the only one named.
+    if (here.length === 0 && elsewhere.length === 1) return this.#resumed(await gateway.resumeFrom({ token: elsewhere[0], lastSeq }, now), url);
+    ctx.metrics.resumesTotal.inc({ result: here.length > 0 ? 'ambiguous' : 'expired' });
+    return null;
+  }
+
+  #resumed(resumed: { session: Session; lastSeq: number } | null, url: URL): { session: Session; lastSeq: number } | null {
+    return resumed !== null && resumed.session.path === url.pathname ? resumed : null;
+  }
+}
