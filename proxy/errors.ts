@@ -50,6 +50,8 @@ const specs = {
   headers_too_large: { status: 431, message: 'request headers are too large' },
   unknown_connection: { status: 404, message: 'no such connection' },
   method_not_allowed: { status: 405, message: 'method not allowed on this route' },
+  bad_token: { status: 403, message: 'X-Switchboard-Token is missing, malformed, forged or expired: use the token of the welcome event' },
+  not_streaming: { status: 409, message: 'the session has no open stream in this process: its client opens it again (GET with Last-Event-ID), then sends' },
   not_acceptable: { status: 406, message: 'a session stream is a GET with Accept: text/event-stream' },
   too_large: { status: 413, message: 'body is larger than limits.maxMessageBytes' },
   unsupported_type: { status: 415, message: 'content type must be application/json, text/* or application/octet-stream' },

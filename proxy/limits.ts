@@ -105,3 +105,6 @@ export const CONNECTIONS_MAX_LIMIT = 1000;
 
 /** SSE session cookies read from one request: one per tab of a page that is open or within its grace; more are not looked at. */
 export const MAX_SSE_COOKIES = 32;
+
+/** Frames in one POST of an SSE session: each is answered in the reply, which must stay small beside the body bound. */
+export const MAX_SEND_FRAMES = 100;

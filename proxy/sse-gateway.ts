@@ -6,7 +6,9 @@
 // and the reconnection finds its session among them (`pickResumable`).
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
-import { sendError } from './control-api.js';
+import { readBody, sendError, sendJson } from './control-api.js';
+import { bodyKind } from './payload.js';
+import { parseSendBody } from './sse-send.js';
 import { CloseCode, SwitchboardError } from './errors.js';
 import type { Gateway } from './gateway.js';
 import { MAX_SSE_COOKIES } from './limits.js';
@@ -98,6 +100,8 @@ function cookie(path: string, id: string, token: string, maxAgeS: number, secure
 
 export class SseGateway {
   readonly #host: SseGatewayHost;
+  /** The stream each session was last given here. */
+  readonly #links = new WeakMap<Session, SseLink>();
 
   constructor(host: SseGatewayHost) {
     this.#host = host;
@@ -115,6 +119,13 @@ export class SseGateway {
   /** A request `takes` said is Switchboard's: a stream (GET) or what the client sends (POST). */
   serve(req: IncomingMessage, res: ServerResponse, url: URL): void {
     if (req.method === 'GET') return this.open(req, res, url);
+    if (req.method === 'POST') {
+      return void this.#send(req, res, url).catch((err: unknown) => {
+        this.#host.ctx.log.error({ err }, 'SSE send failed');
+        if (!res.headersSent) sendError(res, new SwitchboardError('internal'));
+        else res.destroy();
+      });
+    }
     req.resume();
     res.setHeader('allow', 'GET, POST');
     sendError(res, new SwitchboardError('method_not_allowed', 'a session takes GET (its stream, with Accept: text/event-stream) and POST (what the client sends)'));
@@ -212,8 +223,51 @@ export class SseGateway {
       ctx.metrics.connectionsTotal.inc({ result: 'accepted' });
     }
     if (session.state === 'closed') return void res.end();
-    session.attach(new SseLink(res, socket), resumed ? { lastSeq: resumed.lastSeq } : undefined);
+    const link = new SseLink(res, socket);
+    this.#links.set(session, link);
+    session.attach(link, resumed ? { lastSeq: resumed.lastSeq } : undefined);
     if (effects) session.apply(effects);
+  }
+
+  /**
+   * What the client sends: reliable-mode frames for the session its token names, answered with
+   * the ack, nack, pong or error of each (docs/usage.md, "HTTP fallback (SSE)").
+   */
+  async #send(req: IncomingMessage, res: ServerResponse, url: URL): Promise<void> {
+    const { ctx, registry } = this.#host;
+    const token = req.headers[TOKEN_HEADER];
+    const read = typeof token === 'string' ? ctx.tokens.read(token, ctx.clock.now()) : null;
+    if (read === null) {
+      req.resume();
+      return sendError(res, new SwitchboardError('bad_token'));
+    }
+    const session = registry.get(read.session);
+    if (session === undefined || session.path !== url.pathname || session.state === 'closing' || session.state === 'closed') {
+      req.resume();
+      return sendError(res, new SwitchboardError('unknown_connection', 'no such session: it ended (open a new stream)'));
+    }
+    if (bodyKind(req.headers['content-type']) !== 'json') {
+      req.resume();
+      return sendError(res, new SwitchboardError('unsupported_type', 'what a session sends is application/json'));
+    }
+    let body: Buffer;
+    try {
+      body = await readBody(req, ctx.config.limits.maxMessageBytes);
+    } catch (err) {
+      if (err instanceof SwitchboardError) return sendError(res, err);
+      throw err;
+    }
+    const parsed = parseSendBody(body.toString('utf8'));
+    if (!parsed.ok) return sendError(res, new SwitchboardError(parsed.error.code, parsed.error.message));
+    const link = this.#links.get(session);
+    if (link === undefined || link.ended || session.state !== 'open') return sendError(res, new SwitchboardError('not_streaming'));
+    const answers = await link.deliver(parsed.value.frames);
+    if (res.destroyed) return;
+    if (parsed.value.single) {
+      const [answer] = answers;
+      return sendJson(res, answer.type === 'error' ? 400 : 200, answer);
+    }
+    sendJson(res, 200, answers);
   }
 
   /**

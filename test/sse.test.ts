@@ -12,6 +12,8 @@ import { dataOf, openStream, parseStream, type SseEvent, type Stream } from './s
 import { dataLines, sseEvent, sseWire } from '../proxy/sse-wire.js';
 import { acceptsEventStream, pickResumable, sseCookies, withoutSseCookies } from '../proxy/sse-gateway.js';
 import { Push } from '../proxy/push.js';
+import { parseSendBody } from '../proxy/sse-send.js';
+import { MAX_SEND_FRAMES } from '../proxy/limits.js';
 
 const SSE = { accept: 'text/event-stream' };
 
@@ -305,6 +307,99 @@ test('property: JSON and binary payloads keep their exact text and bytes', () =>
     assert.equal(b.event, 'binary');
     assert.deepEqual(Buffer.from(b.data, 'base64'), Buffer.from(bytes));
   }), { numRuns: 300 });
+});
+
+/** A POST of what the client sends, as the documented plain `fetch` form. */
+async function send(sc: Sidecar, token: string | null, body: unknown, headers: Record<string, string> = {}) {
+  const res = await fetch(`${sc.httpUrl}/ws`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', ...(token === null ? {} : { 'x-switchboard-token': token }), ...headers },
+    body: typeof body === 'string' ? body : JSON.stringify(body),
+  });
+  const text = await res.text();
+  try { return { status: res.status, json: JSON.parse(text) }; } catch { throw new Error(`${res.status} answered ${JSON.stringify(text)} to ${JSON.stringify(body).slice(0, 80)}`); }
+}
+
+test('POSTs reach the message webhook in order, one at a time, and are answered with their ack', async (t) => {
+  const { app, sc, open } = await setup(t, { webhooks: { paths: { subscribe: '/ws/subscribe' } } }, (r) => {
+    if (r.url === '/ws/connect') return { body: { user: 'u1' } };
+    if (r.url === '/ws/message' && r.json().refuse) return { status: 422 };
+    return { status: 204 };
+  });
+  const s = await open();
+  const { session, token } = await welcomeOf(s);
+  for (const n of [1, 2, 3]) assert.deepEqual(await send(sc, token, { type: 'message', id: `m${n}`, data: { n } }), { status: 200, json: { type: 'ack', id: `m${n}` } });
+  const batch = await send(sc, token, [{ type: 'message', id: 'm4', data: { n: 4 } }, { type: 'message', data: { n: 5 } }, { type: 'message', id: 'm6', data: { n: 6 } }, { type: 'ping' }]);
+  assert.deepEqual(batch, { status: 200, json: [{ type: 'ack', id: 'm4' }, { type: 'accepted' }, { type: 'ack', id: 'm6' }, { type: 'pong' }] });
+  const bodies = app.byPath('/ws/message');
+  assert.deepEqual(bodies.map((r) => r.json().n), [1, 2, 3, 4, 5, 6], 'in the order sent');
+  assert.equal(bodies[0].headers['idempotency-key'], `${session}:m1`);
+  assert.equal(bodies[0].headers['content-type'], 'application/json');
+  assert.deepEqual(await send(sc, token, { type: 'message', id: 'no', data: { refuse: true } }), { status: 200, json: { type: 'nack', id: 'no', error: 'rejected', retryable: false } });
+
+  // Subscriptions, through the subscribe webhook, and cumulative acks.
+  assert.deepEqual((await send(sc, token, { type: 'subscribe', channel: 'news', id: 's1' })).json, { type: 'ack', id: 's1' });
+  assert.equal((await app.waitFor((r) => r.url === '/ws/subscribe', 'the subscribe webhook')).json().channel, 'news');
+  await push(sc, '/v1/channels/news/messages', 'news one');
+  await push(sc, '/v1/channels/news/messages', 'news two');
+  await eventually(() => messages(s).length === 2, 'the channel messages');
+  assert.equal((await sc.control('GET', `/v1/connections/${session}`)).json.outbox.messages, 2, 'held until acked');
+  assert.deepEqual((await send(sc, token, { type: 'ack', seq: 2 })).json, { type: 'accepted' });
+  assert.equal((await sc.control('GET', `/v1/connections/${session}`)).json.outbox.messages, 0);
+  assert.deepEqual((await send(sc, token, { type: 'unsubscribe', channel: 'news', id: 'u1' })).json, { type: 'ack', id: 'u1' });
+  assert.deepEqual((await sc.control('GET', `/v1/connections/${session}`)).json.channels, []);
+  assert.ok(!s.events.some((e) => e.event === 'ack' || e.event === 'pong'), 'answers a POST gets are not on the stream too');
+});
+
+test('bad POSTs get clear errors, and the session and the sidecar stay up', async (t) => {
+  const { sc, open } = await setup(t, { limits: { maxMessageBytes: 1024 } });
+  const s = await open();
+  const { session, token } = await welcomeOf(s);
+  const plain = await fetch(`${sc.httpUrl}/ws`, { method: 'POST', body: '{}' });
+  assert.equal(plain.status, 204, 'a POST that names no session stays the app\'s');
+  await plain.text();
+  assert.deepEqual([(await send(sc, '', { type: 'ping' })).status, (await send(sc, '', { type: 'ping' })).json.error], [403, 'bad_token']);
+  assert.equal((await send(sc, 'forged.token', { type: 'ping' })).json.error, 'bad_token');
+  assert.equal((await send(sc, token, 'x'.repeat(2000))).json.error, 'too_large');
+  assert.deepEqual([(await send(sc, token, '{"type":')).status, (await send(sc, token, '{"type":')).json.error], [400, 'bad_json']);
+  assert.equal((await send(sc, token, '['.repeat(100) + ']'.repeat(100))).json.error, 'too_deep');
+  assert.equal((await send(sc, token, [])).json.error, 'bad_body');
+  assert.equal((await send(sc, token, [1])).json.error, 'bad_body');
+  assert.deepEqual([(await send(sc, token, 'ping', { 'content-type': 'text/plain' })).status, (await send(sc, token, 'ping', { 'content-type': 'text/plain' })).json.error], [415, 'unsupported_type']);
+  const badFrame = await send(sc, token, { type: 'message', id: 'x' });
+  assert.equal(badFrame.status, 400);
+  assert.deepEqual([badFrame.json.type, badFrame.json.error], ['error', 'bad_field']);
+  assert.equal((await send(sc, token, { type: 'shout' })).json.error, 'bad_type');
+  assert.equal((await send(sc, token, [{ type: 'ping' }, { type: 'message' }])).json[1].error, 'bad_field', 'an array answers each frame');
+  assert.equal(s.events.filter((e) => e.event === 'error').length, 0, 'frame errors are answered in the reply, not on the stream');
+  assert.equal((await send(sc, token, { type: 'ping' })).json.type, 'pong', 'the session still takes frames');
+
+  // A detached session: its stream must come back first. An ended one: gone.
+  s.drop();
+  await eventually(async () => (await sc.control('GET', `/v1/connections/${session}`)).json.state === 'detached', 'the session detached');
+  assert.deepEqual([(await send(sc, token, { type: 'ping' })).status, (await send(sc, token, { type: 'ping' })).json.error], [409, 'not_streaming']);
+  assert.equal((await sc.control('DELETE', `/v1/connections/${session}`)).status < 300, true);
+  await eventually(async () => (await sc.control('GET', `/v1/connections/${session}`)).status === 404, 'the session ended');
+  assert.deepEqual([(await send(sc, token, { type: 'ping' })).status, (await send(sc, token, { type: 'ping' })).json.error], [404, 'unknown_connection']);
+  assert.equal((await fetch(`${sc.controlUrl}/healthz`)).status, 200);
+});
+
+test('property: the POST body parser takes one frame or an array of them, and answers any text without throwing', () => {
+  const frame = fc.dictionary(fc.string({ maxLength: 8 }), fc.jsonValue({ maxDepth: 3 }), { maxKeys: 5 });
+  fc.assert(fc.property(fc.array(frame, { minLength: 1, maxLength: MAX_SEND_FRAMES }), fc.boolean(), (frames, single) => {
+    const body = single ? frames[0] : frames;
+    const parsed = parseSendBody(JSON.stringify(body));
+    assert.ok(parsed.ok);
+    const expected = single ? [frames[0]] : frames;
+    assert.equal(parsed.value.single, single);
+    assert.deepEqual(parsed.value.frames.map((f) => JSON.parse(f.text)), JSON.parse(JSON.stringify(expected)));
+    assert.deepEqual(parsed.value.frames.map((f) => f.id), expected.map((f) => (typeof f.id === 'string' ? f.id : undefined)));
+  }), { numRuns: 300 });
+  fc.assert(fc.property(fc.oneof(fc.string(), fc.json(), fc.jsonValue().map((v) => JSON.stringify([v]))), (text) => {
+    const parsed = parseSendBody(text);
+    if (!parsed.ok) assert.ok(['bad_json', 'too_deep', 'bad_body'].includes(parsed.error.code));
+  }), { numRuns: 500 });
+  assert.equal(parseSendBody(JSON.stringify(Array.from({ length: MAX_SEND_FRAMES + 1 }, () => ({ type: 'ping' })))).ok, false);
 });
 
 export type { SseEvent };
