@@ -1,6 +1,6 @@
 // A session's connection to its client, whatever carries it. The session speaks only to
-// this: the WebSocket adapter (proxy/ws-link.ts) implements it today, and an SSE or
-// long-polling link can implement it next without the session changing.
+// this: the WebSocket adapter (proxy/ws-link.ts) and the Server-Sent Events one
+// (proxy/sse-link.ts) implement it, and a long-polling link can next without the session changing.
 import type { Logger } from 'pino';
 import type { Clock } from './clock.js';
 import type { Config } from './config.js';
@@ -15,7 +15,7 @@ export interface Wire {
   frame(f: ServerFrame): string;
 }
 
-/** Reliable mode's JSON text frames (SPEC §2.2). */
+/** Reliable mode's JSON text frames (docs/usage.md, "Reliable mode"). */
 export const jsonWire: Wire = {
   message: (seq, push) => push.reliableFrame(seq),
   frame: encodeServerFrame,
@@ -34,7 +34,7 @@ export interface LinkListener {
 }
 
 export interface ClientLink {
-  /** What carries it, as metrics and the status page name it (`websocket`). */
+  /** What carries it, as metrics and the status page name it (`websocket`, `sse`). */
   readonly transport: string;
   /** How reliable-mode frames are written on it. */
   readonly wire: Wire;

@@ -1,4 +1,4 @@
-// Sessions over Server-Sent Events on the WebSocket paths (SPEC §2.5; docs/usage.md, "HTTP
+// Sessions over Server-Sent Events on the WebSocket paths (docs/usage.md, "HTTP
 // fallback (SSE)"). A GET with `Accept: text/event-stream` passes the same admission, resume and
 // connect webhook as a WebSocket handshake (proxy/gateway.ts), then its response is the
 // session's link (proxy/sse-link.ts). A browser's EventSource comes back by itself with the same

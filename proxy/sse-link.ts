@@ -1,4 +1,4 @@
-// A ClientLink over a Server-Sent Events response (SPEC §2.5). The stream carries only what
+// A ClientLink over a Server-Sent Events response (docs/usage.md, "HTTP fallback (SSE)"). The stream carries only what
 // the server sends; what the client sends comes by POST (proxy/sse-gateway.ts) and enters the
 // session as frames, as a WebSocket's would. Its write buffer is its bufferedAmount, so the
 // outbox holds messages back from a reader that does not keep up, as on a WebSocket.

@@ -1,4 +1,4 @@
-// Reliable mode spelled as Server-Sent Events (SPEC §2.5), socket-free. A message is
+// Reliable mode spelled as Server-Sent Events (docs/usage.md, "HTTP fallback (SSE)"), socket-free. A message is
 // `id: <seq>` and its payload's text as `data:` lines (binary as base64 under `event: binary`);
 // every other server frame is an event named by its type, whose data is the frame without it.
 // The HTML living standard's parser splits lines on CRLF, LF and CR and joins `data:` lines with

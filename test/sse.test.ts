@@ -1,4 +1,4 @@
-// Sessions over Server-Sent Events on the WebSocket paths (SPEC §2.5), read by a raw HTTP
+// Sessions over Server-Sent Events on the WebSocket paths (docs/usage.md, "HTTP fallback (SSE)"), read by a raw HTTP
 // client and a parser that follows the standard: the connect webhook decides, pushes by every
 // target arrive with ids = seq, heartbeats are comments, drain asks to reconnect, overflow
 // closes with 4008 as an event, and a dropped stream resumes from Last-Event-ID.
