@@ -76,6 +76,8 @@ test('a GET with Accept: text/event-stream opens a reliable session, decided by 
   assert.equal(info.json.user, 'u1');
   const metrics = (await sc.control('GET', '/metrics')).text;
   assert.match(metrics, /switchboard_open_connections\{mode="reliable",transport="sse"\} 1/);
+  const status = (await sc.control('GET', '/v1/status')).json;
+  assert.deepEqual(status.connections.byMode, [{ mode: 'reliable', transport: 'sse', connections: 1 }], 'the status page counts it');
 });
 
 test('a refused connect answers with the app\'s status and body, and a new GET after it works', async (t) => {
