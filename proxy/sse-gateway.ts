@@ -289,7 +289,10 @@ export class SseGateway {
       const read = ctx.tokens.read(token, now);
       if (read === null) continue;
       const session = registry.get(read.session);
-      if (session === undefined) elsewhere.push(token);
+      // A session this process held and does not any more has ended (or moved: then the token names where).
+      if (session === undefined) {
+        if (read.holder !== this.#host.self) elsewhere.push(token);
+      }
       else if (session.path === url.pathname && session.mode === 'reliable' && (session.state === 'open' || session.state === 'detached')) here.push(session);
     }
     const chosen = pickResumable(here, eventId);

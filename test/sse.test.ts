@@ -5,6 +5,7 @@
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
+import { request } from 'node:http';
 import { startApp, type Handler, type TestApp } from './helpers/app.js';
 import { startSidecar, type Sidecar } from './helpers/sidecar.js';
 import { eventually } from './helpers/eventually.js';
@@ -262,6 +263,29 @@ test('bad requests on a WebSocket path get clear errors and the sidecar stays up
   const badToken = await open(SSE, '/ws?resume=nope&lastSeq=-4');
   assert.equal((await welcomeOf(badToken)).resumed, false);
   assert.equal((await fetch(`${sc.controlUrl}/healthz`)).status, 200);
+});
+
+test('a client that leaves during the connect webhook gets no session, and the app hears of its end once', async (t) => {
+  let release!: () => void;
+  const released = new Promise<void>((r) => { release = r; });
+  const { app, sc } = await setup(t, {}, async (r) => {
+    if (r.url === '/ws/connect') {
+      await released;
+      return { body: { user: 'gone' } };
+    }
+    return { status: 204 };
+  });
+  const req = request(`${sc.httpUrl}/ws`, { headers: SSE, agent: false });
+  req.on('error', () => {});
+  req.end();
+  const connect = await app.waitFor((r) => r.url === '/ws/connect', 'the connect webhook');
+  req.destroy();
+  await eventually(() => sc.sb.sockets === 0, 'the socket closed');
+  release();
+  const disconnect = await app.waitFor((r) => r.url === '/ws/disconnect', 'the disconnect webhook');
+  assert.deepEqual([disconnect.json().connection, disconnect.json().user], [connect.json().connection, 'gone']);
+  assert.equal(sc.sb.registry.size, 0);
+  assert.equal(app.byPath('/ws/disconnect').length, 1);
 });
 
 test('unit: Accept, cookies and the choice among a browser\'s sessions', () => {
