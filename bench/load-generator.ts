@@ -107,7 +107,7 @@ export class LoadGroup {
   }
 
   /** Opens `count` more connections, split evenly; throws when some fail. */
-  async connect(url: string, count: number, options: { protocol?: string; concurrency?: number; timeoutMs?: number } = {}): Promise<{ elapsedMs: number }> {
+  async connect(url: string, count: number, options: { protocol?: string; transport?: 'websocket' | 'sse'; concurrency?: number; timeoutMs?: number } = {}): Promise<{ elapsedMs: number }> {
     const n = this.processes.length;
     const start = performance.now();
     const results = await Promise.all(this.processes.map((p, i) => {
@@ -115,7 +115,7 @@ export class LoadGroup {
       if (p.sockets + share > MAX_SOCKETS_PER_PROCESS) throw new Error(`a load process would hold ${p.sockets + share} sockets`);
       const timeoutMs = options.timeoutMs ?? 120_000;
       return p.call('connect', {
-        url, count: share, protocol: options.protocol, addresses: sourceAddresses(share),
+        url, count: share, protocol: options.protocol, transport: options.transport, addresses: sourceAddresses(share),
         concurrency: options.concurrency ?? 100, timeoutMs,
       }, timeoutMs + 5000).then((r) => {
         p.sockets += r.opened;

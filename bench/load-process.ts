@@ -1,6 +1,7 @@
 // A load process: holds up to 10,000 client sockets (one fd each; the per-process hard
 // limit here is 20,000) and runs what the bench process asks over IPC. Loopback only,
 // every wait bounded; it exits when the bench process goes away.
+import { request, type ClientRequest } from 'node:http';
 import { WebSocket } from 'ws';
 import {
   MAX_SOCKETS_PER_PROCESS, monotonicMs,
@@ -12,6 +13,8 @@ import {
 
 interface Conn {
   ws: WebSocket | null;
+  /** An SSE stream instead of a socket (transport `sse`). */
+  stream: ClientRequest | null;
   /** The source address this client uses, again when it resumes. */
   localAddress: string | undefined;
   // echo: send times of the messages in flight, in order (the server answers in order)
@@ -53,6 +56,9 @@ function withDeadline<T>(work: Promise<T>, ms: number, what: string): Promise<T>
 
 // ── reliable mode ──────────────────────────────────────────────────────────────
 
+/** What a reliable message's data means, when the scenario running reads it (fanout); else it is checked as `{n: seq}`. */
+let onData: ((data: unknown) => void) | null = null;
+
 let seqTarget = Infinity;
 let seqReached = 0;
 let seqDone: (() => void) | null = null;
@@ -85,7 +91,8 @@ function onReliable(c: Conn, data: Buffer): void {
         return;
       }
       if (seq > c.lastSeq + 1) c.lost += seq - c.lastSeq - 1;
-      if (frame.data?.n !== seq) c.wrongData++;
+      if (onData) onData(frame.data);
+      else if (frame.data?.n !== seq) c.wrongData++;
       advance(c, seq);
       return;
     }
@@ -103,7 +110,7 @@ function advance(c: Conn, seq: number): void {
 
 function newConn(): Conn {
   return {
-    ws: null, localAddress: undefined, sendTimes: [], sent: 0, received: 0,
+    ws: null, stream: null, localAddress: undefined, sendTimes: [], sent: 0, received: 0,
     session: null, token: null, lastSeq: 0, lost: 0, duplicates: 0, wrongData: 0, onWelcome: null,
   };
 }
@@ -150,6 +157,92 @@ function openSocket(c: Conn, url: string, protocol: string | undefined, localAdd
   });
 }
 
+// ── Server-Sent Events (SPEC §2.5) ─────────────────────────────────────────────
+
+/** Reads an event stream as the SSE spec does: `event`, `data` (lines joined by \n) and `id` fields; comments skipped. */
+function sseEvents(onEvent: (event: string, data: string, id: string | null) => void): (chunk: string) => void {
+  let buffer = '';
+  let event = '';
+  let data: string[] = [];
+  let id: string | null = null;
+  return (chunk) => {
+    buffer += chunk;
+    let nl: number;
+    while ((nl = buffer.search(/\r\n|\n|\r/)) !== -1) {
+      const line = buffer.slice(0, nl);
+      buffer = buffer.slice(nl + (buffer.startsWith('\r\n', nl) ? 2 : 1));
+      if (line === '') {
+        if (data.length > 0) onEvent(event || 'message', data.join('\n'), id);
+        event = '';
+        data = [];
+        continue;
+      }
+      if (line.startsWith(':')) continue;
+      const colon = line.indexOf(':');
+      const field = colon === -1 ? line : line.slice(0, colon);
+      const value = colon === -1 ? '' : line.slice(colon + 1).replace(/^ /, '');
+      if (field === 'event') event = value;
+      else if (field === 'data') data.push(value);
+      else if (field === 'id') id = value;
+    }
+  };
+}
+
+/** Opens one SSE stream for `c`; resolves on its welcome event. A message event's data is a reliable message's data. */
+function openStream(c: Conn, url: string, localAddress: string | undefined, timeoutMs: number): Promise<boolean> {
+  return new Promise<boolean>((resolve, reject) => {
+    let settled = false;
+    const req = request(url, { headers: { accept: 'text/event-stream' }, localAddress, agent: false, timeout: timeoutMs });
+    const fail = (err: unknown) => {
+      if (settled) return;
+      settled = true;
+      req.destroy();
+      reject(err as Error);
+    };
+    req.on('error', fail);
+    req.on('timeout', () => fail(new Error('no welcome in time')));
+    req.on('response', (res) => {
+      if (res.statusCode !== 200) {
+        res.resume();
+        return fail(new Error(`answered ${res.statusCode}`));
+      }
+      res.setEncoding('utf8');
+      res.on('data', sseEvents((event, data, id) => {
+        if (event === 'welcome') {
+          const w = JSON.parse(data) as { session?: string; token?: string };
+          c.session = w.session ?? null;
+          c.token = w.token ?? null;
+          if (settled) return;
+          settled = true;
+          req.setTimeout(0);
+          c.stream = req;
+          open++;
+          resolve(false);
+        } else if (event === 'message') {
+          const seq = Number(id);
+          if (seq <= c.lastSeq) return void c.duplicates++;
+          let parsed: unknown;
+          try {
+            parsed = JSON.parse(data);
+          } catch {
+            parsed = data;
+          }
+          onData?.(parsed);
+          advance(c, seq);
+        }
+      }));
+      res.on('close', () => {
+        if (!settled) return fail(new Error('closed before the welcome'));
+        if (c.stream === req) {
+          c.stream = null;
+          open--;
+        }
+      });
+    });
+    req.end();
+  });
+}
+
 async function connect(args: ConnectArgs): Promise<ConnectResult> {
   if (!isLoopback(args.url)) throw new Error(`refusing a non-loopback target: ${args.url}`);
   if (conns.length + args.count > MAX_SOCKETS_PER_PROCESS) {
@@ -167,7 +260,8 @@ async function connect(args: ConnectArgs): Promise<ConnectResult> {
       const c = newConn();
       c.localAddress = args.addresses[(base + i) % args.addresses.length];
       try {
-        await openSocket(c, args.url, args.protocol, c.localAddress, args.timeoutMs);
+        if (args.transport === 'sse') await openStream(c, args.url, c.localAddress, args.timeoutMs);
+        else await openSocket(c, args.url, args.protocol, c.localAddress, args.timeoutMs);
         conns.push(c);
         opened++;
       } catch (err) {
@@ -281,21 +375,32 @@ const fanoutCounts = new Map<number, number>();
 let fanoutWaiter: { key: number; resolve: () => void } | null = null;
 
 function onFanout(_c: Conn, data: Buffer): void {
-  const now = monotonicMs();
   let push: { k: number; t: number };
   try {
     push = JSON.parse(data.toString('utf8'));
   } catch {
     return;
   }
+  countFanout(push);
+}
+
+/** A fanout push arrived (raw frame, reliable message or SSE event): its latency, and whether everyone has it. */
+function countFanout(push: { k: number; t: number }): void {
+  const now = monotonicMs();
   fanoutLatencies.push(now - push.t);
   const n = (fanoutCounts.get(push.k) ?? 0) + 1;
   fanoutCounts.set(push.k, n);
   if (fanoutWaiter && fanoutWaiter.key === push.k && n >= open) fanoutWaiter.resolve();
 }
 
+function fanoutData(data: unknown): void {
+  const push = data as { k?: unknown; t?: unknown } | null;
+  if (push && typeof push.k === 'number' && typeof push.t === 'number') countFanout({ k: push.k, t: push.t });
+}
+
 async function fanoutWait(args: { key: number; timeoutMs: number }): Promise<{ received: number }> {
   onRaw = onFanout;
+  onData = fanoutData;
   if ((fanoutCounts.get(args.key) ?? 0) < open) {
     await withDeadline(new Promise<void>((resolve) => { fanoutWaiter = { key: args.key, resolve }; }), args.timeoutMs, `push ${args.key}`)
       .catch(() => {});
@@ -677,8 +782,14 @@ function closeAll(): { closed: number } {
       c.ws.terminate();
       closed++;
     }
+    if (c.stream) {
+      c.stream.destroy();
+      closed++;
+    }
     c.ws = null;
+    c.stream = null;
   }
+  onData = null;
   conns.length = 0;
   open = 0;
   return { closed };
@@ -691,6 +802,7 @@ const handlers: { [C in CommandName]: (args: Commands[C][0]) => Commands[C][1] |
   fanoutWait,
   fanoutCollect: () => {
     onRaw = onFanout;
+    onData = fanoutData;
     const latencies = Float64Array.from(fanoutLatencies);
     fanoutLatencies = [];
     fanoutCounts.clear();

@@ -9,6 +9,8 @@ export interface ConnectArgs {
   readonly count: number;
   /** `switchboard.v1` for reliable mode; the welcome frame is awaited as part of the open. */
   readonly protocol?: string;
+  /** `sse`: a Server-Sent Events stream (GET with Accept: text/event-stream; `url` is http://), welcome awaited. */
+  readonly transport?: 'websocket' | 'sse';
   /** Source addresses (127.0.0.x), used round-robin, so no address runs out of ports. */
   readonly addresses: readonly string[];
   /** Handshakes in progress at once. */

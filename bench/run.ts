@@ -15,9 +15,10 @@ import { fanoutScenario } from './scenarios/fanout.js';
 import { idle, idle50k, idle50kKernel } from './scenarios/idle.js';
 import { resumeScenario } from './scenarios/resume.js';
 import { clusterStormScenario, rollingScenario } from './scenarios/rolling.js';
+import { sseScenario } from './scenarios/sse.js';
 import { presenceCost, presenceQuery } from './scenarios/presence.js';
 
-const scenarios: readonly Scenario[] = [idle, idle50k, idle50kKernel, echoScenario, fanoutScenario, resumeScenario, clusterCost, crashScenario, rollingScenario, clusterStormScenario, presenceCost, presenceQuery];
+const scenarios: readonly Scenario[] = [idle, idle50k, idle50kKernel, echoScenario, fanoutScenario, resumeScenario, clusterCost, crashScenario, rollingScenario, clusterStormScenario, sseScenario, presenceCost, presenceQuery];
 
 const usage = `usage: npm run bench -- [options] [scenario...]
 
