@@ -108,9 +108,16 @@ function healthHandlers(deps: Pick<ControlDeps, 'ready' | 'metricsText'>): Recor
       sendJson(res, state.ready ? 200 : 503, state.ready ? { status: 'ready' } : { status: 'not ready', reason: state.reason });
     },
     '/metrics': async (res) => {
-      const { contentType, body } = await deps.metricsText();
-      res.writeHead(200, { 'content-type': contentType });
-      res.end(body);
+      let text: { contentType: string; body: string };
+      try {
+        text = await deps.metricsText();
+      } catch {
+        // Counters of a worker left out would read as resets to Prometheus: the scrape fails instead.
+        const err = new SwitchboardError('metrics_unavailable');
+        return sendJson(res, err.status, err.toJSON(), { 'retry-after': '1' });
+      }
+      res.writeHead(200, { 'content-type': text.contentType });
+      res.end(text.body);
     },
   };
 }

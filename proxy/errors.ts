@@ -62,6 +62,7 @@ const specs = {
   app_unavailable: { status: 503, message: 'the app did not answer the connect webhook' },
   broker_unavailable: { status: 503, message: 'the event broker is unavailable' },
   cluster_unavailable: { status: 503, message: 'the cluster broker is not connected: other nodes were not reached' },
+  metrics_unavailable: { status: 503, message: 'a worker did not answer for its metrics (one restarting, say): no partial numbers are served' },
   bad_gateway: { status: 502, message: 'the app could not be reached' },
   gateway_timeout: { status: 504, message: 'the app did not answer in time (proxy.timeoutMs)' },
   internal: { status: 500, message: 'internal error' },

@@ -148,3 +148,24 @@ test('two workers: 200 reliable sessions dropped and resumed all come back with 
   assert.ok(onFirst > 0 && onFirst < 200, 'sessions live on both workers');
   assert.equal(app.byPath('/ws/connect').length, 200, 'no resume made a new connect');
 });
+
+test('workers: while a worker does not answer for its metrics, /metrics is a 503 with Retry-After, not partial counters; then whole again', async (t) => {
+  const app = await startApp();
+  t.after(() => app.close());
+  const { cli, ctl } = await startWorkers(t, app.url, 'mq');
+  const pids = execFileSync('pgrep', ['-P', String(cli.child.pid)]).toString().trim().split('\n').map(Number);
+  assert.equal(pids.length, 2);
+  const whole = await fetch(`http://127.0.0.1:${ctl}/metrics`);
+  assert.equal(whole.status, 200);
+  await whole.text();
+  // A worker that cannot answer (stopped, as one that hangs or is being replaced).
+  process.kill(pids[0]!, 'SIGSTOP');
+  t.after(() => { try { process.kill(pids[0]!, 'SIGCONT'); } catch { /* gone */ } });
+  const res = await fetch(`http://127.0.0.1:${ctl}/metrics`);
+  assert.equal(res.status, 503);
+  assert.equal(res.headers.get('retry-after'), '1');
+  assert.match(res.headers.get('content-type') ?? '', /application\/json/);
+  assert.equal((await res.json() as { error: string }).error, 'metrics_unavailable');
+  process.kill(pids[0]!, 'SIGCONT');
+  await eventually(async () => (await fetch(`http://127.0.0.1:${ctl}/metrics`)).status === 200, 'metrics whole again', 15_000);
+});
