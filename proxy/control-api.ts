@@ -316,6 +316,12 @@ export function createControlApi(deps: ControlDeps): ControlApi {
   const setChannel = async (r: ControlRequest, subscribed: boolean) => {
     const id = decodeSegment(r.match[1]);
     const channel = decodeSegment(r.match[2]);
+    if (views) {
+      // Wherever the connection is held in the cluster (a session that moved is on another node than its id names).
+      const { changed, nodes } = await views.setChannel(id, channel, subscribed);
+      if (!changed) throw unknown(id, nodes);
+      return sendJson(r.res, 200, { connection: id, channel, subscribed, nodes });
+    }
     if (!(await directory.setChannel(id, channel, subscribed))) throw unknown(id);
     sendJson(r.res, 200, { connection: id, channel, subscribed });
   };

@@ -200,6 +200,11 @@ export class LocalDirectory implements Directory {
   }
 
   async setChannel(connection: string, channel: string, subscribed: boolean): Promise<boolean> {
+    return this.setChannelLocal(connection, channel, subscribed);
+  }
+
+  /** Subscribes or unsubscribes a session held here; false when it is not here. */
+  setChannelLocal(connection: string, channel: string, subscribed: boolean): boolean {
     const s = this.#registry.get(connection);
     if (!s) return false;
     if (subscribed) s.join(channel);

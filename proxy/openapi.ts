@@ -346,7 +346,7 @@ const document = {
         nodes: scope(),
       }, ['nodes']),
       Closed: object('What a close closed.', { closed: count('Sessions closed (a connection on another node counts as one).'), nodes: scope() }, ['nodes']),
-      Membership: object('A subscription changed.', { connection: text('The connection.'), channel: text('The channel.'), subscribed: { type: 'boolean', description: 'true after PUT, false after DELETE.' } }),
+      Membership: object('A subscription changed.', { connection: text('The connection.'), channel: text('The channel.'), subscribed: { type: 'boolean', description: 'true after PUT, false after DELETE.' }, nodes: scope() }, ['nodes']),
       Nodes: object('The live nodes.', { nodes: list(nodeView, 'By node id.'), missing: list({ type: 'string' }, 'Nodes that did not answer in time.') }),
       Status: statusSchema,
       Target: targetSchema,

@@ -18,6 +18,8 @@ export type Question =
   | { readonly op: 'user'; readonly user: string }
   | { readonly op: 'close'; readonly target: Target; readonly code: number; readonly reason: string }
   | { readonly op: 'node' }
+  /** A connection's subscription to a channel, changed where the connection is held. */
+  | { readonly op: 'setChannel'; readonly connection: string; readonly channel: string; readonly subscribed: boolean }
   /** Which of these sessions this process holds (a dead process's roster may list sessions that moved on). */
   | { readonly op: 'held'; readonly connections: readonly string[] };
 
@@ -70,6 +72,7 @@ export function answerLocally(directory: LocalDirectory, registry: Registry, que
     case 'close': return directory.closeLocal(question.target, question.code, question.reason);
     case 'node': return status();
     case 'held': return question.connections.filter((id) => registry.get(id) !== undefined);
+    case 'setChannel': return directory.setChannelLocal(question.connection, question.channel, question.subscribed);
     default: return null;
   }
 }
@@ -101,6 +104,9 @@ export function decodeQuestion(content: Buffer): Result<Question> {
       if (q.after !== undefined && !isText(q.after)) return fail('bad after');
       return ok({ op: 'members', channel: q.channel, limit: q.limit, ...(q.after === undefined ? {} : { after: q.after as string }) });
     }
+    case 'setChannel':
+      if (!isText(q.connection) || !isText(q.channel) || typeof q.subscribed !== 'boolean') return fail('bad connection, channel or subscribed');
+      return ok({ op: 'setChannel', connection: q.connection, channel: q.channel, subscribed: q.subscribed });
     case 'held': {
       const ids = q.connections;
       if (!Array.isArray(ids) || ids.length < 1 || ids.length > MAX_HELD_QUESTION || !ids.every(isText)) return fail('bad connections');
@@ -161,6 +167,8 @@ export interface Views {
   members(channel: string, after: string | undefined, limit: number): Promise<MembersPage & { nodes: Scope }>;
   user(user: string): Promise<UserPresence & { nodes: Scope }>;
   close(target: Target, code: number, reason: string): Promise<{ closed: number; nodes: Scope }>;
+  /** Subscribes or unsubscribes a connection wherever it is held; `changed` false when no process holds it. */
+  setChannel(connection: string, channel: string, subscribed: boolean): Promise<{ changed: boolean; nodes: Scope }>;
   nodes(): Promise<{ nodes: NodeView[]; missing: string[] }>;
 }
 
@@ -231,6 +239,11 @@ export class ClusterViews implements Views {
   async close(target: Target, code: number, reason: string): Promise<{ closed: number; nodes: Scope }> {
     const { values, nodes } = await this.#ask({ op: 'close', target, code, reason }, isCount);
     return { closed: values.reduce((sum, v) => sum + v.value, 0), nodes };
+  }
+
+  async setChannel(connection: string, channel: string, subscribed: boolean): Promise<{ changed: boolean; nodes: Scope }> {
+    const { values, nodes } = await this.#ask({ op: 'setChannel', connection, channel, subscribed }, (v): v is boolean => typeof v === 'boolean');
+    return { changed: values.some((v) => v.value), nodes };
   }
 
   async nodes(): Promise<{ nodes: NodeView[]; missing: string[] }> {

@@ -76,7 +76,7 @@ type Op =
   | { op: 'status' }
   | { op: 'view'; name: ViewName; args: unknown[] };
 
-type ViewName = 'info' | 'list' | 'channelSize' | 'members' | 'user' | 'close' | 'nodes';
+type ViewName = 'info' | 'list' | 'channelSize' | 'members' | 'user' | 'close' | 'setChannel' | 'nodes';
 
 interface Call { sbCall: number; body: Op }
 /** A resume handshake on its way to the worker that holds the session (the socket travels with it). */
@@ -325,6 +325,7 @@ class WorkerViews implements Views {
   members(channel: string, after: string | undefined, limit: number) { return this.#view<Awaited<ReturnType<Views['members']>>>('members', channel, after, limit); }
   user(user: string) { return this.#view<Awaited<ReturnType<Views['user']>>>('user', user); }
   close(target: Target, code: number, reason: string) { return this.#view<Awaited<ReturnType<Views['close']>>>('close', target, code, reason); }
+  setChannel(connection: string, channel: string, subscribed: boolean) { return this.#view<Awaited<ReturnType<Views['setChannel']>>>('setChannel', connection, channel, subscribed); }
   nodes() { return this.#view<Awaited<ReturnType<Views['nodes']>>>('nodes'); }
 }
 

@@ -115,3 +115,30 @@ test('a killed node leaves the views within three heartbeats', { skip }, async (
   assert.deepEqual((await a.control('GET', '/v1/channels/room')).json, { channel: 'room', connections: 0, nodes: { answered: 1, missing: [] } });
   assert.equal((await a.control('GET', '/v1/connections?user=k')).json.connections.length, 0, 'no ghost sessions');
 });
+
+test('a subscription changed on any node reaches the connection where it is held, workers included; one held nowhere is 404 naming the nodes that answered', { skip }, async (t) => {
+  const { inProcess, cli, join } = await setup(t, {});
+  const a = await inProcess('na');
+  const w = await cli('nw', 2);
+  await everyoneHeard([a, w], 3);
+  const there = await join(w, '?user=far');
+  const put = await a.control('PUT', `/v1/connections/${there.id}/channels/news`);
+  assert.equal(put.status, 200);
+  assert.deepEqual(put.json, { connection: there.id, channel: 'news', subscribed: true, nodes: { answered: 2, missing: [] } });
+  await eventually(async () => (await a.control('GET', '/v1/channels/news')).json.connections === 1, 'the cluster counts it in the channel');
+  // A channel push through the other node reaches it.
+  for (;;) {
+    assert.equal((await a.control('POST', '/v1/channels/news/messages', { n: 1 })).status, 202);
+    const f = await there.client.nextJson('the channel push');
+    if (f.type === 'message') {
+      assert.deepEqual(f.data, { n: 1 });
+      break;
+    }
+  }
+  const del = await w.control('DELETE', `/v1/connections/${there.id}/channels/news`);
+  assert.deepEqual(del.json, { connection: there.id, channel: 'news', subscribed: false, nodes: { answered: 2, missing: [] } });
+  assert.equal((await a.control('GET', '/v1/channels/news')).json.connections, 0);
+  const nobody = await a.control('PUT', '/v1/connections/nw-0-nosuchone/channels/news');
+  assert.equal(nobody.status, 404);
+  assert.equal(nobody.json.error, 'unknown_connection');
+});
