@@ -128,7 +128,8 @@ test('a parked session survives a broker restart, with what was pushed to it whi
 });
 
 test('the client library follows a drain hint to another node and keeps its session: no reset, no webhooks', { skip }, async (t) => {
-  const { app, node } = await setup(t);
+  // A budget a move fits in however busy the machine (docs/cluster.md: a move still under way when it runs out gives up).
+  const { app, node } = await setup(t, { drain: { timeoutMs: 6000 } });
   const a = await node('na');
   const b = await node('nb');
   // Sockets go where a load balancer would send them: to A until it drains, then to B.
@@ -188,4 +189,23 @@ test('a resume that reaches the holder while it parks the session waits for the 
   assert.equal(claimed.welcome.resumed, true, 'claimed from where it was being parked');
   assert.equal(claimed.welcome.session, s.id);
   assert.equal(b.sb.registry.get(s.id)?.user, 'racer');
+});
+
+test('a claimed session\'s resume webhook counts the time it spent parked in its gapMs', { skip }, async (t) => {
+  const cluster = await setup(t, { webhooks: { paths: { resume: '/ws/resume' } } });
+  const a = await cluster.node('na');
+  const b = await cluster.node('nb');
+  const s = await cluster.join(a, '?user=sleeper');
+  s.client.ws.terminate();
+  await eventually(() => a.sb.registry.get(s.id)?.state === 'detached', 'detached');
+  const detachedBy = Date.now();
+  await a.close();
+  // Parked for a while: the gap the app hears of must cover it (without it, gapMs stops at the park).
+  await new Promise((r) => setTimeout(r, 300));
+  const resumedFrom = Date.now();
+  const claimed = await cluster.resume(b, s.token, 0);
+  assert.equal(claimed.welcome.resumed, true);
+  const hook = await cluster.app.waitFor((r) => r.url === '/ws/resume' && r.json().connection === s.id, 'the resume webhook');
+  // The session was detached no later than `detachedBy` and resumed no earlier than `resumedFrom` (one clock: one process).
+  assert.ok(hook.json().gapMs >= resumedFrom - detachedBy, `gapMs ${hook.json().gapMs} covers the ${resumedFrom - detachedBy} ms it was away`);
 });

@@ -140,7 +140,9 @@ export class Parking {
     // The snapshot first: it is the queue's head, and it alone expires with the grace.
     let tail: MoveTail | null | undefined;
     try {
-      await confirmed(ch, queue, encodeJson(snapshot), { type: 'parked', persistent: true, expiration: String(ttl) });
+      // When it was parked (wall clock): a claim adds the time it spent parked to its detached time.
+      const parkedAt = String(this.#deps.clock.now());
+      await confirmed(ch, queue, encodeJson(snapshot), { type: 'parked', persistent: true, expiration: String(ttl), headers: { 'x-switchboard-parked-at': parkedAt } });
       await Promise.all(this.#deps.keys(snapshot).map((key) => ch.bindQueue(queue, this.#exchange, key)));
       // From here the parked queue gets every push for the session; what reached it here until now follows the snapshot.
       tail = settle();
@@ -198,13 +200,14 @@ export class Parking {
         arrived();
       }, { exclusive: true, noAck: false });
       const msg = await head;
-      const snapshot = msg.properties.type === 'parked' ? decodeSnapshot(msg.content) : null;
-      if (!snapshot?.ok || snapshot.value.id !== id) {
+      const decoded = msg.properties.type === 'parked' ? decodeSnapshot(msg.content) : null;
+      if (!decoded?.ok || decoded.value.id !== id) {
         // Its snapshot expired (its disconnect is on its way) or is not one: the messages go back.
         release();
         return null;
       }
-      return { snapshot: snapshot.value, finish: () => this.#finish(ch, queue, snapshot.value, got, (wait) => { arrived = wait; wait(); }).finally(release) };
+      const snapshot = withParkedTime(decoded.value, msg.properties.headers?.['x-switchboard-parked-at'], this.#deps.clock.now());
+      return { snapshot, finish: () => this.#finish(ch, queue, snapshot, got, (wait) => { arrived = wait; wait(); }).finally(release) };
     } catch {
       release();
       return null;
@@ -272,4 +275,14 @@ function confirmed(ch: ConfirmChannel, queue: string, content: Buffer, options: 
   return new Promise((resolve, reject) => {
     ch.sendToQueue(queue, content, options, (err) => (err ? reject(err instanceof Error ? err : new Error(String(err))) : resolve()));
   });
+}
+
+/**
+ * The snapshot as it is when claimed: detached for as long as it was before it was parked and
+ * while it was (nodes' clocks differ a little: never less than before).
+ */
+function withParkedTime(snapshot: SessionSnapshot, parkedAt: unknown, now: number): SessionSnapshot {
+  const at = Number(typeof parkedAt === 'string' || Buffer.isBuffer(parkedAt) ? parkedAt.toString() : NaN);
+  if (!Number.isSafeInteger(at)) return snapshot;
+  return { ...snapshot, detachedForMs: snapshot.detachedForMs + Math.max(0, now - at) };
 }
