@@ -1,7 +1,7 @@
 // How fast the broker changes bindings: what a resume storm's moves wait on (each moved session
 // binds its id and its user on the node it arrives at). N bindings of one queue to a topic
 // exchange, then their unbindings, all asked at once over 1 or 8 channels; then the same for a
-// direct exchange, for comparison (the cluster's exchange is a topic exchange: SPEC §5).
+// direct exchange, for comparison (the cluster exchange is a topic exchange by contract: docs/rabbitmq.md).
 //
 //   npx tsc -p . && node dist/bench/bind-rate.js [bindings=6000]
 //

@@ -157,7 +157,7 @@ function openSocket(c: Conn, url: string, protocol: string | undefined, localAdd
   });
 }
 
-// ── Server-Sent Events (SPEC §2.5) ─────────────────────────────────────────────
+// ── Server-Sent Events ─────────────────────────────────────────────
 
 /** Reads an event stream as the SSE spec does: `event`, `data` (lines joined by \n) and `id` fields; comments skipped. */
 function sseEvents(onEvent: (event: string, data: string, id: string | null) => void): (chunk: string) => void {

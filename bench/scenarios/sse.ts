@@ -1,5 +1,5 @@
 // Server-Sent Events against WebSocket, both Switchboard, in the same run: the same sessions
-// (reliable: seq, outbox, grace) over an SSE stream (SPEC §2.5) or a `switchboard.v1` socket.
+// (reliable: seq, outbox, grace) over an SSE stream or a `switchboard.v1` socket.
 // The table's "switchboard" column is SSE, its "bare ws" column WebSocket.
 //   idle    RSS and heap per session with 10,000 sessions held
 //   fanout  one push at a time to all 10,000 (one channel): publish → receive p50/p99, CPU per delivery
@@ -69,7 +69,7 @@ export const sseScenario: Scenario = {
   title: 'Server-Sent Events (switchboard column) against WebSocket (bare ws column), both Switchboard',
   notes: [
     'Both columns are Switchboard: "switchboard" = SSE sessions (GET /ws with Accept: text/event-stream,',
-    'SPEC §2.5), "bare ws" = WebSocket sessions in reliable mode (switchboard.v1): the same sessions (seq,',
+    'docs/usage.md), "bare ws" = WebSocket sessions in reliable mode (switchboard.v1): the same sessions (seq,',
     'outbox, grace), so the ratio is what the transport costs. Each its own process, one after the other',
     '(alternating which goes first). 10,000 sessions (quick: 1,000), 100 opening at once, all put in channel',
     '"bench" by the connect webhook; message and disconnect webhooks off. Memory: RSS and heap of the sidecar',
