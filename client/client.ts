@@ -8,6 +8,7 @@ import { SwitchboardClientError, closedError } from './errors.js';
 import {
   PROTOCOL, RECONNECTING_CLOSE, parseFrame, parseRetryAfter, reconnectsAfter, refusalIsFinal, resumeProtocols, resumeUrl,
 } from './protocol.js';
+import { SseSocket, type Fetch } from './transport-sse.js';
 
 // ---------------------------------------------------------------------------
 // Host interfaces. Declared here because the project compiles without the DOM lib,
@@ -21,6 +22,7 @@ type Callback<A> = { bivarianceHack(arg: A): void }['bivarianceHack'];
 export interface WebSocketLike {
   readonly readyState: number;
   binaryType: string;
+  onopen?: Callback<unknown> | null;
   send(data: string): void;
   close(code?: number, reason?: string): void;
   onmessage: Callback<{ readonly data: unknown }> | null;
@@ -51,6 +53,9 @@ export type ClearTimer = Callback<unknown>;
 
 const OPEN = 1; // WebSocket.OPEN, the same in every implementation
 
+/** How the client reaches the server: a WebSocket, or Server-Sent Events with POSTs (docs/usage.md, "HTTP fallback (SSE)"). */
+export type TransportName = 'websocket' | 'sse';
+
 export interface ClientOptions {
   /** Default globalThis.WebSocket. Node 20 has none: pass the `ws` package's WebSocket. */
   readonly WebSocket?: WebSocketConstructor;
@@ -73,6 +78,18 @@ export interface ClientOptions {
    * `'protocol'` (as subprotocols, so that access logs, which record URLs, never see it).
    */
   readonly resumeIn?: 'query' | 'protocol';
+  /**
+   * The transports to try, in order. Default `['websocket', 'sse']`: a WebSocket that never opens
+   * (no answer within connectTimeoutMs, or closed before it opened without an HTTP status) moves
+   * the client to SSE for the same session, and a WebSocket is tried again every upgradeRetryMs.
+   */
+  readonly transports?: readonly TransportName[];
+  /** Longest a connection may take to open before it counts as blocked. Default 10000. */
+  readonly connectTimeoutMs?: number;
+  /** While on a later transport, how often a WebSocket is tried again. Default 300000 (5 minutes). */
+  readonly upgradeRetryMs?: number;
+  /** The fetch the SSE transport uses. Default globalThis.fetch. */
+  readonly fetch?: Fetch;
   readonly random?: () => number;
   readonly setTimeout?: SetTimer;
   readonly clearTimeout?: ClearTimer;
@@ -82,6 +99,12 @@ export interface ClientOptions {
 // Events
 
 export interface ClientEvents {
+  /**
+   * The transport now carrying the session: before the first `open`, after a fallback (before its
+   * `open`), and when the client climbs back to a WebSocket (no `close` or `open` then: the session
+   * never dropped).
+   */
+  transport: (info: { name: TransportName }) => void;
   /** A welcome arrived: a new session, or the old one resumed. */
   open: (info: { session: string; resumed: boolean }) => void;
   /** `data` is the pushed JSON value, or a Uint8Array for a binary push. */
@@ -138,6 +161,17 @@ export class SwitchboardClient extends Emitter<ClientEvents> {
   readonly #random: () => number;
   readonly #setTimer: SetTimer;
   readonly #clearTimer: ClearTimer;
+  readonly #transports: readonly TransportName[];
+  readonly #connectTimeoutMs: number;
+  readonly #upgradeRetryMs: number;
+  readonly #fetch: Fetch | undefined;
+
+  #transportAt = 0; // index in #transports of the current (or next) connection's transport
+  #announced: TransportName | null = null; // the last `transport` event's name
+  #openTimer: unknown = undefined;
+  #probe: WebSocketLike | null = null; // a WebSocket trying to take the session over from SSE
+  #probeTimer: unknown = undefined;
+  #resumeSeq = 0; // the lastSeq the current connection resumed from
 
   #state: ClientState = { status: 'connecting', attempt: 0 };
   #socket: WebSocketLike | null = null;
@@ -162,19 +196,25 @@ export class SwitchboardClient extends Emitter<ClientEvents> {
 
   constructor(url: string, options: ClientOptions = {}) {
     super();
+    this.#transports = transportList(options.transports ?? ['websocket', 'sse']);
     const platform = (globalThis as { WebSocket?: unknown }).WebSocket as WebSocketConstructor | undefined;
     const WebSocketImpl = options.WebSocket ?? platform;
-    if (options.headers !== undefined && (WebSocketImpl === undefined || WebSocketImpl === platform)) {
+    const needsWebSocket = this.#transports.includes('websocket');
+    this.#fetch = options.fetch ?? (globalThis as { fetch?: Fetch }).fetch?.bind(globalThis);
+    if (this.#transports.includes('sse') && this.#fetch === undefined) throw new TypeError('no global fetch: pass options.fetch, or leave \'sse\' out of options.transports');
+    if (needsWebSocket && options.headers !== undefined && (WebSocketImpl === undefined || WebSocketImpl === platform)) {
       throw new TypeError(
         'options.headers needs options.WebSocket from the `ws` package: the platform\'s WebSocket cannot set headers ' +
         '(a browser sends its cookies for the host by itself)',
       );
     }
-    if (WebSocketImpl === undefined) {
+    if (needsWebSocket && WebSocketImpl === undefined) {
       throw new TypeError('no global WebSocket: pass options.WebSocket (on Node 20, the `ws` package\'s WebSocket)');
     }
     this.url = url;
-    this.#WebSocket = WebSocketImpl;
+    this.#WebSocket = WebSocketImpl ?? (undefined as never);
+    this.#connectTimeoutMs = positive('connectTimeoutMs', options.connectTimeoutMs ?? 10_000);
+    this.#upgradeRetryMs = positive('upgradeRetryMs', options.upgradeRetryMs ?? 300_000);
     this.#headers = options.headers === undefined ? undefined : { ...options.headers };
     this.#backoff = resolveBackoff(options.backoff);
     this.#ackIntervalMs = positive('ackIntervalMs', options.ackIntervalMs ?? 200);
@@ -284,22 +324,49 @@ export class SwitchboardClient extends Emitter<ClientEvents> {
   #connect(first = false): void {
     this.#retryTimer = undefined;
     this.#setState({ status: 'connecting', attempt: this.#attempt });
-    const resuming = this.#token !== null;
-    const url = resuming && this.#resumeIn === 'query' ? resumeUrl(this.url, this.#token!, this.#lastSeq) : this.url;
-    const protocols = resuming && this.#resumeIn === 'protocol' ? resumeProtocols(this.#token!, this.#lastSeq) : PROTOCOL;
+    const transport = this.#transports[this.#transportAt];
     let socket: WebSocketLike;
     try {
-      // Two arguments unless there are headers: exactly what a browser's WebSocket takes.
-      socket = this.#headers === undefined
-        ? new this.#WebSocket(url, protocols)
-        : new this.#WebSocket(url, protocols, { headers: this.#headers });
+      socket = this.#open(transport, this.#token, this.#lastSeq);
     } catch (err) {
-      const error = new SwitchboardClientError('bad_url', `cannot open a WebSocket to ${url}`, false, { cause: err });
+      const error = new SwitchboardClientError('bad_url', `cannot open a WebSocket to ${this.url}`, false, { cause: err });
       if (first) throw error; // a bad URL is the caller's mistake: say so at construction
       this.emit('error', error);
       this.#disconnected(1006, 'cannot open the WebSocket', 'final');
       return;
     }
+    this.#resumeSeq = this.#token === null ? 0 : this.#lastSeq;
+    this.#adopt(socket, false);
+    // A connection that neither opens nor fails within the bound is what a proxy that swallows
+    // upgrades looks like: give it up as blocked. The last transport has nothing to move to, so
+    // it waits as long as the platform lets it.
+    if (this.#transportAt + 1 === this.#transports.length) return;
+    this.#openTimer = this.#setTimer(() => {
+      this.#openTimer = undefined;
+      if (this.#socket !== socket) return;
+      this.#socket = null;
+      socket.close();
+      this.#blocked(1006, 'connection timed out');
+    }, this.#connectTimeoutMs);
+  }
+
+  /** A new connection over `transport`: a resume when there is a token. */
+  #open(transport: TransportName, token: string | null, lastSeq: number): WebSocketLike {
+    if (transport === 'sse') {
+      // SSE has no subprotocols: its resume always travels in the query.
+      return new SseSocket(token === null ? this.url : resumeUrl(this.url, token, lastSeq), this.#fetch!, this.#headers);
+    }
+    const resuming = token !== null;
+    const url = resuming && this.#resumeIn === 'query' ? resumeUrl(this.url, token, lastSeq) : this.url;
+    const protocols = resuming && this.#resumeIn === 'protocol' ? resumeProtocols(token, lastSeq) : PROTOCOL;
+    // Two arguments unless there are headers: exactly what a browser's WebSocket takes.
+    return this.#headers === undefined
+      ? new this.#WebSocket(url, protocols)
+      : new this.#WebSocket(url, protocols, { headers: this.#headers });
+  }
+
+  /** Makes `socket` the connection: its frames, its refusal, its close. `opened`: it is open already. */
+  #adopt(socket: WebSocketLike, opened: boolean): void {
     socket.binaryType = 'arraybuffer';
     this.#socket = socket;
     this.#welcomed = false;
@@ -308,13 +375,20 @@ export class SwitchboardClient extends Emitter<ClientEvents> {
     // Handlers stay attached for the socket's life and ignore it once replaced:
     // `ws` throws on an 'error' event with no listener.
     socket.onerror = () => {};
+    socket.onopen = () => {
+      opened = true;
+      this.#cancelOpenTimer();
+    };
     socket.onmessage = (event) => {
-      if (this.#socket === socket) this.#receive(event.data);
+      if (this.#socket !== socket) return;
+      // A frame proves it open too, for a WebSocketLike that has no onopen.
+      if (!opened) socket.onopen?.({});
+      this.#receive(event.data);
     };
     // With `ws`, a refused handshake's answer: read, then the handshake aborted (close, which
     // follows as a 1006). The platform's WebSocket shows the same refusal only as that 1006.
     let refusal: Refusal | undefined;
-    if (typeof socket.on === 'function') {
+    if (!opened && typeof socket.on === 'function') {
       socket.on('unexpected-response', (_request, response) => {
         const status = response.statusCode ?? 0;
         refusal = { status, retryAfterMs: parseRetryAfter(response.headers['retry-after'], Date.now()), final: refusalIsFinal(status) };
@@ -325,25 +399,111 @@ export class SwitchboardClient extends Emitter<ClientEvents> {
       gone();
       if (this.#socket !== socket) return;
       this.#socket = null;
-      if (refusal === undefined) return this.#disconnected(event.code, event.reason);
-      const plan = refusal.final ? 'final' : refusal.retryAfterMs === null ? 'backoff' : { retryAfterMs: refusal.retryAfterMs };
-      this.#disconnected(event.code, `handshake refused: HTTP ${refusal.status}`, plan, refusal);
+      // An answered refusal keeps its meaning on every transport; only a connection that failed
+      // without one (blocked, unreachable) is a reason to try the next transport.
+      if (refusal !== undefined) {
+        const plan = refusal.final ? 'final' : refusal.retryAfterMs === null ? 'backoff' : { retryAfterMs: refusal.retryAfterMs };
+        return this.#disconnected(event.code, `handshake refused: HTTP ${refusal.status}`, plan, refusal);
+      }
+      if (!opened) return this.#blocked(event.code, event.reason);
+      this.#disconnected(event.code, event.reason);
     };
   }
 
   /**
+   * A connection failed before it opened, without an HTTP status: the next transport is tried at
+   * once; after the last, the first one again after the backoff.
+   */
+  #blocked(code: number, reason: string): void {
+    if (this.#transportAt + 1 < this.#transports.length) {
+      this.#transportAt++;
+      this.#disconnected(code, reason, 'next');
+    } else {
+      this.#transportAt = 0;
+      this.#disconnected(code, reason, 'backoff');
+    }
+  }
+
+  #cancelOpenTimer(): void {
+    if (this.#openTimer !== undefined) this.#clearTimer(this.#openTimer);
+    this.#openTimer = undefined;
+  }
+
+  // --- climbing back ---
+
+  /** While on a later transport, a WebSocket is tried again every upgradeRetryMs. */
+  #scheduleProbe(): void {
+    if (this.#transportAt === 0 || this.#transports[0] !== 'websocket') return;
+    if (this.#probe !== null || this.#probeTimer !== undefined) return;
+    this.#probeTimer = this.#setTimer(() => {
+      this.#probeTimer = undefined;
+      this.#startProbe();
+    }, this.#upgradeRetryMs);
+  }
+
+  /**
+   * A WebSocket that resumes the session beside the open stream. Its welcome means the server
+   * handed the session over (the stream then ends, 4009): it becomes the connection, replaying
+   * from the seq it resumed at; what the stream delivered meanwhile is dropped by seq.
+   */
+  #startProbe(): void {
+    if (!this.#welcomed || this.#token === null) return;
+    const resumeSeq = this.#lastSeq;
+    let probe: WebSocketLike;
+    try {
+      probe = this.#open('websocket', this.#token, resumeSeq);
+    } catch {
+      return this.#scheduleProbe();
+    }
+    this.#probe = probe;
+    const giveUp = () => {
+      if (this.#probe !== probe) return;
+      this.#cancelProbe();
+      this.#scheduleProbe();
+    };
+    const timer = this.#setTimer(giveUp, this.#connectTimeoutMs);
+    probe.onerror = () => {};
+    if (typeof probe.on === 'function') probe.on('unexpected-response', () => probe.close());
+    probe.onclose = giveUp;
+    probe.onmessage = (event) => {
+      if (this.#probe !== probe) return;
+      const frame = typeof event.data === 'string' ? parseFrame(event.data) : undefined;
+      if (frame?.type !== 'welcome') return giveUp();
+      this.#clearTimer(timer);
+      this.#probe = null;
+      const stream = this.#socket;
+      this.#transportAt = 0;
+      this.#resumeSeq = resumeSeq;
+      this.#adopt(probe, true);
+      stream?.close(RECONNECTING_CLOSE, 'moved to a WebSocket');
+      this.#onWelcome(frame, true);
+    };
+  }
+
+  #cancelProbe(): void {
+    if (this.#probeTimer !== undefined) this.#clearTimer(this.#probeTimer);
+    this.#probeTimer = undefined;
+    const probe = this.#probe;
+    this.#probe = null;
+    // 4100: the server keeps the session for the stream, should this socket have resumed it.
+    probe?.close(RECONNECTING_CLOSE, 'upgrade abandoned');
+  }
+
+  /**
    * The socket is gone (or abandoned): report it, then reconnect or finish.
-   * `plan`: decide by close code, back off regardless, stop, follow a server hint, or wait a
+   * `plan`: decide by close code, back off regardless, the next transport at once, stop, follow a server hint, or wait a
    * refusal's Retry-After. A refusal is reported (`refused`) before the `close`.
    */
   #disconnected(
     code: number,
     reason: string,
-    plan: 'byCode' | 'backoff' | 'final' | { hintMs: number } | { retryAfterMs: number } = 'byCode',
+    plan: 'byCode' | 'backoff' | 'next' | 'final' | { hintMs: number } | { retryAfterMs: number } = 'byCode',
     refusal?: Refusal,
   ): void {
     this.#welcomed = false;
     this.#cancelAckTimer();
+    this.#cancelOpenTimer();
+    this.#cancelProbe();
     const pings = this.#pings;
     this.#pings = [];
     for (const p of pings) p.reject(new SwitchboardClientError('disconnected', 'connection dropped before the pong'));
@@ -355,6 +515,12 @@ export class SwitchboardClient extends Emitter<ClientEvents> {
       // A refusal is a failed attempt; its Retry-After (plus jitter, as for a hint) replaces the backoff.
       if (this.#attempt < this.#backoff.maxAttempts) {
         delayMs = Math.min(MAX_DELAY_MS, hintDelay(plan.retryAfterMs, this.#backoff, this.#random));
+        this.#attempt++;
+      }
+    } else if (plan === 'next') {
+      // The next transport at once; still a failed attempt, which maxAttempts bounds.
+      if (this.#attempt < this.#backoff.maxAttempts) {
+        delayMs = 0;
         this.#attempt++;
       }
     } else if (plan === 'backoff' || (plan === 'byCode' && reconnectsAfter(code))) {
@@ -456,12 +622,15 @@ export class SwitchboardClient extends Emitter<ClientEvents> {
     }
   }
 
-  #onWelcome(w: { session: string; token: string; resumed: boolean }): void {
+  /** `climbed`: the session moved to a WebSocket without dropping (no `open` then, only `transport`). */
+  #onWelcome(w: { session: string; token: string; resumed: boolean }, climbed = false): void {
     const socket = this.#socket;
     const previousSession = this.#session;
     const reset = previousSession !== null && (!w.resumed || w.session !== previousSession);
     if (!w.resumed || reset) this.#lastSeq = 0;
-    this.#ackedSeq = this.#lastSeq; // lastSeq in the resume URL acked everything up to it
+    // The lastSeq the connection resumed from acked everything up to it; what arrived after it
+    // (on the stream, while a WebSocket took over) is acked below.
+    this.#ackedSeq = Math.min(this.#lastSeq, w.resumed && !reset ? this.#resumeSeq : 0);
     this.#session = w.session;
     this.#token = w.token;
     this.#attempt = 0;
@@ -474,7 +643,16 @@ export class SwitchboardClient extends Emitter<ClientEvents> {
     else for (const c of this.#channels) this.#transmit(JSON.stringify({ type: 'subscribe', channel: c }));
     // Unacked and queued messages go out in send order, with their original ids.
     for (const m of this.#pending.values()) this.#transmit(m.frame);
+    if (this.#lastSeq > this.#ackedSeq) this.#arrived();
+    this.#scheduleProbe();
 
+    const transport = this.#transports[this.#transportAt];
+    if (transport !== this.#announced) {
+      this.#announced = transport;
+      this.emit('transport', { name: transport });
+      if (this.#socket !== socket) return; // a listener closed the client
+    }
+    if (climbed && !reset) return;
     this.emit('open', { session: w.session, resumed: w.resumed && !reset });
     if (reset && this.#socket === socket) this.emit('reset', { session: w.session, previousSession });
   }
@@ -528,4 +706,11 @@ export class SwitchboardClient extends Emitter<ClientEvents> {
 function positive(name: string, value: number): number {
   if (!Number.isFinite(value) || value <= 0) throw new RangeError(`${name}: expected a positive number, got ${String(value)}`);
   return value;
+}
+
+function transportList(list: readonly TransportName[]): readonly TransportName[] {
+  if (!Array.isArray(list) || list.length === 0 || new Set(list).size !== list.length || list.some((t) => t !== 'websocket' && t !== 'sse')) {
+    throw new RangeError(`transports: expected a non-empty list of distinct 'websocket' and 'sse', got ${JSON.stringify(list)}`);
+  }
+  return Object.freeze([...list]);
 }

@@ -5,6 +5,7 @@ export {
   type ClientOptions,
   type ClientState,
   type Refusal,
+  type TransportName,
   type HandshakeResponse,
   type WebSocketConstructor,
   type WebSocketLike,

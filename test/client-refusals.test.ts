@@ -52,8 +52,9 @@ function until(client: SwitchboardClient, event: 'open' | 'close', match: (arg: 
   }), `the client's ${event}`);
 }
 
+/** WebSocket alone: the fallback to SSE (and a browser's 401 seen there) is test/client-fallback.test.ts's. */
 function connect(options: ClientOptions = {}): SwitchboardClient {
-  return new SwitchboardClient(sc.wsUrl(), { WebSocket, random: () => 0.5, backoff: { baseMs: 100, capMs: 1000 }, ...quick, ...options });
+  return new SwitchboardClient(sc.wsUrl(), { WebSocket, transports: ['websocket'], random: () => 0.5, backoff: { baseMs: 100, capMs: 1000 }, ...quick, ...options });
 }
 
 for (const status of [401, 403]) {

@@ -1,0 +1,204 @@
+// Reliable mode over Server-Sent Events (docs/usage.md, "HTTP fallback (SSE)"), shaped as the
+// client's WebSocketLike so the client cannot tell it from a WebSocket: the stream is a GET read
+// with fetch and a streaming body reader (headers and the token can be sent, unlike with an
+// EventSource), each event becomes the reliable-mode frame a WebSocket would carry, and what the
+// client sends goes by POST on the same path, one request at a time (so the session takes the
+// frames in send order), batching whatever queued meanwhile. The answers in the replies (ack,
+// nack, pong, error) come back as frames too.
+
+import { SseParser, type SseEvent } from './sse.js';
+import type { HandshakeResponse, WebSocketLike } from './client.js';
+
+/** The header that names the session on a POST: the welcome's token. */
+export const TOKEN_HEADER = 'x-switchboard-token';
+/** At most this many frames in one POST (the server's MAX_SEND_FRAMES). */
+export const MAX_POST_FRAMES = 100;
+
+const CONNECTING = 0;
+const OPEN = 1;
+const CLOSED = 3;
+
+export type Fetch = (url: string, init: {
+  method: string;
+  headers: { [name: string]: string };
+  body?: string;
+  signal?: AbortSignal;
+  credentials?: 'include';
+  cache?: 'no-store';
+}) => Promise<Response>;
+
+type Listener = (request: unknown, response: HandshakeResponse) => void;
+
+/** `ws:` → `http:`, `wss:` → `https:`; any other URL as it is. */
+export function httpUrl(url: string): string {
+  return url.replace(/^ws(s?):/i, 'http$1:');
+}
+
+/** A payload's text as the JSON of a message frame's `data`: JSON as it is, a text push as a string. */
+function dataJson(text: string): string {
+  try {
+    JSON.parse(text);
+    return text;
+  } catch {
+    return JSON.stringify(text);
+  }
+}
+
+/** An event as the reliable-mode frame a WebSocket would carry; undefined for one that is not. */
+export function eventFrame(e: SseEvent): string | undefined {
+  if (e.event === 'message' || e.event === 'binary') {
+    if (!/^[1-9]\d*$/.test(e.id)) return undefined;
+    return e.event === 'binary'
+      ? `{"type":"message","seq":${e.id},"binary":${JSON.stringify(e.data)}}`
+      : `{"type":"message","seq":${e.id},"data":${dataJson(e.data)}}`;
+  }
+  let fields: unknown;
+  try {
+    fields = JSON.parse(e.data);
+  } catch {
+    return undefined;
+  }
+  if (typeof fields !== 'object' || fields === null || Array.isArray(fields)) return undefined;
+  return JSON.stringify({ ...fields, type: e.event });
+}
+
+export class SseSocket implements WebSocketLike {
+  readyState = CONNECTING;
+  binaryType = 'arraybuffer';
+  onopen: ((event: unknown) => void) | null = null;
+  onmessage: ((event: { readonly data: unknown }) => void) | null = null;
+  onclose: ((event: { readonly code: number; readonly reason: string }) => void) | null = null;
+  onerror: ((event: unknown) => void) | null = null;
+
+  readonly #url: string;
+  readonly #headers: { [name: string]: string };
+  readonly #fetch: Fetch;
+  readonly #abort = new AbortController();
+  #refusalListener: Listener | null = null;
+  #token: string | null = null;
+  #queue: string[] = [];
+  #posting = false;
+  #closeCode = 1006;
+  #closeReason = '';
+
+  constructor(url: string, fetchImpl: Fetch, headers: { readonly [name: string]: string } = {}) {
+    this.#url = httpUrl(url);
+    this.#fetch = fetchImpl;
+    this.#headers = { ...headers };
+    void this.#read();
+  }
+
+  on(event: 'unexpected-response', listener: Listener): this {
+    if (event === 'unexpected-response') this.#refusalListener = listener;
+    return this;
+  }
+
+  send(text: string): void {
+    if (this.readyState !== OPEN) throw new Error('the stream is not open');
+    this.#queue.push(text);
+    if (!this.#posting) void this.#post();
+  }
+
+  /** Ends the stream. There is no close frame over SSE: the session then waits its grace, as after a lost socket. */
+  close(code = 1000, reason = ''): void {
+    if (this.readyState === CLOSED) return;
+    this.#closeCode = code;
+    this.#closeReason = reason;
+    this.#abort.abort();
+  }
+
+  async #read(): Promise<void> {
+    try {
+      const res = await this.#fetch(this.#url, {
+        method: 'GET',
+        headers: { ...this.#headers, accept: 'text/event-stream' },
+        signal: this.#abort.signal,
+        credentials: 'include',
+        cache: 'no-store',
+      });
+      if (res.status !== 200 || !/^text\/event-stream/i.test(res.headers.get('content-type') ?? '') || res.body === null) {
+        // A refusal (the app's 401, a limit's 429 or 503): the status the client decides on.
+        if (res.status !== 200) {
+          this.#refusalListener?.(null, { statusCode: res.status, headers: { 'retry-after': res.headers.get('retry-after') ?? undefined } });
+        }
+        void res.body?.cancel().catch(() => {});
+        return this.#closed();
+      }
+      if (this.readyState === CLOSED || this.#abort.signal.aborted) return this.#closed();
+      this.readyState = OPEN;
+      this.onopen?.({});
+      const parser = new SseParser((e) => this.#event(e));
+      const reader = res.body.getReader();
+      for (;;) {
+        const { done, value } = await reader.read();
+        if (done) break;
+        parser.push(value);
+      }
+    } catch {
+      // A network error or our own abort: the stream is gone either way.
+    }
+    this.#closed();
+  }
+
+  #event(e: SseEvent): void {
+    if (this.readyState !== OPEN) return;
+    if (e.event === 'close') {
+      // The session ended: its code and reason are what the client decides on.
+      try {
+        const { code, reason } = JSON.parse(e.data) as { code?: unknown; reason?: unknown };
+        if (typeof code === 'number') this.#closeCode = code;
+        if (typeof reason === 'string') this.#closeReason = reason;
+      } catch { /* a close without details is still a close */ }
+      this.#abort.abort();
+      return;
+    }
+    const frame = eventFrame(e);
+    if (e.event === 'welcome' && frame !== undefined) {
+      const token = (JSON.parse(frame) as { token?: unknown }).token;
+      if (typeof token === 'string') this.#token = token;
+    }
+    // Something that is not a frame goes through as it is: the client reports it as bad_frame.
+    this.onmessage?.({ data: frame ?? e.data });
+  }
+
+  #closed(): void {
+    if (this.readyState === CLOSED) return;
+    this.readyState = CLOSED;
+    this.#queue = [];
+    this.onclose?.({ code: this.#closeCode, reason: this.#closeReason });
+  }
+
+  /** POSTs what queued, one request at a time, until the queue is empty or the stream is gone. */
+  async #post(): Promise<void> {
+    this.#posting = true;
+    while (this.#queue.length > 0 && this.readyState === OPEN && this.#token !== null) {
+      const frames = this.#queue.splice(0, MAX_POST_FRAMES);
+      let answers: unknown;
+      try {
+        const res = await this.#fetch(this.#url, {
+          method: 'POST',
+          headers: { ...this.#headers, 'content-type': 'application/json', [TOKEN_HEADER]: this.#token },
+          body: `[${frames.join(',')}]`,
+          credentials: 'include',
+          cache: 'no-store',
+        });
+        // 403, 404, 409: the stream is ending or gone; its close drives the reconnect, and the
+        // messages, still un-acked, are sent again after the next welcome.
+        answers = res.status === 200 ? await res.json() : [];
+      } catch {
+        answers = [];
+      }
+      if (!Array.isArray(answers)) continue;
+      for (const answer of answers) {
+        // `closed`: the stream dropped before the app decided; the message stays pending and goes
+        // again, with its id, after the next welcome, as on a WebSocket.
+        if (typeof answer !== 'object' || answer === null) continue;
+        const a = answer as { type?: unknown; error?: unknown };
+        if (a.type === 'accepted' || (a.type === 'nack' && a.error === 'closed')) continue;
+        if (this.readyState !== OPEN) break;
+        this.onmessage?.({ data: JSON.stringify(answer) });
+      }
+    }
+    this.#posting = false;
+  }
+}

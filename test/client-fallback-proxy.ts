@@ -1,0 +1,92 @@
+// A proxy in front of the sidecar as a corporate one looks to the client: plain HTTP passes
+// through (streams included), WebSocket upgrades are dropped or left hanging until told to let
+// them through. Real sockets on loopback, port 0.
+import { createServer, request, type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from 'node:http';
+import { connect, type Socket } from 'node:net';
+import type { AddressInfo } from 'node:net';
+import { once } from 'node:events';
+
+export type UpgradeMode = 'drop' | 'hang' | 'pass';
+
+export interface BlockingProxy {
+  readonly url: string;
+  /** What an upgrade meets: destroyed at once, never answered, or piped to the sidecar. */
+  upgrades: UpgradeMode;
+  /** Upgrades seen, by what they met. */
+  readonly seen: { drop: number; hang: number; pass: number };
+  /** Event streams answered through the proxy (GETs with Accept: text/event-stream). */
+  readonly streams: number;
+  /** The headers of every POST passed through. */
+  readonly posts: IncomingHttpHeaders[];
+  /** Cuts every open event stream, as a proxy that times a long response out does. */
+  dropStreams(): number;
+  close(): Promise<void>;
+}
+
+export async function startBlockingProxy(target: string): Promise<BlockingProxy> {
+  const to = new URL(target);
+  const open = new Set<ServerResponse>();
+  const sockets = new Set<Socket>();
+  let streams = 0;
+  const server = createServer((req: IncomingMessage, res: ServerResponse) => {
+    if (req.method === 'POST') proxy.posts.push(req.headers);
+    const isStream = req.method === 'GET' && /text\/event-stream/.test(req.headers.accept ?? '');
+    const upstream = request({ host: to.hostname, port: to.port, method: req.method, path: req.url, headers: req.headers }, (answer) => {
+      res.writeHead(answer.statusCode ?? 502, answer.headers);
+      if (isStream && answer.statusCode === 200) {
+        streams++;
+        open.add(res);
+        res.on('close', () => open.delete(res));
+      }
+      res.flushHeaders();
+      answer.pipe(res);
+      res.on('close', () => answer.destroy());
+    });
+    upstream.on('error', () => res.destroy());
+    req.pipe(upstream);
+  });
+  server.on('connection', (s: Socket) => {
+    sockets.add(s);
+    s.on('close', () => sockets.delete(s));
+  });
+  server.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => {
+    const mode = proxy.upgrades;
+    proxy.seen[mode]++;
+    if (mode === 'drop') return socket.destroy();
+    if (mode === 'hang') return; // the socket stays open and unanswered until the client gives up
+    const upstream = connect(Number(to.port), to.hostname, () => {
+      const lines = [`${req.method} ${req.url} HTTP/1.1`];
+      for (let i = 0; i < req.rawHeaders.length; i += 2) lines.push(`${req.rawHeaders[i]}: ${req.rawHeaders[i + 1]}`);
+      upstream.write(`${lines.join('\r\n')}\r\n\r\n`);
+      upstream.write(head);
+      upstream.pipe(socket);
+      socket.pipe(upstream);
+    });
+    sockets.add(upstream);
+    upstream.on('close', () => { sockets.delete(upstream); socket.destroy(); });
+    upstream.on('error', () => socket.destroy());
+    socket.on('error', () => upstream.destroy());
+    socket.on('close', () => upstream.destroy());
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  const port = (server.address() as AddressInfo).port;
+  const proxy: BlockingProxy = {
+    url: `http://127.0.0.1:${port}`,
+    upgrades: 'drop',
+    seen: { drop: 0, hang: 0, pass: 0 },
+    get streams() { return streams; },
+    posts: [],
+    dropStreams() {
+      const n = open.size;
+      for (const res of open) res.destroy();
+      return n;
+    },
+    async close() {
+      for (const s of sockets) s.destroy();
+      server.closeAllConnections();
+      await new Promise<void>((r) => server.close(() => r()));
+    },
+  };
+  return proxy;
+}

@@ -1,0 +1,258 @@
+// The client library behind a proxy that refuses WebSocket upgrades: it moves to Server-Sent
+// Events for the same session, gets pushes by user and channel, sends in order with acks,
+// resumes a dropped stream without loss or duplicates, and climbs back to a WebSocket on the same
+// session once upgrades get through. An answered refusal (401) never falls back.
+import { test, type TestContext } from 'node:test';
+import assert from 'node:assert/strict';
+import { WebSocket } from 'ws';
+import { SwitchboardClient, type ClientOptions, type TransportName, type WebSocketLike } from '../client/index.js';
+import { startApp, guard, type Answer, type TestApp } from './helpers/app.js';
+import { startSidecar, type Sidecar } from './helpers/sidecar.js';
+import { eventually } from './helpers/eventually.js';
+import { startBlockingProxy, type BlockingProxy } from './client-fallback-proxy.js';
+
+let app: TestApp;
+let sc: Sidecar;
+let proxy: BlockingProxy;
+/** The connect webhook's answers, one per attempt; past the last, it accepts as user u1 in channel room. */
+let answers: Answer[] = [];
+
+test.before(async () => {
+  app = await startApp((req) => {
+    if (req.url.startsWith('/ws/connect')) return answers.shift() ?? { body: { user: 'u1', channels: ['room'] } };
+    return { status: 204 };
+  });
+  sc = await startSidecar(app.url, { webhooks: { paths: { subscribe: '/ws/subscribe' } } });
+  proxy = await startBlockingProxy(sc.httpUrl);
+});
+test.after(async () => {
+  await proxy.close();
+  await sc.close();
+  await app.close();
+});
+
+const wsUrl = () => `${proxy.url.replace('http:', 'ws:')}/ws`;
+
+interface Recorder {
+  readonly client: SwitchboardClient;
+  readonly transports: TransportName[];
+  readonly messages: Array<{ data: unknown; seq: number }>;
+  readonly events: string[];
+  /** Resolves on the first event (past or future) for which `match` holds. */
+  until(what: string, match: () => boolean): Promise<void>;
+}
+
+function connect(t: TestContext, options: ClientOptions = {}, url = wsUrl()): Recorder {
+  const client = new SwitchboardClient(url, { WebSocket, backoff: { baseMs: 10, capMs: 50 }, upgradeRetryMs: 30, ...options });
+  t.after(() => client.close());
+  const transports: TransportName[] = [];
+  const messages: Array<{ data: unknown; seq: number }> = [];
+  const events: string[] = [];
+  const checks: Array<() => void> = [];
+  const changed = () => { for (const c of [...checks]) c(); };
+  client.on('transport', ({ name }) => { transports.push(name); events.push(`transport:${name}`); changed(); });
+  client.on('message', (data, { seq }) => { messages.push({ data, seq }); changed(); });
+  client.on('open', ({ resumed }) => { events.push(`open:${resumed}`); changed(); });
+  client.on('close', ({ willReconnect }) => { events.push(`close:${willReconnect}`); changed(); });
+  client.on('refused', ({ status }) => { events.push(`refused:${status}`); changed(); });
+  client.on('gap', () => { events.push('gap'); changed(); });
+  client.on('reset', () => { events.push('reset'); changed(); });
+  return {
+    client, transports, messages, events,
+    until(what, match) {
+      return guard(new Promise<void>((resolve) => {
+        const check = () => { if (match()) { checks.splice(checks.indexOf(check), 1); resolve(); } };
+        checks.push(check);
+        check();
+      }), what);
+    },
+  };
+}
+
+const toUser = (data: unknown) => sc.control('POST', '/v1/users/u1/messages', data);
+const toChannel = (data: unknown) => sc.control('POST', '/v1/channels/room/messages', data);
+const received = (r: Recorder) => r.messages.map((m) => m.data);
+const session = async (id: string) => (await sc.control('GET', `/v1/connections/${id}`)).json;
+
+/** Every seq once, rising: nothing delivered twice. */
+function assertNoDuplicates(r: Recorder): void {
+  const seqs = r.messages.map((m) => m.seq);
+  assert.deepEqual(seqs, [...seqs].sort((a, b) => a - b), 'seqs rise');
+  assert.equal(new Set(seqs).size, seqs.length, 'no seq twice');
+}
+
+test('upgrades dropped: the client moves to SSE, gets pushes by user and channel, and sends in order with acks', async (t) => {
+  proxy.upgrades = 'drop';
+  const before = { drop: proxy.seen.drop, connects: app.byPath('/ws/connect').length };
+  const r = connect(t);
+  await r.until('the open over SSE', () => r.events.includes('open:false'));
+  assert.deepEqual(r.transports, ['sse']);
+  assert.deepEqual(r.events.slice(0, 3), ['close:true', 'transport:sse', 'open:false'], 'the failed WebSocket, then SSE');
+  assert.equal(proxy.seen.drop - before.drop >= 1, true);
+  assert.equal(app.byPath('/ws/connect').length - before.connects, 1, 'one connect webhook: the WebSocket never reached the sidecar');
+  const info = await session(r.client.session!);
+  assert.equal(info.transport, 'sse');
+  assert.equal(info.user, 'u1');
+
+  assert.equal((await toUser({ n: 1 })).status, 202);
+  assert.equal((await toChannel('two')).status, 202);
+  await r.until('both pushes', () => r.messages.length === 2);
+  assert.deepEqual(received(r), [{ n: 1 }, 'two']);
+  assert.deepEqual(r.messages.map((m) => m.seq), [1, 2]);
+  // Acks go by POST, batched: the outbox empties.
+  await eventually(async () => (await session(r.client.session!)).outbox.messages === 0, 'the outbox emptied by acks');
+
+  const seen = app.byPath('/ws/message').length;
+  await Promise.all([1, 2, 3, 4, 5].map((i) => r.client.send({ i })));
+  const hooks = app.byPath('/ws/message').slice(seen);
+  assert.deepEqual(hooks.map((h) => h.json()), [1, 2, 3, 4, 5].map((i) => ({ i })), 'in send order, once each');
+  assert.equal(new Set(hooks.map((h) => h.headers['idempotency-key'])).size, 5);
+  assert.ok(hooks.every((h) => String(h.headers['idempotency-key']).startsWith(`${r.client.session}:`)));
+
+  // Subscribing over POST: the subscribe webhook decides, then a channel push arrives.
+  r.client.subscribe('extra');
+  const asked = await app.waitFor((h) => h.url === '/ws/subscribe', 'the subscribe webhook');
+  assert.equal(asked.json().channel, 'extra');
+  await eventually(async () => (await session(r.client.session!)).channels.includes('extra'), 'the subscribe applied');
+  await sc.control('POST', '/v1/channels/extra/messages', { extra: true });
+  await r.until('the push to the new channel', () => r.messages.length === 3);
+  assert.deepEqual(received(r)[2], { extra: true });
+  assertNoDuplicates(r);
+});
+
+test('a dropped stream resumes the same session: what was pushed meanwhile arrives once, in order', async (t) => {
+  proxy.upgrades = 'drop';
+  const r = connect(t, { upgradeRetryMs: 60_000 });
+  await r.until('the open over SSE', () => r.events.includes('open:false'));
+  const id = r.client.session!;
+  await toUser(1);
+  await r.until('the first push', () => r.messages.length === 1);
+
+  const closes = r.events.filter((e) => e.startsWith('close')).length;
+  assert.equal(proxy.dropStreams(), 1);
+  await r.until('the close of the cut stream', () => r.events.filter((e) => e.startsWith('close')).length > closes);
+  for (let i = 2; i <= 6; i++) await toUser(i);
+  await r.until('the resumed open', () => r.events.at(-1) === 'open:true' || r.messages.length === 6);
+  await r.until('every push', () => r.messages.length === 6);
+  assert.equal(r.client.session, id, 'the same session');
+  assert.deepEqual(received(r), [1, 2, 3, 4, 5, 6]);
+  assert.ok(!r.events.includes('reset') && !r.events.includes('gap'));
+  assert.deepEqual(r.transports, ['sse'], 'still SSE: the resume did not announce a new transport');
+  assertNoDuplicates(r);
+});
+
+test('upgrades let through again: the client climbs back to a WebSocket on the same session, nothing lost or doubled', async (t) => {
+  proxy.upgrades = 'drop';
+  const r = connect(t);
+  await r.until('the open over SSE', () => r.events.includes('open:false'));
+  const id = r.client.session!;
+  // Pushes keep coming while the proxy starts letting upgrades through.
+  const pushed: number[] = [];
+  let pushing = true;
+  const pusher = (async () => {
+    for (let i = 1; pushing || i <= 20; i++) {
+      await toUser(i);
+      pushed.push(i);
+      if (i === 10) proxy.upgrades = 'pass';
+    }
+  })();
+  await r.until('the move to a WebSocket', () => r.transports.at(-1) === 'websocket');
+  pushing = false;
+  await pusher;
+  await toUser('last');
+  await r.until('every push', () => r.messages.at(-1)?.data === 'last');
+  assert.deepEqual(r.transports, ['sse', 'websocket']);
+  assert.equal(r.client.session, id, 'the same session');
+  assert.deepEqual(received(r), [...pushed, 'last']);
+  assertNoDuplicates(r);
+  assert.equal(r.events.filter((e) => e.startsWith('open')).length, 1, 'no second open: the session never dropped');
+  assert.ok(!r.events.slice(2).some((e) => e.startsWith('close')), 'no close after the SSE open');
+  assert.equal((await session(id)).transport, 'websocket');
+
+  const seen = app.byPath('/ws/message').length;
+  await r.client.send('over the WebSocket');
+  assert.deepEqual(app.byPath('/ws/message').slice(seen).map((h) => h.text), ['"over the WebSocket"']);
+  await r.client.ping();
+});
+
+test('an upgrade left hanging: after connectTimeoutMs the client moves to SSE', async (t) => {
+  proxy.upgrades = 'hang';
+  const r = connect(t, { connectTimeoutMs: 200, upgradeRetryMs: 60_000 });
+  await r.until('the open over SSE', () => r.events.includes('open:false'));
+  assert.deepEqual(r.transports, ['sse']);
+  assert.equal(r.client.state.status, 'open');
+  await toChannel('hello');
+  await r.until('the push', () => r.messages.length === 1);
+});
+
+test('a 401 from the connect webhook is a refusal, not a block: no fallback, closed for good', async (t) => {
+  proxy.upgrades = 'pass';
+  answers = [{ status: 401, body: 'no' }];
+  const before = { connects: app.byPath('/ws/connect').length, streams: proxy.streams };
+  const r = connect(t);
+  const pending = r.client.send('never');
+  await r.until('the close', () => r.events.some((e) => e.startsWith('close')));
+  await assert.rejects(pending, { code: 'closed' });
+  assert.deepEqual(r.events, ['refused:401', 'close:false']);
+  assert.deepEqual(r.transports, []);
+  assert.equal(r.client.state.status, 'closed');
+  assert.equal(app.byPath('/ws/connect').length - before.connects, 1, 'asked once');
+  assert.equal(proxy.streams, before.streams, 'no stream opened');
+});
+
+/** A WebSocket as a browser's looks to the client: `ws` underneath, but no `on`, so no status. */
+class StatusHidden implements WebSocketLike {
+  readonly #ws: WebSocket;
+  onopen: WebSocketLike['onopen'] = null;
+  onmessage: WebSocketLike['onmessage'] = null;
+  onclose: WebSocketLike['onclose'] = null;
+  onerror: WebSocketLike['onerror'] = null;
+  constructor(url: string, protocols: string | string[]) {
+    this.#ws = new WebSocket(url, protocols);
+    this.#ws.onopen = (e) => this.onopen?.(e);
+    this.#ws.onmessage = (e) => this.onmessage?.(e);
+    this.#ws.onclose = (e) => this.onclose?.(e);
+    this.#ws.onerror = (e) => this.onerror?.(e);
+  }
+  get readyState() { return this.#ws.readyState; }
+  get binaryType() { return this.#ws.binaryType; }
+  set binaryType(type: string) { this.#ws.binaryType = type as 'arraybuffer'; }
+  send(data: string) { this.#ws.send(data); }
+  close(code?: number, reason?: string) { this.#ws.close(code, reason); }
+}
+
+test('a 401 the WebSocket hides (as a browser\'s does): the SSE attempt sees the status, and it is final there', async (t) => {
+  proxy.upgrades = 'pass';
+  answers = [{ status: 401 }, { status: 401 }];
+  const before = app.byPath('/ws/connect').length;
+  const r = connect(t, { WebSocket: StatusHidden as never });
+  await r.until('the final close', () => r.events.includes('close:false'));
+  assert.deepEqual(r.events, ['close:true', 'refused:401', 'close:false']);
+  assert.equal(app.byPath('/ws/connect').length - before, 2, 'the WebSocket, then the stream');
+  assert.equal(r.client.state.status, 'closed');
+});
+
+test('transports: checked at construction; SSE alone needs no WebSocket and takes headers', async (t) => {
+  for (const transports of [[], ['sse', 'sse'], ['long-poll'], 'sse'] as never[]) {
+    assert.throws(() => new SwitchboardClient(wsUrl(), { WebSocket, transports }), { name: 'RangeError', message: /^transports/ });
+  }
+  for (const key of ['connectTimeoutMs', 'upgradeRetryMs'] as const) {
+    assert.throws(() => new SwitchboardClient(wsUrl(), { WebSocket, [key]: 0 }), { message: new RegExp(`^${key}`) });
+  }
+  proxy.upgrades = 'pass';
+  // Node 20 has no global WebSocket: with SSE alone none is needed, and headers reach the app.
+  const r = connect(t, { WebSocket: undefined, transports: ['sse'], headers: { cookie: 'app=7', authorization: 'Bearer t' } });
+  await r.until('the open over SSE', () => r.events.includes('open:false'));
+  assert.deepEqual(r.transports, ['sse']);
+  const hook = app.byPath('/ws/connect').at(-1)!;
+  assert.equal(hook.headers.cookie, 'app=7');
+  assert.equal(hook.headers.authorization, 'Bearer t');
+  const seen = app.byPath('/ws/message').length;
+  const posts = proxy.posts.length;
+  await r.client.send('with headers');
+  assert.deepEqual(app.byPath('/ws/message').slice(seen).map((h) => h.text), ['"with headers"']);
+  const post = proxy.posts[posts];
+  assert.equal(post.authorization, 'Bearer t', 'the POST carries the headers too');
+  assert.equal(post.cookie, 'app=7');
+  assert.match(String(post['x-switchboard-token']), /./);
+});
