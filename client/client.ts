@@ -52,6 +52,7 @@ export type SetTimer = (fn: () => void, ms: number) => unknown;
 export type ClearTimer = Callback<unknown>;
 
 const OPEN = 1; // WebSocket.OPEN, the same in every implementation
+const TAKEN_OVER = 4009; // the server's close of a connection whose session another one resumed
 
 /** How the client reaches the server: a WebSocket, or Server-Sent Events with POSTs (docs/usage.md, "HTTP fallback (SSE)"). */
 export type TransportName = 'websocket' | 'sse';
@@ -354,7 +355,8 @@ export class SwitchboardClient extends Emitter<ClientEvents> {
   #open(transport: TransportName, token: string | null, lastSeq: number): WebSocketLike {
     if (transport === 'sse') {
       // SSE has no subprotocols: its resume always travels in the query.
-      return new SseSocket(token === null ? this.url : resumeUrl(this.url, token, lastSeq), this.#fetch!, this.#headers);
+      const timers = { setTimeout: this.#setTimer, clearTimeout: this.#clearTimer };
+      return new SseSocket(token === null ? this.url : resumeUrl(this.url, token, lastSeq), this.#fetch!, this.#headers, timers);
     }
     const resuming = token !== null;
     const url = resuming && this.#resumeIn === 'query' ? resumeUrl(this.url, token, lastSeq) : this.url;
@@ -399,6 +401,8 @@ export class SwitchboardClient extends Emitter<ClientEvents> {
       gone();
       if (this.#socket !== socket) return;
       this.#socket = null;
+      // Taken over by our own WebSocket, whose welcome may come a moment after: it adopts the session.
+      if (event.code === TAKEN_OVER && this.#probe !== null) return;
       // An answered refusal keeps its meaning on every transport; only a connection that failed
       // without one (blocked, unreachable) is a reason to try the next transport.
       if (refusal !== undefined) {
@@ -459,7 +463,9 @@ export class SwitchboardClient extends Emitter<ClientEvents> {
     const giveUp = () => {
       if (this.#probe !== probe) return;
       this.#cancelProbe();
-      this.#scheduleProbe();
+      // The stream already ended for it (4009): the session waits for a resume, over the stream.
+      if (this.#socket === null) this.#disconnected(1006, 'the WebSocket that took the session over failed', 'backoff');
+      else this.#scheduleProbe();
     };
     const timer = this.#setTimer(giveUp, this.#connectTimeoutMs);
     probe.onerror = () => {};

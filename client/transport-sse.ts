@@ -29,6 +29,18 @@ export type Fetch = (url: string, init: {
 
 type Listener = (request: unknown, response: HandshakeResponse) => void;
 
+/** The timers the client was given. */
+export interface Timers {
+  setTimeout(fn: () => void, ms: number): unknown;
+  clearTimeout(handle: unknown): void;
+}
+
+/**
+ * A stream silent for this many heartbeat intervals (the welcome's heartbeatMs), plus a second, is
+ * taken for dead: a proxy can hold a connection open that carries nothing any more.
+ */
+export const SILENT_HEARTBEATS = 3;
+
 /** `ws:` → `http:`, `wss:` → `https:`; any other URL as it is. */
 export function httpUrl(url: string): string {
   return url.replace(/^ws(s?):/i, 'http$1:');
@@ -75,16 +87,22 @@ export class SseSocket implements WebSocketLike {
   readonly #fetch: Fetch;
   readonly #abort = new AbortController();
   #refusalListener: Listener | null = null;
+  #reader: ReadableStreamDefaultReader<Uint8Array> | null = null;
   #token: string | null = null;
   #queue: string[] = [];
   #posting = false;
   #closeCode = 1006;
   #closeReason = '';
+  readonly #timers: Timers;
+  #silenceMs = 0; // 0 until the welcome says how often the server writes
+  #heard = false; // bytes arrived since the silence timer was armed
+  #silenceTimer: unknown = undefined;
 
-  constructor(url: string, fetchImpl: Fetch, headers: { readonly [name: string]: string } = {}) {
+  constructor(url: string, fetchImpl: Fetch, headers: { readonly [name: string]: string } = {}, timers: Timers = globalThis) {
     this.#url = httpUrl(url);
     this.#fetch = fetchImpl;
     this.#headers = { ...headers };
+    this.#timers = timers;
     void this.#read();
   }
 
@@ -104,7 +122,18 @@ export class SseSocket implements WebSocketLike {
     if (this.readyState === CLOSED) return;
     this.#closeCode = code;
     this.#closeReason = reason;
+    this.#stop();
+  }
+
+  /**
+   * Aborts the request and cancels the reader too: an abort alone leaves a read pending forever
+   * when the body had already ended with chunks still queued (Node 20's fetch). The close is
+   * reported on a microtask, after the caller's own bookkeeping, as a WebSocket reports it later.
+   */
+  #stop(): void {
     this.#abort.abort();
+    this.#reader?.cancel().catch(() => {});
+    queueMicrotask(() => this.#closed());
   }
 
   async #read(): Promise<void> {
@@ -128,10 +157,11 @@ export class SseSocket implements WebSocketLike {
       this.readyState = OPEN;
       this.onopen?.({});
       const parser = new SseParser((e) => this.#event(e));
-      const reader = res.body.getReader();
+      const reader = (this.#reader = res.body.getReader());
       for (;;) {
         const { done, value } = await reader.read();
         if (done) break;
+        this.#heard = true;
         parser.push(value);
       }
     } catch {
@@ -149,20 +179,39 @@ export class SseSocket implements WebSocketLike {
         if (typeof code === 'number') this.#closeCode = code;
         if (typeof reason === 'string') this.#closeReason = reason;
       } catch { /* a close without details is still a close */ }
-      this.#abort.abort();
+      this.#stop();
       return;
     }
     const frame = eventFrame(e);
     if (e.event === 'welcome' && frame !== undefined) {
-      const token = (JSON.parse(frame) as { token?: unknown }).token;
+      const { token, heartbeatMs } = JSON.parse(frame) as { token?: unknown; heartbeatMs?: unknown };
       if (typeof token === 'string') this.#token = token;
+      if (typeof heartbeatMs === 'number' && heartbeatMs > 0 && this.#silenceMs === 0) {
+        this.#silenceMs = SILENT_HEARTBEATS * heartbeatMs + 1000;
+        this.#armSilence();
+      }
     }
     // Something that is not a frame goes through as it is: the client reports it as bad_frame.
     this.onmessage?.({ data: frame ?? e.data });
   }
 
+  /** One timer per silence window, not one per chunk: a window with bytes in it re-arms. */
+  #armSilence(): void {
+    this.#heard = false;
+    this.#silenceTimer = this.#timers.setTimeout(() => {
+      this.#silenceTimer = undefined;
+      if (this.readyState !== OPEN) return;
+      if (this.#heard) return this.#armSilence();
+      this.#closeCode = 1006;
+      this.#closeReason = 'the stream went silent';
+      this.#stop();
+    }, this.#silenceMs);
+  }
+
   #closed(): void {
     if (this.readyState === CLOSED) return;
+    if (this.#silenceTimer !== undefined) this.#timers.clearTimeout(this.#silenceTimer);
+    this.#silenceTimer = undefined;
     this.readyState = CLOSED;
     this.#queue = [];
     this.onclose?.({ code: this.#closeCode, reason: this.#closeReason });

@@ -20,12 +20,14 @@ export interface BlockingProxy {
   readonly posts: IncomingHttpHeaders[];
   /** Cuts every open event stream, as a proxy that times a long response out does. */
   dropStreams(): number;
+  /** Stops passing what open event streams carry, keeping their connections open. */
+  freezeStreams(): number;
   close(): Promise<void>;
 }
 
 export async function startBlockingProxy(target: string): Promise<BlockingProxy> {
   const to = new URL(target);
-  const open = new Set<ServerResponse>();
+  const open = new Map<ServerResponse, IncomingMessage>(); // each stream's answer from the sidecar
   const sockets = new Set<Socket>();
   let streams = 0;
   const server = createServer((req: IncomingMessage, res: ServerResponse) => {
@@ -35,7 +37,7 @@ export async function startBlockingProxy(target: string): Promise<BlockingProxy>
       res.writeHead(answer.statusCode ?? 502, answer.headers);
       if (isStream && answer.statusCode === 200) {
         streams++;
-        open.add(res);
+        open.set(res, answer);
         res.on('close', () => open.delete(res));
       }
       res.flushHeaders();
@@ -79,8 +81,15 @@ export async function startBlockingProxy(target: string): Promise<BlockingProxy>
     posts: [],
     dropStreams() {
       const n = open.size;
-      for (const res of open) res.destroy();
+      for (const res of open.keys()) res.destroy();
       return n;
+    },
+    freezeStreams() {
+      for (const [res, answer] of open) {
+        answer.unpipe(res);
+        answer.pause();
+      }
+      return open.size;
     },
     async close() {
       for (const s of sockets) s.destroy();

@@ -175,6 +175,26 @@ test('upgrades let through again: the client climbs back to a WebSocket on the s
   await r.client.ping();
 });
 
+test('a stream that goes silent (held open, carrying nothing) is given up after its heartbeats and resumed', async (t) => {
+  const quiet = await startSidecar(app.url, { heartbeat: { intervalMs: 50 } });
+  const front = await startBlockingProxy(quiet.httpUrl);
+  t.after(async () => {
+    await front.close();
+    await quiet.close();
+  });
+  const r = connect(t, { upgradeRetryMs: 60_000 }, `${front.url.replace('http:', 'ws:')}/ws`);
+  await r.until('the open over SSE', () => r.events.includes('open:false'));
+  const id = r.client.session!;
+  assert.equal(front.freezeStreams(), 1);
+  for (const n of [1, 2, 3]) assert.equal((await quiet.control('POST', '/v1/users/u1/messages', n)).status, 202);
+  await r.until('the three pushes on a new stream', () => r.messages.length === 3);
+  assert.deepEqual(received(r), [1, 2, 3]);
+  assert.equal(r.client.session, id, 'the same session');
+  assert.deepEqual(r.events, ['close:true', 'transport:sse', 'open:false', 'close:true', 'open:true']);
+  assert.equal(front.streams, 2);
+  assertNoDuplicates(r);
+});
+
 test('an upgrade left hanging: after connectTimeoutMs the client moves to SSE', async (t) => {
   proxy.upgrades = 'hang';
   const r = connect(t, { connectTimeoutMs: 200, upgradeRetryMs: 60_000 });
