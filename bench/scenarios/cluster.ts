@@ -11,7 +11,8 @@
 import { once } from 'node:events';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { startRabbit, uniqueName, type Rabbit } from '../../test/helpers/rabbit.js';
+import { uniqueName } from '../../test/helpers/rabbit.js';
+import { rabbit, until } from '../broker.js';
 import { LoadGroup } from '../load-generator.js';
 import { cmdline, cpuMs, descendants, kill, sleep } from '../procs.js';
 import { bothSides, type RunOptions, type Scenario } from '../scenario.js';
@@ -27,24 +28,6 @@ const HEARTBEAT_MS = 500;
 const DISCONNECT_BOUND_MS = 60_000;
 /** crash: how long after the last expected disconnect a second one still counts as a duplicate. */
 const SETTLE_MS = 5000;
-
-let broker: Promise<Rabbit> | null = null;
-/** The run's broker; a failed start is not kept, so a later scenario tries again. */
-function rabbit(): Promise<Rabbit> {
-  broker ??= startRabbit().catch((err: unknown) => {
-    broker = null;
-    throw err;
-  });
-  return broker;
-}
-
-async function until(what: string, check: () => Promise<boolean>, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`gave up waiting: ${what}`);
-    await sleep(50);
-  }
-}
 
 async function getJson<T>(url: string): Promise<T> {
   const res = await http('GET', url);

@@ -24,7 +24,7 @@ function steps(quick: boolean): Step[] {
 let pushKey = 0;
 
 /** Publishes `pushes` messages one after the other, each once every subscriber has the previous one. */
-async function publishAll(server: ServerUnderTest, group: LoadGroup, pushes: number, subscribers: number): Promise<{ missing: number }> {
+export async function publishAll(server: ServerUnderTest, group: LoadGroup, pushes: number, subscribers: number): Promise<{ missing: number }> {
   let missing = 0;
   for (let i = 0; i < pushes; i++) {
     const key = ++pushKey;

@@ -9,7 +9,8 @@
 import { once } from 'node:events';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { startRabbit, uniqueName, type Rabbit } from '../../test/helpers/rabbit.js';
+import { uniqueName } from '../../test/helpers/rabbit.js';
+import { rabbit, until } from '../broker.js';
 import { LoadGroup } from '../load-generator.js';
 import { percentile } from '../report.js';
 import { sleep } from '../procs.js';
@@ -144,23 +145,6 @@ export const presenceCost: Scenario = {
 };
 
 // ── presence-query ─────────────────────────────────────────────────────────────
-
-let broker: Promise<Rabbit> | null = null;
-function rabbit(): Promise<Rabbit> {
-  broker ??= startRabbit().catch((err: unknown) => {
-    broker = null;
-    throw err;
-  });
-  return broker;
-}
-
-async function until(what: string, check: () => Promise<boolean>, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check())) {
-    if (Date.now() > deadline) throw new Error(`gave up waiting: ${what}`);
-    await sleep(50);
-  }
-}
 
 interface MembersPage {
   members: Array<{ user: string; connections: number }>;

@@ -8,7 +8,8 @@
 import { once } from 'node:events';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { startRabbit, uniqueName, type Rabbit } from '../../test/helpers/rabbit.js';
+import { uniqueName } from '../../test/helpers/rabbit.js';
+import { rabbit, until } from '../broker.js';
 import { LoadGroup } from '../load-generator.js';
 import { monotonicMs, type FollowCollectResult, type FollowMember, type FollowStats } from '../load-protocol.js';
 import { kill, sleep } from '../procs.js';
@@ -26,18 +27,6 @@ const MAX_IN_FLIGHT = 200;
  * disconnects of the sessions its roster still lists.
  */
 const LATE_WEBHOOKS_MS = 8000;
-
-let broker: Promise<Rabbit> | null = null;
-/** One private RabbitMQ for the whole run (the helper stops it when this process exits). */
-const rabbit = () => (broker ??= startRabbit());
-
-async function until(what: string, check: () => Promise<boolean>, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await check().catch(() => false))) {
-    if (Date.now() > deadline) throw new Error(`gave up waiting: ${what}`);
-    await sleep(100);
-  }
-}
 
 // ── the app ────────────────────────────────────────────────────────────────────
 

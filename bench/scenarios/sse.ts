@@ -4,15 +4,14 @@
 //   idle    RSS and heap per session with 10,000 sessions held
 //   fanout  one push at a time to all 10,000 (one channel): publish → receive p50/p99, CPU per delivery
 import { LoadGroup } from '../load-generator.js';
-import { MAX_SOCKETS_PER_PROCESS, monotonicMs } from '../load-protocol.js';
+import { MAX_SOCKETS_PER_PROCESS } from '../load-protocol.js';
+import { publishAll } from './fanout.js';
 import { concat, percentile } from '../report.js';
 import { sleep } from '../procs.js';
 import { bothSides, type RunOptions, type Scenario } from '../scenario.js';
 import { startApp, startSwitchboard } from '../servers.js';
 
 type Transport = 'sse' | 'websocket';
-
-let pushKey = 0;
 
 async function side(transport: Transport, options: RunOptions): Promise<Record<string, number>> {
   const sessions = options.quick ? 1000 : 10_000;
@@ -31,22 +30,11 @@ async function side(transport: Transport, options: RunOptions): Promise<Record<s
     await group.connect(url, sessions, transport === 'sse' ? { transport: 'sse', concurrency: 100 } : { protocol: 'switchboard.v1', concurrency: 100 });
     await sleep(1000);
     const after = await server.memory();
-    const publish = async (n: number) => {
-      let missing = 0;
-      for (let i = 0; i < n; i++) {
-        const key = ++pushKey;
-        await server.publish(JSON.stringify({ k: key, t: monotonicMs() }));
-        const counts = await group.all('fanoutWait', { key, timeoutMs: 30_000 }, 35_000);
-        missing += sessions - counts.reduce((m, c) => m + c.received, 0);
-        await sleep(20);
-      }
-      return missing;
-    };
     await group.all('fanoutCollect', {});
-    await publish(5); // warm-up
+    await publishAll(server, group, 5, sessions); // warm-up
     await group.all('fanoutCollect', {});
     const cpuBefore = server.cpuMs();
-    const missing = await publish(pushes);
+    const { missing } = await publishAll(server, group, pushes, sessions);
     const cpu = server.cpuMs() - cpuBefore;
     const latencies = concat((await group.all('fanoutCollect', {})).map((r) => r.latencies));
     return {
