@@ -5,6 +5,7 @@
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { WebSocket } from 'ws';
+import { StatusHidden } from './helpers/status-hidden.js';
 import { SwitchboardClient, type ClientOptions, type TransportName, type WebSocketLike } from '../client/index.js';
 import { startApp, guard, type Answer, type TestApp } from './helpers/app.js';
 import { startSidecar, type Sidecar } from './helpers/sidecar.js';
@@ -220,26 +221,6 @@ test('a 401 from the connect webhook is a refusal, not a block: no fallback, clo
   assert.equal(proxy.streams, before.streams, 'no stream opened');
 });
 
-/** A WebSocket as a browser's looks to the client: `ws` underneath, but no `on`, so no status. */
-class StatusHidden implements WebSocketLike {
-  readonly #ws: WebSocket;
-  onopen: WebSocketLike['onopen'] = null;
-  onmessage: WebSocketLike['onmessage'] = null;
-  onclose: WebSocketLike['onclose'] = null;
-  onerror: WebSocketLike['onerror'] = null;
-  constructor(url: string, protocols: string | string[]) {
-    this.#ws = new WebSocket(url, protocols);
-    this.#ws.onopen = (e) => this.onopen?.(e);
-    this.#ws.onmessage = (e) => this.onmessage?.(e);
-    this.#ws.onclose = (e) => this.onclose?.(e);
-    this.#ws.onerror = (e) => this.onerror?.(e);
-  }
-  get readyState() { return this.#ws.readyState; }
-  get binaryType() { return this.#ws.binaryType; }
-  set binaryType(type: string) { this.#ws.binaryType = type as 'arraybuffer'; }
-  send(data: string) { this.#ws.send(data); }
-  close(code?: number, reason?: string) { this.#ws.close(code, reason); }
-}
 
 test('a 401 the WebSocket hides (as a browser\'s does): the SSE attempt sees the status, and it is final there', async (t) => {
   proxy.upgrades = 'pass';

@@ -5,6 +5,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { WebSocket } from 'ws';
+import { StatusHidden } from './helpers/status-hidden.js';
 import { SwitchboardClient, type ClientEvents, type ClientOptions, type Refusal, type WebSocketLike } from '../client/index.js';
 import { startApp, guard, type Answer, type TestApp } from './helpers/app.js';
 import { startSidecar, type Sidecar } from './helpers/sidecar.js';
@@ -148,24 +149,6 @@ test('headers with a WebSocket that cannot set them (none given, or the platform
   assert.throws(() => new SwitchboardClient('ws://127.0.0.1:1/ws', { headers, WebSocket: Platform as never }), { name: 'TypeError' });
 });
 
-/** A WebSocket as a browser's looks to the client: `ws` underneath, but no `on`, so no status. */
-class StatusHidden implements WebSocketLike {
-  readonly #ws: WebSocket;
-  onmessage: WebSocketLike['onmessage'] = null;
-  onclose: WebSocketLike['onclose'] = null;
-  onerror: WebSocketLike['onerror'] = null;
-  constructor(url: string, protocols: string | string[]) {
-    this.#ws = new WebSocket(url, protocols);
-    this.#ws.onmessage = (e) => this.onmessage?.(e);
-    this.#ws.onclose = (e) => this.onclose?.(e);
-    this.#ws.onerror = (e) => this.onerror?.(e);
-  }
-  get readyState() { return this.#ws.readyState; }
-  get binaryType() { return this.#ws.binaryType; }
-  set binaryType(type: string) { this.#ws.binaryType = type as 'arraybuffer'; }
-  send(data: string) { this.#ws.send(data); }
-  close(code?: number, reason?: string) { this.#ws.close(code, reason); }
-}
 
 test('a WebSocket that hides the status (a browser\'s): a 401 is a failed attempt like any 1006, retried with backoff', async (t) => {
   answers = [{ status: 401 }, { status: 401 }];
