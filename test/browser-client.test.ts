@@ -3,19 +3,16 @@
 // before the reverse proxy; and a page in Debian's Chromium that loads it with one
 // <script type="module"> from the sidecar (another origin), gets a push and sends a message.
 import { test } from 'node:test';
+import { browserSkip, launchChromium } from './helpers/browser.js';
 import assert from 'node:assert/strict';
-import { existsSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { build } from 'esbuild';
-import { chromium } from 'playwright-core';
 import { startApp, type TestApp } from './helpers/app.js';
 import { startSidecar, type Sidecar } from './helpers/sidecar.js';
 
 const bundleDir = new URL('../client/browser/', import.meta.url);
 const files = { 'client.js': readFileSync(new URL('client.js', bundleDir)), 'client.min.js': readFileSync(new URL('client.min.js', bundleDir)) };
 
-const executablePath = '/usr/bin/chromium';
-const available = existsSync(executablePath);
-if (!available && process.env.CI) throw new Error(`${executablePath} is missing: CI must install Debian's chromium package`);
 
 let app: TestApp;
 let sc: Sidecar;
@@ -92,7 +89,7 @@ test('the public port serves both files before the reverse proxy: type, ETag, 30
   assert.deepEqual(app.requests.slice(before).map((r) => r.url), ['/switchboard/client.mjs', '/switchboard/client.js/x']);
 });
 
-test('a page on the app\'s origin loads the client from the sidecar, connects, gets a push and sends to the app', { skip: !available && 'chromium is not installed' }, async (t) => {
+test('a page on the app\'s origin loads the client from the sidecar, connects, gets a push and sends to the app', { skip: browserSkip }, async (t) => {
   page = `<!doctype html><meta charset="utf-8"><title>client from the sidecar</title>
 <script type="module">
   import { SwitchboardClient } from '${sc.httpUrl}/switchboard/client.js';
@@ -102,11 +99,7 @@ test('a page on the app\'s origin loads the client from the sidecar, connects, g
   client.on('message', (data, { seq }) => seen.received.push({ seq, data }));
   window.client = client;
 </script>`;
-  const browser = await chromium.launch({
-    executablePath,
-    headless: true,
-    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-  });
+  const browser = await launchChromium();
   t.after(() => browser.close());
   const tab = await browser.newPage();
   const errors: string[] = [];

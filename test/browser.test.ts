@@ -1,22 +1,19 @@
 // The demo page in Debian's Chromium: the socket breaks on the server side, messages are
 // pushed meanwhile, and the page shows every one of them exactly once after it resumes.
 import { test } from 'node:test';
+import { browserSkip, launchChromium } from './helpers/browser.js';
 import assert from 'node:assert/strict';
-import { existsSync } from 'node:fs';
 import { once } from 'node:events';
 import { randomBytes } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
-import { chromium, type Browser } from 'playwright-core';
+import type { Browser } from 'playwright-core';
 import { createDemoApp } from '../config-examples/demo/app.js';
 import { startSidecar } from './helpers/sidecar.js';
 import { Push } from '../proxy/push.js';
 import { toChannel } from '../proxy/target.js';
 
-const executablePath = '/usr/bin/chromium';
-const available = existsSync(executablePath);
-if (!available && process.env.CI) throw new Error(`${executablePath} is missing: CI must install Debian's chromium package`);
 
-test('the demo page resumes after a server-side break and shows every message once', { skip: !available && 'chromium is not installed' }, async (t) => {
+test('the demo page resumes after a server-side break and shows every message once', { skip: browserSkip }, async (t) => {
   const webhookSecret = `whsec_${randomBytes(32).toString('base64')}`;
   const options = { controlUrl: '', webhookSecret };
   const app = createDemoApp(options);
@@ -24,11 +21,7 @@ test('the demo page resumes after a server-side break and shows every message on
   await once(app, 'listening');
   const sc = await startSidecar(`http://127.0.0.1:${(app.address() as AddressInfo).port}`, { webhooks: { secret: webhookSecret } });
   options.controlUrl = sc.controlUrl;
-  const browser: Browser = await chromium.launch({
-    executablePath,
-    headless: true,
-    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-  });
+  const browser: Browser = await launchChromium();
   t.after(async () => {
     await browser.close();
     await sc.close();

@@ -2,16 +2,12 @@
 // bundle from /switchboard/client.js, its client moves to Server-Sent Events (the browser's
 // WebSocket hides why it failed, so the failure alone decides), gets pushes and sends a message.
 import { test } from 'node:test';
+import { browserSkip, launchChromium } from './helpers/browser.js';
 import assert from 'node:assert/strict';
-import { existsSync } from 'node:fs';
-import { chromium } from 'playwright-core';
 import { startApp, type TestApp } from './helpers/app.js';
 import { startSidecar, type Sidecar } from './helpers/sidecar.js';
 import { startBlockingProxy, type BlockingProxy } from './client-fallback-proxy.js';
 
-const executablePath = '/usr/bin/chromium';
-const available = existsSync(executablePath);
-if (!available && process.env.CI) throw new Error(`${executablePath} is missing: CI must install Debian's chromium package`);
 
 let app: TestApp;
 let sc: Sidecar;
@@ -46,12 +42,8 @@ test.after(async () => {
   await app.close();
 });
 
-test('a page whose WebSocket is dropped falls back to SSE: pushes by channel and user arrive, send() is acked', { skip: !available && 'chromium is not installed' }, async (t) => {
-  const browser = await chromium.launch({
-    executablePath,
-    headless: true,
-    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-  });
+test('a page whose WebSocket is dropped falls back to SSE: pushes by channel and user arrive, send() is acked', { skip: browserSkip }, async (t) => {
+  const browser = await launchChromium();
   t.after(() => browser.close());
   const tab = await browser.newPage();
   const errors: string[] = [];

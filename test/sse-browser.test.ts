@@ -3,18 +3,15 @@
 // test cuts and holds down) while more are pushed; the browser reconnects by itself, with its
 // cookie and Last-Event-ID, and the page gets exactly the missed messages, on the same session.
 import { test } from 'node:test';
+import { browserSkip, launchChromium } from './helpers/browser.js';
 import assert from 'node:assert/strict';
-import { existsSync } from 'node:fs';
 import { once } from 'node:events';
 import { connect, createServer, type AddressInfo, type Socket } from 'node:net';
-import { chromium, type Browser } from 'playwright-core';
+import type { Browser } from 'playwright-core';
 import { startApp } from './helpers/app.js';
 import { startSidecar } from './helpers/sidecar.js';
 import { eventually } from './helpers/eventually.js';
 
-const executablePath = '/usr/bin/chromium';
-const available = existsSync(executablePath);
-if (!available && process.env.CI) throw new Error(`${executablePath} is missing: CI must install Debian's chromium package`);
 
 const PAGE = `<!doctype html><meta charset="utf-8"><title>sse</title><script>
 window.got = []; window.welcomes = [];
@@ -48,7 +45,7 @@ async function cuttableProxy(port: number) {
   };
 }
 
-test('a plain EventSource gets pushes, and after a cut network the missed ones once the browser came back by itself', { skip: !available && 'chromium is not installed' }, async (t) => {
+test('a plain EventSource gets pushes, and after a cut network the missed ones once the browser came back by itself', { skip: browserSkip }, async (t) => {
   const app = await startApp((r) => {
     if (r.url === '/page') return { headers: { 'content-type': 'text/html; charset=utf-8' }, body: PAGE };
     if (r.url === '/ws/connect') return { body: { user: 'reader', channels: ['news'] } };
@@ -56,11 +53,7 @@ test('a plain EventSource gets pushes, and after a cut network the missed ones o
   });
   const sc = await startSidecar(app.url, { webhooks: { paths: { resume: '/ws/resume' } } });
   const proxy = await cuttableProxy(sc.sb.publicAddress.port);
-  const browser: Browser = await chromium.launch({
-    executablePath,
-    headless: true,
-    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-  });
+  const browser: Browser = await launchChromium();
   t.after(async () => {
     await browser.close();
     proxy.close();

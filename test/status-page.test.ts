@@ -2,33 +2,27 @@
 // its numbers change in place (no reload), it asks only the control port, it fits a phone, and
 // it reads the token from its fragment or asks for it.
 import { test } from 'node:test';
+import { browserSkip, launchChromium } from './helpers/browser.js';
 import assert from 'node:assert/strict';
-import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
 import { startApp } from './helpers/app.js';
 import { startSidecar } from './helpers/sidecar.js';
 import { connect, connectReliable, type TestClient } from './helpers/client.js';
 import { startWorkers } from './helpers/process.js';
 
-const executablePath = '/usr/bin/chromium';
-const available = existsSync(executablePath);
-if (!available && process.env.CI) throw new Error(`${executablePath} is missing: CI must install Debian's chromium package`);
 
 const token = 'status-page-token-0123456789';
 const PNG = Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
 
 const text = (page: Page, id: string) => page.$eval(`#${id}`, (el) => el.textContent ?? '');
 
-test('the status page updates in place under traffic, asks only the control port, and fits a phone', { skip: !available && 'chromium is not installed' }, async (t) => {
+test('the status page updates in place under traffic, asks only the control port, and fits a phone', { skip: browserSkip }, async (t) => {
   const app = await startApp((r) => (r.url === '/ws/connect' ? { body: { user: 'u', channels: ['room'] } } : { status: 204 }));
   const sc = await startSidecar(app.url, { control: { token } });
-  const browser: Browser = await chromium.launch({
-    executablePath,
-    headless: true,
-    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-  });
+  const browser: Browser = await launchChromium();
   const clients: TestClient[] = [await connect(sc.wsUrl()), (await connectReliable(sc.wsUrl())).client];
   let traffic = true;
   t.after(async () => {
@@ -92,10 +86,10 @@ test('the status page updates in place under traffic, asks only the control port
   assert.deepEqual(png.subarray(0, 8), PNG, 'it is a PNG');
 });
 
-test('without a token in the address, the page asks for it and then shows the numbers', { skip: !available && 'chromium is not installed' }, async (t) => {
+test('without a token in the address, the page asks for it and then shows the numbers', { skip: browserSkip }, async (t) => {
   const app = await startApp();
   const sc = await startSidecar(app.url, { control: { token } });
-  const browser = await chromium.launch({ executablePath, headless: true, args: ['--no-sandbox', '--disable-gpu'] });
+  const browser = await launchChromium();
   t.after(async () => { await browser.close(); await sc.close(); await app.close(); });
   const page = await browser.newPage();
   const statuses: number[] = [];
@@ -110,11 +104,11 @@ test('without a token in the address, the page asks for it and then shows the nu
   await page.waitForSelector('#login', { state: 'hidden' });
 });
 
-test('with workers, the primary\'s page shows every worker\'s connections', { skip: !available && 'chromium is not installed' }, async (t) => {
+test('with workers, the primary\'s page shows every worker\'s connections', { skip: browserSkip }, async (t) => {
   const app = await startApp();
   t.after(() => app.close());
   const { pub, ctl } = await startWorkers(t, app.url, 'pw');
-  const browser = await chromium.launch({ executablePath, headless: true, args: ['--no-sandbox', '--disable-gpu'] });
+  const browser = await launchChromium();
   t.after(() => browser.close());
   const page = await browser.newPage();
   await page.goto(`http://127.0.0.1:${ctl}/`);
