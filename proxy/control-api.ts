@@ -111,10 +111,10 @@ function healthHandlers(deps: Pick<ControlDeps, 'ready' | 'metricsText'>): Recor
       let text: { contentType: string; body: string };
       try {
         text = await deps.metricsText();
-      } catch {
+      } catch (err) {
         // Counters of a worker left out would read as resets to Prometheus: the scrape fails instead.
-        const err = new SwitchboardError('metrics_unavailable');
-        return sendJson(res, err.status, err.toJSON(), { 'retry-after': '1' });
+        const e = err instanceof SwitchboardError ? err : new SwitchboardError('metrics_unavailable');
+        return sendJson(res, e.status, e.toJSON(), { 'retry-after': '1' });
       }
       res.writeHead(200, { 'content-type': text.contentType });
       res.end(text.body);

@@ -241,7 +241,7 @@ const document = {
       },
     },
     '/metrics': { get: { summary: 'Prometheus metrics (with workers, all of them aggregated).', security: controlToken, responses: { 200: { description: 'The text format.', content: { 'text/plain': { schema: { type: 'string' } } } }, ...errors('unauthorized', 'metrics_unavailable') } } },
-    '/v1/status': { get: { summary: 'The status page\'s numbers.', security: controlToken, responses: { 200: json(ref('Status'), 'The numbers.'), ...errors('unauthorized', 'internal') } } },
+    '/v1/status': { get: { summary: 'The status page\'s numbers.', security: controlToken, responses: { 200: json(ref('Status'), 'The numbers.'), ...errors('unauthorized', 'metrics_unavailable', 'internal') } } },
     '/v1/connections/{id}/messages': { parameters: [id], post: push('Send to one connection.', 'unknown_connection') },
     '/v1/users/{user}/messages': { parameters: [user], post: push('Send to every connection of a user.') },
     '/v1/channels/{channel}/messages': { parameters: [channel], post: push('Send to every subscriber of a channel.') },

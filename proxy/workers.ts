@@ -21,7 +21,7 @@ import { Push, PushIds } from './push.js';
 import { parseConnectionId } from './target.js';
 import type { Target } from './target.js';
 import { Parts, pluginRoutes, pushSources, type Plugin } from './plugin.js';
-import { ExitCode } from './errors.js';
+import { ExitCode, SwitchboardError } from './errors.js';
 import { onStopSignals } from './signals.js';
 import { decodeCursors, type ProcessStatus, type Views } from './views.js';
 import { mergeMembers, mergeUser, type MembersAnswer, type UserPresence } from './presence-query.js';
@@ -399,10 +399,16 @@ async function runPrimary(config: Readonly<Config>, n: number, plugins: readonly
       const states = await pool.callAll<{ ready: boolean; reason?: string }>({ op: 'ready' });
       return states.find((s) => !s.ready) ?? { ready: true };
     },
-    metricsText: async () => ({
-      contentType: aggregator.contentType,
-      body: `${await aggregator.clusterMetrics()}\n${await own.metrics()}`,
-    }),
+    metricsText: async () => {
+      let workers: string;
+      try {
+        workers = await aggregator.clusterMetrics();
+      } catch (err) {
+        // A worker did not answer (one being replaced): no partial numbers, for /metrics and /v1/status alike.
+        throw new SwitchboardError('metrics_unavailable', undefined, { cause: err });
+      }
+      return { contentType: aggregator.contentType, body: `${workers}\n${await own.metrics()}` };
+    },
   };
   const control: Server = createServer(createControlApi({
     ...health,

@@ -149,7 +149,7 @@ test('two workers: 200 reliable sessions dropped and resumed all come back with 
   assert.equal(app.byPath('/ws/connect').length, 200, 'no resume made a new connect');
 });
 
-test('workers: while a worker does not answer for its metrics, /metrics is a 503 with Retry-After, not partial counters; then whole again', async (t) => {
+test('workers: while a worker does not answer for its metrics, /metrics and /v1/status are a 503, not partial counters; then whole again', async (t) => {
   const app = await startApp();
   t.after(() => app.close());
   const { cli, ctl } = await startWorkers(t, app.url, 'mq');
@@ -166,6 +166,10 @@ test('workers: while a worker does not answer for its metrics, /metrics is a 503
   assert.equal(res.headers.get('retry-after'), '1');
   assert.match(res.headers.get('content-type') ?? '', /application\/json/);
   assert.equal((await res.json() as { error: string }).error, 'metrics_unavailable');
+  // The status page's numbers come from the same text: the same clear answer.
+  const status = await fetch(`http://127.0.0.1:${ctl}/v1/status`);
+  assert.equal(status.status, 503);
+  assert.equal((await status.json() as { error: string }).error, 'metrics_unavailable');
   process.kill(pids[0]!, 'SIGCONT');
   await eventually(async () => (await fetch(`http://127.0.0.1:${ctl}/metrics`)).status === 200, 'metrics whole again', 15_000);
 });
