@@ -16,7 +16,16 @@ export const MAX_POST_FRAMES = 100;
 
 const CONNECTING = 0;
 const OPEN = 1;
+const CLOSING = 2;
 const CLOSED = 3;
+
+/**
+ * How long `close()` waits for the server to take its `close` frame before it drops the stream
+ * anyway (the session then waits its grace, as after a lost connection).
+ */
+export const CLOSE_WAIT_MS = 5000;
+/** Below the 64 KiB browsers allow a keepalive request's body. */
+const KEEPALIVE_BODY = 60_000;
 
 export type Fetch = (url: string, init: {
   method: string;
@@ -25,6 +34,7 @@ export type Fetch = (url: string, init: {
   signal?: AbortSignal;
   credentials?: 'include';
   cache?: 'no-store';
+  keepalive?: boolean;
 }) => Promise<Response>;
 
 type Listener = (request: unknown, response: HandshakeResponse) => void;
@@ -97,6 +107,7 @@ export class SseSocket implements WebSocketLike {
   #silenceMs = 0; // 0 until the welcome says how often the server writes
   #heard = false; // bytes arrived since the silence timer was armed
   #silenceTimer: unknown = undefined;
+  #closeTimer: unknown = undefined;
 
   constructor(url: string, fetchImpl: Fetch, headers: { readonly [name: string]: string } = {}, timers: Timers = globalThis) {
     this.#url = httpUrl(url);
@@ -117,12 +128,22 @@ export class SseSocket implements WebSocketLike {
     if (!this.#posting) void this.#post();
   }
 
-  /** Ends the stream. There is no close frame over SSE: the session then waits its grace, as after a lost socket. */
+  /**
+   * Ends the stream. A normal close (1000) of an open stream first POSTs a `close` frame, so the
+   * session ends now rather than waiting its grace; the server then ends the stream itself, and
+   * the stream is dropped once the POST is answered (or after CLOSE_WAIT_MS).
+   */
   close(code = 1000, reason = ''): void {
-    if (this.readyState === CLOSED) return;
+    if (this.readyState === CLOSED || this.readyState === CLOSING) return;
     this.#closeCode = code;
     this.#closeReason = reason;
-    this.#stop();
+    if (this.readyState !== OPEN || this.#token === null || code !== 1000) return this.#stop();
+    // Behind what was sent before it, in the same queue: the session takes those first, as a
+    // WebSocket's frames come before its close frame.
+    this.readyState = CLOSING;
+    this.#closeTimer = this.#timers.setTimeout(() => this.#stop(), CLOSE_WAIT_MS);
+    this.#queue.push(JSON.stringify({ type: 'close', reason }));
+    if (!this.#posting) void this.#post();
   }
 
   /**
@@ -212,6 +233,8 @@ export class SseSocket implements WebSocketLike {
     if (this.readyState === CLOSED) return;
     if (this.#silenceTimer !== undefined) this.#timers.clearTimeout(this.#silenceTimer);
     this.#silenceTimer = undefined;
+    if (this.#closeTimer !== undefined) this.#timers.clearTimeout(this.#closeTimer);
+    this.#closeTimer = undefined;
     this.readyState = CLOSED;
     this.#queue = [];
     this.onclose?.({ code: this.#closeCode, reason: this.#closeReason });
@@ -220,16 +243,20 @@ export class SseSocket implements WebSocketLike {
   /** POSTs what queued, one request at a time, until the queue is empty or the stream is gone. */
   async #post(): Promise<void> {
     this.#posting = true;
-    while (this.#queue.length > 0 && this.readyState === OPEN && this.#token !== null) {
+    while (this.#queue.length > 0 && (this.readyState === OPEN || this.readyState === CLOSING) && this.#token !== null) {
       const frames = this.#queue.splice(0, MAX_POST_FRAMES);
+      const body = `[${frames.join(',')}]`;
       let answers: unknown;
       try {
         const res = await this.#fetch(this.#url, {
           method: 'POST',
           headers: { ...this.#headers, 'content-type': 'application/json', [TOKEN_HEADER]: this.#token },
-          body: `[${frames.join(',')}]`,
+          body,
           credentials: 'include',
           cache: 'no-store',
+          // The POST that closes outlives the page being closed, when a page calls close();
+          // browsers take keepalive bodies up to 64 KiB only.
+          ...(this.readyState === CLOSING && this.#queue.length === 0 && body.length < KEEPALIVE_BODY ? { keepalive: true } : {}),
         });
         // 403, 404, 409: the stream is ending or gone; its close drives the reconnect, and the
         // messages, still un-acked, are sent again after the next welcome.
@@ -249,5 +276,7 @@ export class SseSocket implements WebSocketLike {
       }
     }
     this.#posting = false;
+    // The close frame was answered (or could not be sent): the stream goes now, if the server has not ended it.
+    if (this.readyState === CLOSING && this.#queue.length === 0) this.#stop();
   }
 }

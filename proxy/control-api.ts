@@ -12,7 +12,7 @@ import { addCounts, zeroCounts, type Directory } from './directory.js';
 import { nameOf, toAll, toChannel, toConnection, toUser, type Target } from './target.js';
 import { bodyKind, payloadOf } from './payload.js';
 import type { Logger } from 'pino';
-import { CONNECTIONS_DEFAULT_LIMIT, CONNECTIONS_MAX_LIMIT, MAX_BATCH_MESSAGES, MAX_CHANNEL, MAX_USER_NAME, MEMBERS_DEFAULT_LIMIT, MEMBERS_MAX_LIMIT } from './limits.js';
+import { CONNECTIONS_DEFAULT_LIMIT, CONNECTIONS_MAX_LIMIT, MAX_BATCH_MESSAGES, MAX_CHANNEL, MAX_CLOSE_REASON_BYTES, MAX_USER_NAME, MEMBERS_DEFAULT_LIMIT, MEMBERS_MAX_LIMIT } from './limits.js';
 import { decodeMembersCursor, mergeMembers } from './presence-query.js';
 import type { NodeView, Scope, Views } from './views.js';
 import { openApiDocument } from './openapi.js';
@@ -384,6 +384,6 @@ function closeParams(url: URL): { code: number; reason: string } {
   const code = codeText === null ? CloseCode.appDefault : Number(codeText);
   if (!/^\d+$/.test(codeText ?? '4000') || code < 4000 || code > 4099) throw new SwitchboardError('bad_close_code', `close code must be an integer from 4000 to 4099, got ${JSON.stringify(codeText)}`);
   const reason = url.searchParams.get('reason') ?? '';
-  if (Buffer.byteLength(reason) > 123) throw new SwitchboardError('bad_query', 'reason: at most 123 bytes');
+  if (Buffer.byteLength(reason) > MAX_CLOSE_REASON_BYTES) throw new SwitchboardError('bad_query', `reason: at most ${MAX_CLOSE_REASON_BYTES} bytes`);
   return { code, reason };
 }

@@ -108,3 +108,6 @@ export const MAX_SSE_COOKIES = 32;
 
 /** Frames in one POST of an SSE session: each is answered in the reply, which must stay small beside the body bound. */
 export const MAX_SEND_FRAMES = 100;
+
+/** A close reason in bytes of UTF-8: what a WebSocket close frame can carry (RFC 6455 §5.5), so every transport can say it. */
+export const MAX_CLOSE_REASON_BYTES = 123;

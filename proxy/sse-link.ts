@@ -89,6 +89,21 @@ export class SseLink implements ClientLink, Wire {
         answers.push(f.id === undefined ? { type: 'error', error: 'closed', message: 'the stream closed' } : { type: 'nack', id: f.id, error: 'closed', retryable: true });
         continue;
       }
+      if (f.close !== undefined) {
+        // The client ends its session: the frames before it are answered first, then the stream
+        // closes as a WebSocket client's close 1000 would, so the session ends now (the disconnect
+        // webhook says 1000 and this reason), no grace.
+        const before = await Promise.all(answers);
+        answers.length = 0;
+        answers.push(...before);
+        if (this.ended) {
+          answers.push({ type: 'error', error: 'closed', message: 'the stream closed' });
+          continue;
+        }
+        this.#end(sseClose(CloseCode.normal, f.close), CloseCode.normal, f.close);
+        answers.push({ type: 'accepted' });
+        continue;
+      }
       let waited: Promise<ServerFrame> | null = null;
       let waiter: ((f: ServerFrame) => void) | null = null;
       if (f.id !== undefined) {

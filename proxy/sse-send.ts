@@ -1,8 +1,9 @@
 // What an SSE session's client sends by POST (docs/usage.md, "HTTP fallback (SSE)"): one
 // reliable-mode frame, or an array of them, as JSON. Parsed once here, without throwing; each
-// frame then enters the session as a WebSocket frame would (proxy/reliable.ts decides on it).
+// frame then enters the session as a WebSocket frame would (proxy/reliable.ts decides on it), but
+// `{"type":"close","reason"?}`, which ends the session as a WebSocket close frame with 1000 would.
 import { parseJson } from './json.js';
-import { MAX_SEND_FRAMES } from './limits.js';
+import { MAX_CLOSE_REASON_BYTES, MAX_SEND_FRAMES } from './limits.js';
 import { fail, ok, type Result } from './result.js';
 
 export interface SentFrame {
@@ -10,6 +11,8 @@ export interface SentFrame {
   readonly text: string;
   /** Its `id` when it is a string: the answer to wait for (ack or nack). */
   readonly id: string | undefined;
+  /** Set on a `close` frame: the client ends its session now, with this reason. */
+  readonly close?: string;
 }
 
 export interface SendBody {
@@ -31,8 +34,17 @@ export function parseSendBody(text: string): Result<SendBody, SendBodyError> {
   const frames: SentFrame[] = [];
   for (const item of items) {
     if (item === null || typeof item !== 'object' || Array.isArray(item)) return fail({ code: 'bad_body', message: 'each frame is a JSON object with a "type"' });
-    const id = (item as Record<string, unknown>).id;
-    frames.push({ text: JSON.stringify(item), id: typeof id === 'string' ? id : undefined });
+    const { id, type, reason } = item as Record<string, unknown>;
+    const text = JSON.stringify(item);
+    if (type === 'close') {
+      // Not a session frame: the link ends its stream as a WebSocket client's close frame (1000) would.
+      if (reason !== undefined && (typeof reason !== 'string' || Buffer.byteLength(reason) > MAX_CLOSE_REASON_BYTES)) {
+        return fail({ code: 'bad_body', message: `a close frame's "reason" is a string of at most ${MAX_CLOSE_REASON_BYTES} bytes` });
+      }
+      frames.push({ text, id: undefined, close: reason ?? '' });
+      continue;
+    }
+    frames.push({ text, id: typeof id === 'string' ? id : undefined });
   }
   return ok({ frames, single });
 }

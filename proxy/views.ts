@@ -7,7 +7,7 @@ import { fail, ok, type Result } from './result.js';
 import { sessionInfo, type ListQuery, type LocalDirectory, type SessionInfo } from './directory.js';
 import { targetOf, nameOf, type Target } from './target.js';
 import type { Registry } from './registry.js';
-import { MAX_HELD_QUESTION, MEMBERS_MAX_LIMIT } from './limits.js';
+import { MAX_CLOSE_REASON_BYTES, MAX_HELD_QUESTION, MEMBERS_MAX_LIMIT } from './limits.js';
 import { isMembersAnswer, isUserPresence, membersHere, mergeMembers, mergeUser, userHere, type MembersPage, type UserPresence } from './presence-query.js';
 
 export type Question =
@@ -126,7 +126,7 @@ export function decodeQuestion(content: Buffer): Result<Question> {
       const target = targetOf(typeof t.kind === 'string' ? t.kind : undefined, typeof t.name === 'string' ? t.name : undefined);
       if (target === null) return fail('bad target');
       if (!Number.isInteger(q.code) || (q.code as number) < 1000 || (q.code as number) > 4999) return fail('bad close code');
-      if (typeof q.reason !== 'string' || Buffer.byteLength(q.reason) > 123) return fail('bad reason');
+      if (typeof q.reason !== 'string' || Buffer.byteLength(q.reason) > MAX_CLOSE_REASON_BYTES) return fail('bad reason');
       return ok({ op: 'close', target, code: q.code as number, reason: q.reason });
     }
     default: return fail(`unknown question ${JSON.stringify(q.op)}`);

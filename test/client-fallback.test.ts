@@ -142,6 +142,23 @@ test('a dropped stream resumes the same session: what was pushed meanwhile arriv
   assertNoDuplicates(r);
 });
 
+test('close() over SSE ends the session at once: what was sent before goes first, the app hears 1000', async (t) => {
+  proxy.upgrades = 'drop';
+  const r = connect(t, { upgradeRetryMs: 60_000 });
+  await r.until('the open over SSE', () => r.events.includes('open:false'));
+  const id = r.client.session!;
+  const seen = app.byPath('/ws/message').length;
+  // Sent, then closed at once: the sends are rejected (closed) but still go ahead of the close.
+  const sends = [1, 2, 3].map((i) => r.client.send({ closing: i }).catch((err: { code: string }) => err.code));
+  await r.client.close();
+  const hook = await app.waitFor((h) => h.url === '/ws/disconnect' && h.json().connection === id, 'the disconnect webhook');
+  assert.deepEqual([hook.json().code, hook.json().reason], [1000, 'client closed']);
+  assert.deepEqual(app.byPath('/ws/message').slice(seen).map((h) => h.json()), [1, 2, 3].map((i) => ({ closing: i })), 'the sends came first, in order');
+  assert.equal((await sc.control('GET', `/v1/connections/${id}`)).status, 404, 'ended, not detached for its grace');
+  assert.deepEqual(await Promise.all(sends), ['closed', 'closed', 'closed']);
+  assert.equal(r.client.state.status, 'closed');
+});
+
 test('upgrades let through again: the client climbs back to a WebSocket on the same session, nothing lost or doubled', async (t) => {
   proxy.upgrades = 'drop';
   const r = connect(t);

@@ -398,6 +398,11 @@ test('bad POSTs get clear errors, and the session and the sidecar stay up', asyn
   assert.equal((await send(sc, token, { type: 'shout' })).json.error, 'bad_type');
   assert.equal((await send(sc, token, [{ type: 'ping' }, { type: 'message' }])).json[1].error, 'bad_field', 'an array answers each frame');
   assert.equal(s.events.filter((e) => e.event === 'error').length, 0, 'frame errors are answered in the reply, not on the stream');
+  for (const reason of [5, null, 'é'.repeat(62)]) {
+    const bad = await send(sc, token, [{ type: 'ping' }, { type: 'close', reason }]);
+    assert.deepEqual([bad.status, bad.json.error], [400, 'bad_body'], `close reason ${JSON.stringify(reason)?.slice(0, 20)}`);
+    assert.match(bad.json.message, /at most 123 bytes/);
+  }
   assert.equal((await send(sc, token, { type: 'ping' })).json.type, 'pong', 'the session still takes frames');
 
   // A detached session: its stream must come back first. An ended one: gone.
@@ -410,8 +415,26 @@ test('bad POSTs get clear errors, and the session and the sidecar stay up', asyn
   assert.equal((await fetch(`${sc.controlUrl}/healthz`)).status, 200);
 });
 
+test('a close frame ends the session now: what came before it goes first, the stream says 1000, the app hears it, no grace', async (t) => {
+  const { app, sc, open } = await setup(t, { session: { graceMs: 600_000 } });
+  const s = await open();
+  const { session, token } = await welcomeOf(s);
+  const reason = 'tab closed ' + 'é'.repeat(50);
+  const answers = await send(sc, token, [{ type: 'message', id: 'm1', data: { n: 1 } }, { type: 'close', reason }, { type: 'message', id: 'm2', data: { n: 2 } }]);
+  assert.equal(answers.status, 200);
+  assert.deepEqual(answers.json, [{ type: 'ack', id: 'm1' }, { type: 'accepted' }, { type: 'nack', id: 'm2', error: 'closed', retryable: true }]);
+  const closed = await s.next((e) => e.event === 'close', 'the close event');
+  assert.deepEqual(dataOf(closed), { code: 1000, reason });
+  await s.ended;
+  const disconnect = await app.waitFor((r) => r.url === '/ws/disconnect', 'the disconnect webhook');
+  assert.deepEqual([disconnect.json().connection, disconnect.json().code, disconnect.json().reason], [session, 1000, reason]);
+  assert.deepEqual(app.byPath('/ws/message').map((r) => r.json().n), [1], 'only the frame before the close');
+  assert.equal((await sc.control('GET', `/v1/connections/${session}`)).status, 404, 'ended, not detached for its grace');
+  assert.deepEqual([(await send(sc, token, { type: 'ping' })).status, (await send(sc, token, { type: 'ping' })).json.error], [404, 'unknown_connection']);
+});
+
 test('property: the POST body parser takes one frame or an array of them, and answers any text without throwing', () => {
-  const frame = fc.dictionary(fc.string({ maxLength: 8 }), fc.jsonValue({ maxDepth: 3 }), { maxKeys: 5 });
+  const frame = fc.dictionary(fc.string({ maxLength: 8 }), fc.jsonValue({ maxDepth: 3 }), { maxKeys: 5 }).filter((f) => f.type !== 'close');
   fc.assert(fc.property(fc.array(frame, { minLength: 1, maxLength: MAX_SEND_FRAMES }), fc.boolean(), (frames, single) => {
     const body = single ? frames[0] : frames;
     const parsed = parseSendBody(JSON.stringify(body));
@@ -426,6 +449,14 @@ test('property: the POST body parser takes one frame or an array of them, and an
     if (!parsed.ok) assert.ok(['bad_json', 'too_deep', 'bad_body'].includes(parsed.error.code));
   }), { numRuns: 500 });
   assert.equal(parseSendBody(JSON.stringify(Array.from({ length: MAX_SEND_FRAMES + 1 }, () => ({ type: 'ping' })))).ok, false);
+  // A close frame: taken with no reason or a string of at most 123 bytes of UTF-8, refused otherwise.
+  fc.assert(fc.property(fc.option(fc.oneof(fc.string({ maxLength: 130, unit: 'grapheme' }), fc.jsonValue({ maxDepth: 1 })), { nil: undefined }), (reason) => {
+    const parsed = parseSendBody(JSON.stringify([{ type: 'close', reason }]));
+    const fits = reason === undefined || (typeof reason === 'string' && Buffer.byteLength(reason) <= 123);
+    assert.equal(parsed.ok, fits);
+    if (parsed.ok) assert.equal(parsed.value.frames[0].close, reason ?? '');
+    else assert.equal(parsed.error.code, 'bad_body');
+  }), { numRuns: 300 });
 });
 
 export type { SseEvent };
