@@ -195,10 +195,10 @@ const schema = z.strictObject({
     ctx.addIssue({ code: 'custom', params: { crossField: true }, path: ['session', 'tokenSecret'], message: 'required when cluster.amqp.url is set: resume tokens must verify on every node (set the same secret on all of them)' });
   }
   if (c.webhooks.paths.presence !== null) {
-    // Cluster-wide events need an owner per channel (docs/presence.md): not built yet.
+    // Cluster-wide events need an owner per channel (docs/presence.md): not built yet. With workers,
+    // the primary counts the node's members (proxy/worker-presence.ts).
     const refuse = (why: string) => ctx.addIssue({ code: 'custom', params: { crossField: true }, path: ['webhooks', 'paths', 'presence'], message: why });
     if (c.cluster.amqp.url !== null) refuse('presence events are per process for now: not with cluster.amqp.url (the queries answer cluster-wide without them)');
-    if (c.workers !== 1) refuse(`presence events are per process for now: not with workers (${c.workers}); set workers: 1`);
     if (c.webhooks.dialect !== 'native') refuse('presence events have no form in the websocket-over-http dialect: use webhooks.dialect "native"');
   }
   if (c.session.outbox.highWaterBytes > c.session.outbox.maxBytes) {

@@ -4,7 +4,14 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 
 export type Metrics = ReturnType<typeof createMetrics>;
 
-export function createMetrics(options: { defaults?: boolean } = {}) {
+export interface MetricsOptions {
+  /** Node's default process metrics (default true). */
+  readonly defaults?: boolean;
+  /** The presence event metrics (default true); a worker leaves them to its primary. */
+  readonly presence?: boolean;
+}
+
+export function createMetrics(options: MetricsOptions = {}) {
   const m = createCollectors(options);
   // Label children for the per-frame counters, bound once: the hot path pays no label lookup.
   return {
@@ -17,7 +24,7 @@ export function createMetrics(options: { defaults?: boolean } = {}) {
   };
 }
 
-function createCollectors(options: { defaults?: boolean }) {
+function createCollectors(options: MetricsOptions) {
   const registry = new Registry();
   if (options.defaults !== false) collectDefaultMetrics({ register: registry, prefix: 'switchboard_' });
   const registers = [registry];
@@ -47,8 +54,8 @@ function createCollectors(options: { defaults?: boolean }) {
     webhookFailuresTotal: new Counter({ name: `${p}webhook_failures_total`, help: 'Webhooks that failed for good', labelNames: ['event'] as const, registers }),
     webhookAnswersTooLargeTotal: new Counter({ name: `${p}webhook_answers_too_large_total`, help: '2xx webhook answers larger than limits.maxMessageBytes (not retried)', labelNames: ['event'] as const, registers }),
     webhooksWaiting: new Gauge({ name: `${p}webhooks_waiting`, help: 'At-least-once webhooks (disconnect) waiting to be tried again', labelNames: ['event'] as const, registers }),
-    presenceEventsTotal: new Counter({ name: `${p}presence_events_total`, help: 'Presence events by result: delivered (the app took them), given_up (retries exhausted or shutdown), dropped (presence.maxPending full)', labelNames: ['result'] as const, registers }),
-    presenceEventsPending: new Gauge({ name: `${p}presence_events_pending`, help: 'Presence events queued or being delivered', registers }),
+    // With workers the primary keeps the members and sends the events: its registry has these instead.
+    ...presenceCollectors(options.presence === false ? [] : registers),
     resumesTotal: new Counter({ name: `${p}resumes_total`, help: 'Resume attempts by result', labelNames: ['result'] as const, registers }),
     sessionMovesTotal: new Counter({ name: `${p}session_moves_total`, help: 'Reliable sessions moved between processes, by direction (in, out) and result', labelNames: ['direction', 'result'] as const, registers }),
     rosterChangesTotal: new Counter({ name: `${p}roster_changes_total`, help: 'Cluster roster changes (sessions added, changed, gone) by result: confirmed by the broker, or not', labelNames: ['result'] as const, registers }),
@@ -79,4 +86,15 @@ export function countOpenConnections(metrics: Metrics, sessions: () => Iterable<
       for (const s of sessions()) if (s.transport !== null) this.inc({ mode: s.mode, transport: s.transport });
     },
   });
+}
+
+export type PresenceMetrics = ReturnType<typeof presenceCollectors>;
+
+/** The presence event metrics, on the registry of the process that sends the events. */
+export function presenceCollectors(registers: Registry[]) {
+  const p = 'switchboard_';
+  return {
+    presenceEventsTotal: new Counter({ name: `${p}presence_events_total`, help: 'Presence events by result: delivered (the app took them), given_up (retries exhausted or shutdown), dropped (presence.maxPending full)', labelNames: ['result'] as const, registers }),
+    presenceEventsPending: new Gauge({ name: `${p}presence_events_pending`, help: 'Presence events queued or being delivered', registers }),
+  };
 }

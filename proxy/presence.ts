@@ -7,7 +7,7 @@
 import type { Logger } from 'pino';
 import type { Clock } from './clock.js';
 import type { Config } from './config.js';
-import type { Metrics } from './metrics.js';
+import type { PresenceMetrics } from './metrics.js';
 import type { Part } from './plugin.js';
 import type { RegistryWatcher } from './registry.js';
 import { PresenceDelivery } from './presence-delivery.js';
@@ -141,18 +141,17 @@ export class Membership {
   }
 }
 
-/** Presence as a process runs it: a registry watcher feeding `Membership`, events to `PresenceDelivery`, a part to close. */
+/** What a process that holds sessions runs for presence: a registry watcher and a part to close. */
 export interface PresenceParts {
   readonly watcher: RegistryWatcher;
   readonly part: Part;
-  readonly delivery: PresenceDelivery;
 }
 
 export function createPresence(options: {
   readonly config: Readonly<Config>['presence'];
   readonly clock: Clock;
   readonly log: Logger;
-  readonly metrics: Metrics;
+  readonly metrics: PresenceMetrics;
   readonly ids: PresenceIds;
   readonly deliver: (events: readonly PresenceEvent[]) => Promise<boolean>;
 }): PresenceParts {
@@ -174,7 +173,6 @@ export function createPresence(options: {
     emit: (type, channel, user) => delivery.push({ type, channel, user, id: options.ids.next(), at: new Date(clock.now()).toISOString() }),
   });
   return {
-    delivery,
     watcher: { first: () => {}, last: () => {}, member: (channel, user, delta, ended) => membership.change(channel, user, delta, ended) },
     part: {
       name: 'presence',

@@ -44,6 +44,8 @@ export interface SwitchboardOptions {
   readonly control?: boolean;
   /** Passes a resume to the worker that holds its session (workers only). */
   readonly handoff?: (worker: number, req: IncomingMessage, socket: Socket, head: Buffer) => boolean;
+  /** A worker's presence: its member changes go to the primary, which sends the events (workers only). */
+  readonly presence?: PresenceParts;
   /** The plugins to run with (cli.ts passes the built-in ones). */
   readonly plugins: readonly Plugin[];
 }
@@ -125,7 +127,7 @@ export class Switchboard {
     };
     const { upstream, relay } = sessionParts(plugins, host);
     this.upstream = upstream;
-    const presence = this.#presenceOf(config, upstream, self);
+    const presence = this.#presenceOf(config, upstream, self, options.presence);
     // With a relay, sessions that moved here from another process are indexed by id too.
     this.registry = new Registry(watchers(relay?.watcher, presence?.watcher), relay ? `${self}-` : null);
     countOpenConnections(this.metrics, () => this.registry.all());
@@ -243,10 +245,11 @@ export class Switchboard {
   }
 
   /** Presence events, when `webhooks.paths.presence` is set (config.ts refuses what cannot carry them yet). */
-  #presenceOf(config: Readonly<Config>, upstream: Upstream, self: string): PresenceParts | null {
+  #presenceOf(config: Readonly<Config>, upstream: Upstream, self: string, forwarded: PresenceParts | undefined): PresenceParts | null {
     if (config.webhooks.paths.presence === null) return null;
     const deliver = upstream.presence?.bind(upstream);
     if (!deliver) throw new Error(`webhooks.paths.presence: the ${upstream.name} upstream cannot send presence events`);
+    if (forwarded) return forwarded;
     return createPresence({ config: config.presence, clock: this.clock, log: this.log, metrics: this.metrics, ids: new PresenceIds(self, randomBytes(4).toString('hex')), deliver });
   }
 

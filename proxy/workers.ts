@@ -14,7 +14,7 @@ import { systemClock } from './clock.js';
 import { createControlApi, createMetricsApi } from './control-api.js';
 import { addCounts, zeroCounts, type Directory, type ListQuery, type Page, type RouteResult, type SessionInfo } from './directory.js';
 import { createLogger } from './log.js';
-import { createMetrics } from './metrics.js';
+import { createMetrics, presenceCollectors } from './metrics.js';
 import type { HandedRequest, Switchboard } from './switchboard.js';
 import { Socket } from 'node:net';
 import { Push, PushIds } from './push.js';
@@ -25,6 +25,8 @@ import { ExitCode, SwitchboardError } from './errors.js';
 import { onStopSignals } from './signals.js';
 import { decodeCursors, type ProcessStatus, type Views } from './views.js';
 import { mergeMembers, mergeUser, type MembersAnswer, type UserPresence } from './presence-query.js';
+import type { PresenceEvent } from './presence.js';
+import { forwardMembers, PrimaryPresence, WorkerGoneError, type MembersEndedMessage, type MembersMessage } from './worker-presence.js';
 
 /** The environment variable that carries the primary's validated config to its workers. */
 export const WORKER_CONFIG = 'SWITCHBOARD_WORKER_CONFIG';
@@ -72,6 +74,7 @@ type Op =
   | { op: 'userPresence'; user: string }
   | { op: 'setChannel'; connection: string; channel: string; subscribed: boolean }
   | { op: 'sessions' }
+  | { op: 'presence'; events: readonly PresenceEvent[] }
   | { op: 'ready' }
   | { op: 'status' }
   | { op: 'view'; name: ViewName; args: unknown[] };
@@ -101,10 +104,14 @@ async function runWorker(config: Readonly<Config>, plugins: readonly Plugin[], e
   const index = Number(process.env.SWITCHBOARD_WORKER_INDEX ?? 0);
   // Loaded here, not at the top: the primary never runs a client pipeline.
   const { Switchboard } = await import('./switchboard.js');
+  // The node's members are counted in the primary: this worker's changes go there.
+  const members = config.webhooks.paths.presence === null ? null : forwardMembers((m) => process.send!(m));
   const sb = new Switchboard(config, {
     plugins,
     worker: index,
     control: false,
+    metrics: createMetrics({ presence: false }),
+    presence: members ?? undefined,
     // A resume for a session of another worker: the socket goes there through the primary.
     handoff: (to, req, socket, head) => {
       const message: Handoff = { sb: 'handoff', to, request: { method: req.method ?? 'GET', url: req.url ?? '/', headers: req.headers }, head: head.toString('base64') };
@@ -127,6 +134,10 @@ async function runWorker(config: Readonly<Config>, plugins: readonly Plugin[], e
     if (m.sb === 'handoff') {
       const h = message as Handoff;
       if (handle instanceof Socket) sb.adopt(h.request, handle, Buffer.from(h.head, 'base64'));
+      return;
+    }
+    if (m.sb === 'presenceDone') {
+      members?.done();
       return;
     }
     if (m.sb === 'drain') {
@@ -162,6 +173,10 @@ async function answer(sb: Switchboard, body: Op): Promise<unknown> {
     case 'userPresence': return d.userPresence(body.user);
     case 'setChannel': return d.setChannel(body.connection, body.channel, body.subscribed);
     case 'sessions': return d.sessions();
+    case 'presence': {
+      if (!sb.upstream.presence) throw new Error(`the ${sb.upstream.name} upstream cannot send presence events`);
+      return sb.upstream.presence(body.events);
+    }
     case 'ready': return sb.readiness();
     case 'status': return sb.status();
     case 'view': {
@@ -175,12 +190,14 @@ async function answer(sb: Switchboard, body: Op): Promise<unknown> {
 
 class WorkerPool {
   readonly workers = new Map<number, Worker>();
+  /** Workers that said they are ready: a call to one still starting could come before it listens. */
+  readonly started = new WeakSet<Worker>();
   readonly #pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void; worker: Worker }>();
   #next = 0;
 
   call<T>(index: number, body: Op): Promise<T> {
     const worker = this.workers.get(index);
-    if (!worker || !worker.isConnected()) return Promise.reject(new Error(`worker ${index} is not running`));
+    if (!worker || !worker.isConnected()) return Promise.reject(new WorkerGoneError(`worker ${index} is not running`));
     const id = ++this.#next;
     return new Promise<T>((resolve, reject) => {
       this.#pending.set(id, { resolve: resolve as (v: unknown) => void, reject, worker });
@@ -205,7 +222,7 @@ class WorkerPool {
     for (const [id, p] of this.#pending) {
       if (p.worker !== worker) continue;
       this.#pending.delete(id);
-      p.reject(new Error('worker exited during the call'));
+      p.reject(new WorkerGoneError('worker exited during the call'));
     }
   }
 }
@@ -337,6 +354,24 @@ async function runPrimary(config: Readonly<Config>, n: number, plugins: readonly
   const own = new MetricsRegistry();
   const restarts = new Counter({ name: 'switchboard_worker_restarts_total', help: 'Client-pipeline workers restarted after a crash', registers: [own] });
   let state: 'starting' | 'running' | 'draining' = 'starting';
+  // The presence event metrics are the primary's, as it sends the events (workers register none).
+  const presenceMetrics = presenceCollectors([own]);
+  const presence = config.webhooks.paths.presence === null ? null : new PrimaryPresence({
+    config: config.presence,
+    nodeId,
+    start: randomBytes(4).toString('hex'),
+    clock: systemClock,
+    log,
+    metrics: presenceMetrics,
+    workers: {
+      running: () => [...pool.workers].filter(([, w]) => w.isConnected() && pool.started.has(w)).map(([i]) => i).sort((a, b) => a - b),
+      deliver: (index, events) => pool.call<boolean>(index, { op: 'presence', events }),
+      done: (index) => {
+        const w = pool.workers.get(index);
+        if (w?.isConnected()) w.send({ sb: 'presenceDone' });
+      },
+    },
+  });
 
   cluster.setupPrimary({ serialization: 'advanced', execArgv: workerExecArgv() });
   // One resume-token key for every worker, so a token issued by one verifies in all.
@@ -348,6 +383,9 @@ async function runPrimary(config: Readonly<Config>, n: number, plugins: readonly
     pool.workers.set(index, worker);
     worker.on('message', (m: unknown, handle: unknown) => {
       if (m && typeof m === 'object' && 'sbReply' in m) pool.onReply(m as Reply);
+      else if ((m as { sb?: string } | null)?.sb === 'ready') pool.started.add(worker);
+      else if ((m as Partial<MembersMessage> | null)?.sb === 'members') presence?.changes(index, (m as MembersMessage).changes);
+      else if ((m as Partial<MembersEndedMessage> | null)?.sb === 'membersEnded') presence?.membersEnded(index);
       else if ((m as Partial<Handoff> | null)?.sb === 'handoff' && handle instanceof Socket) {
         const target = pool.workers.get((m as Handoff).to);
         // The holder is gone (restarting): the client reconnects and resumes again, or starts anew.
@@ -357,6 +395,7 @@ async function runPrimary(config: Readonly<Config>, n: number, plugins: readonly
     });
     worker.on('exit', (code, signal) => {
       pool.lost(worker);
+      presence?.lost(index);
       if (pool.workers.get(index) === worker) pool.workers.delete(index);
       if (state === 'running') {
         restarts.inc();
@@ -449,12 +488,16 @@ async function runPrimary(config: Readonly<Config>, n: number, plugins: readonly
     await parts.drain(config.drain.timeoutMs / 4);
     const exits = [...pool.workers.values()].map((w) => (w.isDead() ? Promise.resolve() : once(w, 'exit')));
     for (const w of pool.workers.values()) w.send({ sb: 'drain' });
+    // The workers' upstreams wait for the node's last presence events before they close.
+    const lastEvents = presence?.drain([...pool.workers.keys()], Math.max(0, end - 1000 - Date.now()));
     const kill = setTimeout(() => {
       log.warn('drain budget exhausted: killing workers');
       for (const w of pool.workers.values()) w.process.kill('SIGKILL');
     }, Math.max(0, end - Date.now()));
     await Promise.all(exits);
     clearTimeout(kill);
+    await lastEvents;
+    presence?.destroy();
     await parts.close(Math.max(0, end - Date.now()), () => Date.now()).catch((err: unknown) => log.warn({ err: (err as Error).message }, 'closing the push sources failed'));
     parts.destroy();
     control.closeAllConnections();
