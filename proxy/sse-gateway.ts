@@ -31,6 +31,8 @@ export interface SseGatewayHost {
   readonly self: string;
   /** False while starting or draining. */
   accepting(): boolean;
+  /** Where a session that moved away from this process went; null when it did not. */
+  movedTo(id: string): string | null;
 }
 
 /** True when an Accept header takes `text/event-stream` (with any parameters or weight above 0). */
@@ -289,9 +291,10 @@ export class SseGateway {
       const read = ctx.tokens.read(token, now);
       if (read === null) continue;
       const session = registry.get(read.session);
-      // A session this process held and does not any more has ended (or moved: then the token names where).
+      // Not here: held by another process, or held here once and moved away (an older cookie
+      // names this process); else it ended.
       if (session === undefined) {
-        if (read.holder !== this.#host.self) elsewhere.push(token);
+        if (read.holder !== this.#host.self || this.#host.movedTo(read.session) !== null) elsewhere.push(token);
       }
       else if (session.path === url.pathname && session.mode === 'reliable' && (session.state === 'open' || session.state === 'detached')) here.push(session);
     }

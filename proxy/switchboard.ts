@@ -25,7 +25,7 @@ import { LocalDirectory } from './directory.js';
 import { Session, type SessionContext } from './session.js';
 import { TimerWheel } from './timer-wheel.js';
 import { TokenCodec } from './token.js';
-import { Moves } from './moves.js';
+import { Moves, type Departures, type Mover } from './moves.js';
 import { answerLocally, ClusterViews, type ProcessStatus, type Views } from './views.js';
 import { PushIds } from './push.js';
 import type { RosterEntry } from './snapshot.js';
@@ -44,6 +44,8 @@ export interface SwitchboardOptions {
   readonly control?: boolean;
   /** Passes a resume to the worker that holds its session (workers only). */
   readonly handoff?: (worker: number, req: IncomingMessage, socket: Socket, head: Buffer) => boolean;
+  /** Moves sessions from the other workers of this node, when there is no cluster relay (workers only). */
+  readonly mover?: Mover;
   /** A worker's presence: its member changes go to the primary, which sends the events (workers only). */
   readonly presence?: PresenceParts;
   /** The plugins to run with (cli.ts passes the built-in ones). */
@@ -91,6 +93,10 @@ export class Switchboard {
   readonly #timedOut = new WeakSet<IncomingMessage>();
   /** Sessions moving to and from other processes; null without a relay that carries them. */
   readonly #moves: Moves | null;
+  /** The moves can park sessions (a cluster broker): a drain parks them rather than ending them. */
+  readonly #parks: boolean;
+  /** This process's side of sessions moving away (what another process asks of it). */
+  readonly departures: Departures;
   #counter = 0;
   #closing: Promise<void> | null = null;
 
@@ -103,6 +109,14 @@ export class Switchboard {
     this.metrics = options.metrics ?? createMetrics();
     const { plugins } = options;
     const self = `${this.nodeId}-${this.worker}`;
+    this.departures = {
+      depart: (id, to) => this.#moves?.depart(id, to) ?? null,
+      release: (id) => this.#moves?.release(id) ?? null,
+      movedTo: (id) => this.#moves?.movedTo(id) ?? null,
+      parking: (id) => this.#moves?.parking(id) ?? false,
+      expired: (snapshot) => this.#moves?.expired(snapshot) ?? Promise.resolve(),
+      lost: (entry) => this.#moves?.lost(entry) ?? Promise.resolve(),
+    };
     const host: SessionHost = {
       config,
       log: this.log,
@@ -110,14 +124,7 @@ export class Switchboard {
       metrics: this.metrics,
       nodeId: this.nodeId,
       self,
-      departures: {
-        depart: (id, to) => this.#moves?.depart(id, to) ?? null,
-        release: (id) => this.#moves?.release(id) ?? null,
-        movedTo: (id) => this.#moves?.movedTo(id) ?? null,
-        parking: (id) => this.#moves?.parking(id) ?? false,
-        expired: (snapshot) => this.#moves?.expired(snapshot) ?? Promise.resolve(),
-        lost: (entry) => this.#moves?.lost(entry) ?? Promise.resolve(),
-      },
+      departures: this.departures,
       roster: () => rosterOf(this.registry),
       answer: (question) => answerLocally(this.directory, this.registry, question, self, () => this.status()),
       apply: (connection, effects) => this.registry.get(connection)?.apply(effects),
@@ -170,7 +177,9 @@ export class Switchboard {
       track: (work) => this.track(work),
     };
     this.views = relay?.scatter ? new ClusterViews(relay.scatter, self, (q) => answerLocally(this.directory, registry, q, self, () => this.status())) : null;
-    this.#moves = relay?.mover ? new Moves({
+    const mover = relay?.mover ?? options.mover ?? null;
+    this.#parks = relay?.mover != null;
+    this.#moves = mover ? new Moves({
       ctx: this.ctx,
       registry,
       metrics: this.metrics,
@@ -178,7 +187,7 @@ export class Switchboard {
       log: this.log,
       timeoutMs: config.cluster.transferTimeoutMs,
       rememberMs: config.session.graceMs,
-    }, relay.mover) : null;
+    }, mover) : null;
 
     // The app's webhook endpoints are not the public's to call (proxy.exposeWebhookPaths opts in).
     const isWebhookPath = config.proxy.exposeWebhookPaths ? () => false : webhookPathMatcher(Object.values(config.webhooks.paths));
@@ -214,7 +223,7 @@ export class Switchboard {
       // A session of this process that is not here moved away, or was parked (by this process's predecessor, after a restart).
       arrive: this.#moves ? (holder, id) => this.#moves!.arrive(holder === self ? this.#moves!.movedTo(id) : holder, id) : undefined,
     });
-    this.#sse = new SseGateway({ ctx: this.ctx, registry, gateway: this.#gateway, self, accepting: () => this.state === 'running' });
+    this.#sse = new SseGateway({ ctx: this.ctx, registry, gateway: this.#gateway, self, accepting: () => this.state === 'running', movedTo: (id) => this.#moves?.movedTo(id) ?? null });
     this.#wsPaths = new Set(config.ws.paths);
     // Half-sent requests (slowloris) are cut off once limits.handshakeTimeoutMs has passed,
     // checked often enough for that bound to hold.
@@ -387,17 +396,17 @@ export class Switchboard {
     }
     // Reliable clients leave on their own after their hint; wait for them, then close the rest.
     // In a cluster they resume on another node, which takes their sessions over: wait for that.
-    const gone = this.#moves
+    const gone = this.#parks
       ? () => [...this.registry.all()].every((s) => s.mode !== 'reliable')
       : () => [...this.registry.all()].every((s) => !s.attached);
     await until(gone, Math.min(spread + 200, deadline - this.clock.now()));
     // Moves under way complete: their clients are on other nodes already (up to half of what is left).
     const moves = this.#moves;
-    if (moves) await until(() => moves.departing === 0, Math.max(0, deadline - this.clock.now()) / 2);
+    if (moves && this.#parks) await until(() => moves.departing === 0, Math.max(0, deadline - this.clock.now()) / 2);
     this.#moves?.close();
     // The rest are parked in RabbitMQ, for whichever process their clients reach within their grace.
     // Most of what is left: a session not parked ends here, which only takes its disconnect webhook.
-    if (this.#moves) await withDeadline(this.#moves.parkAll(this.registry.all()), Math.max(0, deadline - this.clock.now()) * 0.75, 'parking').catch((err: unknown) =>
+    if (this.#moves && this.#parks) await withDeadline(this.#moves.parkAll(this.registry.all()), Math.max(0, deadline - this.clock.now()) * 0.75, 'parking').catch((err: unknown) =>
       this.log.warn({ err: (err as Error).message }, 'parking did not finish: the rest end here'));
     for (const s of [...this.registry.all()]) s.close(CloseCode.serviceRestart, 'service restart');
     await until(() => this.registry.size === 0, Math.max(0, deadline - this.clock.now()) / 2);

@@ -29,7 +29,7 @@ export interface PresenceDoneMessage { readonly sb: 'presenceDone' }
  * A worker's side: its registry's member changes go to the primary instead of a `Membership` of
  * its own. `done()` is called when the primary says the last events are out.
  */
-export function forwardMembers(send: (message: MembersMessage | MembersEndedMessage) => void): PresenceParts & { done(): void } {
+export function forwardMembers(send: (message: MembersMessage | MembersEndedMessage) => void): PresenceParts & { done(): void; flush(): void } {
   let batch: MemberChange[] = [];
   let scheduled = false;
   const flush = () => {
@@ -71,6 +71,8 @@ export function forwardMembers(send: (message: MembersMessage | MembersEndedMess
     },
     part,
     done: () => finished?.(),
+    // Now, not at the next tick: before a message to another worker that must come after these.
+    flush,
   };
 }
 

@@ -26,6 +26,7 @@ import { onStopSignals } from './signals.js';
 import { decodeCursors, type ProcessStatus, type Views } from './views.js';
 import { mergeMembers, mergeUser, type MembersAnswer, type UserPresence } from './presence-query.js';
 import type { PresenceEvent } from './presence.js';
+import { workerMover, type MoveOp } from './worker-moves.js';
 import { forwardMembers, PrimaryPresence, WorkerGoneError, type MembersEndedMessage, type MembersMessage } from './worker-presence.js';
 
 /** The environment variable that carries the primary's validated config to its workers. */
@@ -75,6 +76,7 @@ type Op =
   | { op: 'setChannel'; connection: string; channel: string; subscribed: boolean }
   | { op: 'sessions' }
   | { op: 'presence'; events: readonly PresenceEvent[] }
+  | MoveOp
   | { op: 'ready' }
   | { op: 'status' }
   | { op: 'view'; name: ViewName; args: unknown[] };
@@ -85,6 +87,9 @@ interface Call { sbCall: number; body: Op }
 /** A resume handshake on its way to the worker that holds the session (the socket travels with it). */
 interface Handoff { sb: 'handoff'; to: number; request: HandedRequest; head: string }
 interface Reply { sbReply: number; result?: unknown; error?: string }
+/** Worker → primary → worker `to`: a session move between two workers (proxy/worker-moves.ts). */
+interface Ask { sbAsk: number; to: number; body: MoveOp }
+interface AskAnswer { sbAnswer: number; result?: unknown; error?: string }
 
 /** A push as it crosses a process boundary (advanced serialization keeps Buffers). */
 export interface WirePush {
@@ -106,12 +111,28 @@ async function runWorker(config: Readonly<Config>, plugins: readonly Plugin[], e
   const { Switchboard } = await import('./switchboard.js');
   // The node's members are counted in the primary: this worker's changes go there.
   const members = config.webhooks.paths.presence === null ? null : forwardMembers((m) => process.send!(m));
+  // Without a cluster broker, a session another worker holds comes here through the primary.
+  const asks = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void; timer: NodeJS.Timeout }>();
+  let nextAsk = 0;
+  const ask = (to: number, body: MoveOp): Promise<unknown> => new Promise((resolve, reject) => {
+    const id = ++nextAsk;
+    const timer = setTimeout(() => {
+      asks.delete(id);
+      reject(new Error(`worker ${to} did not answer in cluster.transferTimeoutMs`));
+    }, config.cluster.transferTimeoutMs);
+    asks.set(id, { resolve, reject, timer });
+    process.send!({ sbAsk: id, to, body } satisfies Ask);
+  });
+  const self = `${config.nodeId}-${index}`;
+  const mover = config.cluster.amqp.url !== null || config.nodeId === null ? undefined
+    : workerMover({ nodeId: config.nodeId, self, ask, before: () => members?.flush() });
   const sb = new Switchboard(config, {
     plugins,
     worker: index,
     control: false,
     metrics: createMetrics({ presence: false }),
     presence: members ?? undefined,
+    mover,
     // A resume for a session of another worker: the socket goes there through the primary.
     handoff: (to, req, socket, head) => {
       const message: Handoff = { sb: 'handoff', to, request: { method: req.method ?? 'GET', url: req.url ?? '/', headers: req.headers }, head: head.toString('base64') };
@@ -130,7 +151,16 @@ async function runWorker(config: Readonly<Config>, plugins: readonly Plugin[], e
     exit(ExitCode.failed);
   });
   process.on('message', (message: unknown, handle: unknown) => {
-    const m = message as Partial<Call> & { sb?: string };
+    const m = message as Partial<Call> & Partial<AskAnswer> & { sb?: string };
+    if (typeof m.sbAnswer === 'number') {
+      const pending = asks.get(m.sbAnswer);
+      if (!pending) return; // timed out
+      asks.delete(m.sbAnswer);
+      clearTimeout(pending.timer);
+      if (m.error !== undefined) pending.reject(new Error(m.error));
+      else pending.resolve(m.result ?? null);
+      return;
+    }
     if (m.sb === 'handoff') {
       const h = message as Handoff;
       if (handle instanceof Socket) sb.adopt(h.request, handle, Buffer.from(h.head, 'base64'));
@@ -177,6 +207,13 @@ async function answer(sb: Switchboard, body: Op): Promise<unknown> {
       if (!sb.upstream.presence) throw new Error(`the ${sb.upstream.name} upstream cannot send presence events`);
       return sb.upstream.presence(body.events);
     }
+    case 'depart': {
+      const snapshot = sb.departures.depart(body.id, body.from);
+      if (snapshot !== null) return { snapshot };
+      const movedTo = sb.departures.movedTo(body.id);
+      return movedTo === null ? null : { movedTo };
+    }
+    case 'release': return sb.departures.release(body.id);
     case 'ready': return sb.readiness();
     case 'status': return sb.status();
     case 'view': {
@@ -231,13 +268,31 @@ class WorkerPool {
 export class WorkersDirectory implements Directory {
   readonly #pool: WorkerPool;
   readonly #nodeId: string;
-  /** In a cluster: pushes get their ids here, before they fan out to the workers. */
-  readonly #ids: PushIds | null;
+  /** Pushes get their ids here, before they fan out: a session moving between workers (or nodes) delivers each once. */
+  readonly #ids: PushIds;
+  /** Without a cluster a session can move to another worker of this node, where its id does not point. */
+  readonly #movesHere: boolean;
 
-  constructor(pool: WorkerPool, nodeId: string, ids: PushIds | null) {
+  constructor(pool: WorkerPool, nodeId: string, ids: PushIds, cluster: boolean) {
     this.#pool = pool;
     this.#nodeId = nodeId;
     this.#ids = ids;
+    this.#movesHere = !cluster;
+  }
+
+  /**
+   * Asks the worker a connection id names; when that one does not have it, each of the other
+   * workers in turn (it moved to one of them), until one answers `found`.
+   */
+  async #atHolder<T>(owner: number, body: Op, found: (result: T) => boolean): Promise<T> {
+    const first = await this.#pool.call<T>(owner, body);
+    if (found(first) || !this.#movesHere) return first;
+    for (const i of this.#pool.workers.keys()) {
+      if (i === owner) continue;
+      const result = await this.#pool.call<T>(i, body).catch(() => null);
+      if (result !== null && found(result)) return result;
+    }
+    return first;
   }
 
   /** The worker that holds a connection of this node; -1 for another node's (relayed by worker 0). */
@@ -253,12 +308,12 @@ export class WorkersDirectory implements Directory {
   }
 
   async route(target: Target, push: Push): Promise<RouteResult> {
-    const wire = toWire(this.#ids?.stamp(push) ?? push);
+    const wire = toWire(this.#ids.stamp(push));
     if (target.kind === 'connection') {
       const owner = this.#owner(target.id);
       if (owner === null) return { counts: zeroCounts(), published: false, found: false };
       // The holder delivers, or publishes when the session moved away from it.
-      return this.#pool.call(owner === -1 ? this.#first() : owner, { op: 'route', target, push: wire, relay: true });
+      return this.#atHolder<RouteResult>(owner === -1 ? this.#first() : owner, { op: 'route', target, push: wire, relay: true }, (r) => r.found);
     }
     // One worker also relays to other nodes; the rest deliver locally, so nothing is published twice.
     const first = this.#first();
@@ -273,7 +328,7 @@ export class WorkersDirectory implements Directory {
     if (target.kind === 'connection') {
       const owner = this.#owner(target.id);
       if (owner === null) return 0;
-      return this.#pool.call(owner === -1 ? this.#first() : owner, { op: 'close', target, code, reason, relay: true });
+      return this.#atHolder<number>(owner === -1 ? this.#first() : owner, { op: 'close', target, code, reason, relay: true }, (n) => n > 0);
     }
     const first = this.#first();
     const counts = await Promise.all([...this.#pool.workers.keys()].map((i) =>
@@ -283,7 +338,7 @@ export class WorkersDirectory implements Directory {
 
   async info(connection: string): Promise<SessionInfo | null> {
     const owner = this.#owner(connection);
-    return owner === null || owner === -1 ? null : this.#pool.call(owner, { op: 'info', connection });
+    return owner === null || owner === -1 ? null : this.#atHolder<SessionInfo | null>(owner, { op: 'info', connection }, (info) => info !== null);
   }
 
   /** Merges the workers' pages; the cursor carries one cursor per worker. */
@@ -316,7 +371,7 @@ export class WorkersDirectory implements Directory {
 
   async setChannel(connection: string, channel: string, subscribed: boolean): Promise<boolean> {
     const owner = this.#owner(connection);
-    return owner === null || owner === -1 ? false : this.#pool.call(owner, { op: 'setChannel', connection, channel, subscribed });
+    return owner === null || owner === -1 ? false : this.#atHolder<boolean>(owner, { op: 'setChannel', connection, channel, subscribed }, (done) => done);
   }
 
   async sessions(): Promise<number> {
@@ -384,6 +439,14 @@ async function runPrimary(config: Readonly<Config>, n: number, plugins: readonly
     worker.on('message', (m: unknown, handle: unknown) => {
       if (m && typeof m === 'object' && 'sbReply' in m) pool.onReply(m as Reply);
       else if ((m as { sb?: string } | null)?.sb === 'ready') pool.started.add(worker);
+      else if (m && typeof m === 'object' && 'sbAsk' in m) {
+        const a = m as Ask;
+        if (a.body?.op !== 'depart' && a.body?.op !== 'release') return;
+        pool.call(a.to, a.body).then(
+          (result) => { if (worker.isConnected()) worker.send({ sbAnswer: a.sbAsk, result } satisfies AskAnswer); },
+          (err: unknown) => { if (worker.isConnected()) worker.send({ sbAnswer: a.sbAsk, error: (err as Error).message } satisfies AskAnswer); },
+        );
+      }
       else if ((m as Partial<MembersMessage> | null)?.sb === 'members') presence?.changes(index, (m as MembersMessage).changes);
       else if ((m as Partial<MembersEndedMessage> | null)?.sb === 'membersEnded') presence?.membersEnded(index);
       else if ((m as Partial<Handoff> | null)?.sb === 'handoff' && handle instanceof Socket) {
@@ -423,7 +486,7 @@ async function runPrimary(config: Readonly<Config>, n: number, plugins: readonly
     exit((failed.reason as { code?: number }).code === ExitCode.failed ? ExitCode.failed : ExitCode.internal);
   }
 
-  const directory = new WorkersDirectory(pool, nodeId, config.cluster.amqp.url === null ? null : new PushIds(nodeId, randomBytes(4).toString('hex')));
+  const directory = new WorkersDirectory(pool, nodeId, new PushIds(nodeId, randomBytes(4).toString('hex')), config.cluster.amqp.url !== null);
   // Push sources (the push queue) are consumed here, once per node, and routed to the workers like API pushes.
   const parts = new Parts(log);
   for (const source of pushSources(plugins, { config, log, clock: systemClock, directory })) parts.add(source);
