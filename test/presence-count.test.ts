@@ -191,7 +191,7 @@ test('event ids are unique per process start', () => {
   assert.match(ids[0], /^n-0-aaaa-1$/);
 });
 
-test('presence events are refused where they would be per process (a cluster, workers) or have no form (the websocket-over-http dialect)', () => {
+test('presence events are refused where they would be per node (a cluster) or have no form (the websocket-over-http dialect)', () => {
   const refused = (config: Record<string, unknown>): string[] => {
     try {
       validateConfig({ webhooks: { paths: { presence: '/ws/presence' } }, ...config });
