@@ -16,6 +16,7 @@ import { openStream, type Stream } from './sse-stream.js';
 import { validateConfig, ConfigError } from '../proxy/config.js';
 import { channelMatcher, channelPatternProblem } from '../proxy/channel-pattern.js';
 import { SwitchboardClient, type PresenceEvent } from '../client/index.js';
+import { parseFrame } from '../client/protocol.js';
 
 const FRAMES = { presence: { frames: ['room:*', 'lobby'] } };
 
@@ -308,4 +309,16 @@ test('property: any pattern list is accepted or refused with a message, never a 
   assert.equal(channelMatcher(['a*b*a'])('aba'), true);
   assert.equal(channelMatcher(['a*a'])('a'), false);
   assert.equal(channelMatcher([])('anything'), false);
+});
+
+test('property: the client\'s parser takes any presence-typed frame without throwing: a well-formed event or undefined', () => {
+  const value = fc.oneof(fc.string(), fc.integer(), fc.constant(null), fc.constantFrom('member_added', 'member_removed', 'channel_occupied', 'channel_vacated'), fc.anything());
+  const frame = fc.record({ type: fc.constant('presence'), seq: fc.oneof(fc.integer(), fc.double(), fc.string(), fc.constant(undefined)), event: value, channel: value, user: value, id: value, at: value }, { requiredKeys: ['type'] });
+  fc.assert(fc.property(fc.oneof(frame.map((f) => JSON.stringify(f)), fc.string()), (text) => {
+    const parsed = parseFrame(text);
+    if (parsed === undefined || parsed.type !== 'presence') return;
+    assert.ok(Number.isSafeInteger(parsed.seq) && parsed.seq >= 1);
+    assert.ok(['member_added', 'member_removed', 'channel_occupied', 'channel_vacated'].includes(parsed.presence.event));
+    for (const k of ['channel', 'user', 'id', 'at'] as const) assert.equal(typeof parsed.presence[k], 'string');
+  }), { numRuns: 3000 });
 });
