@@ -15,14 +15,27 @@ export function presencePush(e: PresenceEvent): Push {
   return new Push({ kind: 'json', json }, { type: 'presence' });
 }
 
-/** What takes each event for the channels `patterns` name; null when they name none. */
+/**
+ * What takes each event for the channels `patterns` name; null when they name none. The events are
+ * routed on a microtask, in the order they came: `Membership` emits in the middle of a change, and
+ * a push can end a session (a full outbox closes it), which changes the membership again; that must
+ * not happen inside the change that emitted.
+ */
 export function presenceFrames(patterns: readonly string[], route: (target: Target, push: Push) => Promise<unknown>, log: Logger): ((event: PresenceEvent) => void) | null {
   if (patterns.length === 0) return null;
   const framed = channelMatcher(patterns);
+  const queue: PresenceEvent[] = [];
+  const drain = (): void => {
+    // Events emitted while these are routed (sessions they ended) join the queue and go after them.
+    for (let i = 0; i < queue.length; i++) {
+      const event = queue[i];
+      route(toChannel(event.channel), presencePush(event)).catch((err: unknown) => {
+        log.error({ err, channel: event.channel, type: event.type }, 'a presence frame could not be routed');
+      });
+    }
+    queue.length = 0;
+  };
   return (event) => {
-    if (!framed(event.channel)) return;
-    route(toChannel(event.channel), presencePush(event)).catch((err: unknown) => {
-      log.error({ err, channel: event.channel, type: event.type }, 'a presence frame could not be routed');
-    });
+    if (framed(event.channel) && queue.push(event) === 1) queueMicrotask(drain);
   };
 }

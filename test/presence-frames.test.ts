@@ -163,6 +163,21 @@ test('the outbox bounds count presence frames: over maxMessages while detached, 
   assert.equal(fresh.resumed, false);
 });
 
+test('a frame that overflows a subscriber\'s outbox ends that session after the change that emitted it: each event once, in order', async (t) => {
+  const { app, reliable, sc } = await setup(t, { webhooks: { paths: { presence: '/ws/presence' } }, presence: { batchMs: 0 }, session: { outbox: { maxMessages: 1 } } });
+  const { client: ann, welcome } = await reliable('?user=ann&ch=room:v');
+  assert.equal((await ann.nextJson()).event, 'channel_occupied');
+  ann.ws.terminate();
+  await eventually(async () => (await sc.control('GET', `/v1/connections/${welcome.session}`)).json.state === 'detached', 'detached');
+  // bob's join takes ann's one place; his leave is one frame too many: ann's session ends (4008).
+  const { client: bob } = await reliable('?user=bob&ch=room:v');
+  await bob.close(1000);
+  const events = () => app.byPath('/ws/presence').flatMap((r) => r.json().events as Array<{ type: string; user: string }>).map((e) => `${e.type} ${e.user}`);
+  await eventually(() => events().includes('channel_vacated ann'), () => `the channel vacated; got ${JSON.stringify(events())}`);
+  await eventually(async () => (await sc.control('GET', '/v1/channels/room:v/presence')).json.members.length === 0, 'nobody left');
+  assert.deepEqual(events(), ['channel_occupied ann', 'member_added ann', 'member_added bob', 'member_removed bob', 'member_removed ann', 'channel_vacated ann']);
+});
+
 test('raw mode: a JSON text frame {"type":"presence","event",…} without seq; with rawFrames "none", no frame at all', async (t) => {
   const { raw, mark } = await setup(t);
   const ann = await raw('?user=ann&ch=lobby');
