@@ -7,6 +7,7 @@ import { Emitter } from './emitter.js';
 import { SwitchboardClientError, closedError } from './errors.js';
 import {
   PROTOCOL, RECONNECTING_CLOSE, parseFrame, parseRetryAfter, reconnectsAfter, refusalIsFinal, resumeProtocols, resumeUrl,
+  type PresenceEvent,
 } from './protocol.js';
 import { SseSocket, type Fetch } from './transport-sse.js';
 
@@ -110,6 +111,11 @@ export interface ClientEvents {
   open: (info: { session: string; resumed: boolean }) => void;
   /** `data` is the pushed JSON value, or a Uint8Array for a binary push. */
   message: (data: unknown, meta: { seq: number }) => void;
+  /**
+   * A presence event of a channel this session is in, for the channels the server pushes them for
+   * (`presence.frames`): numbered with the messages, so in order with them, once each.
+   */
+  presence: (event: PresenceEvent, meta: { seq: number }) => void;
   /** Messages from..to are lost for good. */
   gap: (gap: { from: number; to: number }) => void;
   /** The server started a new session instead of resuming: resync your state. */
@@ -589,12 +595,14 @@ export class SwitchboardClient extends Emitter<ClientEvents> {
     }
     switch (frame.type) {
       case 'message':
+      case 'presence':
         if (frame.seq <= this.#lastSeq) return; // re-sent after a resume: already delivered
         // A hole without a gap frame is still loss; say so rather than hide it.
         if (frame.seq > this.#lastSeq + 1) this.emit('gap', { from: this.#lastSeq + 1, to: frame.seq - 1 });
         this.#lastSeq = frame.seq;
         this.#arrived();
-        this.emit('message', frame.data, { seq: frame.seq });
+        if (frame.type === 'message') this.emit('message', frame.data, { seq: frame.seq });
+        else this.emit('presence', frame.presence, { seq: frame.seq });
         return;
       case 'gap': {
         if (frame.to <= this.#lastSeq) return;

@@ -13,5 +13,5 @@ export {
   type ClearTimer,
 } from './client.js';
 export { SwitchboardClientError, type ClientErrorCode } from './errors.js';
-export { PROTOCOL, RECONNECTING_CLOSE, reconnectsAfter, refusalIsFinal, resumeUrl } from './protocol.js';
+export { PROTOCOL, RECONNECTING_CLOSE, reconnectsAfter, refusalIsFinal, resumeUrl, type PresenceEvent, type PresenceEventType } from './protocol.js';
 export { backoffDelay, hintDelay, resolveBackoff, defaultBackoff, type BackoffOptions } from './backoff.js';

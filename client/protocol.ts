@@ -11,9 +11,26 @@ export const PROTOCOL = 'switchboard.v1';
  */
 export const RECONNECTING_CLOSE = 4100;
 
+/** What a presence frame says: a channel's member came or went, or the channel became occupied or vacant. */
+export type PresenceEventType = 'member_added' | 'member_removed' | 'channel_occupied' | 'channel_vacated';
+
+export interface PresenceEvent {
+  readonly event: PresenceEventType;
+  readonly channel: string;
+  /** The member; for `channel_occupied` / `channel_vacated`, the one whose join or leave it was. */
+  readonly user: string;
+  /** The event's id, the same the app's presence webhook gets. */
+  readonly id: string;
+  /** When it happened (ISO 8601). */
+  readonly at: string;
+}
+
+const PRESENCE_EVENTS: ReadonlySet<string> = new Set(['member_added', 'member_removed', 'channel_occupied', 'channel_vacated']);
+
 export type ServerFrame =
   | { type: 'welcome'; session: string; token: string; resumed: boolean }
   | { type: 'message'; seq: number; data: unknown }
+  | { type: 'presence'; seq: number; presence: PresenceEvent }
   | { type: 'gap'; from: number; to: number }
   | { type: 'ack'; id: string }
   | { type: 'nack'; id: string; error: string; retryable: boolean }
@@ -46,6 +63,10 @@ export function parseFrame(text: string): ServerFrame | undefined {
       const bytes = isString(f.binary) ? decodeBase64(f.binary) : undefined;
       return bytes === undefined ? undefined : { type: 'message', seq: f.seq, data: bytes };
     }
+    case 'presence':
+      return isSeq(f.seq) && isString(f.event) && PRESENCE_EVENTS.has(f.event) && isString(f.channel) && isString(f.user) && isString(f.id) && isString(f.at)
+        ? { type: 'presence', seq: f.seq, presence: { event: f.event as PresenceEventType, channel: f.channel, user: f.user, id: f.id, at: f.at } }
+        : undefined;
     case 'gap':
       return isSeq(f.from) && isSeq(f.to) && f.from <= f.to ? { type: 'gap', from: f.from, to: f.to } : undefined;
     case 'ack':

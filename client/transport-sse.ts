@@ -81,6 +81,8 @@ export function eventFrame(e: SseEvent): string | undefined {
     return undefined;
   }
   if (typeof fields !== 'object' || fields === null || Array.isArray(fields)) return undefined;
+  // A presence event is numbered like a message: its seq is the event's id.
+  if (e.event === 'presence') return /^[1-9]\d*$/.test(e.id) ? JSON.stringify({ ...fields, type: 'presence', seq: Number(e.id) }) : undefined;
   return JSON.stringify({ ...fields, type: e.event });
 }
 

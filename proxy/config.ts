@@ -6,7 +6,8 @@ import { z } from 'zod';
 import { isLoopback, parseAddress } from './address.js';
 import { parseJson, tooDeep } from './json.js';
 import { isAddressOrCidr } from './forwarding.js';
-import { MAX_CONFIG_DEPTH, MAX_DURATION_MS, MIN_CONTROL_TOKEN, MIN_SECRET_BYTES } from './limits.js';
+import { channelPatternProblem } from './channel-pattern.js';
+import { MAX_CHANNEL_PATTERNS, MAX_CONFIG_DEPTH, MAX_DURATION_MS, MIN_CONTROL_TOKEN, MIN_SECRET_BYTES } from './limits.js';
 
 const positiveInt = z.number({ error: 'expected a positive integer' }).int({ error: 'expected a positive integer' }).positive({ error: 'expected a positive integer' });
 const nonNegativeInt = z.number({ error: 'expected an integer >= 0' }).int({ error: 'expected an integer >= 0' }).min(0, { error: 'expected an integer >= 0' });
@@ -170,12 +171,19 @@ const schema = z.strictObject({
       z.null(),
     ], { error: 'expected {basic:{user,password}}, {bearer:"…"}, {jwt:{key}} or null' }).default(null),
   }).prefault({}),
-  /** Presence events (webhooks.paths.presence): batching, the bound of what waits, the leave delay. */
+  /** Presence events (webhooks.paths.presence): batching, the bound of what waits, the leave delay; and the frames pushed to subscribers. */
   presence: z.strictObject({
     batchMs: nonNegativeDuration.default(100),
     batchMax: positiveInt.max(10_000, { error: 'expected a positive integer up to 10000' }).default(500),
     maxPending: positiveInt.default(100_000),
     leaveDelayMs: nonNegativeDuration.default(0),
+    /** Channels (names, `*` for any run of characters) whose subscribers get the events as frames. */
+    frames: z.array(z.string({ error: 'expected a channel name or pattern (a string)' }).superRefine((p, ctx) => {
+      const problem = channelPatternProblem(p);
+      if (problem !== null) ctx.addIssue({ code: 'custom', message: problem });
+    }), { error: 'expected a list of channel names or patterns' }).max(MAX_CHANNEL_PATTERNS, { error: `expected at most ${MAX_CHANNEL_PATTERNS} patterns` }).default([]),
+    /** How a raw-mode subscriber gets them: a JSON text frame, or not at all. */
+    rawFrames: z.enum(['json', 'none'], { error: 'expected "json" or "none"' }).default('json'),
   }).prefault({}),
   drain: z.strictObject({ timeoutMs: duration.default(30_000) }).prefault({}),
   log: z.strictObject({
@@ -200,6 +208,12 @@ const schema = z.strictObject({
     const refuse = (why: string) => ctx.addIssue({ code: 'custom', params: { crossField: true }, path: ['webhooks', 'paths', 'presence'], message: why });
     if (c.cluster.amqp.url !== null) refuse('presence events are per process for now: not with cluster.amqp.url (the queries answer cluster-wide without them)');
     if (c.webhooks.dialect !== 'native') refuse('presence events have no form in the websocket-over-http dialect: use webhooks.dialect "native"');
+  }
+  if (c.presence.frames.length > 0) {
+    // The events come from each process's own sessions (docs/presence.md): a subscriber elsewhere would see a partial list.
+    const refuse = (why: string) => ctx.addIssue({ code: 'custom', params: { crossField: true }, path: ['presence', 'frames'], message: why });
+    if (c.cluster.amqp.url !== null) refuse('presence frames are per process for now: not with cluster.amqp.url (the queries answer cluster-wide without them)');
+    if (c.workers !== 1) refuse(`presence frames are per process for now: not with workers (${c.workers}); set workers: 1`);
   }
   if (c.session.outbox.highWaterBytes > c.session.outbox.maxBytes) {
     ctx.addIssue({ code: 'custom', params: { crossField: true }, path: ['session', 'outbox', 'highWaterBytes'], message: 'must not exceed session.outbox.maxBytes' });

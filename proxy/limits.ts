@@ -20,6 +20,9 @@ export const MIN_CONTROL_TOKEN = 16;
 export const MAX_CLIENT_ID = 256;
 export const MAX_CHANNEL = 256;
 
+/** Patterns in `presence.frames`: each presence event is matched against every one of them. */
+export const MAX_CHANNEL_PATTERNS = 256;
+
 /** A push's coalesce key (characters): keys are compared per queued message. */
 export const MAX_COALESCE_KEY = 256;
 

@@ -153,24 +153,33 @@ export function createPresence(options: {
   readonly log: Logger;
   readonly metrics: PresenceMetrics;
   readonly ids: PresenceIds;
-  readonly deliver: (events: readonly PresenceEvent[]) => Promise<boolean>;
+  /** The webhook's (or the amqp upstream's) delivery; null when only frames are on. */
+  readonly deliver: ((events: readonly PresenceEvent[]) => Promise<boolean>) | null;
+  /** The frames to subscribers (presence-frames.ts); null when off. */
+  readonly frames: ((event: PresenceEvent) => void) | null;
 }): PresenceParts {
-  const { config, clock, metrics } = options;
+  const { config, clock, metrics, frames } = options;
   const log = options.log.child({ part: 'presence' });
-  const delivery = new PresenceDelivery({
+  const deliver = options.deliver;
+  const delivery = deliver === null ? null : new PresenceDelivery({
     batchMs: config.batchMs,
     batchMax: config.batchMax,
     maxPending: config.maxPending,
     clock,
     log,
-    deliver: options.deliver,
+    deliver,
     counted: (result, n) => metrics.presenceEventsTotal.labels(result).inc(n),
     pending: metrics.presenceEventsPending,
   });
   const membership = new Membership({
     clock,
     leaveDelayMs: config.leaveDelayMs,
-    emit: (type, channel, user) => delivery.push({ type, channel, user, id: options.ids.next(), at: new Date(clock.now()).toISOString() }),
+    // One event for both consumers: the webhook and the frames carry the same id.
+    emit: (type, channel, user) => {
+      const event: PresenceEvent = { type, channel, user, id: options.ids.next(), at: new Date(clock.now()).toISOString() };
+      delivery?.push(event);
+      frames?.(event);
+    },
   });
   return {
     watcher: { first: () => {}, last: () => {}, member: (channel, user, delta, ended) => membership.change(channel, user, delta, ended) },
@@ -180,11 +189,11 @@ export function createPresence(options: {
       // After the sessions have ended: held leaves happen now, and everything queued goes out.
       close: () => {
         membership.flush();
-        return delivery.close();
+        return delivery?.close() ?? Promise.resolve();
       },
       destroy: () => {
         membership.stop();
-        delivery.destroy();
+        delivery?.destroy();
       },
       notReady: () => null,
     },

@@ -4,12 +4,16 @@ import type { Payload } from './payload.js';
 
 export type MessageClass = 'durable' | 'lossy';
 
+/** The reliable frame a push is: an app's `message`, or a `presence` event (its payload the event's JSON object). */
+export type PushType = 'message' | 'presence';
+
 export interface PushOptions {
   readonly class?: MessageClass;
   readonly coalesceKey?: string | null;
   /** Absolute expiry (ms since epoch); Infinity when the push has no TTL. */
   readonly expiresAt?: number;
   readonly id?: string | null;
+  readonly type?: PushType;
 }
 
 export class Push {
@@ -18,6 +22,7 @@ export class Push {
   readonly coalesceKey: string | null;
   readonly expiresAt: number;
   readonly bytes: number;
+  readonly type: PushType;
   /**
    * Unique in the cluster, given where the push entered (`PushIds`); null in a single process.
    * A session moving between nodes can receive one push twice, by both: the id tells them apart.
@@ -33,12 +38,15 @@ export class Push {
     this.expiresAt = options.expiresAt ?? Infinity;
     this.bytes = payloadBytes(payload);
     this.id = options.id ?? null;
+    this.type = options.type ?? 'message';
+    if (this.type === 'presence' && (payload.kind !== 'json' || !payload.json.startsWith('{'))) throw new TypeError('a presence push carries a JSON object');
   }
 
   /** What a raw-mode client receives (a text frame unless `isBinary`), encoded once for all. */
   get raw(): Buffer {
     const p = this.payload;
-    return (this.#raw ??= p.kind === 'binary' ? p.data : Buffer.from(p.kind === 'text' ? p.text : p.json));
+    return (this.#raw ??= p.kind === 'binary' ? p.data
+      : Buffer.from(p.kind === 'text' ? p.text : this.type === 'presence' ? `{"type":"presence",${p.json.slice(1)}` : p.json));
   }
 
   get isBinary(): boolean {
@@ -47,6 +55,11 @@ export class Push {
 
   /** The reliable-mode frame for one recipient; only the seq differs between them. */
   reliableFrame(seq: number): string {
+    if (this.type === 'presence') {
+      // The event's fields after the seq: `{"type":"presence","seq":n,"event":…}`.
+      this.#reliableTail ??= `,${(this.payload as { json: string }).json.slice(1)}`;
+      return `{"type":"presence","seq":${seq}${this.#reliableTail}`;
+    }
     if (this.#reliableTail === null) {
       const p = this.payload;
       this.#reliableTail =

@@ -510,6 +510,8 @@ export class Session implements SessionView, Beating, LinkListener {
   /** Sends a push now when the link has room, else holds it in the outbox. */
   send(push: Push): SendResult {
     if (this.#state === 'closing' || this.#state === 'closed') return 'dropped';
+    // `presence.rawFrames: none`: a raw client gets no presence frames (it would take them for the app's).
+    if (push.type === 'presence' && this.mode === 'raw' && this.#ctx.config.presence.rawFrames === 'none') return 'dropped';
     if (this.#holding) {
       // A move takes milliseconds; the outbox bound still holds for what waits meanwhile.
       if (this.#holding.length >= this.#ctx.config.session.outbox.maxMessages) {

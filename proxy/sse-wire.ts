@@ -1,5 +1,6 @@
 // Reliable mode spelled as Server-Sent Events (docs/usage.md, "HTTP fallback (SSE)"), socket-free. A message is
-// `id: <seq>` and its payload's text as `data:` lines (binary as base64 under `event: binary`);
+// `id: <seq>` and its payload's text as `data:` lines (binary as base64 under `event: binary`, a
+// presence event as its JSON under `event: presence`);
 // every other server frame is an event named by its type, whose data is the frame without it.
 // The HTML living standard's parser splits lines on CRLF, LF and CR and joins `data:` lines with
 // LF, so a payload's line breaks arrive as LF.
@@ -32,7 +33,8 @@ function messageTail(push: Push): string {
   let tail = tails.get(push);
   if (tail === undefined) {
     const p = push.payload;
-    tail = p.kind === 'binary' ? `event: binary\n${dataLines(p.data.toString('base64'))}\n`
+    tail = push.type === 'presence' ? `event: presence\n${dataLines((p as { json: string }).json)}\n`
+      : p.kind === 'binary' ? `event: binary\n${dataLines(p.data.toString('base64'))}\n`
       : `${dataLines(p.kind === 'text' ? p.text : p.json)}\n`;
     tails.set(push, tail);
   }

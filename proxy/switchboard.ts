@@ -21,6 +21,7 @@ import { createLogger } from './log.js';
 import { countOpenConnections, createMetrics, type Metrics } from './metrics.js';
 import { Registry, watchers } from './registry.js';
 import { createPresence, PresenceIds, type PresenceParts } from './presence.js';
+import { presenceFrames } from './presence-frames.js';
 import { LocalDirectory } from './directory.js';
 import { Session, type SessionContext } from './session.js';
 import { TimerWheel } from './timer-wheel.js';
@@ -253,13 +254,20 @@ export class Switchboard {
     }
   }
 
-  /** Presence events, when `webhooks.paths.presence` is set (config.ts refuses what cannot carry them yet). */
+  /**
+   * Presence events, when `webhooks.paths.presence` is set or `presence.frames` names channels: either
+   * needs the members tracked (config.ts refuses what cannot carry them yet).
+   */
   #presenceOf(config: Readonly<Config>, upstream: Upstream, self: string, forwarded: PresenceParts | undefined): PresenceParts | null {
-    if (config.webhooks.paths.presence === null) return null;
-    const deliver = upstream.presence?.bind(upstream);
-    if (!deliver) throw new Error(`webhooks.paths.presence: the ${upstream.name} upstream cannot send presence events`);
+    const webhook = config.webhooks.paths.presence !== null;
+    // The directory is built after the registry this feeds; events come only once sessions exist.
+    const frames = presenceFrames(config.presence.frames, (target, push) => this.directory.route(target, push), this.log);
+    if (!webhook && frames === null) return null;
+    const deliver = webhook ? upstream.presence?.bind(upstream) : null;
+    if (deliver === undefined) throw new Error(`webhooks.paths.presence: the ${upstream.name} upstream cannot send presence events`);
+    // A worker's members are counted in the primary, which sends the events (frames are refused with workers yet).
     if (forwarded) return forwarded;
-    return createPresence({ config: config.presence, clock: this.clock, log: this.log, metrics: this.metrics, ids: new PresenceIds(self, randomBytes(4).toString('hex')), deliver });
+    return createPresence({ config: config.presence, clock: this.clock, log: this.log, metrics: this.metrics, ids: new PresenceIds(self, randomBytes(4).toString('hex')), deliver, frames });
   }
 
   /** Connection ids name their node and worker, so a push by id finds its process. */

@@ -130,6 +130,8 @@ export class PrimaryPresence {
       metrics: options.metrics,
       ids: new PresenceIds(`${options.nodeId}-primary`, options.start),
       deliver: (events) => this.#deliver(events),
+      // Frames are refused with workers yet (docs/presence.md).
+      frames: null,
     });
   }
 

@@ -18,8 +18,8 @@ export interface BlockingProxy {
   readonly streams: number;
   /** The headers of every POST passed through. */
   readonly posts: IncomingHttpHeaders[];
-  /** Cuts every open event stream, as a proxy that times a long response out does. */
-  dropStreams(): number;
+  /** Cuts every open event stream (or those whose request URL contains `only`), as a proxy that times a long response out does. */
+  dropStreams(only?: string): number;
   /** Stops passing what open event streams carry, keeping their connections open. */
   freezeStreams(): number;
   close(): Promise<void>;
@@ -28,6 +28,7 @@ export interface BlockingProxy {
 export async function startBlockingProxy(target: string): Promise<BlockingProxy> {
   const to = new URL(target);
   const open = new Map<ServerResponse, IncomingMessage>(); // each stream's answer from the sidecar
+  const urls = new WeakMap<ServerResponse, string>(); // and the URL it was asked for
   const sockets = new Set<Socket>();
   let streams = 0;
   const server = createServer((req: IncomingMessage, res: ServerResponse) => {
@@ -38,6 +39,7 @@ export async function startBlockingProxy(target: string): Promise<BlockingProxy>
       if (isStream && answer.statusCode === 200) {
         streams++;
         open.set(res, answer);
+        urls.set(res, req.url ?? '');
         res.on('close', () => open.delete(res));
       }
       res.flushHeaders();
@@ -79,10 +81,10 @@ export async function startBlockingProxy(target: string): Promise<BlockingProxy>
     seen: { drop: 0, hang: 0, pass: 0 },
     get streams() { return streams; },
     posts: [],
-    dropStreams() {
-      const n = open.size;
-      for (const res of open.keys()) res.destroy();
-      return n;
+    dropStreams(only) {
+      const cut = [...open.keys()].filter((res) => only === undefined || (urls.get(res) ?? '').includes(only));
+      for (const res of cut) res.destroy();
+      return cut.length;
     },
     freezeStreams() {
       for (const [res, answer] of open) {

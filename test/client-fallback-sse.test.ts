@@ -110,12 +110,16 @@ test('events as reliable-mode frames, as a WebSocket would carry them', () => {
       { session: 's', token: 't', resumed: false, heartbeatMs: 1, graceMs: 2, type: 'welcome' }],
     [{ event: 'gap', data: '{"from":2,"to":3}', id: '1' }, { from: 2, to: 3, type: 'gap' }],
     [{ event: 'reconnect', data: '{"afterMs":10}', id: '' }, { afterMs: 10, type: 'reconnect' }],
+    [{ event: 'presence', data: '{"event":"member_added","channel":"c","user":"u","id":"i","at":"t"}', id: '7' },
+      { event: 'member_added', channel: 'c', user: 'u', id: 'i', at: 't', type: 'presence', seq: 7 }],
   ];
   for (const [e, frame] of table) assert.deepEqual(JSON.parse(eventFrame(e)!), frame, JSON.stringify(e));
   // Bad input: a message without a seq, a named event whose data is not a JSON object.
   for (const e of [
     { event: 'message', data: 'x', id: '' }, { event: 'message', data: 'x', id: '0' }, { event: 'message', data: 'x', id: '1e3' },
     { event: 'gap', data: 'not json', id: '' }, { event: 'gap', data: '[1,2]', id: '' }, { event: 'welcome', data: 'null', id: '' },
+    // A presence event without a seq, or whose data is not an object.
+    { event: 'presence', data: '{"event":"member_added"}', id: '' }, { event: 'presence', data: '{"event":"member_added"}', id: '0' }, { event: 'presence', data: '"x"', id: '3' },
   ]) assert.equal(eventFrame(e), undefined, JSON.stringify(e));
 });
 

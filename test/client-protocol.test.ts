@@ -228,6 +228,48 @@ test('messages arrive in order, duplicates are dropped, binary is decoded, gaps 
   assert.deepEqual(await peer.next('ack'), { type: 'ack', seq: 7 });
 });
 
+test('presence frames: a presence event each, numbered with the messages (duplicates dropped, holes reported); malformed ones are bad_frame', async (t) => {
+  const { server, client } = await setup(t, { ackEvery: 4, ackIntervalMs: 60_000 });
+  const peer = await openSession(server, client);
+  const log: unknown[] = [];
+  client.on('message', (data, meta) => log.push(['message', data, meta.seq]));
+  client.on('presence', (e, meta) => log.push(['presence', e, meta.seq]));
+  client.on('gap', (gap) => log.push(['gap', gap]));
+  const errors: string[] = [];
+  client.on('error', (err) => errors.push(err.code));
+  const last = next(client, 'message', (_data, meta) => meta.seq === 6);
+  const event = (seq: number, e: string, user: string) => ({ type: 'presence', seq, event: e, channel: 'room', user, id: `n-0-a-${seq}`, at: '2026-01-01T00:00:00.000Z' });
+
+  peer.send(event(1, 'channel_occupied', 'ann'));
+  peer.send(event(2, 'member_added', 'ann'));
+  peer.message(3, 'three');
+  peer.send(event(2, 'member_added', 'ann')); // a duplicate: dropped
+  // Malformed: no seq, an unknown event, a field of the wrong type, a missing field.
+  peer.send({ ...event(4, 'member_added', 'bob'), seq: undefined });
+  peer.send(event(4, 'member_renamed', 'bob'));
+  peer.send({ ...event(4, 'member_added', 'bob'), user: 7 });
+  const { at: _at, ...noTime } = event(4, 'member_added', 'bob');
+  peer.send(noTime);
+  peer.send(event(5, 'member_removed', 'bob')); // 4 never came: a hole
+  peer.message(6, 'six');
+  await last;
+
+  const info = (seq: number, e: string, user: string) => ({ event: e, channel: 'room', user, id: `n-0-a-${seq}`, at: '2026-01-01T00:00:00.000Z' });
+  assert.deepEqual(log, [
+    ['presence', info(1, 'channel_occupied', 'ann'), 1],
+    ['presence', info(2, 'member_added', 'ann'), 2],
+    ['message', 'three', 3],
+    ['gap', { from: 4, to: 4 }],
+    ['presence', info(5, 'member_removed', 'bob'), 5],
+    ['message', 'six', 6],
+  ]);
+  assert.deepEqual(errors, ['bad_frame', 'bad_frame', 'bad_frame', 'bad_frame']);
+  // Acks count presence frames: cumulative over both.
+  assert.deepEqual(await peer.next('ack'), { type: 'ack', seq: 5 });
+  await client.close();
+  assert.deepEqual(await peer.next('ack'), { type: 'ack', seq: 6 });
+});
+
 test('acks are batched: one timer per interval, the highest contiguous seq', async (t) => {
   const timers = new Map<number, { fn: () => void; ms: number }>();
   let nextTimer = 0;

@@ -7,31 +7,17 @@ import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import { Webhook } from 'standardwebhooks';
-import { createDemoApp } from '../config-examples/demo/app.js';
-import { startSidecar } from './helpers/sidecar.js';
+import { newSecret, startDemo } from './helpers/demo.js';
 import { connect } from './helpers/client.js';
 import { guard } from './helpers/app.js';
 import { eventually } from './helpers/eventually.js';
 import { freePort } from './helpers/process.js';
 import { createServer } from 'node:net';
 
-const newSecret = () => `whsec_${randomBytes(32).toString('base64')}`;
-
 async function demo(t: { after(fn: () => unknown): void }) {
-  const webhookSecret = newSecret();
-  const options = { controlUrl: '', webhookSecret };
-  const app = createDemoApp(options);
-  app.listen(0, '127.0.0.1');
-  await once(app, 'listening');
-  const appUrl = `http://127.0.0.1:${(app.address() as AddressInfo).port}`;
-  const sc = await startSidecar(appUrl, { webhooks: { secret: webhookSecret } });
-  options.controlUrl = sc.controlUrl;
-  t.after(async () => {
-    await sc.close();
-    app.closeAllConnections();
-    app.close();
-  });
-  return { appUrl, sc, webhookSecret };
+  const d = await startDemo();
+  t.after(() => d.close());
+  return d;
 }
 
 const line = JSON.stringify({ text: 'I am admin' });

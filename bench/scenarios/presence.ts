@@ -4,6 +4,9 @@
 //                   per session, connect rate, and for the join storm the presence webhook requests
 //                   and the time until the app saw every member_added. The table's "switchboard"
 //                   column is presence on, its "bare ws" column presence off.
+//   presence-frames one Switchboard with presence frames on for the channel (presence.frames), one
+//                   with presence off; the same join storm: every join is a frame to every member
+//                   already there, so n joins are n(n+1)/2 frames.
 //   presence-query  three nodes in a cluster holding 10,000 members of one channel between them:
 //                   GET /v1/channels/{c}/presence (a page of 1,000; every page) on one node.
 import { once } from 'node:events';
@@ -141,6 +144,68 @@ export const presenceCost: Scenario = {
     const sessions = options.quick ? 1000 : 10_000;
     options.log(`presence-cost: ${sessions.toLocaleString('en-US')} members joining, presence on and off`);
     return bothSides(index, () => joinStorm(true, sessions, options), () => joinStorm(false, sessions, options));
+  },
+};
+
+// ── presence-frames ────────────────────────────────────────────────────────────
+
+async function framesStorm(frames: boolean, sessions: number, options: RunOptions): Promise<Record<string, number>> {
+  const app = await startPresenceApp();
+  let server: SwitchboardUnderTest | null = null;
+  let group: LoadGroup | null = null;
+  try {
+    server = await startSwitchboard({
+      config: {
+        app: { url: app.url },
+        webhooks: { paths: { message: null, disconnect: null } },
+        session: { graceMs: 0 },
+        presence: { frames: frames ? [CHANNEL] : [] },
+      },
+      nodeFlags: options.nodeFlags('switchboard'),
+    });
+    await sleep(500);
+    const before = await server.memory();
+    const cpu = server.cpuMs();
+    group = LoadGroup.sized(sessions);
+    const { elapsedMs } = await group.connect(server.wsUrl, sessions, { protocol: 'switchboard.v1', concurrency: CONCURRENCY });
+    await sleep(1000);
+    const serverCpu = ((server.cpuMs() - cpu) * 1000) / sessions;
+    const after = await server.memory();
+    return {
+      rssPerSession: (after.rss - before.rss) / sessions,
+      heapPerSession: (after.heapUsed - before.heapUsed) / sessions,
+      handshakeRate: sessions / (elapsedMs / 1000),
+      serverCpu,
+    };
+  } finally {
+    await group?.close();
+    await server?.stop();
+    await app.close();
+  }
+}
+
+export const presenceFramesCost: Scenario = {
+  name: 'presence-frames',
+  title: 'presence frames on (switchboard column) vs presence off (bare ws column): a join storm into one channel',
+  notes: [
+    'Both columns are Switchboard: "switchboard" = presence.frames ["room"] (no webhook), "bare ws" = presence off;',
+    'ratio = on / off. Each its own process, one after the other (alternating which goes first). 2,000 reliable',
+    'sessions (quick: 500) of distinct users join "room" through the connect answer, 100 handshakes at once, so',
+    'the storm is n(n+1)/2 + 1 frames (2,001,001 for 2,000). The load clients read but never ack, so each',
+    'outbox keeps its last session.outbox.maxMessages (1,024) frames: the worst case for memory. Memory: RSS and',
+    'heap after two forced GCs, before and 1 s after the sessions open, per session. CPU: utime+stime of the',
+    'sidecar over the connects and the second after, per session.',
+  ],
+  metrics: [
+    { key: 'rssPerSession', label: 'RSS per session', unit: 'bytes' },
+    { key: 'heapPerSession', label: 'heap per session', unit: 'bytes' },
+    { key: 'handshakeRate', label: 'handshakes/s while joining', unit: 'per-s' },
+    { key: 'serverCpu', label: 'sidecar CPU per session', unit: 'us' },
+  ],
+  async rep(options: RunOptions, index: number) {
+    const sessions = options.quick ? 500 : 2000;
+    options.log(`presence-frames: ${sessions.toLocaleString('en-US')} members joining, frames on and presence off`);
+    return bothSides(index, () => framesStorm(true, sessions, options), () => framesStorm(false, sessions, options));
   },
 };
 

@@ -1,5 +1,6 @@
 // The demo's "legacy" app: plain node:http, no WebSocket code. It serves a chat page,
-// answers Switchboard's webhooks, and pushes chat lines back through the push API.
+// answers Switchboard's webhooks, pushes chat lines back through the push API, and tells a page
+// who is in the chat (Switchboard's presence query) when it opens.
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { readFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
@@ -38,16 +39,31 @@ export function createDemoApp(options: DemoAppOptions): Server {
     return text;
   };
 
-  const push = (channel: string, value: unknown) => fetch(`${options.controlUrl}/v1/channels/${encodeURIComponent(channel)}/messages`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json', ...(options.controlToken ? { authorization: `Bearer ${options.controlToken}` } : {}) },
-    body: JSON.stringify(value),
+
+  const control = (path: string, init: RequestInit = {}) => fetch(`${options.controlUrl}${path}`, {
+    ...init,
+    headers: { ...(init.headers as Record<string, string> | undefined), ...(options.controlToken ? { authorization: `Bearer ${options.controlToken}` } : {}) },
   });
 
   const routes: Record<string, (req: IncomingMessage, res: ServerResponse) => Promise<void>> = {
     'GET /': async (_req, res) => {
       res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' });
       res.end(await readFile(pagePath));
+    },
+    // Who is in the chat now, for a page that just opened: Switchboard knows (its presence query);
+    // the page keeps the list up to date from the presence frames that follow.
+    'GET /members': async (_req, res) => {
+      const names: string[] = [];
+      let cursor: string | null = null;
+      do {
+        const answer = await control(`/v1/channels/chat/presence?limit=1000${cursor ? `&cursor=${cursor}` : ''}`);
+        if (!answer.ok) throw new Error(`presence query answered ${answer.status}`);
+        const page = await answer.json() as { members: Array<{ user: string }>; next: string | null };
+        for (const m of page.members) names.push(m.user);
+        cursor = page.next;
+      } while (cursor !== null);
+      res.writeHead(200, { 'content-type': 'application/json', 'cache-control': 'no-store' });
+      res.end(JSON.stringify({ members: names }));
     },
     // Switchboard asks whether this client may connect; the answer names the user.
     'POST /ws/connect': async (req, res) => {
@@ -67,7 +83,11 @@ export function createDemoApp(options: DemoAppOptions): Server {
       }
       const from = String(req.headers['x-switchboard-user'] ?? 'someone');
       const said = typeof line === 'object' && line !== null && 'text' in line ? String((line as { text: unknown }).text) : String(line);
-      const answer = await push('chat', { from, text: said.slice(0, 500) });
+      const answer = await control('/v1/channels/chat/messages', {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ from, text: said.slice(0, 500) }),
+      });
       res.writeHead(answer.ok ? 204 : 502);
       res.end();
     },
