@@ -76,8 +76,12 @@ async function startPresenceApp(): Promise<PresenceApp> {
 
 // ── presence-cost ──────────────────────────────────────────────────────────────
 
-async function joinStorm(presence: boolean, sessions: number, options: RunOptions): Promise<Record<string, number>> {
+/** What the sidecar tracks while the sessions join: the webhook, the frames to one channel, or nothing. */
+type Tracking = 'webhook' | 'frames' | 'off';
+
+async function joinStorm(tracking: Tracking, sessions: number, options: RunOptions): Promise<Record<string, number>> {
   const app = await startPresenceApp();
+  const presence = tracking === 'webhook';
   let server: SwitchboardUnderTest | null = null;
   let group: LoadGroup | null = null;
   try {
@@ -86,6 +90,7 @@ async function joinStorm(presence: boolean, sessions: number, options: RunOption
         app: { url: app.url },
         webhooks: { paths: { message: null, disconnect: null, presence: presence ? '/ws/presence' : null } },
         session: { graceMs: 0 },
+        presence: { frames: tracking === 'frames' ? [CHANNEL] : [] },
       },
       nodeFlags: options.nodeFlags('switchboard'),
     });
@@ -143,46 +148,11 @@ export const presenceCost: Scenario = {
   async rep(options: RunOptions, index: number) {
     const sessions = options.quick ? 1000 : 10_000;
     options.log(`presence-cost: ${sessions.toLocaleString('en-US')} members joining, presence on and off`);
-    return bothSides(index, () => joinStorm(true, sessions, options), () => joinStorm(false, sessions, options));
+    return bothSides(index, () => joinStorm('webhook', sessions, options), () => joinStorm('off', sessions, options));
   },
 };
 
 // ── presence-frames ────────────────────────────────────────────────────────────
-
-async function framesStorm(frames: boolean, sessions: number, options: RunOptions): Promise<Record<string, number>> {
-  const app = await startPresenceApp();
-  let server: SwitchboardUnderTest | null = null;
-  let group: LoadGroup | null = null;
-  try {
-    server = await startSwitchboard({
-      config: {
-        app: { url: app.url },
-        webhooks: { paths: { message: null, disconnect: null } },
-        session: { graceMs: 0 },
-        presence: { frames: frames ? [CHANNEL] : [] },
-      },
-      nodeFlags: options.nodeFlags('switchboard'),
-    });
-    await sleep(500);
-    const before = await server.memory();
-    const cpu = server.cpuMs();
-    group = LoadGroup.sized(sessions);
-    const { elapsedMs } = await group.connect(server.wsUrl, sessions, { protocol: 'switchboard.v1', concurrency: CONCURRENCY });
-    await sleep(1000);
-    const serverCpu = ((server.cpuMs() - cpu) * 1000) / sessions;
-    const after = await server.memory();
-    return {
-      rssPerSession: (after.rss - before.rss) / sessions,
-      heapPerSession: (after.heapUsed - before.heapUsed) / sessions,
-      handshakeRate: sessions / (elapsedMs / 1000),
-      serverCpu,
-    };
-  } finally {
-    await group?.close();
-    await server?.stop();
-    await app.close();
-  }
-}
 
 export const presenceFramesCost: Scenario = {
   name: 'presence-frames',
@@ -205,7 +175,7 @@ export const presenceFramesCost: Scenario = {
   async rep(options: RunOptions, index: number) {
     const sessions = options.quick ? 500 : 2000;
     options.log(`presence-frames: ${sessions.toLocaleString('en-US')} members joining, frames on and presence off`);
-    return bothSides(index, () => framesStorm(true, sessions, options), () => framesStorm(false, sessions, options));
+    return bothSides(index, () => joinStorm('frames', sessions, options), () => joinStorm('off', sessions, options));
   },
 };
 
