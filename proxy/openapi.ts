@@ -30,7 +30,7 @@ const connectionProperties: Record<string, Schema> = {
   connectedAt: time('When the session began.'),
   mode: { enum: ['raw', 'reliable'], description: '`raw` (no subprotocol) or `reliable` (`switchboard.v1`).' },
   state: { enum: ['open', 'detached', 'moving', 'closing', 'closed'], description: '`detached`: the socket is gone and the session waits for a resume; `moving`: on its way to another node.' },
-  transport: { enum: ['websocket', 'sse', null], description: 'What carries it now: `websocket` or `sse` (Server-Sent Events); null while it has no link (detached, moving).' },
+  transport: { enum: ['websocket', 'sse', 'long-poll', null], description: 'What carries it now: `websocket`, `sse` (Server-Sent Events) or `long-poll`; null while it has no link (detached, moving).' },
   outbox: object('What waits to be written to the client.', { messages: count('Messages in the outbox.'), bytes: count('Their payload bytes.') }),
   remoteAddress: text('The client address (after `proxy.trustedProxies`).'),
   userAgent: nullable(text("The client's User-Agent, or null.")),
