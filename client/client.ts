@@ -87,12 +87,13 @@ export interface ClientOptions {
   readonly resumeIn?: 'query' | 'protocol';
   /**
    * The transports to try, in order. Default `['websocket', 'sse', 'long-poll']`: a connection that
-   * never opens (no welcome within connectTimeoutMs, or closed before it opened without an HTTP
-   * status) moves the client to the next one for the same session: a WebSocket to SSE, an SSE stream
-   * that a proxy buffers to long-polling. A WebSocket is tried again every upgradeRetryMs.
+   * never opens (not within connectTimeoutMs, an HTTP transport counting as open at its welcome; or
+   * closed before it opened without an HTTP status) moves the client to the next one for the same
+   * session: a blocked WebSocket to SSE, a stream a proxy buffers to long-polling. A WebSocket is
+   * tried again every upgradeRetryMs.
    */
   readonly transports?: readonly TransportName[];
-  /** Longest a connection may take to open before it counts as blocked. Default 10000. */
+  /** Longest a connection may take to open (an HTTP transport: to get its welcome) before it counts as blocked. Default 10000. */
   readonly connectTimeoutMs?: number;
   /** While on a later transport, how often a WebSocket is tried again. Default 300000 (5 minutes). */
   readonly upgradeRetryMs?: number;
