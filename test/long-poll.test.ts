@@ -288,6 +288,33 @@ test('the SSE POST answers 409 for a long-poll session with no live link; a poll
   assert.deepEqual((await c.post({ type: 'message', id: 'x', data: 1 })).json, { type: 'ack', id: 'x' });
 });
 
+test('the opening GET carries what the connect webhook sends, after the welcome', async (t) => {
+  const { client } = await setup(t, {}, (r) => (r.url === '/ws/connect'
+    ? { body: { user: 'u1', send: [{ hello: 1 }, 'two'] } }
+    : { status: 204 }));
+  const a = await client().open();
+  assert.deepEqual(a.json.map((f: any) => f.type), ['welcome', 'message', 'message']);
+  assert.deepEqual(a.json.slice(1), [{ type: 'message', seq: 1, data: { hello: 1 } }, { type: 'message', seq: 2, data: 'two' }]);
+});
+
+test('an opening GET with ?resume=<token>&lastSeq=<n> resumes a detached session, without a connect webhook', async (t) => {
+  const { app, sc, client } = await setup(t, { heartbeat: { intervalMs: 50, timeoutMs: 50 } });
+  const c = client();
+  const [welcome] = (await c.open()).json;
+  await push(sc, `/v1/connections/${welcome.session}/messages`, 'one');
+  await c.until((f) => f.some((x) => x.type === 'message'), 'the message');
+  await eventually(async () => (await stateOf(sc, welcome.session)) === 'detached', 'the session detached');
+  await push(sc, `/v1/connections/${welcome.session}/messages`, 'two');
+  const again = client();
+  const a = await again.open(`&resume=${encodeURIComponent(c.token)}&lastSeq=1`);
+  assert.deepEqual(a.json.map((f: any) => [f.type, f.seq]), [['welcome', undefined], ['message', 2]]);
+  assert.equal(a.json[0].resumed, true);
+  assert.equal(a.json[0].session, welcome.session);
+  assert.equal(app.byPath('/ws/connect').length, 1);
+  const fresh = await client().open('&resume=forged.token&lastSeq=1');
+  assert.equal(fresh.json[0].resumed, false, 'a token that does not verify gives a new session');
+});
+
 test('property: the poll request parser answers any query and headers without throwing, and takes what is well-formed', () => {
   const value = fc.oneof(fc.string(), fc.stringMatching(/^\d{1,16}$/), fc.constant('long-poll'));
   const names = fc.constantFrom('transport', 'lastSeq', 'resume', 'room');
