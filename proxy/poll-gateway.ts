@@ -12,7 +12,7 @@ import { SwitchboardError } from './errors.js';
 import type { Gateway } from './gateway.js';
 import { MAX_TOKEN_BYTES } from './limits.js';
 import { PollLink } from './poll-link.js';
-import type { PostTarget } from './posted-frames.js';
+import { TOKEN_HEADER, type PostTarget } from './posted-frames.js';
 import type { Registry } from './registry.js';
 import { fail, ok, type Result } from './result.js';
 import type { Session, SessionContext } from './session.js';
@@ -21,7 +21,6 @@ import type { Decided } from './sse-gateway.js';
 /** The query parameter that marks a GET as a poll, and its value. */
 export const TRANSPORT_PARAM = 'transport';
 export const LONG_POLL = 'long-poll';
-const TOKEN_HEADER = 'x-switchboard-token';
 
 /** What a poll's GET asks for: a new session (or a resume by `?resume=`), or the next answer of one. */
 export type PollRequest =

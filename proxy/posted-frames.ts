@@ -6,6 +6,9 @@ import type { ServerFrame } from './frame.js';
 import type { LinkListener } from './link.js';
 import type { SentFrame } from './sse-send.js';
 
+/** The header that names a session on what its client sends by POST, and on a poll: the resume token from its welcome. */
+export const TOKEN_HEADER = 'x-switchboard-token';
+
 /** What a POST gets for one frame: the answer the session gave it, or that it was taken. */
 export type SendAnswer = ServerFrame | { readonly type: 'accepted' };
 

@@ -4,6 +4,8 @@
 // session's link (proxy/sse-link.ts). A browser's EventSource comes back by itself with the same
 // URL, `Last-Event-ID` and its cookies: each SSE session sets a cookie holding its resume token,
 // and the reconnection finds its session among them (`pickResumable`).
+// Long-polling on the same paths (`?transport=long-poll`) goes to proxy/poll-gateway.ts, which opens
+// its sessions with this gateway's steps (`admitted`, `decide`, `begin`); both links take the POSTs here.
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { readBody, sendError, sendJson } from './control-api.js';
@@ -18,10 +20,9 @@ import { SseLink } from './sse-link.js';
 import type { Effects } from './upstream.js';
 import type { ClientLink } from './link.js';
 import { isPoll, PollGateway } from './poll-gateway.js';
-import type { PostTarget } from './posted-frames.js';
+import { TOKEN_HEADER, type PostTarget } from './posted-frames.js';
 
-/** The header that names a session on what its client sends by POST: the resume token from the welcome event. */
-export const TOKEN_HEADER = 'x-switchboard-token';
+export { TOKEN_HEADER } from './posted-frames.js';
 
 /** Cookies of SSE sessions: this prefix and the session id. */
 export const SSE_COOKIE_PREFIX = 'sb_sse_';
