@@ -70,7 +70,7 @@ const statusSchema = object('The status page\'s numbers, read from the metrics (
     sessions: count('Sessions held, attached or detached (`switchboard_sessions`).'),
     byMode: list(object('Open connections of one mode and transport.', {
       mode: { enum: ['raw', 'reliable'], description: 'The mode.' },
-      transport: text('What carries them (`websocket`).'),
+      transport: text('What carries them (`websocket`, `sse`, `long-poll`).'),
       connections: count('How many (`switchboard_open_connections`).'),
     }), 'Open connections by mode and transport; kinds with none are left out.'),
   }),
