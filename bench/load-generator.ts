@@ -107,7 +107,7 @@ export class LoadGroup {
   }
 
   /** Opens `count` more connections, split evenly; throws when some fail. */
-  async connect(url: string, count: number, options: { protocol?: string; transport?: 'websocket' | 'sse'; concurrency?: number; timeoutMs?: number } = {}): Promise<{ elapsedMs: number }> {
+  async connect(url: string, count: number, options: { protocol?: string; transport?: 'websocket' | 'sse' | 'long-poll'; concurrency?: number; timeoutMs?: number } = {}): Promise<{ elapsedMs: number }> {
     const n = this.processes.length;
     const start = performance.now();
     const results = await Promise.all(this.processes.map((p, i) => {

@@ -1,7 +1,7 @@
 // A load process: holds up to 10,000 client sockets (one fd each; the per-process hard
 // limit here is 20,000) and runs what the bench process asks over IPC. Loopback only,
 // every wait bounded; it exits when the bench process goes away.
-import { request, type ClientRequest } from 'node:http';
+import { Agent, request, type AgentOptions, type ClientRequest } from 'node:http';
 import { WebSocket } from 'ws';
 import {
   MAX_SOCKETS_PER_PROCESS, monotonicMs,
@@ -15,6 +15,8 @@ interface Conn {
   ws: WebSocket | null;
   /** An SSE stream instead of a socket (transport `sse`). */
   stream: ClientRequest | null;
+  /** A polling loop instead (transport `long-poll`): stops it and its keep-alive socket. */
+  poller: { stop(): void } | null;
   /** The source address this client uses, again when it resumes. */
   localAddress: string | undefined;
   // echo: send times of the messages in flight, in order (the server answers in order)
@@ -110,7 +112,7 @@ function advance(c: Conn, seq: number): void {
 
 function newConn(): Conn {
   return {
-    ws: null, stream: null, localAddress: undefined, sendTimes: [], sent: 0, received: 0,
+    ws: null, stream: null, poller: null, localAddress: undefined, sendTimes: [], sent: 0, received: 0,
     session: null, token: null, lastSeq: 0, lost: 0, duplicates: 0, wrongData: 0, onWelcome: null,
   };
 }
@@ -243,6 +245,88 @@ function openStream(c: Conn, url: string, localAddress: string | undefined, time
   });
 }
 
+// ── long-polling ───────────────────────────────────────────────────────────────
+
+/** A poll's frames, as a WebSocket carries them. */
+type PollFrame = { type: string; session?: string; token?: string; seq?: number; to?: number; data?: unknown };
+
+/**
+ * Opens one long-polling session for `c` (the opening GET answers the welcome), then polls from
+ * its last seq on one keep-alive socket until stopped. A message's data is a reliable message's data.
+ */
+async function openPoll(c: Conn, url: string, localAddress: string | undefined, timeoutMs: number): Promise<boolean> {
+  const agent = new Agent({ keepAlive: true, maxSockets: 1, localAddress } as AgentOptions);
+  let stopped = false;
+  let current: ClientRequest | null = null;
+  const get = (query: string, headers: Record<string, string>) => new Promise<PollFrame[]>((resolve, reject) => {
+    const req = request(`${url}?transport=long-poll${query}`, { agent, headers: { accept: 'application/json', ...headers } }, (res) => {
+      if (res.statusCode !== 200) {
+        res.resume();
+        return reject(new Error(`answered ${res.statusCode}`));
+      }
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (d: string) => { body += d; });
+      res.on('end', () => {
+        try {
+          resolve(JSON.parse(body) as PollFrame[]);
+        } catch (err) {
+          reject(err as Error);
+        }
+      });
+    });
+    current = req;
+    req.on('error', reject);
+    req.end();
+  });
+  const take = (frames: PollFrame[]) => {
+    for (const f of frames) {
+      if (f.type === 'welcome') {
+        c.session = f.session ?? null;
+        c.token = f.token ?? null;
+      } else if (f.type === 'message' && typeof f.seq === 'number') {
+        if (f.seq <= c.lastSeq) {
+          c.duplicates++;
+          continue;
+        }
+        onData?.(f.data);
+        advance(c, f.seq);
+      } else if (f.type === 'gap' && typeof f.to === 'number') {
+        advance(c, f.to);
+      }
+    }
+  };
+  try {
+    take(await withDeadline(get('', {}), timeoutMs, 'long-poll open'));
+  } catch (err) {
+    agent.destroy();
+    throw err;
+  }
+  c.poller = {
+    stop() {
+      stopped = true;
+      current?.destroy();
+      agent.destroy();
+    },
+  };
+  open++;
+  void (async () => {
+    while (!stopped) {
+      try {
+        take(await get(`&lastSeq=${c.lastSeq}`, { 'x-switchboard-token': c.token ?? '' }));
+      } catch {
+        break;
+      }
+    }
+    if (c.poller !== null) {
+      c.poller = null;
+      open--;
+    }
+    agent.destroy();
+  })();
+  return false;
+}
+
 async function connect(args: ConnectArgs): Promise<ConnectResult> {
   if (!isLoopback(args.url)) throw new Error(`refusing a non-loopback target: ${args.url}`);
   if (conns.length + args.count > MAX_SOCKETS_PER_PROCESS) {
@@ -261,6 +345,7 @@ async function connect(args: ConnectArgs): Promise<ConnectResult> {
       c.localAddress = args.addresses[(base + i) % args.addresses.length];
       try {
         if (args.transport === 'sse') await openStream(c, args.url, c.localAddress, args.timeoutMs);
+        else if (args.transport === 'long-poll') await openPoll(c, args.url, c.localAddress, args.timeoutMs);
         else await openSocket(c, args.url, args.protocol, c.localAddress, args.timeoutMs);
         conns.push(c);
         opened++;
@@ -784,6 +869,12 @@ function closeAll(): { closed: number } {
     }
     if (c.stream) {
       c.stream.destroy();
+      closed++;
+    }
+    if (c.poller) {
+      const poller = c.poller;
+      c.poller = null;
+      poller.stop();
       closed++;
     }
     c.ws = null;

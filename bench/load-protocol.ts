@@ -9,8 +9,11 @@ export interface ConnectArgs {
   readonly count: number;
   /** `switchboard.v1` for reliable mode; the welcome frame is awaited as part of the open. */
   readonly protocol?: string;
-  /** `sse`: a Server-Sent Events stream (GET with Accept: text/event-stream; `url` is http://), welcome awaited. */
-  readonly transport?: 'websocket' | 'sse';
+  /**
+   * `sse`: a Server-Sent Events stream (GET with Accept: text/event-stream; `url` is http://), welcome awaited;
+   * `long-poll`: a polling loop (GET with ?transport=long-poll, then polls from the last seq; `url` is http://).
+   */
+  readonly transport?: 'websocket' | 'sse' | 'long-poll';
   /** Source addresses (127.0.0.x), used round-robin, so no address runs out of ports. */
   readonly addresses: readonly string[];
   /** Handshakes in progress at once. */

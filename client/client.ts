@@ -10,6 +10,7 @@ import {
   type PresenceEvent,
 } from './protocol.js';
 import { SseSocket, type Fetch } from './transport-sse.js';
+import { PollSocket } from './transport-poll.js';
 
 // ---------------------------------------------------------------------------
 // Host interfaces. Declared here because the project compiles without the DOM lib,
@@ -55,8 +56,13 @@ export type ClearTimer = Callback<unknown>;
 const OPEN = 1; // WebSocket.OPEN, the same in every implementation
 const TAKEN_OVER = 4009; // the server's close of a connection whose session another one resumed
 
-/** How the client reaches the server: a WebSocket, or Server-Sent Events with POSTs (docs/usage.md, "HTTP fallback (SSE)"). */
-export type TransportName = 'websocket' | 'sse';
+/**
+ * How the client reaches the server: a WebSocket, Server-Sent Events with POSTs (docs/usage.md,
+ * "HTTP fallback (SSE)"), or long-polling with the same POSTs ("HTTP fallback (long-polling)").
+ */
+export type TransportName = 'websocket' | 'sse' | 'long-poll';
+
+const TRANSPORTS: readonly TransportName[] = ['websocket', 'sse', 'long-poll'];
 
 export interface ClientOptions {
   /** Default globalThis.WebSocket. Node 20 has none: pass the `ws` package's WebSocket. */
@@ -81,16 +87,18 @@ export interface ClientOptions {
    */
   readonly resumeIn?: 'query' | 'protocol';
   /**
-   * The transports to try, in order. Default `['websocket', 'sse']`: a WebSocket that never opens
-   * (no answer within connectTimeoutMs, or closed before it opened without an HTTP status) moves
-   * the client to SSE for the same session, and a WebSocket is tried again every upgradeRetryMs.
+   * The transports to try, in order. Default `['websocket', 'sse', 'long-poll']`: a connection that
+   * never opens (not within connectTimeoutMs, an HTTP transport counting as open at its welcome; or
+   * closed before it opened without an HTTP status) moves the client to the next one for the same
+   * session: a blocked WebSocket to SSE, a stream a proxy buffers to long-polling. A WebSocket is
+   * tried again every upgradeRetryMs.
    */
   readonly transports?: readonly TransportName[];
-  /** Longest a connection may take to open before it counts as blocked. Default 10000. */
+  /** Longest a connection may take to open (an HTTP transport: to get its welcome) before it counts as blocked. Default 10000. */
   readonly connectTimeoutMs?: number;
   /** While on a later transport, how often a WebSocket is tried again. Default 300000 (5 minutes). */
   readonly upgradeRetryMs?: number;
-  /** The fetch the SSE transport uses. Default globalThis.fetch. */
+  /** The fetch the HTTP transports (SSE, long-poll) use. Default globalThis.fetch. */
   readonly fetch?: Fetch;
   readonly random?: () => number;
   readonly setTimeout?: SetTimer;
@@ -203,12 +211,14 @@ export class SwitchboardClient extends Emitter<ClientEvents> {
 
   constructor(url: string, options: ClientOptions = {}) {
     super();
-    this.#transports = transportList(options.transports ?? ['websocket', 'sse']);
+    this.#transports = transportList(options.transports ?? TRANSPORTS);
     const platform = (globalThis as { WebSocket?: unknown }).WebSocket as WebSocketConstructor | undefined;
     const WebSocketImpl = options.WebSocket ?? platform;
     const needsWebSocket = this.#transports.includes('websocket');
     this.#fetch = options.fetch ?? (globalThis as { fetch?: Fetch }).fetch?.bind(globalThis);
-    if (this.#transports.includes('sse') && this.#fetch === undefined) throw new TypeError('no global fetch: pass options.fetch, or leave \'sse\' out of options.transports');
+    if ((this.#transports.includes('sse') || this.#transports.includes('long-poll')) && this.#fetch === undefined) {
+      throw new TypeError('no global fetch: pass options.fetch, or leave \'sse\' and \'long-poll\' out of options.transports');
+    }
     if (needsWebSocket && options.headers !== undefined && (WebSocketImpl === undefined || WebSocketImpl === platform)) {
       throw new TypeError(
         'options.headers needs options.WebSocket from the `ws` package: the platform\'s WebSocket cannot set headers ' +
@@ -359,10 +369,11 @@ export class SwitchboardClient extends Emitter<ClientEvents> {
 
   /** A new connection over `transport`: a resume when there is a token. */
   #open(transport: TransportName, token: string | null, lastSeq: number): WebSocketLike {
-    if (transport === 'sse') {
-      // SSE has no subprotocols: its resume always travels in the query.
+    if (transport === 'sse' || transport === 'long-poll') {
+      // HTTP has no subprotocols: a resume always travels in the query.
       const timers = { setTimeout: this.#setTimer, clearTimeout: this.#clearTimer };
-      return new SseSocket(token === null ? this.url : resumeUrl(this.url, token, lastSeq), this.#fetch!, this.#headers, timers);
+      const url = token === null ? this.url : resumeUrl(this.url, token, lastSeq);
+      return transport === 'sse' ? new SseSocket(url, this.#fetch!, this.#headers, timers) : new PollSocket(url, this.#fetch!, this.#headers, timers);
     }
     const resuming = token !== null;
     const url = resuming && this.#resumeIn === 'query' ? resumeUrl(this.url, token, lastSeq) : this.url;
@@ -723,8 +734,8 @@ function positive(name: string, value: number): number {
 }
 
 function transportList(list: readonly TransportName[]): readonly TransportName[] {
-  if (!Array.isArray(list) || list.length === 0 || new Set(list).size !== list.length || list.some((t) => t !== 'websocket' && t !== 'sse')) {
-    throw new RangeError(`transports: expected a non-empty list of distinct 'websocket' and 'sse', got ${JSON.stringify(list)}`);
+  if (!Array.isArray(list) || list.length === 0 || new Set(list).size !== list.length || list.some((t) => !TRANSPORTS.includes(t))) {
+    throw new RangeError(`transports: expected a non-empty list of distinct 'websocket', 'sse' and 'long-poll', got ${JSON.stringify(list)}`);
   }
   return Object.freeze([...list]);
 }

@@ -2,17 +2,14 @@
 // client's WebSocketLike so the client cannot tell it from a WebSocket: the stream is a GET read
 // with fetch and a streaming body reader (headers and the token can be sent, unlike with an
 // EventSource), each event becomes the reliable-mode frame a WebSocket would carry, and what the
-// client sends goes by POST on the same path, one request at a time (so the session takes the
-// frames in send order), batching whatever queued meanwhile. The answers in the replies (ack,
-// nack, pong, error) come back as frames too.
+// client sends goes by POST on the same path (client/transport-post.ts). The answers in the
+// replies (ack, nack, pong, error) come back as frames too.
 
 import { SseParser, type SseEvent } from './sse.js';
 import type { HandshakeResponse, WebSocketLike } from './client.js';
+import { FramePoster, type Fetch } from './transport-post.js';
 
-/** The header that names the session on a POST: the welcome's token. */
-export const TOKEN_HEADER = 'x-switchboard-token';
-/** At most this many frames in one POST (the server's MAX_SEND_FRAMES). */
-export const MAX_POST_FRAMES = 100;
+export type { Fetch } from './transport-post.js';
 
 const CONNECTING = 0;
 const OPEN = 1;
@@ -24,20 +21,8 @@ const CLOSED = 3;
  * anyway (the session then waits its grace, as after a lost connection).
  */
 export const CLOSE_WAIT_MS = 5000;
-/** Below the 64 KiB browsers allow a keepalive request's body. */
-const KEEPALIVE_BODY = 60_000;
 
-export type Fetch = (url: string, init: {
-  method: string;
-  headers: { [name: string]: string };
-  body?: string;
-  signal?: AbortSignal;
-  credentials?: 'include';
-  cache?: 'no-store';
-  keepalive?: boolean;
-}) => Promise<Response>;
-
-type Listener = (request: unknown, response: HandshakeResponse) => void;
+export type Listener = (request: unknown, response: HandshakeResponse) => void;
 
 /** The timers the client was given. */
 export interface Timers {
@@ -101,8 +86,7 @@ export class SseSocket implements WebSocketLike {
   #refusalListener: Listener | null = null;
   #reader: ReadableStreamDefaultReader<Uint8Array> | null = null;
   #token: string | null = null;
-  #queue: string[] = [];
-  #posting = false;
+  readonly #poster: FramePoster;
   #closeCode = 1006;
   #closeReason = '';
   readonly #timers: Timers;
@@ -116,6 +100,12 @@ export class SseSocket implements WebSocketLike {
     this.#fetch = fetchImpl;
     this.#headers = { ...headers };
     this.#timers = timers;
+    this.#poster = new FramePoster(this.#url, fetchImpl, this.#headers, {
+      state: () => (this.readyState === OPEN ? 'open' : this.readyState === CLOSING ? 'closing' : 'gone'),
+      token: () => this.#token,
+      answer: (frame) => this.onmessage?.({ data: frame }),
+      closed: () => this.#stop(),
+    });
     void this.#read();
   }
 
@@ -126,8 +116,7 @@ export class SseSocket implements WebSocketLike {
 
   send(text: string): void {
     if (this.readyState !== OPEN) throw new Error('the stream is not open');
-    this.#queue.push(text);
-    if (!this.#posting) void this.#post();
+    this.#poster.send(text);
   }
 
   /**
@@ -144,8 +133,7 @@ export class SseSocket implements WebSocketLike {
     // WebSocket's frames come before its close frame.
     this.readyState = CLOSING;
     this.#closeTimer = this.#timers.setTimeout(() => this.#stop(), CLOSE_WAIT_MS);
-    this.#queue.push(JSON.stringify({ type: 'close', reason }));
-    if (!this.#posting) void this.#post();
+    this.#poster.send(JSON.stringify({ type: 'close', reason }));
   }
 
   /**
@@ -177,8 +165,9 @@ export class SseSocket implements WebSocketLike {
         return this.#closed();
       }
       if (this.readyState === CLOSED || this.#abort.signal.aborted) return this.#closed();
+      // Open for reading, not yet for the client: the welcome, when it arrives, is what opens it
+      // (a proxy that buffers the stream passes the headers and holds the events back).
       this.readyState = OPEN;
-      this.onopen?.({});
       const parser = new SseParser((e) => this.#event(e));
       const reader = (this.#reader = res.body.getReader());
       for (;;) {
@@ -238,47 +227,7 @@ export class SseSocket implements WebSocketLike {
     if (this.#closeTimer !== undefined) this.#timers.clearTimeout(this.#closeTimer);
     this.#closeTimer = undefined;
     this.readyState = CLOSED;
-    this.#queue = [];
+    this.#poster.clear();
     this.onclose?.({ code: this.#closeCode, reason: this.#closeReason });
-  }
-
-  /** POSTs what queued, one request at a time, until the queue is empty or the stream is gone. */
-  async #post(): Promise<void> {
-    this.#posting = true;
-    while (this.#queue.length > 0 && (this.readyState === OPEN || this.readyState === CLOSING) && this.#token !== null) {
-      const frames = this.#queue.splice(0, MAX_POST_FRAMES);
-      const body = `[${frames.join(',')}]`;
-      let answers: unknown;
-      try {
-        const res = await this.#fetch(this.#url, {
-          method: 'POST',
-          headers: { ...this.#headers, 'content-type': 'application/json', [TOKEN_HEADER]: this.#token },
-          body,
-          credentials: 'include',
-          cache: 'no-store',
-          // The POST that closes outlives the page being closed, when a page calls close();
-          // browsers take keepalive bodies up to 64 KiB only.
-          ...(this.readyState === CLOSING && this.#queue.length === 0 && body.length < KEEPALIVE_BODY ? { keepalive: true } : {}),
-        });
-        // 403, 404, 409: the stream is ending or gone; its close drives the reconnect, and the
-        // messages, still un-acked, are sent again after the next welcome.
-        answers = res.status === 200 ? await res.json() : [];
-      } catch {
-        answers = [];
-      }
-      if (!Array.isArray(answers)) continue;
-      for (const answer of answers) {
-        // `closed`: the stream dropped before the app decided; the message stays pending and goes
-        // again, with its id, after the next welcome, as on a WebSocket.
-        if (typeof answer !== 'object' || answer === null) continue;
-        const a = answer as { type?: unknown; error?: unknown };
-        if (a.type === 'accepted' || (a.type === 'nack' && a.error === 'closed')) continue;
-        if (this.readyState !== OPEN) break;
-        this.onmessage?.({ data: JSON.stringify(answer) });
-      }
-    }
-    this.#posting = false;
-    // The close frame was answered (or could not be sent): the stream goes now, if the server has not ended it.
-    if (this.readyState === CLOSING && this.#queue.length === 0) this.#stop();
   }
 }

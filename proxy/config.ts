@@ -73,6 +73,10 @@ const schema = z.strictObject({
     intervalMs: duration.default(25_000),
     timeoutMs: duration.default(10_000),
   }).prefault({}),
+  longPoll: z.strictObject({
+    /** How long a poll is held when nothing is there for it; then it is answered with an empty array. */
+    waitMs: duration.default(25_000),
+  }).prefault({}),
   session: z.strictObject({
     graceMs: nonNegativeDuration.default(120_000),
     /** HMAC key for resume tokens; random per process when unset. */

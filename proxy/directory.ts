@@ -17,7 +17,7 @@ export interface SessionInfo {
   readonly connectedAt: string;
   readonly mode: string;
   readonly state: string;
-  /** What carries it now (`websocket`, `sse`); null while it has no link (detached, moving). */
+  /** What carries it now (`websocket`, `sse`, `long-poll`); null while it has no link (detached, moving). */
   readonly transport: string | null;
   readonly outbox: { readonly messages: number; readonly bytes: number };
   readonly remoteAddress: string;

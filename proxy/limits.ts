@@ -114,3 +114,6 @@ export const MAX_SEND_FRAMES = 100;
 
 /** A close reason in bytes of UTF-8: what a WebSocket close frame can carry (RFC 6455 §5.5), so every transport can say it. */
 export const MAX_CLOSE_REASON_BYTES = 123;
+
+/** A resume token's length: issued ones are far shorter (a session id, an expiry, a holder, a MAC); longer ones are not read. */
+export const MAX_TOKEN_BYTES = 512;

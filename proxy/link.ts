@@ -1,6 +1,6 @@
 // A session's connection to its client, whatever carries it. The session speaks only to
-// this: the WebSocket adapter (proxy/ws-link.ts) and the Server-Sent Events one
-// (proxy/sse-link.ts) implement it, and a long-polling link can next without the session changing.
+// this: the WebSocket adapter (proxy/ws-link.ts), the Server-Sent Events one (proxy/sse-link.ts)
+// and the long-polling one (proxy/poll-link.ts) implement it, and the session does not know which.
 import type { Logger } from 'pino';
 import type { Clock } from './clock.js';
 import type { Config } from './config.js';
@@ -34,7 +34,7 @@ export interface LinkListener {
 }
 
 export interface ClientLink {
-  /** What carries it, as metrics and the status page name it (`websocket`, `sse`). */
+  /** What carries it, as metrics and the status page name it (`websocket`, `sse`, `long-poll`). */
   readonly transport: string;
   /** How reliable-mode frames are written on it. */
   readonly wire: Wire;

@@ -30,7 +30,7 @@ const connectionProperties: Record<string, Schema> = {
   connectedAt: time('When the session began.'),
   mode: { enum: ['raw', 'reliable'], description: '`raw` (no subprotocol) or `reliable` (`switchboard.v1`).' },
   state: { enum: ['open', 'detached', 'moving', 'closing', 'closed'], description: '`detached`: the socket is gone and the session waits for a resume; `moving`: on its way to another node.' },
-  transport: { enum: ['websocket', 'sse', null], description: 'What carries it now: `websocket` or `sse` (Server-Sent Events); null while it has no link (detached, moving).' },
+  transport: { enum: ['websocket', 'sse', 'long-poll', null], description: 'What carries it now: `websocket`, `sse` (Server-Sent Events) or `long-poll`; null while it has no link (detached, moving).' },
   outbox: object('What waits to be written to the client.', { messages: count('Messages in the outbox.'), bytes: count('Their payload bytes.') }),
   remoteAddress: text('The client address (after `proxy.trustedProxies`).'),
   userAgent: nullable(text("The client's User-Agent, or null.")),
@@ -70,7 +70,7 @@ const statusSchema = object('The status page\'s numbers, read from the metrics (
     sessions: count('Sessions held, attached or detached (`switchboard_sessions`).'),
     byMode: list(object('Open connections of one mode and transport.', {
       mode: { enum: ['raw', 'reliable'], description: 'The mode.' },
-      transport: text('What carries them (`websocket`).'),
+      transport: text('What carries them (`websocket`, `sse`, `long-poll`).'),
       connections: count('How many (`switchboard_open_connections`).'),
     }), 'Open connections by mode and transport; kinds with none are left out.'),
   }),

@@ -4,6 +4,8 @@
 // session's link (proxy/sse-link.ts). A browser's EventSource comes back by itself with the same
 // URL, `Last-Event-ID` and its cookies: each SSE session sets a cookie holding its resume token,
 // and the reconnection finds its session among them (`pickResumable`).
+// Long-polling on the same paths (`?transport=long-poll`) goes to proxy/poll-gateway.ts, which opens
+// its sessions with this gateway's steps (`admitted`, `decide`, `begin`); both links take the POSTs here.
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { readBody, sendError, sendJson } from './control-api.js';
@@ -16,9 +18,11 @@ import type { Registry } from './registry.js';
 import { RELIABLE_PROTOCOL, type Session, type SessionContext } from './session.js';
 import { SseLink } from './sse-link.js';
 import type { Effects } from './upstream.js';
+import type { ClientLink } from './link.js';
+import { isPoll, PollGateway } from './poll-gateway.js';
+import { TOKEN_HEADER, type PostTarget } from './posted-frames.js';
 
-/** The header that names a session on what its client sends by POST: the resume token from the welcome event. */
-export const TOKEN_HEADER = 'x-switchboard-token';
+export { TOKEN_HEADER } from './posted-frames.js';
 
 /** Cookies of SSE sessions: this prefix and the session id. */
 export const SSE_COOKIE_PREFIX = 'sb_sse_';
@@ -100,26 +104,47 @@ function cookie(path: string, id: string, token: string, maxAgeS: number, secure
   return `${SSE_COOKIE_PREFIX}${id}=${token}; Path=${path}; Max-Age=${maxAgeS}; HttpOnly; SameSite=Lax${secure ? '; Secure' : ''}`;
 }
 
+/** What opening a session over HTTP decided: the session, and how it starts (new, or resumed from a seq). */
+export interface Decided {
+  readonly session: Session;
+  readonly resumed: { readonly lastSeq: number } | null;
+  /** The connect webhook's effects and extra headers, for a new session. */
+  readonly effects?: Effects;
+  readonly headers?: Record<string, string>;
+}
+
 export class SseGateway {
   readonly #host: SseGatewayHost;
   /** The stream each session was last given here. */
-  readonly #links = new WeakMap<Session, SseLink>();
+  readonly #links = new WeakMap<Session, PostTarget>();
+  /** Long-polling, opened the same way (proxy/poll-gateway.ts). */
+  readonly #poll: PollGateway;
 
   constructor(host: SseGatewayHost) {
     this.#host = host;
+    this.#poll = new PollGateway({
+      ctx: host.ctx,
+      registry: host.registry,
+      gateway: host.gateway,
+      links: this.#links,
+      admitted: (req, res) => this.admitted(req, res),
+      decide: (req, res, url, resumed, given) => this.decide(req, res, url, resumed, given),
+      begin: (decided, link) => this.begin(decided, link),
+    });
   }
 
   /**
    * Whether a request on a WebSocket path that is not an upgrade is Switchboard's: a GET that
-   * takes `text/event-stream`, or anything naming a session (`X-Switchboard-Token`). The rest
-   * stays the app's, as before SSE.
+   * takes `text/event-stream` or asks for long-polling (`?transport=long-poll`), or anything
+   * naming a session (`X-Switchboard-Token`). The rest stays the app's, as before SSE.
    */
-  takes(req: IncomingMessage): boolean {
-    return (req.method === 'GET' && acceptsEventStream(req.headers.accept)) || req.headers[TOKEN_HEADER] !== undefined;
+  takes(req: IncomingMessage, url: URL): boolean {
+    return (req.method === 'GET' && (acceptsEventStream(req.headers.accept) || isPoll(url))) || req.headers[TOKEN_HEADER] !== undefined;
   }
 
-  /** A request `takes` said is Switchboard's: a stream (GET) or what the client sends (POST). */
+  /** A request `takes` said is Switchboard's: a stream or a poll (GET), or what the client sends (POST). */
   serve(req: IncomingMessage, res: ServerResponse, url: URL): void {
+    if (req.method === 'GET' && isPoll(url)) return this.#poll.serve(req, res, url);
     if (req.method === 'GET') return this.open(req, res, url);
     if (req.method === 'POST') {
       return void this.#send(req, res, url).catch((err: unknown) => {
@@ -141,60 +166,45 @@ export class SseGateway {
     if (!acceptsEventStream(req.headers.accept)) {
       return sendError(res, new SwitchboardError('not_acceptable'));
     }
+    if (!this.admitted(req, res)) return;
+    this.#open(req, res, url, req.socket).catch((err: unknown) => this.#failed(err, res, 'SSE handshake failed'));
+  }
+
+  /**
+   * A new client's admission (draining, `limits.*`), its socket counted from here as a
+   * WebSocket's is; false when it was refused (and answered).
+   */
+  admitted(req: IncomingMessage, res: ServerResponse): boolean {
     const { gateway, ctx } = this.#host;
     const socket = req.socket;
     gateway.accepted(socket);
     const refusal = gateway.admit(socket.remoteAddress ?? '');
-    if (refusal) {
-      ctx.metrics.connectionsTotal.inc({ result: refusal.error.code });
-      res.writeHead(refusal.error.status, { 'content-type': 'application/json', ...refusal.headers });
-      return void res.end(JSON.stringify(refusal.error.toJSON()));
-    }
-    this.#open(req, res, url, socket).catch((err: unknown) => {
-      ctx.log.error({ err }, 'SSE handshake failed');
-      if (!res.headersSent) sendError(res, new SwitchboardError('internal'));
-      else res.destroy();
-    });
+    if (!refusal) return true;
+    ctx.metrics.connectionsTotal.inc({ result: refusal.error.code });
+    res.writeHead(refusal.error.status, { 'content-type': 'application/json', ...refusal.headers });
+    res.end(JSON.stringify(refusal.error.toJSON()));
+    return false;
+  }
+
+  #failed(err: unknown, res: ServerResponse, what: string): void {
+    this.#host.ctx.log.error({ err }, what);
+    if (!res.headersSent) sendError(res, new SwitchboardError('internal'));
+    else res.destroy();
   }
 
   async #open(req: IncomingMessage, res: ServerResponse, url: URL, socket: Socket): Promise<void> {
-    const { gateway, ctx, registry } = this.#host;
+    const { ctx, registry } = this.#host;
     const cookies = sseCookies(req.headers.cookie);
-    const resumed = await this.#resume(req, url, cookies);
-    let session: Session;
-    let effects: Effects | undefined;
-    let extra: Record<string, string> | undefined;
-    if (resumed) {
-      session = resumed.session;
-    } else {
-      const given = { ...req.headers };
-      delete given['last-event-id'];
-      if (given.cookie !== undefined) {
-        const rest = withoutSseCookies(given.cookie);
-        if (rest === undefined) delete given.cookie;
-        else given.cookie = rest;
-      }
-      session = gateway.newSession(req, url, socket.remoteAddress ?? '', 'reliable', RELIABLE_PROTOCOL, given);
-      const outcome = await ctx.upstream.connect(session);
-      if (!outcome.ok) {
-        ctx.metrics.connectionsTotal.inc({ result: `rejected_${outcome.status}` });
-        session.log.info({ status: outcome.status }, 'SSE handshake rejected by the app');
-        res.writeHead(outcome.status, outcome.headers ?? {});
-        return void res.end(outcome.body ?? '');
-      }
-      effects = outcome.effects;
-      extra = outcome.headers;
-      // The client left during the connect webhook, or the sidecar began draining: the app hears of its end once.
-      const gone = socket.destroyed || res.writableEnded;
-      if (gone || !this.#host.accepting()) {
-        if (effects.user !== undefined) session.setUser(effects.user);
-        ctx.metrics.sessions.inc();
-        session.close(gone ? 1006 : CloseCode.tryAgainLater, 'client left during the handshake');
-        if (!gone) sendError(res, new SwitchboardError('not_ready'));
-        return;
-      }
+    const given = { ...req.headers };
+    delete given['last-event-id'];
+    if (given.cookie !== undefined) {
+      const rest = withoutSseCookies(given.cookie);
+      if (rest === undefined) delete given.cookie;
+      else given.cookie = rest;
     }
-    if (socket.destroyed) return;
+    const decided = await this.decide(req, res, url, await this.#resume(req, url, cookies), given);
+    if (decided === null || socket.destroyed) return;
+    const { session } = decided;
     const now = ctx.clock.now();
     const path = url.pathname;
     const secure = (socket as Socket & { encrypted?: boolean }).encrypted === true || req.headers['x-forwarded-proto'] === 'https';
@@ -206,7 +216,7 @@ export class SseGateway {
       const read = ctx.tokens.read(token, now);
       if (read === null || (read.holder === this.#host.self && registry.get(read.session) === undefined)) setCookies.push(cookie(path, id, '', 0, secure));
     }
-    const headers: Record<string, string | string[]> = { ...extra };
+    const headers: Record<string, string | string[]> = { ...decided.headers };
     const appCookies = headers['set-cookie'];
     headers['set-cookie'] = appCookies === undefined ? setCookies : [...[appCookies].flat(), ...setCookies];
     res.writeHead(200, {
@@ -216,6 +226,47 @@ export class SseGateway {
       'x-accel-buffering': 'no',
     });
     res.flushHeaders();
+    if (!this.begin(decided, new SseLink(res, socket))) res.end();
+  }
+
+  /**
+   * What opening a session over HTTP decides, after admission: the session `resumed` names, or a
+   * new one the connect webhook accepted (its headers from `given`). Null when the request was
+   * answered here: the app refused it, the client left meanwhile, or the sidecar began draining.
+   */
+  async decide(req: IncomingMessage, res: ServerResponse, url: URL, resumed: { session: Session; lastSeq: number } | null, given: IncomingMessage['headers']): Promise<Decided | null> {
+    const { gateway, ctx } = this.#host;
+    const socket = req.socket;
+    if (resumed) return { session: resumed.session, resumed: { lastSeq: resumed.lastSeq } };
+    const session = gateway.newSession(req, url, socket.remoteAddress ?? '', 'reliable', RELIABLE_PROTOCOL, given);
+    const outcome = await ctx.upstream.connect(session);
+    if (!outcome.ok) {
+      ctx.metrics.connectionsTotal.inc({ result: `rejected_${outcome.status}` });
+      session.log.info({ status: outcome.status }, 'HTTP session rejected by the app');
+      res.writeHead(outcome.status, outcome.headers ?? {});
+      res.end(outcome.body ?? '');
+      return null;
+    }
+    const effects = outcome.effects;
+    // The client left during the connect webhook, or the sidecar began draining: the app hears of its end once.
+    const gone = socket.destroyed || res.writableEnded;
+    if (gone || !this.#host.accepting()) {
+      if (effects.user !== undefined) session.setUser(effects.user);
+      ctx.metrics.sessions.inc();
+      session.close(gone ? 1006 : CloseCode.tryAgainLater, 'client left during the handshake');
+      if (!gone) sendError(res, new SwitchboardError('not_ready'));
+      return null;
+    }
+    return { session, resumed: null, effects, headers: outcome.headers };
+  }
+
+  /**
+   * A decided session, registered (new) or counted (resumed), on its link; false when it ended
+   * meanwhile (the caller ends its answer).
+   */
+  begin(decided: Decided, link: ClientLink & PostTarget): boolean {
+    const { ctx, registry } = this.#host;
+    const { session, resumed } = decided;
     if (resumed) {
       ctx.metrics.resumesTotal.inc({ result: 'resumed' });
       ctx.metrics.connectionsTotal.inc({ result: 'resumed' });
@@ -224,11 +275,11 @@ export class SseGateway {
       ctx.metrics.sessions.inc();
       ctx.metrics.connectionsTotal.inc({ result: 'accepted' });
     }
-    if (session.state === 'closed') return void res.end();
-    const link = new SseLink(res, socket);
+    if (session.state === 'closed') return false;
     this.#links.set(session, link);
-    session.attach(link, resumed ? { lastSeq: resumed.lastSeq } : undefined);
-    if (effects) session.apply(effects);
+    session.attach(link, resumed ?? undefined);
+    if (decided.effects) session.apply(decided.effects);
+    return true;
   }
 
   /**

@@ -234,7 +234,7 @@ export class Switchboard {
       // /switchboard/client.js and .min.js are answered here, whatever the app has there.
       if (serveBrowserClient(req, res)) return;
       const url = parseRequestUrl(req.url);
-      if (url && this.#wsPaths.has(url.pathname) && this.#sse.takes(req)) return this.#sse.serve(req, res, url);
+      if (url && this.#wsPaths.has(url.pathname) && this.#sse.takes(req, url)) return this.#sse.serve(req, res, url);
       if (isWebhookPath(req.url ?? '/')) {
         req.resume();
         return void sendError(res, new SwitchboardError('not_found'));

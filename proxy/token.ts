@@ -3,6 +3,7 @@
 // another process than the one its id names (it moved: proxy/moves.ts). The session and its
 // holder are part of what is signed, so a token cannot be forged, used for another session, or
 // point a resume at another process.
+import { MAX_TOKEN_BYTES } from './limits.js';
 import { parseConnectionId } from './target.js';
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 
@@ -34,7 +35,7 @@ export class TokenCodec {
   /** The session and the process that holds it (`<node>-<worker>`; null when the id names none). */
   read(token: string, now: number): { session: string; holder: string | null } | null {
     const dot = token.indexOf('.');
-    if (dot <= 0 || token.length > 512) return null;
+    if (dot <= 0 || token.length > MAX_TOKEN_BYTES) return null;
     const bodyBytes = Buffer.from(token.slice(0, dot), 'base64url');
     const given = Buffer.from(token.slice(dot + 1), 'base64url');
     // Only the one spelling issue() gives: base64url decoding skips stray characters and spare bits.

@@ -1,17 +1,23 @@
 // A proxy in front of the sidecar as a corporate one looks to the client: plain HTTP passes
-// through (streams included), WebSocket upgrades are dropped or left hanging until told to let
-// them through. Real sockets on loopback, port 0.
+// through (streams included, unless told to buffer them as some proxies and scanners do), WebSocket
+// upgrades are dropped or left hanging until told to let them through. Real sockets on loopback, port 0.
 import { createServer, request, type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from 'node:http';
 import { connect, type Socket } from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { once } from 'node:events';
 
 export type UpgradeMode = 'drop' | 'hang' | 'pass';
+/** What an event stream meets: passed as it comes, or held whole (status, headers and body) until it ends. */
+export type StreamMode = 'pass' | 'buffer';
 
 export interface BlockingProxy {
   readonly url: string;
   /** What an upgrade meets: destroyed at once, never answered, or piped to the sidecar. */
   upgrades: UpgradeMode;
+  /** What event streams meet. */
+  streamMode: StreamMode;
+  /** Requests that were long-polls (GETs with ?transport=long-poll), answered through the proxy. */
+  readonly polls: number;
   /** Upgrades seen, by what they met. */
   readonly seen: { drop: number; hang: number; pass: number };
   /** Event streams answered through the proxy (GETs with Accept: text/event-stream). */
@@ -31,10 +37,20 @@ export async function startBlockingProxy(target: string): Promise<BlockingProxy>
   const urls = new WeakMap<ServerResponse, string>(); // and the URL it was asked for
   const sockets = new Set<Socket>();
   let streams = 0;
+  let polls = 0;
   const server = createServer((req: IncomingMessage, res: ServerResponse) => {
     if (req.method === 'POST') proxy.posts.push(req.headers);
     const isStream = req.method === 'GET' && /text\/event-stream/.test(req.headers.accept ?? '');
+    if (req.method === 'GET' && /[?&]transport=long-poll/.test(req.url ?? '')) polls++;
     const upstream = request({ host: to.hostname, port: to.port, method: req.method, path: req.url, headers: req.headers }, (answer) => {
+      if (isStream && proxy.streamMode === 'buffer') {
+        // Nothing reaches the client until the stream ends: a welcome never arrives in time.
+        const chunks: Buffer[] = [];
+        answer.on('data', (c: Buffer) => chunks.push(c));
+        answer.on('end', () => res.writeHead(answer.statusCode ?? 502, answer.headers).end(Buffer.concat(chunks)));
+        res.on('close', () => answer.destroy());
+        return;
+      }
       res.writeHead(answer.statusCode ?? 502, answer.headers);
       if (isStream && answer.statusCode === 200) {
         streams++;
@@ -78,6 +94,8 @@ export async function startBlockingProxy(target: string): Promise<BlockingProxy>
   const proxy: BlockingProxy = {
     url: `http://127.0.0.1:${port}`,
     upgrades: 'drop',
+    streamMode: 'pass',
+    get polls() { return polls; },
     seen: { drop: 0, hang: 0, pass: 0 },
     get streams() { return streams; },
     posts: [],

@@ -6,8 +6,9 @@ import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { WebSocket } from 'ws';
 import { StatusHidden } from './helpers/status-hidden.js';
-import { SwitchboardClient, type ClientOptions, type TransportName, type WebSocketLike } from '../client/index.js';
-import { startApp, guard, type Answer, type TestApp } from './helpers/app.js';
+import { SwitchboardClient, type ClientOptions } from '../client/index.js';
+import { startApp, type Answer, type TestApp } from './helpers/app.js';
+import { record, type Recorder } from './helpers/recorder.js';
 import { startSidecar, type Sidecar } from './helpers/sidecar.js';
 import { eventually } from './helpers/eventually.js';
 import { startBlockingProxy, type BlockingProxy } from './client-fallback-proxy.js';
@@ -34,40 +35,10 @@ test.after(async () => {
 
 const wsUrl = () => `${proxy.url.replace('http:', 'ws:')}/ws`;
 
-interface Recorder {
-  readonly client: SwitchboardClient;
-  readonly transports: TransportName[];
-  readonly messages: Array<{ data: unknown; seq: number }>;
-  readonly events: string[];
-  /** Resolves on the first event (past or future) for which `match` holds. */
-  until(what: string, match: () => boolean): Promise<void>;
-}
-
 function connect(t: TestContext, options: ClientOptions = {}, url = wsUrl()): Recorder {
   const client = new SwitchboardClient(url, { WebSocket, backoff: { baseMs: 10, capMs: 50 }, upgradeRetryMs: 30, ...options });
   t.after(() => client.close());
-  const transports: TransportName[] = [];
-  const messages: Array<{ data: unknown; seq: number }> = [];
-  const events: string[] = [];
-  const checks: Array<() => void> = [];
-  const changed = () => { for (const c of [...checks]) c(); };
-  client.on('transport', ({ name }) => { transports.push(name); events.push(`transport:${name}`); changed(); });
-  client.on('message', (data, { seq }) => { messages.push({ data, seq }); changed(); });
-  client.on('open', ({ resumed }) => { events.push(`open:${resumed}`); changed(); });
-  client.on('close', ({ willReconnect }) => { events.push(`close:${willReconnect}`); changed(); });
-  client.on('refused', ({ status }) => { events.push(`refused:${status}`); changed(); });
-  client.on('gap', () => { events.push('gap'); changed(); });
-  client.on('reset', () => { events.push('reset'); changed(); });
-  return {
-    client, transports, messages, events,
-    until(what, match) {
-      return guard(new Promise<void>((resolve) => {
-        const check = () => { if (match()) { checks.splice(checks.indexOf(check), 1); resolve(); } };
-        checks.push(check);
-        check();
-      }), what);
-    },
-  };
+  return record(client);
 }
 
 const toUser = (data: unknown) => sc.control('POST', '/v1/users/u1/messages', data);
@@ -251,7 +222,7 @@ test('a 401 the WebSocket hides (as a browser\'s does): the SSE attempt sees the
 });
 
 test('transports: checked at construction; SSE alone needs no WebSocket and takes headers', async (t) => {
-  for (const transports of [[], ['sse', 'sse'], ['long-poll'], 'sse'] as never[]) {
+  for (const transports of [[], ['sse', 'sse'], ['carrier-pigeon'], 'sse'] as never[]) {
     assert.throws(() => new SwitchboardClient(wsUrl(), { WebSocket, transports }), { name: 'RangeError', message: /^transports/ });
   }
   for (const key of ['connectTimeoutMs', 'upgradeRetryMs'] as const) {
