@@ -10,7 +10,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { readBody, sendError, sendJson } from './control-api.js';
 import { bodyKind } from './payload.js';
-import { parseSendBody } from './sse-send.js';
+import { parseSendBody, type SentFrame } from './sse-send.js';
 import { CloseCode, SwitchboardError } from './errors.js';
 import type { Gateway } from './gateway.js';
 import { MAX_SSE_COOKIES } from './limits.js';
@@ -37,6 +37,24 @@ export interface SseGatewayHost {
   accepting(): boolean;
   /** Where a session that moved away from this process went; null when it did not. */
   movedTo(id: string): string | null;
+  /**
+   * A POST for a session another process of this node holds goes there (workers: through the
+   * primary), answered as that process answers it; null when none holds it. Absent: 404 here.
+   */
+  forward?(holder: string, session: string, post: Post): Promise<Posted | null>;
+}
+
+/** What a POST asks of the process holding its session. */
+export interface Post {
+  readonly path: string;
+  readonly frames: readonly SentFrame[];
+  readonly single: boolean;
+}
+
+/** A POST's answer: its status and JSON body. */
+export interface Posted {
+  readonly status: number;
+  readonly body: unknown;
 }
 
 /** True when an Accept header takes `text/event-stream` (with any parameters or weight above 0). */
@@ -295,7 +313,10 @@ export class SseGateway {
       return sendError(res, new SwitchboardError('bad_token'));
     }
     const session = registry.get(read.session);
-    if (session === undefined || session.path !== url.pathname || session.state === 'closing' || session.state === 'closed') {
+    const here = session !== undefined && session.path === url.pathname && session.state !== 'closing' && session.state !== 'closed';
+    // Not here: held by another process (a POST can land on any worker), or moved away from here.
+    const holder = session === undefined ? this.#host.movedTo(read.session) ?? (read.holder !== this.#host.self ? read.holder : null) : null;
+    if (!here && (holder === null || !this.#host.forward)) {
       req.resume();
       return sendError(res, new SwitchboardError('unknown_connection', 'no such session: it ended (open a new stream)'));
     }
@@ -312,15 +333,45 @@ export class SseGateway {
     }
     const parsed = parseSendBody(body.toString('utf8'));
     if (!parsed.ok) return sendError(res, new SwitchboardError(parsed.error.code, parsed.error.message));
-    const link = this.#links.get(session);
-    if (link === undefined || link.ended || session.state !== 'open') return sendError(res, new SwitchboardError('not_streaming'));
-    const answers = await link.deliver(parsed.value.frames);
-    if (res.destroyed) return;
-    if (parsed.value.single) {
-      const [answer] = answers;
-      return sendJson(res, answer.type === 'error' ? 400 : 200, answer);
+    const post: Post = { path: url.pathname, frames: parsed.value.frames, single: parsed.value.single };
+    let posted: Posted | null;
+    if (here) posted = await this.#post(session, post);
+    else {
+      try {
+        posted = await this.#host.forward!(holder!, read.session, post);
+      } catch (err) {
+        // The holder did not answer: as if the link had dropped, the client sends again after its next welcome.
+        ctx.log.warn({ err: (err as Error).message, connection: read.session, holder }, 'a POST for a session of another process got no answer');
+        posted = errorPosted(new SwitchboardError('not_streaming', 'the process holding the session did not answer: send again after the next welcome'));
+      }
     }
-    sendJson(res, 200, answers);
+    if (res.destroyed) return;
+    if (posted === null) return sendError(res, new SwitchboardError('unknown_connection', 'no such session: it ended (open a new stream)'));
+    sendJson(res, posted.status, posted.body);
+  }
+
+  /**
+   * A POST another process took for a session it believed was here: answered from here, or where
+   * the session went (`movedTo`), or null when it is not here (it ended).
+   */
+  async postHere(id: string, post: Post): Promise<Posted | { movedTo: string } | null> {
+    const session = this.#host.registry.get(id);
+    if (session === undefined || session.path !== post.path || session.state === 'closing' || session.state === 'closed') {
+      const to = session === undefined ? this.#host.movedTo(id) : null;
+      return to === null ? null : { movedTo: to };
+    }
+    return this.#post(session, post);
+  }
+
+  async #post(session: Session, post: Post): Promise<Posted> {
+    const link = this.#links.get(session);
+    if (link === undefined || link.ended || session.state !== 'open') return errorPosted(new SwitchboardError('not_streaming'));
+    const answers = await link.deliver(post.frames);
+    if (post.single) {
+      const [answer] = answers;
+      return { status: answer.type === 'error' ? 400 : 200, body: answer };
+    }
+    return { status: 200, body: answers };
   }
 
   /**
@@ -361,3 +412,5 @@ export class SseGateway {
     return resumed !== null && resumed.session.path === url.pathname ? resumed : null;
   }
 }
+
+const errorPosted = (err: SwitchboardError): Posted => ({ status: err.status, body: err.toJSON() });

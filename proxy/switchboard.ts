@@ -14,7 +14,7 @@ import { sleep, systemClock, type Clock } from './clock.js';
 import { createControlApi, createMetricsApi, sendError, type ControlRoute } from './control-api.js';
 import { CloseCode, SwitchboardError } from './errors.js';
 import { Gateway, rejectWith } from './gateway.js';
-import { SseGateway } from './sse-gateway.js';
+import { SseGateway, type Post, type Posted, type SseGatewayHost } from './sse-gateway.js';
 import { serveBrowserClient } from './browser-client.js';
 import { Heartbeat } from './heartbeat.js';
 import { createLogger } from './log.js';
@@ -47,6 +47,8 @@ export interface SwitchboardOptions {
   readonly handoff?: (worker: number, req: IncomingMessage, socket: Socket, head: Buffer) => boolean;
   /** Moves sessions from the other workers of this node, when there is no cluster relay (workers only). */
   readonly mover?: Mover;
+  /** Takes a POST for a session another worker of this node holds there (workers only). */
+  readonly forward?: SseGatewayHost['forward'];
   /** A worker's presence: its member changes go to the primary, which sends the events (workers only). */
   readonly presence?: PresenceParts;
   /** The plugins to run with (cli.ts passes the built-in ones). */
@@ -224,7 +226,7 @@ export class Switchboard {
       // A session of this process that is not here moved away, or was parked (by this process's predecessor, after a restart).
       arrive: this.#moves ? (holder, id) => this.#moves!.arrive(holder === self ? this.#moves!.movedTo(id) : holder, id) : undefined,
     });
-    this.#sse = new SseGateway({ ctx: this.ctx, registry, gateway: this.#gateway, self, accepting: () => this.state === 'running', movedTo: (id) => this.#moves?.movedTo(id) ?? null });
+    this.#sse = new SseGateway({ ctx: this.ctx, registry, gateway: this.#gateway, self, accepting: () => this.state === 'running', movedTo: (id) => this.#moves?.movedTo(id) ?? null, forward: options.forward });
     this.#wsPaths = new Set(config.ws.paths);
     // Half-sent requests (slowloris) are cut off once limits.handshakeTimeoutMs has passed,
     // checked often enough for that bound to hold.
@@ -290,6 +292,11 @@ export class Switchboard {
   }
 
   /** This process as /v1/nodes shows it. */
+  /** A POST another worker took for a session of this one (proxy/sse-gateway.ts#postHere). */
+  postHere(id: string, post: Post): Promise<Posted | { movedTo: string } | null> {
+    return this.#sse.postHere(id, post);
+  }
+
   status(): ProcessStatus {
     const state = this.state === 'draining' || this.state === 'closed' ? 'draining' : this.state === 'starting' ? 'starting' : this.readiness().ready ? 'ready' : 'not_ready';
     return { state, sessions: this.registry.size };

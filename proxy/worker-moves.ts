@@ -16,12 +16,14 @@
 import { MAX_TAKE_HOPS } from './limits.js';
 import type { Mover, Transfer } from './moves.js';
 import type { MoveTail, SessionSnapshot } from './snapshot.js';
+import type { Post, Posted } from './sse-gateway.js';
 import { parseConnectionId } from './target.js';
 
 /** What a worker asks of the worker holding a session (through the primary). */
 export type MoveOp =
   | { readonly op: 'depart'; readonly id: string; readonly from: string }
-  | { readonly op: 'release'; readonly id: string };
+  | { readonly op: 'release'; readonly id: string }
+  | { readonly op: 'post'; readonly id: string; readonly post: Post };
 
 /** The holder's answer to `depart`: the session, where it went, or nothing. */
 export type DepartAnswer = { readonly snapshot: SessionSnapshot } | { readonly movedTo: string } | null;
@@ -30,23 +32,15 @@ export type DepartAnswer = { readonly snapshot: SessionSnapshot } | { readonly m
  * The mover of a worker: `ask` reaches worker `index` of this node through the primary; `before`
  * runs before a release is asked for (what this worker tells the primary goes first).
  */
-export function workerMover(options: {
-  readonly nodeId: string;
-  readonly self: string;
-  readonly ask: (index: number, op: MoveOp) => Promise<unknown>;
-  readonly before: () => void;
-}): Mover {
-  const { nodeId, self, ask, before } = options;
-  const workerOf = (holder: string): number | null => {
-    const parsed = parseConnectionId(`${holder}-x`);
-    return parsed && parsed.node === nodeId && holder !== self ? parsed.worker : null;
-  };
+export function workerMover(options: WorkerAsks & { readonly before: () => void }): Mover {
+  const { ask, before } = options;
+  const workerOf = workerIndex(options);
   return {
     async take(holder: string | null, id: string): Promise<Transfer | null> {
       for (let hop = 0; hop < MAX_TAKE_HOPS && holder !== null; hop++) {
         const index = workerOf(holder);
         if (index === null) return null;
-        const answer = await ask(index, { op: 'depart', id, from: self }) as DepartAnswer;
+        const answer = await ask(index, { op: 'depart', id, from: options.self }) as DepartAnswer;
         if (answer === null) return null;
         if ('movedTo' in answer) {
           holder = answer.movedTo;
@@ -63,5 +57,39 @@ export function workerMover(options: {
       return null;
     },
     park: () => Promise.reject(new Error('workers without a cluster broker have nowhere to park a session')),
+  };
+}
+
+/** How a worker reaches the other workers of its node. */
+export interface WorkerAsks {
+  readonly nodeId: string;
+  readonly self: string;
+  readonly ask: (index: number, op: MoveOp) => Promise<unknown>;
+}
+
+/** The index of another worker of this node that a holder names; null for this one or another node's. */
+function workerIndex({ nodeId, self }: WorkerAsks): (holder: string) => number | null {
+  return (holder) => {
+    const parsed = parseConnectionId(`${holder}-x`);
+    return parsed && parsed.node === nodeId && holder !== self ? parsed.worker : null;
+  };
+}
+
+/**
+ * A POST (SSE or long-poll) that landed on a worker without its session goes to the worker that
+ * holds it, following where it moved; null when none does. Rejects when the holder does not answer.
+ */
+export function workerForward(options: WorkerAsks): (holder: string, id: string, post: Post) => Promise<Posted | null> {
+  const workerOf = workerIndex(options);
+  return async (holder, id, post) => {
+    let at: string | null = holder;
+    for (let hop = 0; hop < MAX_TAKE_HOPS && at !== null; hop++) {
+      const index = workerOf(at);
+      if (index === null) return null;
+      const answer = await options.ask(index, { op: 'post', id, post }) as Posted | { movedTo: string } | null;
+      if (answer === null || !('movedTo' in answer)) return answer;
+      at = answer.movedTo;
+    }
+    return null;
   };
 }

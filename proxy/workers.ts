@@ -26,7 +26,7 @@ import { onStopSignals } from './signals.js';
 import { decodeCursors, type ProcessStatus, type Views } from './views.js';
 import { mergeMembers, mergeUser, type MembersAnswer, type UserPresence } from './presence-query.js';
 import type { PresenceEvent } from './presence.js';
-import { workerMover, type MoveOp } from './worker-moves.js';
+import { workerForward, workerMover, type MoveOp } from './worker-moves.js';
 import { forwardMembers, PrimaryPresence, WorkerGoneError, type MembersEndedMessage, type MembersMessage } from './worker-presence.js';
 
 /** The environment variable that carries the primary's validated config to its workers. */
@@ -114,18 +114,21 @@ async function runWorker(config: Readonly<Config>, plugins: readonly Plugin[], e
   // Without a cluster broker, a session another worker holds comes here through the primary.
   const asks = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void; timer: NodeJS.Timeout }>();
   let nextAsk = 0;
+  // A forwarded POST waits for the app's answers to what it carries: every attempt of a webhook, and a move's time.
+  const postWaitMs = config.webhooks.timeoutMs * config.webhooks.retry.maxAttempts + config.cluster.transferTimeoutMs;
   const ask = (to: number, body: MoveOp): Promise<unknown> => new Promise((resolve, reject) => {
     const id = ++nextAsk;
+    const waitMs = body.op === 'post' ? postWaitMs : config.cluster.transferTimeoutMs;
     const timer = setTimeout(() => {
       asks.delete(id);
-      reject(new Error(`worker ${to} did not answer in cluster.transferTimeoutMs`));
-    }, config.cluster.transferTimeoutMs);
+      reject(new Error(`worker ${to} did not answer in ${waitMs} ms`));
+    }, waitMs);
     asks.set(id, { resolve, reject, timer });
     process.send!({ sbAsk: id, to, body } satisfies Ask);
   });
   const self = `${config.nodeId}-${index}`;
-  const mover = config.cluster.amqp.url !== null || config.nodeId === null ? undefined
-    : workerMover({ nodeId: config.nodeId, self, ask, before: () => members?.flush() });
+  const asking = config.cluster.amqp.url !== null || config.nodeId === null ? null : { nodeId: config.nodeId, self, ask };
+  const mover = asking === null ? undefined : workerMover({ ...asking, before: () => members?.flush() });
   const sb = new Switchboard(config, {
     plugins,
     worker: index,
@@ -133,6 +136,7 @@ async function runWorker(config: Readonly<Config>, plugins: readonly Plugin[], e
     metrics: createMetrics({ presence: false }),
     presence: members ?? undefined,
     mover,
+    forward: asking === null ? undefined : workerForward(asking),
     // A resume for a session of another worker: the socket goes there through the primary.
     handoff: (to, req, socket, head) => {
       const message: Handoff = { sb: 'handoff', to, request: { method: req.method ?? 'GET', url: req.url ?? '/', headers: req.headers }, head: head.toString('base64') };
@@ -214,6 +218,7 @@ async function answer(sb: Switchboard, body: Op): Promise<unknown> {
       return movedTo === null ? null : { movedTo };
     }
     case 'release': return sb.departures.release(body.id);
+    case 'post': return sb.postHere(body.id, body.post);
     case 'ready': return sb.readiness();
     case 'status': return sb.status();
     case 'view': {
@@ -441,7 +446,7 @@ async function runPrimary(config: Readonly<Config>, n: number, plugins: readonly
       else if ((m as { sb?: string } | null)?.sb === 'ready') pool.started.add(worker);
       else if (m && typeof m === 'object' && 'sbAsk' in m) {
         const a = m as Ask;
-        if (a.body?.op !== 'depart' && a.body?.op !== 'release') return;
+        if (a.body?.op !== 'depart' && a.body?.op !== 'release' && a.body?.op !== 'post') return;
         pool.call(a.to, a.body).then(
           (result) => { if (worker.isConnected()) worker.send({ sbAnswer: a.sbAsk, result } satisfies AskAnswer); },
           (err: unknown) => { if (worker.isConnected()) worker.send({ sbAnswer: a.sbAsk, error: (err as Error).message } satisfies AskAnswer); },

@@ -4,6 +4,7 @@
 // still reach it, and presence sees no leave and join. Real CLI processes, real HTTP clients.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { request } from 'node:http';
 import { startApp, type Recorded } from './helpers/app.js';
 import { connectAnswer } from './helpers/cluster.js';
 import { freePort, runCli, writeConfig } from './helpers/process.js';
@@ -11,6 +12,41 @@ import { eventually } from './helpers/eventually.js';
 import { dataOf, openStream, type Stream } from './sse-stream.js';
 
 const SSE = { accept: 'text/event-stream' };
+
+/** A request on a connection of its own, so the cluster module may hand it to either worker. */
+function http(port: number, method: string, path: string, headers: Record<string, string>, body?: unknown): Promise<{ status: number; json: any }> {
+  return new Promise((resolve, reject) => {
+    const req = request({ host: '127.0.0.1', port, path, method, agent: false, headers }, (res) => {
+      let text = '';
+      res.setEncoding('utf8');
+      res.on('data', (c: string) => { text += c; });
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, json: JSON.parse(text) }));
+    });
+    req.on('error', reject);
+    req.end(body === undefined ? undefined : JSON.stringify(body));
+  });
+}
+
+const post = (port: number, token: string, body: unknown) => http(port, 'POST', '/ws', { 'content-type': 'application/json', 'x-switchboard-token': token }, body);
+
+async function startWorkers(t: { after(fn: () => void): void }, app: { url: string }, extra: Record<string, unknown> = {}) {
+  const [pub, ctl] = [await freePort(), await freePort()];
+  const cli = runCli(['--config', writeConfig({
+    listen: `127.0.0.1:${pub}`, control: { listen: `127.0.0.1:${ctl}` }, workers: 2, nodeId: 'sw',
+    app: { url: app.url }, log: { level: 'info' }, drain: { timeoutMs: 3000 }, ...extra,
+  })]);
+  t.after(() => { cli.child.kill('SIGKILL'); });
+  await cli.waitForOutput(/switchboard primary ready/);
+  const control = async (method: string, path: string, body?: unknown) => {
+    const res = await fetch(`http://127.0.0.1:${ctl}${path}`, { method, headers: body === undefined ? {} : { 'content-type': 'application/json' }, body: body === undefined ? undefined : JSON.stringify(body) });
+    return { status: res.status, json: await res.json().catch(() => null) };
+  };
+  const moved = async () => {
+    const text = await (await fetch(`http://127.0.0.1:${ctl}/metrics`)).text();
+    return Number(/^switchboard_session_moves_total\{direction="in",result="moved"\} (\d+)$/m.exec(text)?.[1] ?? 0);
+  };
+  return { pub, control, moved };
+}
 
 test('workers without a broker: a dropped SSE stream resumes on either worker, its session moving there, nothing lost or doubled, no presence events', async (t) => {
   const presence: Array<{ type: string; user: string }> = [];
@@ -22,14 +58,7 @@ test('workers without a broker: a dropped SSE stream resumes on either worker, i
     return connectAnswer(r);
   });
   t.after(() => app.close());
-  const [pub, ctl] = [await freePort(), await freePort()];
-  const cli = runCli(['--config', writeConfig({
-    listen: `127.0.0.1:${pub}`, control: { listen: `127.0.0.1:${ctl}` }, workers: 2, nodeId: 'sw',
-    app: { url: app.url }, log: { level: 'info' }, drain: { timeoutMs: 3000 },
-    webhooks: { paths: { presence: '/ws/presence' } }, presence: { batchMs: 10 },
-  })]);
-  t.after(() => { cli.child.kill('SIGKILL'); });
-  await cli.waitForOutput(/switchboard primary ready/);
+  const { pub, control, moved } = await startWorkers(t, app, { webhooks: { paths: { presence: '/ws/presence' } }, presence: { batchMs: 10 } });
   const streams: Stream[] = [];
   t.after(() => { for (const s of streams) s.drop(); });
   const open = async (path: string, headers: Record<string, string> = SSE) => {
@@ -37,15 +66,6 @@ test('workers without a broker: a dropped SSE stream resumes on either worker, i
     streams.push(s);
     return s;
   };
-  const control = async (method: string, path: string, body?: unknown) => {
-    const res = await fetch(`http://127.0.0.1:${ctl}${path}`, { method, headers: body === undefined ? {} : { 'content-type': 'application/json' }, body: body === undefined ? undefined : JSON.stringify(body) });
-    return { status: res.status, json: await res.json().catch(() => null) };
-  };
-  const moved = async () => {
-    const text = await (await fetch(`http://127.0.0.1:${ctl}/metrics`)).text();
-    return Number(/^switchboard_session_moves_total\{direction="in",result="moved"\} (\d+)$/m.exec(text)?.[1] ?? 0);
-  };
-
   let s = await open('/ws?user=ann&ch=room');
   const welcome = dataOf(await s.next((e) => e.event === 'welcome', 'welcome'));
   const id: string = welcome.session;
@@ -84,9 +104,60 @@ test('workers without a broker: a dropped SSE stream resumes on either worker, i
   const info = await control('GET', `/v1/connections/${id}`);
   assert.deepEqual([info.status, info.json.transport, info.json.user], [200, 'sse', 'ann']);
 
+  // What the client sends lands on either worker: each POST is answered by the worker holding the
+  // session (a first token names the worker it started on, and the session moved since).
+  const sent = app.byPath('/ws/message').length;
+  const tokens = [welcome.token, dataOf(s.events.find((e) => e.event === 'welcome')!).token];
+  for (let i = 0; i < 6; i++) {
+    const answer = await post(pub, tokens[i % 2], { type: 'message', id: `m${i}`, data: { i } });
+    assert.deepEqual([answer.status, answer.json], [200, { type: 'ack', id: `m${i}` }], `POST ${i}`);
+  }
+  assert.deepEqual(app.byPath('/ws/message').slice(sent).map((r) => r.json()), [0, 1, 2, 3, 4, 5].map((i) => ({ i })), 'in order, once each');
+  const batch = await post(pub, welcome.token, [{ type: 'ping' }, { type: 'message', id: 'last', data: 'last' }]);
+  assert.deepEqual(batch.json, [{ type: 'pong' }, { type: 'ack', id: 'last' }]);
+
   // Presence: one member all along; the marker's join comes with nothing before it but ann's.
   const marker = await open('/ws?user=marker&ch=room');
   await marker.next((e) => e.event === 'welcome', 'the marker');
   await eventually(() => presence.some((e) => e.user === 'marker'), 'the marker joined');
   assert.deepEqual(presence.map((e) => `${e.type} ${e.user}`), ['channel_occupied ann', 'member_added ann', 'member_added marker'], 'no leave and join for the moves');
+});
+
+test('workers without a broker: long-poll polls and POSTs land on either worker; the session follows, every message once, in order', async (t) => {
+  const app = await startApp(connectAnswer);
+  t.after(() => app.close());
+  const { pub, control, moved } = await startWorkers(t, app);
+  const json = { accept: 'application/json' };
+  const opened = await http(pub, 'GET', '/ws?transport=long-poll&user=bob&ch=room', json);
+  assert.equal(opened.status, 200);
+  const [welcome] = opened.json;
+  const id: string = welcome.session;
+  let token: string = welcome.token;
+  let lastSeq = 0;
+  const got: number[] = [];
+  const sent = app.byPath('/ws/message').length;
+  for (let i = 1; i <= 8; i++) {
+    assert.equal((await control('POST', '/v1/users/bob/messages', { n: i })).status, 202);
+    // Each poll on a connection of its own: the worker it lands on has the session, or takes it over.
+    while (!got.includes(i)) {
+      const answer = await http(pub, 'GET', `/ws?transport=long-poll&lastSeq=${lastSeq}`, { ...json, 'x-switchboard-token': token });
+      assert.equal(answer.status, 200, `poll for ${i}: ${JSON.stringify(answer.json)}`);
+      for (const frame of answer.json) {
+        if (frame.type === 'welcome') {
+          assert.deepEqual([frame.session, frame.resumed], [id, true], 'the same session, resumed');
+          token = frame.token;
+        } else if (frame.type === 'message') {
+          assert.equal(frame.seq, lastSeq + 1, 'seqs without a hole or a repeat');
+          lastSeq = frame.seq;
+          got.push(frame.data.n);
+        }
+      }
+    }
+    const ack = await post(pub, i % 2 ? welcome.token : token, { type: 'message', id: `p${i}`, data: { i } });
+    assert.deepEqual([ack.status, ack.json], [200, { type: 'ack', id: `p${i}` }], `POST ${i}`);
+  }
+  assert.deepEqual(got, [1, 2, 3, 4, 5, 6, 7, 8]);
+  assert.ok((await moved()) >= 1, 'the session moved between the workers');
+  assert.deepEqual(app.byPath('/ws/message').slice(sent).map((r) => r.json().i), [1, 2, 3, 4, 5, 6, 7, 8], 'what it sent: in order, once each');
+  assert.equal((await control('GET', `/v1/connections/${id}`)).json.transport, 'long-poll');
 });
