@@ -14,6 +14,7 @@ import type { Effects, Upstream } from './upstream.js';
 import type { Departures, Mover } from './moves.js';
 import type { Question, Scatter } from './views.js';
 import type { RosterEntry } from './snapshot.js';
+import type { Post, Posted } from './sse-gateway.js';
 
 /** A running piece with a lifecycle: started in order, drained and closed in reverse. */
 export interface Part {
@@ -48,6 +49,8 @@ export interface SessionHost {
   apply(connection: string, effects: Effects): void;
   /** The users or channels that have sessions here. */
   names(kind: IndexKind): Iterable<string>;
+  /** A POST another process took for a session it believed was here (proxy/sse-gateway.ts#postHere). */
+  post(id: string, post: Post): Promise<Posted | { movedTo: string } | null>;
   /** Delivery and closing in this process only: what a relay does with what reaches it. */
   deliverLocal(target: Target, push: Push): void;
   closeLocal(target: Target, code: number, reason: string): number;
@@ -74,6 +77,8 @@ export interface RelayPart extends Part {
   readonly mover: Mover | null;
   /** Asks every process of the cluster (cluster-wide views); null when it cannot. */
   readonly scatter: Scatter | null;
+  /** Takes a POST to the process holding its session and brings its answer back; null when it cannot. */
+  readonly forward: ((holder: string, id: string, post: Post) => Promise<Posted | null>) | null;
 }
 
 export interface Plugin {

@@ -132,6 +132,7 @@ export class Switchboard {
       answer: (question) => answerLocally(this.directory, this.registry, question, self, () => this.status()),
       apply: (connection, effects) => this.registry.get(connection)?.apply(effects),
       names: (kind) => this.registry.names(kind),
+      post: (id, post) => this.#sse.postHere(id, post),
       deliverLocal: (target, push) => void this.directory.routeLocal(target, push),
       closeLocal: (target, code, reason) => this.directory.closeLocal(target, code, reason),
     };
@@ -226,7 +227,7 @@ export class Switchboard {
       // A session of this process that is not here moved away, or was parked (by this process's predecessor, after a restart).
       arrive: this.#moves ? (holder, id) => this.#moves!.arrive(holder === self ? this.#moves!.movedTo(id) : holder, id) : undefined,
     });
-    this.#sse = new SseGateway({ ctx: this.ctx, registry, gateway: this.#gateway, self, accepting: () => this.state === 'running', movedTo: (id) => this.#moves?.movedTo(id) ?? null, forward: options.forward });
+    this.#sse = new SseGateway({ ctx: this.ctx, registry, gateway: this.#gateway, self, accepting: () => this.state === 'running', movedTo: (id) => this.#moves?.movedTo(id) ?? null, forward: options.forward ?? relay?.forward ?? undefined });
     this.#wsPaths = new Set(config.ws.paths);
     // Half-sent requests (slowloris) are cut off once limits.handshakeTimeoutMs has passed,
     // checked often enough for that bound to hold.

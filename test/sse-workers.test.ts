@@ -4,30 +4,15 @@
 // still reach it, and presence sees no leave and join. Real CLI processes, real HTTP clients.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { request } from 'node:http';
 import { startApp, type Recorded } from './helpers/app.js';
 import { connectAnswer } from './helpers/cluster.js';
 import { freePort, runCli, writeConfig } from './helpers/process.js';
 import { eventually } from './helpers/eventually.js';
+import { httpOnce as http, postFrames as post } from './helpers/http.js';
 import { dataOf, openStream, type Stream } from './sse-stream.js';
 
 const SSE = { accept: 'text/event-stream' };
 
-/** A request on a connection of its own, so the cluster module may hand it to either worker. */
-function http(port: number, method: string, path: string, headers: Record<string, string>, body?: unknown): Promise<{ status: number; json: any }> {
-  return new Promise((resolve, reject) => {
-    const req = request({ host: '127.0.0.1', port, path, method, agent: false, headers }, (res) => {
-      let text = '';
-      res.setEncoding('utf8');
-      res.on('data', (c: string) => { text += c; });
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, json: JSON.parse(text) }));
-    });
-    req.on('error', reject);
-    req.end(body === undefined ? undefined : JSON.stringify(body));
-  });
-}
-
-const post = (port: number, token: string, body: unknown) => http(port, 'POST', '/ws', { 'content-type': 'application/json', 'x-switchboard-token': token }, body);
 
 async function startWorkers(t: { after(fn: () => void): void }, app: { url: string }, extra: Record<string, unknown> = {}) {
   const [pub, ctl] = [await freePort(), await freePort()];
@@ -109,11 +94,11 @@ test('workers without a broker: a dropped SSE stream resumes on either worker, i
   const sent = app.byPath('/ws/message').length;
   const tokens = [welcome.token, dataOf(s.events.find((e) => e.event === 'welcome')!).token];
   for (let i = 0; i < 6; i++) {
-    const answer = await post(pub, tokens[i % 2], { type: 'message', id: `m${i}`, data: { i } });
+    const answer = await post(`http://127.0.0.1:${pub}`, tokens[i % 2], { type: 'message', id: `m${i}`, data: { i } });
     assert.deepEqual([answer.status, answer.json], [200, { type: 'ack', id: `m${i}` }], `POST ${i}`);
   }
   assert.deepEqual(app.byPath('/ws/message').slice(sent).map((r) => r.json()), [0, 1, 2, 3, 4, 5].map((i) => ({ i })), 'in order, once each');
-  const batch = await post(pub, welcome.token, [{ type: 'ping' }, { type: 'message', id: 'last', data: 'last' }]);
+  const batch = await post(`http://127.0.0.1:${pub}`, welcome.token, [{ type: 'ping' }, { type: 'message', id: 'last', data: 'last' }]);
   assert.deepEqual(batch.json, [{ type: 'pong' }, { type: 'ack', id: 'last' }]);
 
   // Presence: one member all along; the marker's join comes with nothing before it but ann's.
@@ -128,7 +113,7 @@ test('workers without a broker: long-poll polls and POSTs land on either worker;
   t.after(() => app.close());
   const { pub, control, moved } = await startWorkers(t, app);
   const json = { accept: 'application/json' };
-  const opened = await http(pub, 'GET', '/ws?transport=long-poll&user=bob&ch=room', json);
+  const opened = await http(`http://127.0.0.1:${pub}`, 'GET', '/ws?transport=long-poll&user=bob&ch=room', json);
   assert.equal(opened.status, 200);
   const [welcome] = opened.json;
   const id: string = welcome.session;
@@ -140,7 +125,7 @@ test('workers without a broker: long-poll polls and POSTs land on either worker;
     assert.equal((await control('POST', '/v1/users/bob/messages', { n: i })).status, 202);
     // Each poll on a connection of its own: the worker it lands on has the session, or takes it over.
     while (!got.includes(i)) {
-      const answer = await http(pub, 'GET', `/ws?transport=long-poll&lastSeq=${lastSeq}`, { ...json, 'x-switchboard-token': token });
+      const answer = await http(`http://127.0.0.1:${pub}`, 'GET', `/ws?transport=long-poll&lastSeq=${lastSeq}`, { ...json, 'x-switchboard-token': token });
       assert.equal(answer.status, 200, `poll for ${i}: ${JSON.stringify(answer.json)}`);
       for (const frame of answer.json) {
         if (frame.type === 'welcome') {
@@ -153,7 +138,7 @@ test('workers without a broker: long-poll polls and POSTs land on either worker;
         }
       }
     }
-    const ack = await post(pub, i % 2 ? welcome.token : token, { type: 'message', id: `p${i}`, data: { i } });
+    const ack = await post(`http://127.0.0.1:${pub}`, i % 2 ? welcome.token : token, { type: 'message', id: `p${i}`, data: { i } });
     assert.deepEqual([ack.status, ack.json], [200, { type: 'ack', id: `p${i}` }], `POST ${i}`);
   }
   assert.deepEqual(got, [1, 2, 3, 4, 5, 6, 7, 8]);

@@ -39,7 +39,8 @@ import { bindingKey, decodeMessage, encodeClose, encodePush, headerText, nodeOf,
 import { BrokerConnection } from './connection.js';
 import { Parking } from './parking.js';
 import { Roster } from './roster.js';
-import { isTransferReply, isTransferRequest, processKey, processOf, replyOptions, requestOptions, type TransferReply, type TransferRequest } from './transfer.js';
+import { decodePost, decodePosted, isTransferReply, isTransferRequest, processKey, processOf, replyOptions, requestOptions, type TransferReply, type TransferRequest } from './transfer.js';
+import type { Post, Posted } from '../../proxy/sse-gateway.js';
 
 export interface ClusterOptions {
   readonly url: string;
@@ -54,9 +55,11 @@ export interface ClusterOptions {
   readonly heartbeatMs: number;
   /** How long a cluster-wide view waits for the processes that have not answered. */
   readonly queryTimeoutMs: number;
+  /** How long a POST passed to the process holding its session waits for that process's answer. */
+  readonly postTimeoutMs: number;
 }
 
-export type ClusterDeps = Pick<SessionHost, 'log' | 'clock' | 'metrics' | 'names' | 'deliverLocal' | 'closeLocal' | 'departures' | 'answer' | 'roster'>;
+export type ClusterDeps = Pick<SessionHost, 'log' | 'clock' | 'metrics' | 'names' | 'deliverLocal' | 'closeLocal' | 'departures' | 'answer' | 'roster' | 'post'>;
 
 
 // ── the cluster link ──────────────────────────────────────────────────────────
@@ -393,16 +396,16 @@ export class Cluster implements RegistryWatcher {
   }
 
   /** One transfer request to one process, and its reply. */
-  #ask(type: TransferRequest, holder: string, id: string): Promise<Reply> {
+  #ask(type: TransferRequest, holder: string, id: string, content = Buffer.alloc(0), timeoutMs = this.#options.transferTimeoutMs): Promise<Reply> {
     const pub = this.#publisher;
     if (!pub || !this.#broker.up) return Promise.resolve('timeout');
     const correlationId = `${this.#options.self}.${(++this.#callCounter).toString(36)}`;
-    const { exchange, nodeId, self, transferTimeoutMs } = this.#options;
+    const { exchange, nodeId, self } = this.#options;
     return new Promise<Reply>((settle) => {
-      const timer = this.#deps.clock.setTimeout(() => this.#answer(correlationId, 'timeout'), transferTimeoutMs);
+      const timer = this.#deps.clock.setTimeout(() => this.#answer(correlationId, 'timeout'), timeoutMs);
       this.#calls.set(correlationId, { settle, timer });
       try {
-        pub.publish(exchange, processKey(holder), Buffer.alloc(0), requestOptions(type, id, self, nodeId, this.#queue, correlationId));
+        pub.publish(exchange, processKey(holder), content, requestOptions(type, id, self, nodeId, this.#queue, correlationId));
       } catch {
         this.#answer(correlationId, 'timeout');
       }
@@ -431,6 +434,32 @@ export class Cluster implements RegistryWatcher {
       const from = holder;
       const keys = sessionKeys(snapshot.value);
       return { snapshot: snapshot.value, finish: () => this.#release(from, id, keys) };
+    }
+    return null;
+  }
+
+  /**
+   * A POST that landed here for a session of `holder`: answered there (following where the session
+   * moved); null when no process holds it. Rejects when the holder does not answer in time.
+   */
+  async forward(holder: string, id: string, post: Post): Promise<Posted | null> {
+    const content = Buffer.from(JSON.stringify(post));
+    for (let hop = 0; hop < MAX_TAKE_HOPS; hop++) {
+      if (holder === this.#options.self) return null;
+      const answer = await this.#ask('post', holder, id, content, this.#options.postTimeoutMs);
+      if (answer === 'unroutable') return null;
+      if (answer === 'timeout') throw new Error(`the holder ${holder} did not answer the POST`);
+      const type: unknown = answer.properties.type;
+      if (type === 'moved') {
+        const next = processOf(answer.properties.headers?.['x-switchboard-holder']);
+        if (next === null || next === holder) return null;
+        holder = next;
+        continue;
+      }
+      if (type !== 'posted') return null;
+      const posted = decodePosted(answer.content);
+      if (!posted.ok) throw new Error(`malformed answer to a POST: ${posted.error}`);
+      return posted.value;
     }
     return null;
   }
@@ -546,6 +575,7 @@ export class Cluster implements RegistryWatcher {
       this.#log.warn({ type }, 'malformed session transfer request ignored');
       return;
     }
+    if (type === 'post') return void this.#servePost(id, msg, replyTo, correlationId);
     const departures = this.#deps.departures;
     let reply: { type: TransferReply; content?: Buffer; holder?: string };
     if (type === 'take') {
@@ -564,6 +594,33 @@ export class Cluster implements RegistryWatcher {
     } catch (err) {
       // The asker times out; a departing session comes back here when its move does not complete.
       this.#log.warn({ err: (err as Error).message, connection: id }, 'session transfer reply not sent');
+    }
+  }
+
+  /** A POST another process took for one of our sessions: its frames go in here, its answer back. */
+  async #servePost(id: string, msg: ConsumeMessage, replyTo: string, correlationId: string): Promise<void> {
+    const post = decodePost(msg.content);
+    let reply: { type: TransferReply; content?: Buffer; holder?: string };
+    if (!post.ok) {
+      this.#log.warn({ err: post.error }, 'malformed forwarded POST ignored');
+      reply = { type: 'none' };
+    } else {
+      let answer: Posted | { movedTo: string } | null;
+      try {
+        answer = await this.#deps.post(id, post.value);
+      } catch (err) {
+        this.#log.warn({ err: (err as Error).message, connection: id }, 'a forwarded POST failed here');
+        answer = null;
+      }
+      reply = answer === null ? { type: 'none' }
+        : 'movedTo' in answer ? { type: 'moved', holder: answer.movedTo }
+          : { type: 'posted', content: Buffer.from(JSON.stringify(answer)) };
+    }
+    try {
+      this.#publisher?.publish('', replyTo, reply.content ?? Buffer.alloc(0), replyOptions(reply.type, correlationId, reply.holder));
+    } catch (err) {
+      // The asker times out and answers its client 409: the client sends again after its next welcome.
+      this.#log.warn({ err: (err as Error).message, connection: id }, 'forwarded POST answer not sent');
     }
   }
 }

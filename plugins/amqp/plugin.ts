@@ -19,6 +19,8 @@ function cluster(host: SessionHost): RelayPart | null {
     transferTimeoutMs: config.cluster.transferTimeoutMs,
     heartbeatMs: config.cluster.heartbeatMs,
     queryTimeoutMs: config.cluster.queryTimeoutMs,
+    // A forwarded POST waits for the app's answers to what it carries: every attempt of a webhook, and a move's time.
+    postTimeoutMs: config.webhooks.timeoutMs * config.webhooks.retry.maxAttempts + config.cluster.transferTimeoutMs,
   }, host);
   return {
     name: 'cluster relay',
@@ -26,6 +28,7 @@ function cluster(host: SessionHost): RelayPart | null {
     watcher: c,
     mover: c.mover,
     scatter: c.scatter,
+    forward: (holder, id, post) => c.forward(holder, id, post),
     start: () => c.start(),
     drain: async () => c.leaving(),
     close: () => c.close(),
