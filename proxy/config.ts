@@ -216,8 +216,7 @@ const schema = z.strictObject({
   if (c.presence.frames.length > 0) {
     // The events come from each process's own sessions (docs/presence.md): a subscriber elsewhere would see a partial list.
     const refuse = (why: string) => ctx.addIssue({ code: 'custom', params: { crossField: true }, path: ['presence', 'frames'], message: why });
-    if (c.cluster.amqp.url !== null) refuse('presence frames are per process for now: not with cluster.amqp.url (the queries answer cluster-wide without them)');
-    if (c.workers !== 1) refuse(`presence frames are per process for now: not with workers (${c.workers}); set workers: 1`);
+    if (c.cluster.amqp.url !== null) refuse('presence frames are per node for now: not with cluster.amqp.url (the queries answer cluster-wide without them)');
   }
   if (c.session.outbox.highWaterBytes > c.session.outbox.maxBytes) {
     ctx.addIssue({ code: 'custom', params: { crossField: true }, path: ['session', 'outbox', 'highWaterBytes'], message: 'must not exceed session.outbox.maxBytes' });

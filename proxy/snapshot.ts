@@ -19,6 +19,8 @@ export interface WireMessage {
   readonly key: string | null;
   readonly ttlMs: number | null;
   readonly pushId: string | null;
+  /** Set for a presence frame (`presence.frames`); absent for a message. */
+  readonly type?: 'presence';
 }
 
 export interface HeldMessage extends WireMessage {
@@ -71,13 +73,14 @@ export function toWireMessage(push: Push, now: number): WireMessage {
     key: push.coalesceKey,
     ttlMs: Number.isFinite(push.expiresAt) ? Math.max(0, Math.ceil(push.expiresAt - now)) : null,
     pushId: push.id,
+    ...(push.type === 'presence' ? { type: 'presence' as const } : {}),
   };
 }
 
 export function fromWireMessage(m: WireMessage, now: number): Push {
   const payload: Payload = m.kind === 'binary' ? { kind: 'binary', data: Buffer.from(m.body, 'base64') }
     : m.kind === 'text' ? { kind: 'text', text: m.body } : { kind: 'json', json: m.body };
-  return new Push(payload, { class: m.class, coalesceKey: m.key, expiresAt: m.ttlMs === null ? Infinity : now + m.ttlMs, id: m.pushId });
+  return new Push(payload, { class: m.class, coalesceKey: m.key, expiresAt: m.ttlMs === null ? Infinity : now + m.ttlMs, id: m.pushId, type: m.type ?? 'message' });
 }
 
 // ── decoding ───────────────────────────────────────────────────────────────────
@@ -99,7 +102,9 @@ function wireMessage(v: unknown): Result<WireMessage> {
   if (v.class !== 'durable' && v.class !== 'lossy') return fail(`bad message class ${JSON.stringify(v.class)}`);
   if (!isStringOrNull(key) || !isStringOrNull(pushId)) return fail('bad coalesce key or push id');
   if (ttlMs !== null && !isCount(ttlMs)) return fail('bad message TTL');
-  return ok({ kind, body, class: v.class, key, ttlMs, pushId });
+  if (v.type !== undefined && v.type !== 'presence') return fail(`bad message type ${JSON.stringify(v.type)}`);
+  if (v.type === 'presence' && (kind !== 'json' || !body.startsWith('{'))) return fail('a presence frame is a JSON object');
+  return ok({ kind, body, class: v.class, key, ttlMs, pushId, ...(v.type === 'presence' ? { type: 'presence' as const } : {}) });
 }
 
 function wireMessages(v: unknown): Result<WireMessage[]> {

@@ -263,13 +263,13 @@ export class Switchboard {
    */
   #presenceOf(config: Readonly<Config>, upstream: Upstream, self: string, forwarded: PresenceParts | undefined): PresenceParts | null {
     const webhook = config.webhooks.paths.presence !== null;
+    const deliver = webhook ? upstream.presence?.bind(upstream) : null;
+    if (deliver === undefined) throw new Error(`webhooks.paths.presence: the ${upstream.name} upstream cannot send presence events`);
+    // A worker's members are counted in the primary, which sends the events and routes the frames.
+    if (forwarded) return forwarded;
     // The directory is built after the registry this feeds; events come only once sessions exist.
     const frames = presenceFrames(config.presence.frames, (target, push) => this.directory.route(target, push), this.log);
     if (!webhook && frames === null) return null;
-    const deliver = webhook ? upstream.presence?.bind(upstream) : null;
-    if (deliver === undefined) throw new Error(`webhooks.paths.presence: the ${upstream.name} upstream cannot send presence events`);
-    // A worker's members are counted in the primary, which sends the events (frames are refused with workers yet).
-    if (forwarded) return forwarded;
     return createPresence({ config: config.presence, clock: this.clock, log: this.log, metrics: this.metrics, ids: new PresenceIds(self, randomBytes(4).toString('hex')), deliver, frames });
   }
 

@@ -119,6 +119,10 @@ export class PrimaryPresence {
     readonly log: Logger;
     readonly metrics: PresenceMetrics;
     readonly workers: PresenceWorkers;
+    /** The webhook (or the amqp upstream) is on: batches go to a worker's upstream. */
+    readonly deliver: boolean;
+    /** The frames to subscribers (proxy/presence-frames.ts), routed to every worker; null when off. */
+    readonly frames: ((event: PresenceEvent) => void) | null;
   }) {
     this.#workers = options.workers;
     this.#clock = options.clock;
@@ -129,9 +133,9 @@ export class PrimaryPresence {
       log: options.log,
       metrics: options.metrics,
       ids: new PresenceIds(`${options.nodeId}-primary`, options.start),
-      deliver: (events) => this.#deliver(events),
-      // Frames are refused with workers yet (docs/presence.md).
-      frames: null,
+      // Null without the webhook: frames only.
+      deliver: options.deliver ? (events) => this.#deliver(events) : null,
+      frames: options.frames,
     });
   }
 

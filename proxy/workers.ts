@@ -26,11 +26,15 @@ import { onStopSignals } from './signals.js';
 import { decodeCursors, type ProcessStatus, type Views } from './views.js';
 import { mergeMembers, mergeUser, type MembersAnswer, type UserPresence } from './presence-query.js';
 import type { PresenceEvent } from './presence.js';
+import { presenceFrames } from './presence-frames.js';
 import { workerForward, workerMover, type MoveOp } from './worker-moves.js';
 import { forwardMembers, PrimaryPresence, WorkerGoneError, type MembersEndedMessage, type MembersMessage } from './worker-presence.js';
 
 /** The environment variable that carries the primary's validated config to its workers. */
 export const WORKER_CONFIG = 'SWITCHBOARD_WORKER_CONFIG';
+
+/** Members are tracked for the presence webhook or for presence frames. */
+const presenceTracked = (config: Readonly<Config>): boolean => config.webhooks.paths.presence !== null || config.presence.frames.length > 0;
 
 export function workerCount(config: Config): number {
   return config.workers === 'auto' ? Math.max(1, cpus().length) : config.workers;
@@ -98,10 +102,11 @@ export interface WirePush {
   coalesceKey: string | null;
   expiresAt: number;
   id: string | null;
+  type: Push['type'];
 }
 
-export const toWire = (p: Push): WirePush => ({ payload: p.payload, class: p.class, coalesceKey: p.coalesceKey, expiresAt: p.expiresAt, id: p.id });
-export const fromWire = (w: WirePush): Push => new Push(w.payload, { class: w.class, coalesceKey: w.coalesceKey, expiresAt: w.expiresAt, id: w.id });
+export const toWire = (p: Push): WirePush => ({ payload: p.payload, class: p.class, coalesceKey: p.coalesceKey, expiresAt: p.expiresAt, id: p.id, type: p.type });
+export const fromWire = (w: WirePush): Push => new Push(w.payload, { class: w.class, coalesceKey: w.coalesceKey, expiresAt: w.expiresAt, id: w.id, type: w.type });
 
 // ── worker ─────────────────────────────────────────────────────────────────────
 
@@ -110,7 +115,7 @@ async function runWorker(config: Readonly<Config>, plugins: readonly Plugin[], e
   // Loaded here, not at the top: the primary never runs a client pipeline.
   const { Switchboard } = await import('./switchboard.js');
   // The node's members are counted in the primary: this worker's changes go there.
-  const members = config.webhooks.paths.presence === null ? null : forwardMembers((m) => process.send!(m));
+  const members = presenceTracked(config) ? forwardMembers((m) => process.send!(m)) : null;
   // Without a cluster broker, a session another worker holds comes here through the primary.
   const asks = new Map<number, { resolve: (v: unknown) => void; reject: (e: Error) => void; timer: NodeJS.Timeout }>();
   let nextAsk = 0;
@@ -416,13 +421,16 @@ async function runPrimary(config: Readonly<Config>, n: number, plugins: readonly
   let state: 'starting' | 'running' | 'draining' = 'starting';
   // The presence event metrics are the primary's, as it sends the events (workers register none).
   const presenceMetrics = presenceCollectors([own]);
-  const presence = config.webhooks.paths.presence === null ? null : new PrimaryPresence({
+  const directory = new WorkersDirectory(pool, nodeId, new PushIds(nodeId, randomBytes(4).toString('hex')), config.cluster.amqp.url !== null);
+  const presence = !presenceTracked(config) ? null : new PrimaryPresence({
     config: config.presence,
     nodeId,
     start: randomBytes(4).toString('hex'),
     clock: systemClock,
     log,
     metrics: presenceMetrics,
+    deliver: config.webhooks.paths.presence !== null,
+    frames: presenceFrames(config.presence.frames, (target, push) => directory.route(target, push), log),
     workers: {
       running: () => [...pool.workers].filter(([, w]) => w.isConnected() && pool.started.has(w)).map(([i]) => i).sort((a, b) => a - b),
       deliver: (index, events) => pool.call<boolean>(index, { op: 'presence', events }),
@@ -491,7 +499,6 @@ async function runPrimary(config: Readonly<Config>, n: number, plugins: readonly
     exit((failed.reason as { code?: number }).code === ExitCode.failed ? ExitCode.failed : ExitCode.internal);
   }
 
-  const directory = new WorkersDirectory(pool, nodeId, new PushIds(nodeId, randomBytes(4).toString('hex')), config.cluster.amqp.url !== null);
   // Push sources (the push queue) are consumed here, once per node, and routed to the workers like API pushes.
   const parts = new Parts(log);
   for (const source of pushSources(plugins, { config, log, clock: systemClock, directory })) parts.add(source);

@@ -156,3 +156,27 @@ test('workers: a batch whose worker dies while the app is away is sent again, by
   const took = accepted.find((r) => r.json().events.some((e: Seen) => e.type === 'member_added' && e.user === 'late'))!;
   assert.equal(took.headers['webhook-id'], id, 'the same batch, by its id, not a new one');
 });
+
+test('workers: presence frames reach the channel\'s subscribers on every worker, in order with their seqs, once per member', async (t) => {
+  const { spread, control } = await setup(t, { presence: { batchMs: 20, frames: ['room'] } });
+  const watchers = await spread('w');
+  /** The presence frames a tab got, as `event user`, up to and including the one that `ends` it. */
+  const framesUntil = async (tab: Tab, ends: string): Promise<string[]> => {
+    const seen: Array<{ seq: number; brief: string }> = [];
+    for (;;) {
+      const f = await tab.client.until('presence');
+      seen.push({ seq: f.seq, brief: `${f.event} ${f.user}` });
+      if (`${f.event} ${f.user}` === ends) break;
+    }
+    assert.deepEqual(seen.map((s) => s.seq), [...seen.map((s) => s.seq)].sort((a, b) => a - b), 'seqs rise');
+    return seen.map((s) => s.brief);
+  };
+  // Each watcher saw its own join; now a second user's two tabs (on both workers) are one member.
+  // The first tab saw its own join; the others came after it, as no event.
+  assert.deepEqual(await framesUntil(watchers[0], 'member_added w'), ['channel_occupied w', 'member_added w']);
+  const zoe = await spread('zoe');
+  for (const w of watchers) assert.deepEqual(await framesUntil(w, 'member_added zoe'), ['member_added zoe'], 'one frame for two tabs, on whichever worker the watcher is');
+  for (const tab of zoe) await tab.client.close(1000);
+  for (const w of watchers) assert.deepEqual(await framesUntil(w, 'member_removed zoe'), ['member_removed zoe']);
+  assert.equal((await control('/v1/users/w')).connections, watchers.length);
+});

@@ -16,11 +16,15 @@ const wire = fc.record({
   key: fc.option(fc.string({ maxLength: 10 })),
   ttlMs: fc.option(fc.nat({ max: 1e9 })),
   pushId: fc.option(fc.string({ maxLength: 20 })),
-}).map((m) => ({
-  kind: m.kind,
-  body: m.kind === 'text' ? m.text : m.kind === 'json' ? m.json : Buffer.from(m.bytes).toString('base64'),
-  class: m.class, key: m.key, ttlMs: m.ttlMs, pushId: m.pushId,
-}));
+  presence: fc.boolean(),
+}).map((m) => (m.presence
+  // A presence frame (presence.frames): a JSON object, typed.
+  ? { kind: 'json' as const, body: '{"event":"member_added","user":"u"}', class: m.class, key: m.key, ttlMs: m.ttlMs, pushId: m.pushId, type: 'presence' as const }
+  : {
+    kind: m.kind,
+    body: m.kind === 'text' ? m.text : m.kind === 'json' ? m.json : Buffer.from(m.bytes).toString('base64'),
+    class: m.class, key: m.key, ttlMs: m.ttlMs, pushId: m.pushId,
+  }));
 
 const strings = fc.dictionary(fc.string({ maxLength: 8 }), fc.string({ maxLength: 12 }), { maxKeys: 4, noNullPrototype: true });
 
@@ -78,6 +82,8 @@ test('snapshots that would break the receiver are refused with a reason', () => 
     ['bad message kind', { ...good, messages: [{ ...good.messages[0], kind: 'xml' }] }],
     ['a JSON message that is not JSON', { ...good, messages: [{ ...good.messages[0], kind: 'json', body: '{' }] }],
     ['bad message TTL', { ...good, messages: [{ ...good.messages[0], ttlMs: -1 }] }],
+    ['bad message type', { ...good, messages: [{ ...good.messages[0], type: 'shout' }] }],
+    ['a presence frame is a JSON object', { ...good, messages: [{ ...good.messages[0], kind: 'text', body: 'hi', type: 'presence' }] }],
     ['bad query, headers or meta', { ...good, meta: { a: 1 } }],
     ['bad subprotocol, user or channels', { ...good, channels: [1] }],
     ['bad nextSeq', { ...good, nextSeq: 1.5 }],
@@ -100,6 +106,10 @@ test('a push keeps its payload, class, key, TTL left and id across the wire', ()
   assert.equal(back.expiresAt, 50_500, 'the time left, on the receiver\'s clock');
   assert.equal(back.id, 'n1.ab.1');
   assert.equal(fromWireMessage(toWireMessage(new Push({ kind: 'text', text: 'x' }), 0), 0).expiresAt, Infinity);
+  // A presence frame stays one across the wire (a move, a parked session).
+  const frame = fromWireMessage(toWireMessage(new Push({ kind: 'json', json: '{"event":"member_added"}' }, { type: 'presence' }), 0), 0);
+  assert.equal(frame.type, 'presence');
+  assert.equal(fromWireMessage(toWireMessage(push, 0), 0).type, 'message');
 });
 
 test('a token names the process holding its session only when that is not the one its id names', () => {
