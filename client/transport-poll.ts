@@ -102,6 +102,7 @@ export class PollSocket implements WebSocketLike {
       answer: (frame) => this.onmessage?.({ data: frame }),
       // The held poll takes the close frame's answer (close 1000); this bounds the wait for it.
       closed: () => {},
+      stale: () => this.#stop(),
     });
     void this.#run();
   }
@@ -208,6 +209,8 @@ export class PollSocket implements WebSocketLike {
           if (this.readyState === CONNECTING) this.readyState = OPEN;
           break;
         case 'message':
+        case 'presence':
+          // Numbered alike: the next poll's lastSeq says both arrived.
           if (typeof f.seq === 'number' && f.seq > this.#lastSeq) this.#lastSeq = f.seq;
           break;
         case 'gap':

@@ -29,6 +29,11 @@ export interface PostHost {
   answer(frame: string): void;
   /** The queue ran empty while closing: the close frame was answered (or could not be sent). */
   closed(): void;
+  /**
+   * What was sent was not taken while the transport is open (not answered 200, or nacked
+   * `closed`): the transport is dropped, so the client resumes and sends it again after the welcome.
+   */
+  stale(): void;
 }
 
 export class FramePoster {
@@ -78,20 +83,28 @@ export class FramePoster {
         });
         // 403, 404, 409: the transport is ending or gone; its close drives the reconnect, and the
         // messages, still un-acked, are sent again after the next welcome.
-        answers = res.status === 200 ? await res.json() : [];
+        answers = res.status === 200 ? await res.json() : null;
       } catch {
-        answers = [];
+        answers = null;
       }
-      if (!Array.isArray(answers)) continue;
+      if (!Array.isArray(answers)) {
+        // Not taken while the stream or poll still looks open (a server that could not reach the
+        // session's holder): resuming is what gets them sent again.
+        if (host.state() === 'open') host.stale();
+        continue;
+      }
+      let dropped = false;
       for (const answer of answers) {
         // `closed`: the link dropped before the app decided; the message stays pending and goes
         // again, with its id, after the next welcome, as on a WebSocket.
         if (typeof answer !== 'object' || answer === null) continue;
         const a = answer as { type?: unknown; error?: unknown };
+        if (a.type === 'nack' && a.error === 'closed') dropped = true;
         if (a.type === 'accepted' || (a.type === 'nack' && a.error === 'closed')) continue;
         if (host.state() !== 'open') break;
         host.answer(JSON.stringify(answer));
       }
+      if (dropped && host.state() === 'open') host.stale();
     }
     this.#posting = false;
     if (host.state() === 'closing' && this.#queue.length === 0) host.closed();

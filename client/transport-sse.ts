@@ -105,6 +105,7 @@ export class SseSocket implements WebSocketLike {
       token: () => this.#token,
       answer: (frame) => this.onmessage?.({ data: frame }),
       closed: () => this.#stop(),
+      stale: () => this.#stop(),
     });
     void this.#read();
   }

@@ -49,7 +49,11 @@ export class PollLink implements ClientLink, Wire, PostTarget {
   readonly #posted = new PostedFrames({
     ended: () => this.ended,
     listener: () => this.#listener,
-    closeByClient: (reason) => this.#end(pollClose(CloseCode.normal, reason), CloseCode.normal, reason),
+    closeByClient: (reason) => {
+      this.#end(pollClose(CloseCode.normal, reason), CloseCode.normal, reason);
+      // The client ends it now: with no poll held (a page being closed aborted it) none may come.
+      if (this.#held === null) this.#finish();
+    },
   });
 
   constructor(clock: Clock, waitMs: number) {
@@ -219,6 +223,9 @@ export class PollLink implements ClientLink, Wire, PostTarget {
     if (this.#ended !== null || this.#closed) return;
     this.#push(last);
     this.#ended = { code, reason };
+    // No answer reaches this link any more (the session ended, moved or took another link): POSTs
+    // waiting for one are nacked `closed` now, not when a poll comes for the last frame, if ever.
+    this.#posted.linkGone();
   }
 
   /** The link is gone: the session hears why, POSTs waiting for answers are nacked. */

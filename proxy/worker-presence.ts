@@ -164,7 +164,8 @@ export class PrimaryPresence {
         for (let i = 0; i < n; i++) this.#presence.watcher.member!(key.slice(0, at), key.slice(at + 1), -1, true);
       }
     }
-    this.#endedBy(index);
+    // In a drain, an exit is an end; before one, the worker comes back and will end in the drain.
+    if (this.#draining !== null) this.#endedBy(index);
   }
 
   /** A worker's sessions ended in a drain. */

@@ -11,6 +11,8 @@ import { startApp, type TestApp } from './helpers/app.js';
 import { startSidecar, type Sidecar } from './helpers/sidecar.js';
 import { eventually } from './helpers/eventually.js';
 import { record, type Recorder } from './helpers/recorder.js';
+import { connectAnswer } from './helpers/cluster.js';
+import { connect as connectRaw } from './helpers/client.js';
 import { startBlockingProxy, type BlockingProxy } from './client-fallback-proxy.js';
 import fc from 'fast-check';
 
@@ -142,4 +144,26 @@ test('property: poll URLs keep the page\'s query, drop a resume\'s, and carry th
   assert.deepEqual(answerFrames('[{"type":"message","seq":1,"data":2}]')!.map((f) => f.text), ['{"type":"message","seq":1,"data":2}']);
   assert.equal(answerFrames('{"type":"message"}'), null);
   assert.equal(answerFrames('[1]'), null);
+});
+
+test('long-poll: presence frames move the position on like messages, so the next poll is a poll, not a resume', async (t) => {
+  const own = await startApp(connectAnswer);
+  const side = await startSidecar(own.url, { longPoll: { waitMs: 2000 }, presence: { frames: ['room'] }, webhooks: { paths: { resume: '/ws/resume' } } });
+  t.after(async () => { await side.close(); await own.close(); });
+  const client = new SwitchboardClient(`${side.wsUrl('/ws')}?user=ann&ch=room`, { transports: ['long-poll'], backoff: { baseMs: 10, capMs: 50 } });
+  t.after(() => client.close());
+  const presence: string[] = [];
+  const messages: unknown[] = [];
+  client.on('presence', (e) => { presence.push(`${e.event} ${e.user}`); });
+  client.on('message', (data) => { messages.push(data); });
+  await eventually(() => presence.includes('member_added ann'), 'her own join, as a frame');
+  const bob = await connectRaw(side.wsUrl('/ws?user=bob&ch=room'));
+  t.after(() => bob.ws.terminate());
+  await eventually(() => presence.includes('member_added bob'), 'bob\'s join, as a frame');
+  // Polls go on from the frame's seq: a push comes through the next one, and nothing was resumed.
+  await side.control('POST', '/v1/channels/room/messages', { after: 'bob' });
+  await eventually(() => messages.length === 1, 'the push after the frames');
+  assert.deepEqual(messages, [{ after: 'bob' }]);
+  assert.equal(own.byPath('/ws/resume').length, 0, 'no poll was taken for a lost answer');
+  assert.deepEqual(presence, ['channel_occupied ann', 'member_added ann', 'member_added bob']);
 });

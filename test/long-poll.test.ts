@@ -359,3 +359,35 @@ test('property: acceptsJson takes absent, application/json, application/* and */
     assert.equal(typeof acceptsJson(s), 'boolean');
   }));
 });
+
+test('a POSTed close frame with no poll held (a page closed, its poll aborted) ends the session at once', async (t) => {
+  const { app, sc, client } = await setup(t);
+  const c = client();
+  const [welcome] = (await c.open()).json;
+  const a = await c.post({ type: 'close', reason: 'page closed' });
+  assert.deepEqual([a.status, a.json], [200, { type: 'accepted' }]);
+  const gone = await app.waitFor((r) => r.url === '/ws/disconnect', 'the disconnect webhook');
+  assert.deepEqual([gone.json().connection, gone.json().code, gone.json().reason], [welcome.session, 1000, 'page closed']);
+  await eventually(async () => (await sc.control('GET', `/v1/connections/${welcome.session}`)).status === 404, 'the session ended, not waiting for a poll');
+});
+
+test('a POST waiting for the app when its link is taken over (a poll resumed on a new link) is answered nack closed, not left hanging', async (t) => {
+  let release: (() => void) | null = null;
+  const { sc, client } = await setup(t, {}, async (r) => {
+    if (r.url === '/ws/connect') return { body: { user: 'u1', channels: ['room'] } };
+    if (r.url === '/ws/message') await new Promise<void>((done) => { release = done; });
+    return { status: 204 };
+  });
+  const c = client();
+  const [welcome] = (await c.open()).json;
+  await push(sc, `/v1/connections/${welcome.session}/messages`, 'one');
+  await c.until((f) => c.messages().length === 1 && f.length > 0, 'the message');
+  const waiting = c.post({ type: 'message', id: 'slow', data: 1 });
+  await eventually(() => release !== null, 'the app holding the message webhook');
+  // The answer with seq 1 "was lost": a poll from 0 resumes on a new link, taking the session over.
+  const again = await c.poll(0).answer;
+  assert.equal(again.json[0].resumed, true);
+  const answered = await waiting;
+  assert.deepEqual([answered.status, answered.json], [200, { type: 'nack', id: 'slow', error: 'closed', retryable: true }]);
+  release!();
+});

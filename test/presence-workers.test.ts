@@ -124,6 +124,12 @@ test('workers: a crashed worker\'s members leave and no one else does; a drain s
   assert.ok(!removed.includes('ann'), 'ann still has a tab on worker 1');
   for (const u of onOne) assert.ok(!removed.includes(u), `${u} (worker 1) stays`);
   await cli.waitForOutput(/worker exited: restarting it/);
+  await eventually(() => (cli.output().match(/"worker":0[^\n]*switchboard ready/g) ?? []).length === 2, 'worker 0 ready again');
+  // Members on the restarted worker too: the drain must wait for its leaves as well.
+  const late: Tab[] = [];
+  for (let i = 0; i < 6 && !late.some((l) => l.worker === '0'); i++) late.push(await open(`late${i}`));
+  assert.ok(late.some((l) => l.worker === '0'), 'a member on the restarted worker');
+  await eventually(() => late.every((l, i) => taken.some((e) => e.type === 'member_added' && e.user === `late${i}`)), 'the late joins');
 
   // A drain: every member left is removed, and the app has it all before the process exits.
   const present = new Set<string>();
