@@ -418,8 +418,8 @@ export class Cluster implements RegistryWatcher {
       if (answer === 'timeout' || answer === 'unroutable') return null;
       const type: unknown = answer.properties.type;
       if (type === 'moved') {
-        const next = processOf(answer.properties.headers?.['x-switchboard-holder']);
-        if (next === null || next === holder) return null;
+        const next = movedOn(answer, holder);
+        if (next === null) return null;
         holder = next;
         continue;
       }
@@ -451,8 +451,8 @@ export class Cluster implements RegistryWatcher {
       if (answer === 'timeout') throw new Error(`the holder ${holder} did not answer the POST`);
       const type: unknown = answer.properties.type;
       if (type === 'moved') {
-        const next = processOf(answer.properties.headers?.['x-switchboard-holder']);
-        if (next === null || next === holder) return null;
+        const next = movedOn(answer, holder);
+        if (next === null) return null;
         holder = next;
         continue;
       }
@@ -623,4 +623,10 @@ export class Cluster implements RegistryWatcher {
       this.#log.warn({ err: (err as Error).message, connection: id }, 'forwarded POST answer not sent');
     }
   }
+}
+
+/** The process a `moved` reply names, when it is another one than the one asked; else null. */
+function movedOn(answer: ConsumeMessage, asked: string): string | null {
+  const next = processOf(answer.properties.headers?.['x-switchboard-holder']);
+  return next === null || next === asked ? null : next;
 }
