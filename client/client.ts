@@ -10,6 +10,7 @@ import {
   type PresenceEvent,
 } from './protocol.js';
 import { SseSocket, type Fetch } from './transport-sse.js';
+import { UNREACHABLE } from './transport-post.js';
 import { PollSocket } from './transport-poll.js';
 
 // ---------------------------------------------------------------------------
@@ -183,6 +184,7 @@ export class SwitchboardClient extends Emitter<ClientEvents> {
 
   #transportAt = 0; // index in #transports of the current (or next) connection's transport
   #announced: TransportName | null = null; // the last `transport` event's name
+  #workedAt: number | null = null; // index in #transports of the last one a session was welcomed on
   #openTimer: unknown = undefined;
   #probe: WebSocketLike | null = null; // a WebSocket trying to take the session over from SSE
   #probeTimer: unknown = undefined;
@@ -425,6 +427,12 @@ export class SwitchboardClient extends Emitter<ClientEvents> {
       if (refusal !== undefined) {
         const plan = refusal.final ? 'final' : refusal.retryAfterMs === null ? 'backoff' : { retryAfterMs: refusal.retryAfterMs };
         return this.#disconnected(event.code, `handshake refused: HTTP ${refusal.status}`, plan, refusal);
+      }
+      if (!opened && event.reason === UNREACHABLE) {
+        // An HTTP transport that got no answer at all: the network or the server is away, not a
+        // proxy in the way. The transport that last worked is tried again after the backoff.
+        this.#transportAt = this.#workedAt ?? 0;
+        return this.#disconnected(event.code, event.reason, 'backoff');
       }
       if (!opened) return this.#blocked(event.code, event.reason);
       this.#disconnected(event.code, event.reason);
@@ -672,6 +680,7 @@ export class SwitchboardClient extends Emitter<ClientEvents> {
     this.#scheduleProbe();
 
     const transport = this.#transports[this.#transportAt];
+    this.#workedAt = this.#transportAt;
     if (transport !== this.#announced) {
       this.#announced = transport;
       this.emit('transport', { name: transport });

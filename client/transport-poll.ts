@@ -6,7 +6,7 @@
 // client sends goes by POST, as on SSE (client/transport-post.ts).
 
 import type { HandshakeResponse, WebSocketLike } from './client.js';
-import { FramePoster, TOKEN_HEADER, type Fetch } from './transport-post.js';
+import { FramePoster, TOKEN_HEADER, UNREACHABLE, type Fetch } from './transport-post.js';
 import { CLOSE_WAIT_MS, SILENT_HEARTBEATS, httpUrl, type Timers } from './transport-sse.js';
 
 const CONNECTING = 0;
@@ -139,8 +139,15 @@ export class PollSocket implements WebSocketLike {
   }
 
   async #run(): Promise<void> {
+    let res: Response;
     try {
-      let res = await this.#get(openUrl(this.#url), {});
+      res = await this.#get(openUrl(this.#url), {});
+    } catch {
+      // No answer at all (offline, unreachable), or our own abort.
+      if (!this.#abort.signal.aborted) this.#closeReason = UNREACHABLE;
+      return this.#closed();
+    }
+    try {
       if (res.status !== 200) {
         // A refusal (the app's 401, a limit's 429 or 503): the status the client decides on.
         this.#refusalListener?.(null, { statusCode: res.status, headers: { 'retry-after': res.headers.get('retry-after') ?? undefined } });

@@ -5,6 +5,13 @@
 
 /** The header that names the session on a POST: the welcome's token. */
 export const TOKEN_HEADER = 'x-switchboard-token';
+
+/**
+ * The close reason of an HTTP transport whose first request never got an answer (the network is
+ * down, the host unreachable): not a sign that the transport is blocked, so the client retries it
+ * with its backoff rather than moving on to the next one.
+ */
+export const UNREACHABLE = 'the server could not be reached';
 /** At most this many frames in one POST (the server's MAX_SEND_FRAMES). */
 export const MAX_POST_FRAMES = 100;
 /** Below the 64 KiB browsers allow a keepalive request's body. */

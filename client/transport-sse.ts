@@ -7,7 +7,7 @@
 
 import { SseParser, type SseEvent } from './sse.js';
 import type { HandshakeResponse, WebSocketLike } from './client.js';
-import { FramePoster, type Fetch } from './transport-post.js';
+import { FramePoster, UNREACHABLE, type Fetch } from './transport-post.js';
 
 export type { Fetch } from './transport-post.js';
 
@@ -149,14 +149,21 @@ export class SseSocket implements WebSocketLike {
   }
 
   async #read(): Promise<void> {
+    let res: Response;
     try {
-      const res = await this.#fetch(this.#url, {
+      res = await this.#fetch(this.#url, {
         method: 'GET',
         headers: { ...this.#headers, accept: 'text/event-stream' },
         signal: this.#abort.signal,
         credentials: 'include',
         cache: 'no-store',
       });
+    } catch {
+      // No answer at all (offline, unreachable), or our own abort.
+      if (!this.#abort.signal.aborted) this.#closeReason = UNREACHABLE;
+      return this.#closed();
+    }
+    try {
       if (res.status !== 200 || !/^text\/event-stream/i.test(res.headers.get('content-type') ?? '') || res.body === null) {
         // A refusal (the app's 401, a limit's 429 or 503): the status the client decides on.
         if (res.status !== 200) {

@@ -130,6 +130,34 @@ test('close() over SSE ends the session at once: what was sent before goes first
   assert.equal(r.client.state.status, 'closed');
 });
 
+test('offline for a while (every request fails unanswered): the client keeps to the transport that worked, and resumes on it', async (t) => {
+  proxy.upgrades = 'drop';
+  let offline = false;
+  let failed = 0;
+  const tried: string[] = [];
+  const flaky: typeof fetch = (input, init) => {
+    if (!offline) return fetch(input, init);
+    failed++;
+    tried.push(String(input).includes('transport=long-poll') ? 'long-poll' : init?.method === 'POST' ? 'post' : 'sse');
+    return Promise.reject(new TypeError('fetch failed'));
+  };
+  const r = connect(t, { upgradeRetryMs: 60_000, fetch: flaky as never });
+  await r.until('the open over SSE', () => r.events.includes('open:false'));
+  const id = r.client.session!;
+  offline = true;
+  const closes = r.events.filter((e) => e.startsWith('close')).length;
+  assert.equal(proxy.dropStreams(), 1);
+  await r.until('the drop', () => r.events.filter((e) => e.startsWith('close')).length > closes);
+  await eventually(() => failed >= 3, 'a few attempts while offline');
+  offline = false;
+  await toUser('back');
+  await r.until('the push after coming back', () => r.messages.some((m) => m.data === 'back'));
+  assert.equal(r.client.session, id, 'the same session');
+  assert.deepEqual(r.transports, ['sse'], 'still SSE: an unanswered request is not a blocked transport');
+  assert.ok(!tried.includes('long-poll'), `no long-poll tried while offline: ${tried.join(' ')}`);
+  assert.equal((await session(id)).transport, 'sse');
+});
+
 test('upgrades let through again: the client climbs back to a WebSocket on the same session, nothing lost or doubled', async (t) => {
   proxy.upgrades = 'drop';
   const r = connect(t);
