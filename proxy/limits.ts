@@ -89,6 +89,9 @@ export const MAX_HELD_QUESTION = 1000;
 /** Parked queues looked up at once when a dead process's roster is read (each lookup of a missing one costs a channel). */
 export const PARKED_CHECKS_AT_ONCE = 8;
 
+/** With workers, how often a presence batch looks again for a running worker to send it while all are restarting. */
+export const NO_WORKER_RETRY_MS = 100;
+
 /** How often a claim looks again for the parked copy of a session its holder is parking right now (up to cluster.transferTimeoutMs). */
 export const CLAIM_RETRY_MS = 25;
 

@@ -10,6 +10,7 @@ import type { Logger } from 'pino';
 import type { Clock } from './clock.js';
 import type { Config } from './config.js';
 import type { PresenceMetrics } from './metrics.js';
+import { NO_WORKER_RETRY_MS } from './limits.js';
 import { withDeadline, type Part } from './plugin.js';
 import { createPresence, PresenceIds, type PresenceEvent, type PresenceParts } from './presence.js';
 
@@ -96,8 +97,6 @@ export interface PresenceWorkers {
   done(index: number): void;
 }
 
-/** How often a batch waits for a worker to send it while none runs (all restarting). */
-const NO_WORKER_RETRY_MS = 100;
 
 export class PrimaryPresence {
   readonly #presence: PresenceParts;
