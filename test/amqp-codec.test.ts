@@ -65,6 +65,19 @@ test('cluster wire format: a push and a close survive the round trip', () => {
     assert.equal(e.options.expiration, undefined);
   }
 
+  // A presence event's frame stays one across nodes; an app's message carries no type header.
+  const presence = new Push({ kind: 'json', json: '{"event":"member_added","channel":"c","user":"u","id":"1","at":"t"}' }, { type: 'presence' });
+  const pe = encodePush('na', toChannel('c'), presence, now);
+  assert.equal(pe.options.headers!['x-switchboard-type'], 'presence');
+  const pd = decodeMessage(pe.content, pe.options.type, pe.options.headers, now);
+  assert.ok(pd.ok && pd.value.type === 'push' && pd.value.push.type === 'presence');
+  assert.equal(pd.value.push.reliableFrame(3), '{"type":"presence","seq":3,"event":"member_added","channel":"c","user":"u","id":"1","at":"t"}');
+  assert.equal(encodePush('na', toAll, new Push({ kind: 'text', text: 'x' }), now).options.headers!['x-switchboard-type'], undefined);
+  for (const [type, kind, body] of [['urgent', 'json', '{}'], ['presence', 'text', '{}'], ['presence', 'json', '[1]']]) {
+    const bad = decodeMessage(Buffer.from(body), 'push', { 'x-switchboard-origin': 'nc', 'x-switchboard-to': 'all', 'x-switchboard-kind': kind, 'x-switchboard-type': type }, now);
+    assert.equal(bad.ok, false, `${type} ${kind} ${body} is refused, not thrown`);
+  }
+
   const c = encodeClose('nb', toConnection('na-0-x'), 4001, 'bye');
   const closed = decodeMessage(c.content, c.options.type, c.options.headers, now);
   assert.deepEqual(closed, { ok: true, value: { type: 'close', origin: 'nb', target: toConnection('na-0-x'), code: 4001, reason: 'bye' } });

@@ -78,6 +78,8 @@ export function encodePush(origin: string, target: Target, push: Push, now: numb
   };
   if (push.coalesceKey !== null) headers['x-switchboard-coalesce-key'] = push.coalesceKey;
   if (push.id !== null) headers['x-switchboard-push-id'] = push.id;
+  // A presence event's frame (proxy/presence-frames.ts); an app's message says nothing.
+  if (push.type !== 'message') headers['x-switchboard-type'] = push.type;
   // Persistent: kept only by durable queues (a parked session's survives a broker restart with
   // what was pushed to it); the nodes' own queues are transient, so no disk is touched for them.
   const options: Options.Publish = { type: 'push', headers, persistent: true, CC: ccKeys(target) };
@@ -127,7 +129,11 @@ export function decodeMessage(content: Buffer, type: unknown, headers: Record<st
   else return fail(`bad payload kind ${JSON.stringify(kind)}`);
   const cls = headerText(headers['x-switchboard-class']);
   const ttl = headerText(headers['x-switchboard-ttl-ms']);
+  const pushType = headerText(headers['x-switchboard-type']);
+  if (pushType !== undefined && pushType !== 'presence' && pushType !== 'message') return fail(`bad push type ${JSON.stringify(pushType)}`);
+  if (pushType === 'presence' && (payload.kind !== 'json' || !payload.json.startsWith('{'))) return fail('a presence push carries a JSON object');
   const push = new Push(payload, {
+    type: pushType ?? 'message',
     class: cls === 'lossy' ? 'lossy' : 'durable' satisfies MessageClass,
     coalesceKey: headerText(headers['x-switchboard-coalesce-key']) ?? null,
     expiresAt: ttl !== undefined && /^\d+$/.test(ttl) ? now + Number(ttl) : Infinity,
