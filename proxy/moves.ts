@@ -226,7 +226,7 @@ export class Moves implements Departures {
     try {
       await this.#mover.park(snapshot, graceLeft, () => {
         const tail = session.tail();
-        if (tail) session.forget();
+        if (tail) session.forget('parked');
         return tail;
       });
       host.metrics.sessionMovesTotal.inc({ direction: 'out', result: 'parked' });

@@ -9,7 +9,7 @@ import type { Clock } from './clock.js';
 import type { Config } from './config.js';
 import type { PresenceMetrics } from './metrics.js';
 import type { Part } from './plugin.js';
-import type { RegistryWatcher } from './registry.js';
+import type { Leave, RegistryWatcher } from './registry.js';
 import { PresenceDelivery } from './presence-delivery.js';
 import { TimerWheel } from './timer-wheel.js';
 
@@ -42,8 +42,22 @@ export class PresenceIds {
 
 export interface MembershipOptions {
   readonly clock: Clock;
+  /** How long the leave of a session that ended is held (`presence.leaveDelayMs`). */
   readonly leaveDelayMs: number;
+  /**
+   * How long the leave of a session that lives on elsewhere is held (at least `leaveDelayMs`):
+   * a move's time (its new holder's join may be counted after the old one's leave), a parked
+   * session's grace (it is a member until claimed or expired). 0 each when sessions do not move.
+   */
+  readonly holdMs?: { readonly moved: number; readonly parked: number };
   readonly emit: (type: PresenceEventType, channel: string, user: string) => void;
+}
+
+/** The members of every channel and the leaves held, as a new counter takes them over. */
+export interface MemberState {
+  readonly members: ReadonlyMap<string, ReadonlySet<string>>;
+  /** `[channel, user, due]`: leaves held until `due` (ms since epoch). */
+  readonly held: ReadonlyArray<readonly [string, string, number]>;
 }
 
 /**
@@ -54,21 +68,30 @@ export class Membership {
   readonly #options: MembershipOptions;
   /** channel → user → connections here. */
   readonly #counts = new Map<string, Map<string, number>>();
-  /** channel → its members: users with connections, or whose leave is held (leaveDelayMs). */
+  /** channel → its members: users with connections, whose leave is held, or taken over (seed) and not settled. */
   readonly #members = new Map<string, Set<string>>();
-  /** `channel\0user` of the held leaves, oldest first; their timers share one wheel. */
-  readonly #held = new Set<string>();
+  /** `channel\0user` of the held leaves, with when each falls due; their timers share one wheel. */
+  readonly #held = new Map<string, number>();
   readonly #wheel: TimerWheel<string>;
 
   constructor(options: MembershipOptions) {
     this.#options = options;
-    // Within a tenth of the delay (at most a second): a storm of leaves holds one timer, not one each.
-    const tick = Math.min(1000, Math.max(10, options.leaveDelayMs / 10));
+    // Within a tenth of the shortest hold (10 ms to a second): a storm of leaves holds one timer, not one each.
+    const holds = [options.leaveDelayMs, options.holdMs?.moved ?? 0, options.holdMs?.parked ?? 0].filter((ms) => ms > 0);
+    const tick = Math.min(1000, Math.max(10, Math.min(...holds, 10_000) / 10));
     this.#wheel = new TimerWheel<string>(tick, (key) => this.#release(key), options.clock);
   }
 
-  /** A connection of `user` entered (+1) or left (-1) `channel`; `ended`: its session ended. */
-  change(channel: string, user: string | null, delta: 1 | -1, ended: boolean): void {
+  /** How long a leave for this reason is held. */
+  #holdOf(why: Leave): number {
+    const { leaveDelayMs, holdMs } = this.#options;
+    if (why === 'left') return 0;
+    if (why === 'ended' || !holdMs) return leaveDelayMs;
+    return Math.max(leaveDelayMs, holdMs[why]);
+  }
+
+  /** A connection of `user` entered (+1) or left (-1) `channel`; `why` it left. */
+  change(channel: string, user: string | null, delta: 1 | -1, why: Leave): void {
     if (user === null) return;
     let users = this.#counts.get(channel);
     if (delta === 1) {
@@ -83,16 +106,51 @@ export class Membership {
     if (n > 0) return void users.set(user, n);
     users.delete(user);
     if (users.size === 0) this.#counts.delete(channel);
-    const delay = this.#options.leaveDelayMs;
-    if (!ended || delay === 0) return this.#left(channel, user);
-    const key = `${channel}\0${user}`;
-    this.#held.add(key);
-    this.#wheel.schedule(key, this.#options.clock.now() + delay);
+    const hold = this.#holdOf(why);
+    if (hold === 0) return this.#left(channel, user);
+    this.#hold(`${channel}\0${user}`, this.#options.clock.now() + hold);
+  }
+
+  #hold(key: string, due: number): void {
+    // A longer hold of the same member wins (a move's, say, over a leave delay's).
+    const was = this.#held.get(key);
+    if (was !== undefined && was >= due) return;
+    if (was !== undefined) this.#wheel.cancel(key);
+    this.#held.set(key, due);
+    this.#wheel.schedule(key, due);
+  }
+
+  /**
+   * Takes over what another counter told: these members are members here, with no connection
+   * counted yet, and these leaves are held here. Changes that follow count as usual; `settle`
+   * then ends every member nobody holds. Emits nothing.
+   */
+  seed(state: MemberState): void {
+    for (const [channel, users] of state.members) {
+      if (users.size === 0) continue;
+      let members = this.#members.get(channel);
+      if (!members) this.#members.set(channel, (members = new Set()));
+      for (const u of users) members.add(u);
+    }
+    for (const [channel, user, due] of state.held) {
+      if (!this.#members.get(channel)?.has(user) || this.#counts.get(channel)?.has(user)) continue;
+      this.#hold(`${channel}\0${user}`, due);
+    }
+  }
+
+  /** Every member without a connection or a held leave leaves now (the counts are all in). */
+  settle(): void {
+    for (const [channel, members] of [...this.#members]) {
+      const counted = this.#counts.get(channel);
+      for (const user of [...members]) {
+        if (!counted?.has(user) && !this.#held.has(`${channel}\0${user}`)) this.#left(channel, user);
+      }
+    }
   }
 
   /** Held leaves happen now (the process stops). */
   flush(): void {
-    for (const key of [...this.#held]) {
+    for (const key of [...this.#held.keys()]) {
       this.#wheel.cancel(key);
       this.#release(key);
     }
@@ -114,10 +172,18 @@ export class Membership {
     return new Map([...this.#members].map(([c, users]) => [c, new Set(users)]));
   }
 
+  /** The leaves held now: `[channel, user, due]`. */
+  held(): Array<[string, string, number]> {
+    return [...this.#held].map(([key, due]) => {
+      const at = key.indexOf('\0');
+      return [key.slice(0, at), key.slice(at + 1), due];
+    });
+  }
+
   #joined(channel: string, user: string): void {
     const key = `${channel}\0${user}`;
     if (this.#held.delete(key)) {
-      // Back within the delay: neither the leave nor this join is an event.
+      // Back within the hold: neither the leave nor this join is an event.
       this.#wheel.cancel(key);
       return;
     }
@@ -126,6 +192,8 @@ export class Membership {
       this.#members.set(channel, (members = new Set()));
       this.#options.emit('channel_occupied', channel, user);
     }
+    // A member taken over (seed) is no new one.
+    if (members.has(user)) return;
     members.add(user);
     this.#options.emit('member_added', channel, user);
   }
@@ -147,8 +215,14 @@ export interface PresenceParts {
   readonly part: Part;
 }
 
+/** How long the leave of a session that lives on elsewhere is held: a move's time, a parked session's grace. */
+export function holdsOf(config: Readonly<Config>): { moved: number; parked: number } {
+  return { moved: config.cluster.transferTimeoutMs, parked: config.session.graceMs };
+}
+
 export function createPresence(options: {
   readonly config: Readonly<Config>['presence'];
+  readonly holdMs: { readonly moved: number; readonly parked: number };
   readonly clock: Clock;
   readonly log: Logger;
   readonly metrics: PresenceMetrics;
@@ -174,6 +248,7 @@ export function createPresence(options: {
   const membership = new Membership({
     clock,
     leaveDelayMs: config.leaveDelayMs,
+    holdMs: options.holdMs,
     // One event for both consumers: the webhook and the frames carry the same id.
     emit: (type, channel, user) => {
       const event: PresenceEvent = { type, channel, user, id: options.ids.next(), at: new Date(clock.now()).toISOString() };
@@ -182,7 +257,7 @@ export function createPresence(options: {
     },
   });
   return {
-    watcher: { first: () => {}, last: () => {}, member: (channel, user, delta, ended) => membership.change(channel, user, delta, ended) },
+    watcher: { first: () => {}, last: () => {}, member: (channel, user, delta, why) => membership.change(channel, user, delta, why) },
     part: {
       name: 'presence',
       start: async () => {},

@@ -7,6 +7,13 @@ import { unreachable, type Target } from './target.js';
 /** The indexes a session joins by name; `connection`: the guests, sessions whose id names another process. */
 export type IndexKind = 'user' | 'channel' | 'connection';
 
+/**
+ * Why a connection left a channel: an unsubscribe or a change of user (`left`), its session ended
+ * (`ended`), or the session lives on in another process: taken over there (`moved`) or parked in
+ * the broker for one to claim (`parked`).
+ */
+export type Leave = 'left' | 'ended' | 'moved' | 'parked';
+
 export interface RegistryWatcher {
   first(kind: IndexKind, key: string): void;
   last(kind: IndexKind, key: string): void;
@@ -14,8 +21,8 @@ export interface RegistryWatcher {
   added?(session: Session): void;
   changed?(session: Session): void;
   removed?(session: Session): void;
-  /** A session's connection entered (+1) or left (-1) a channel under a user (presence counts them); `ended`: the session left the registry. */
-  member?(channel: string, user: string | null, delta: 1 | -1, ended: boolean): void;
+  /** A session's connection entered (+1) or left (-1) a channel under a user (presence counts them), and why it left. */
+  member?(channel: string, user: string | null, delta: 1 | -1, why: Leave): void;
 }
 
 /** Several watchers as one, each told in turn. */
@@ -28,7 +35,7 @@ export function watchers(...list: ReadonlyArray<RegistryWatcher | null | undefin
     added: (s) => { for (const w of all) w.added?.(s); },
     changed: (s) => { for (const w of all) w.changed?.(s); },
     removed: (s) => { for (const w of all) w.removed?.(s); },
-    member: (channel, user, delta, ended) => { for (const w of all) w.member?.(channel, user, delta, ended); },
+    member: (channel, user, delta, why) => { for (const w of all) w.member?.(channel, user, delta, why); },
   };
 }
 
@@ -89,13 +96,14 @@ export class Registry {
     this.#watcher?.added?.(session);
   }
 
-  remove(session: Session): void {
+  /** The session leaves the registry: it ended, or lives on in another process (`moved`, `parked`). */
+  remove(session: Session, why: Exclude<Leave, 'left'> = 'ended'): void {
     if (this.#byId.get(session.id) !== session) return;
     this.#byId.delete(session.id);
     this.#order.delete(session);
     if (this.#guests.delete(session.id)) this.#watcher?.last('connection', session.id);
     if (session.user !== null) this.#leave(this.#byUser, 'user', session.user, session);
-    for (const channel of session.channels ?? []) this.#leaveChannel(channel, session, true);
+    for (const channel of session.channels ?? []) this.#leaveChannel(channel, session, why);
     this.#watcher?.removed?.(session);
   }
 
@@ -105,8 +113,8 @@ export class Registry {
     if (previous !== null) this.#leave(this.#byUser, 'user', previous, session);
     if (session.user !== null) this.#join(this.#byUser, 'user', session.user, session);
     for (const channel of session.channels ?? []) {
-      this.#watcher?.member?.(channel, previous, -1, false);
-      this.#watcher?.member?.(channel, session.user, 1, false);
+      this.#watcher?.member?.(channel, previous, -1, 'left');
+      this.#watcher?.member?.(channel, session.user, 1, 'left');
     }
     this.changed(session);
   }
@@ -120,7 +128,7 @@ export class Registry {
   channelChanged(session: Session, channel: string, joined: boolean): void {
     if (this.#byId.get(session.id) !== session) return;
     if (joined) this.#joinChannel(channel, session);
-    else this.#leaveChannel(channel, session, false);
+    else this.#leaveChannel(channel, session, 'left');
   }
 
   channel(channel: string): ReadonlySet<Session> | undefined {
@@ -166,11 +174,11 @@ export class Registry {
   }
 
   #joinChannel(channel: string, session: Session): void {
-    if (this.#join(this.#byChannel, 'channel', channel, session)) this.#watcher?.member?.(channel, session.user, 1, false);
+    if (this.#join(this.#byChannel, 'channel', channel, session)) this.#watcher?.member?.(channel, session.user, 1, 'left');
   }
 
-  #leaveChannel(channel: string, session: Session, ended: boolean): void {
-    if (this.#leave(this.#byChannel, 'channel', channel, session)) this.#watcher?.member?.(channel, session.user, -1, ended);
+  #leaveChannel(channel: string, session: Session, why: Leave): void {
+    if (this.#leave(this.#byChannel, 'channel', channel, session)) this.#watcher?.member?.(channel, session.user, -1, why);
   }
 
   /** True when the session was not in the index yet. */

@@ -49,8 +49,8 @@ export interface SessionContext {
   metaChanged(session: Session): void;
   /** The session joined or left a channel: index it. */
   channelChanged(session: Session, channel: string, joined: boolean): void;
-  /** The session ended for good: forget it. */
-  ended(session: Session): void;
+  /** The session ended for good, or lives on in another process (`moved`, `parked`): forget it. */
+  ended(session: Session, why?: 'moved' | 'parked'): void;
   /** Work the drain must wait for (disconnect webhooks). */
   track(work: Promise<unknown>): void;
 }
@@ -434,14 +434,14 @@ export class Session implements SessionView, Beating, LinkListener {
   }
 
   /** Ends the session in this process without telling the app: it lives on in another (or was told of there). */
-  forget(): void {
+  forget(why: 'moved' | 'parked' = 'moved'): void {
     if (this.#state === 'closed') return;
     const ctx = this.#ctx;
     this.#holding = null;
     this.#enter('closed');
     ctx.grace.cancel(this);
     ctx.heartbeat.untrack(this);
-    ctx.ended(this);
+    ctx.ended(this, why);
     this.#out?.clear();
     this.log.info('session moved to another process');
   }

@@ -20,7 +20,7 @@ import { Heartbeat } from './heartbeat.js';
 import { createLogger } from './log.js';
 import { countOpenConnections, createMetrics, type Metrics } from './metrics.js';
 import { Registry, watchers } from './registry.js';
-import { createPresence, PresenceIds, type PresenceParts } from './presence.js';
+import { createPresence, holdsOf, PresenceIds, type PresenceParts } from './presence.js';
 import { presenceFrames } from './presence-frames.js';
 import { LocalDirectory } from './directory.js';
 import { Session, type SessionContext } from './session.js';
@@ -177,7 +177,7 @@ export class Switchboard {
       userChanged: (s, previous) => registry.userChanged(s, previous),
       channelChanged: (s, channel, joined) => registry.channelChanged(s, channel, joined),
       metaChanged: (s) => registry.changed(s),
-      ended: (s) => registry.remove(s),
+      ended: (s, why) => registry.remove(s, why),
       track: (work) => this.track(work),
     };
     this.views = relay?.scatter ? new ClusterViews(relay.scatter, self, (q) => answerLocally(this.directory, registry, q, self, () => this.status())) : null;
@@ -270,7 +270,7 @@ export class Switchboard {
     // The directory is built after the registry this feeds; events come only once sessions exist.
     const frames = presenceFrames(config.presence.frames, (target, push) => this.directory.route(target, push), this.log);
     if (!webhook && frames === null) return null;
-    return createPresence({ config: config.presence, clock: this.clock, log: this.log, metrics: this.metrics, ids: new PresenceIds(self, randomBytes(4).toString('hex')), deliver, frames });
+    return createPresence({ config: config.presence, holdMs: holdsOf(config), clock: this.clock, log: this.log, metrics: this.metrics, ids: new PresenceIds(self, randomBytes(4).toString('hex')), deliver, frames });
   }
 
   /** Connection ids name their node and worker, so a push by id finds its process. */

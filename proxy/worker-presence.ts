@@ -13,9 +13,10 @@ import type { PresenceMetrics } from './metrics.js';
 import { NO_WORKER_RETRY_MS } from './limits.js';
 import { withDeadline, type Part } from './plugin.js';
 import { createPresence, PresenceIds, type PresenceEvent, type PresenceParts } from './presence.js';
+import type { Leave } from './registry.js';
 
-/** A connection of `user` entered (+1) or left (-1) `channel`; `ended`: its session ended. */
-export type MemberChange = readonly [channel: string, user: string, delta: 1 | -1, ended: boolean];
+/** A connection of `user` entered (+1) or left (-1) `channel`, and why it left. */
+export type MemberChange = readonly [channel: string, user: string, delta: 1 | -1, why: Leave];
 
 /** Worker → primary: the member changes of a tick, in order. */
 export interface MembersMessage { readonly sb: 'members'; readonly changes: readonly MemberChange[] }
@@ -61,9 +62,9 @@ export function forwardMembers(send: (message: MembersMessage | MembersEndedMess
     watcher: {
       first: () => {},
       last: () => {},
-      member: (channel, user, delta, ended) => {
+      member: (channel, user, delta, why) => {
         if (user === null) return;
-        batch.push([channel, user, delta, ended]);
+        batch.push([channel, user, delta, why]);
         if (!scheduled) {
           scheduled = true;
           setImmediate(flush);
@@ -112,6 +113,7 @@ export class PrimaryPresence {
 
   constructor(options: {
     readonly config: Readonly<Config>['presence'];
+    readonly holdMs: { readonly moved: number; readonly parked: number };
     readonly nodeId: string;
     readonly start: string;
     readonly clock: Clock;
@@ -128,6 +130,7 @@ export class PrimaryPresence {
     this.#log = options.log.child({ part: 'presence' });
     this.#presence = createPresence({
       config: options.config,
+      holdMs: options.holdMs,
       clock: options.clock,
       log: options.log,
       metrics: options.metrics,
@@ -142,13 +145,13 @@ export class PrimaryPresence {
   changes(index: number, changes: readonly MemberChange[]): void {
     let held = this.#held.get(index);
     if (!held) this.#held.set(index, (held = new Map()));
-    for (const [channel, user, delta, ended] of changes) {
+    for (const [channel, user, delta, why] of changes) {
       const key = `${channel}\0${user}`;
       const n = (held.get(key) ?? 0) + delta;
       if (n < 0) continue; // a leave of nothing held: the worker's registry never sends one
       if (n === 0) held.delete(key);
       else held.set(key, n);
-      this.#presence.watcher.member!(channel, user, delta, ended);
+      this.#presence.watcher.member!(channel, user, delta, why);
     }
   }
 
@@ -160,7 +163,7 @@ export class PrimaryPresence {
       this.#log.warn({ worker: index, members: held.size }, 'worker exited: its members leave');
       for (const [key, n] of held) {
         const at = key.indexOf('\0');
-        for (let i = 0; i < n; i++) this.#presence.watcher.member!(key.slice(0, at), key.slice(at + 1), -1, true);
+        for (let i = 0; i < n; i++) this.#presence.watcher.member!(key.slice(0, at), key.slice(at + 1), -1, 'ended');
       }
     }
     // In a drain, an exit is an end; before one, the worker comes back and will end in the drain.

@@ -25,7 +25,7 @@ import { ExitCode, SwitchboardError } from './errors.js';
 import { onStopSignals } from './signals.js';
 import { decodeCursors, type ProcessStatus, type Views } from './views.js';
 import { mergeMembers, mergeUser, type MembersAnswer, type UserPresence } from './presence-query.js';
-import type { PresenceEvent } from './presence.js';
+import { holdsOf, type PresenceEvent } from './presence.js';
 import { presenceFrames } from './presence-frames.js';
 import { workerForward, workerMover, type MoveOp } from './worker-moves.js';
 import { forwardMembers, PrimaryPresence, WorkerGoneError, type MembersEndedMessage, type MembersMessage } from './worker-presence.js';
@@ -424,6 +424,7 @@ async function runPrimary(config: Readonly<Config>, n: number, plugins: readonly
   const directory = new WorkersDirectory(pool, nodeId, new PushIds(nodeId, randomBytes(4).toString('hex')), config.cluster.amqp.url !== null);
   const presence = !presenceTracked(config) ? null : new PrimaryPresence({
     config: config.presence,
+    holdMs: holdsOf(config),
     nodeId,
     start: randomBytes(4).toString('hex'),
     clock: systemClock,

@@ -13,8 +13,8 @@ import { runCli, writeConfig } from './helpers/process.js';
 import { guard } from './helpers/app.js';
 
 /** Replays events as the app would keep state: members per channel, occupied channels; throws on an event that does not fit. */
-function replay(events: Array<{ type: PresenceEventType; channel: string; user: string }>): Map<string, Set<string>> {
-  const members = new Map<string, Set<string>>();
+function replay(events: Array<{ type: PresenceEventType; channel: string; user: string }>, from = new Map<string, Set<string>>()): Map<string, Set<string>> {
+  const members = new Map([...from].map(([c, users]) => [c, new Set(users)]));
   for (const e of events) {
     const set = members.get(e.channel);
     switch (e.type) {
@@ -68,24 +68,24 @@ test('any sequence of joins, leaves, user changes, detaches, resumes and ends: t
       switch (o.op) {
         case 'open':
           conns.push({ user: o.user, channels: new Set(o.channels), alive: true });
-          for (const ch of o.channels) m.change(ch, o.user, 1, false);
+          for (const ch of o.channels) m.change(ch, o.user, 1, 'left');
           break;
         case 'join':
-          if (c?.alive && !c.channels.has(o.channel)) { c.channels.add(o.channel); m.change(o.channel, c.user, 1, false); }
+          if (c?.alive && !c.channels.has(o.channel)) { c.channels.add(o.channel); m.change(o.channel, c.user, 1, 'left'); }
           break;
         case 'leave':
-          if (c?.alive && c.channels.delete(o.channel)) m.change(o.channel, c.user, -1, false);
+          if (c?.alive && c.channels.delete(o.channel)) m.change(o.channel, c.user, -1, 'left');
           break;
         case 'user':
           if (c?.alive) {
-            for (const ch of c.channels) { m.change(ch, c.user, -1, false); m.change(ch, o.user, 1, false); }
+            for (const ch of c.channels) { m.change(ch, c.user, -1, 'left'); m.change(ch, o.user, 1, 'left'); }
             c.user = o.user;
           }
           break;
         // A detached session stays in the registry: the registry tells presence nothing, and neither does a resume.
         case 'detach': case 'resume': break;
         case 'end':
-          if (c?.alive) { c.alive = false; for (const ch of c.channels) m.change(ch, c.user, -1, true); }
+          if (c?.alive) { c.alive = false; for (const ch of c.channels) m.change(ch, c.user, -1, 'ended'); }
           break;
         case 'tick': clock.advance(o.ms); break;
       }
@@ -109,20 +109,74 @@ test('a leave held by leaveDelayMs is cancelled by a join of the same user and c
   const clock = new FakeClock();
   const events: string[] = [];
   const m = new Membership({ clock, leaveDelayMs: 500, emit: (type, channel, user) => events.push(`${type} ${channel} ${user}`) });
-  m.change('c', 'ann', 1, false);
-  m.change('c', 'ann', -1, true);
+  m.change('c', 'ann', 1, 'left');
+  m.change('c', 'ann', -1, 'ended');
   clock.advance(499);
-  m.change('c', 'ann', 1, false);
+  m.change('c', 'ann', 1, 'left');
   clock.advance(1000);
   assert.deepEqual(events, ['channel_occupied c ann', 'member_added c ann']);
   // An unsubscribe (not an end) is not held.
-  m.change('c', 'ann', -1, false);
+  m.change('c', 'ann', -1, 'left');
   assert.deepEqual(events.slice(2), ['member_removed c ann', 'channel_vacated c ann']);
-  m.change('c', 'bob', 1, false);
-  m.change('c', 'bob', -1, true);
+  m.change('c', 'bob', 1, 'left');
+  m.change('c', 'bob', -1, 'ended');
   m.flush();
   assert.deepEqual(events.slice(4), ['channel_occupied c bob', 'member_added c bob', 'member_removed c bob', 'channel_vacated c bob']);
   assert.equal(clock.pending, 0, 'the flushed leave left no timer');
+});
+
+test('a counter taking over what another told (seed, the counts, settle): its events bring the told members to exactly the counted ones', async () => {
+  const membersArb = fc.dictionary(fc.constantFrom(...channels), fc.uniqueArray(fc.constantFrom('u', 'v', 'w'), { minLength: 1 }));
+  const countsArb = fc.array(fc.tuple(fc.constantFrom(...channels), fc.constantFrom('u', 'v', 'w')), { maxLength: 8 });
+  await fc.assert(fc.property(membersArb, countsArb, fc.array(fc.tuple(fc.constantFrom(...channels), fc.constantFrom('u', 'v', 'w'), fc.integer({ min: 1, max: 500 })), { maxLength: 3 }), (told, counts, heldArb) => {
+    const clock = new FakeClock();
+    const events: Array<{ type: PresenceEventType; channel: string; user: string }> = [];
+    const m = new Membership({ clock, leaveDelayMs: 0, emit: (type, channel, user) => events.push({ type, channel, user }) });
+    const members = new Map(Object.entries(told).map(([c, users]) => [c, new Set(users)]));
+    // Held leaves are kept for members that were told.
+    const held = heldArb.filter(([c, u]) => members.get(c)?.has(u)).map(([c, u, ms]) => [c, u, clock.now() + ms] as const);
+    m.seed({ members, held });
+    for (const [c, u] of counts) m.change(c, u, 1, 'left');
+    m.settle();
+    const expected = new Map<string, Set<string>>();
+    for (const [c, u] of counts) {
+      if (!expected.has(c)) expected.set(c, new Set());
+      expected.get(c)!.add(u);
+    }
+    // Until the held leaves fall due, their members stay.
+    const during = new Map([...expected].map(([c, users]) => [c, new Set(users)]));
+    for (const [c, u] of held) {
+      if (!during.has(c)) during.set(c, new Set());
+      during.get(c)!.add(u);
+    }
+    assert.deepEqual(replay(events, members), during);
+    clock.advance(1000);
+    assert.deepEqual(replay(events, members), expected);
+    assert.deepEqual(m.members(), expected);
+  }), { numRuns: 300 });
+});
+
+test('the leave of a session that moved or was parked is held for its own time, and a join from its new holder cancels it', () => {
+  const clock = new FakeClock();
+  const events: string[] = [];
+  const m = new Membership({ clock, leaveDelayMs: 0, holdMs: { moved: 200, parked: 5000 }, emit: (type, channel, user) => events.push(`${type} ${channel} ${user}`) });
+  m.change('c', 'ann', 1, 'left');
+  m.change('c', 'ann', -1, 'moved');
+  m.change('c', 'ann', 1, 'left');
+  m.change('c', 'bob', 1, 'left');
+  m.change('c', 'bob', -1, 'parked');
+  clock.advance(1000);
+  assert.deepEqual(events, ['channel_occupied c ann', 'member_added c ann', 'member_added c bob'], 'the moved one came back; the parked one is held');
+  assert.deepEqual(m.held().map(([c, u]) => `${c} ${u}`), ['c bob']);
+  m.change('c', 'ann', -1, 'moved');
+  clock.advance(300);
+  assert.deepEqual(events.slice(3), ['member_removed c ann'], 'a move nobody completed is a leave, once its time is up');
+  clock.advance(5000);
+  assert.deepEqual(events.slice(4), ['member_removed c bob', 'channel_vacated c bob']);
+  // An end is held by leaveDelayMs only (0 here).
+  m.change('c', 'cy', 1, 'left');
+  m.change('c', 'cy', -1, 'ended');
+  assert.deepEqual(events.slice(6), ['channel_occupied c cy', 'member_added c cy', 'member_removed c cy', 'channel_vacated c cy']);
 });
 
 function event(n: number, channel = 'c'): PresenceEvent {
