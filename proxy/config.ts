@@ -206,17 +206,8 @@ const schema = z.strictObject({
   if (c.cluster.amqp.url !== null && c.session.tokenSecret === null) {
     ctx.addIssue({ code: 'custom', params: { crossField: true }, path: ['session', 'tokenSecret'], message: 'required when cluster.amqp.url is set: resume tokens must verify on every node (set the same secret on all of them)' });
   }
-  if (c.webhooks.paths.presence !== null) {
-    // Cluster-wide events need an owner per channel (docs/presence.md): not built yet. With workers,
-    // the primary counts the node's members (proxy/worker-presence.ts).
-    const refuse = (why: string) => ctx.addIssue({ code: 'custom', params: { crossField: true }, path: ['webhooks', 'paths', 'presence'], message: why });
-    if (c.cluster.amqp.url !== null) refuse('presence events are per process for now: not with cluster.amqp.url (the queries answer cluster-wide without them)');
-    if (c.webhooks.dialect !== 'native') refuse('presence events have no form in the websocket-over-http dialect: use webhooks.dialect "native"');
-  }
-  if (c.presence.frames.length > 0) {
-    // The events come from each process's own sessions (docs/presence.md): a subscriber elsewhere would see a partial list.
-    const refuse = (why: string) => ctx.addIssue({ code: 'custom', params: { crossField: true }, path: ['presence', 'frames'], message: why });
-    if (c.cluster.amqp.url !== null) refuse('presence frames are per node for now: not with cluster.amqp.url (the queries answer cluster-wide without them)');
+  if (c.webhooks.paths.presence !== null && c.webhooks.dialect !== 'native') {
+    ctx.addIssue({ code: 'custom', params: { crossField: true }, path: ['webhooks', 'paths', 'presence'], message: 'presence events have no form in the websocket-over-http dialect: use webhooks.dialect "native"' });
   }
   if (c.session.outbox.highWaterBytes > c.session.outbox.maxBytes) {
     ctx.addIssue({ code: 'custom', params: { crossField: true }, path: ['session', 'outbox', 'highWaterBytes'], message: 'must not exceed session.outbox.maxBytes' });

@@ -120,3 +120,15 @@ export const MAX_CLOSE_REASON_BYTES = 123;
 
 /** A resume token's length: issued ones are far shorter (a session id, an expiry, a holder, a MAC); longer ones are not read. */
 export const MAX_TOKEN_BYTES = 512;
+
+/** Member changes in one message to the cluster's presence owner: a join storm's tick is split into messages of at most this many. */
+export const PRESENCE_CHANGES_PER_MESSAGE = 5000;
+
+/** A message on the cluster's presence queue, in bytes: a process's whole count of 100,000 connections fits; a larger one is refused as malformed. */
+export const MAX_PRESENCE_MESSAGE_BYTES = 64 * 1024 * 1024;
+
+/** Messages of the presence queue the owner holds unacked at once: changes beyond wait in the broker. */
+export const PRESENCE_PREFETCH = 64;
+
+/** How often, at most, the presence owner writes what the app was told beside the queue (ms): a new owner may repeat up to this much of it. */
+export const TOLD_WRITE_MS = 1000;

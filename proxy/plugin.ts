@@ -9,6 +9,8 @@ import type { Metrics } from './metrics.js';
 import type { Push } from './push.js';
 import type { IndexKind, RegistryWatcher } from './registry.js';
 import type { Relay } from './directory.js';
+import type { HeldCounts } from './presence.js';
+import type { PresenceOwner } from './presence-owner.js';
 import type { Target } from './target.js';
 import type { Effects, Upstream } from './upstream.js';
 import type { Departures, Mover } from './moves.js';
@@ -54,6 +56,18 @@ export interface SessionHost {
   /** Delivery and closing in this process only: what a relay does with what reaches it. */
   deliverLocal(target: Target, push: Push): void;
   closeLocal(target: Target, code: number, reason: string): number;
+  /** Presence across processes, when members are tracked: a relay carries the counts to one owner. */
+  readonly presence: PresenceHost | null;
+}
+
+/** What a relay needs for presence across processes (proxy/presence-owner.ts). */
+export interface PresenceHost {
+  /** The owner's role, run here while this process has it. */
+  readonly owner: PresenceOwner;
+  /** This process's connections per (channel, user). */
+  counts(): HeldCounts;
+  /** How long a draining owner may take to send its last events. */
+  readonly closeBudgetMs: number;
 }
 
 /** Where pushes go: the push API's directory (this process, or every worker). */

@@ -67,6 +67,26 @@ export class PresenceDelivery {
     return new Promise((resolve) => this.#idle.push(resolve));
   }
 
+  /**
+   * Another process sends the events from here on, deriving them again from what the app was
+   * told: what is queued here is let go (not given up: it is not lost). The batch being sent
+   * finishes. Returns how many were let go.
+   */
+  handOver(): number {
+    const left = this.#queue.length;
+    if (this.#timer !== null) {
+      this.#options.clock.clearTimeout(this.#timer);
+      this.#timer = null;
+    }
+    this.#due = false;
+    if (left > 0) {
+      this.#options.pending.dec(left);
+      this.#queue.length = 0;
+    }
+    if (this.#sending === null) for (const resolve of this.#idle.splice(0)) resolve();
+    return left;
+  }
+
   destroy(): void {
     if (this.#destroyed) return;
     this.#destroyed = true;

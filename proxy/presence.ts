@@ -26,6 +26,12 @@ export interface PresenceEvent {
   readonly at: string;
 }
 
+/** A connection of `user` entered (+1) or left (-1) `channel`, and why it left. */
+export type MemberChange = readonly [channel: string, user: string, delta: 1 | -1, why: Leave];
+
+/** A process's connections per (channel, user), as a new counter takes them in. */
+export type HeldCounts = ReadonlyArray<readonly [channel: string, user: string, connections: number]>;
+
 /** Event ids: `<node>-<worker>-<start>-<counter>`, the start making them unique across restarts. */
 export class PresenceIds {
   readonly #prefix: string;

@@ -139,6 +139,17 @@ export class Registry {
     return this.#byId.values();
   }
 
+  /** Connections per (channel, user), users' only: what presence counts here. */
+  memberCounts(): Array<[channel: string, user: string, connections: number]> {
+    const counts: Array<[string, string, number]> = [];
+    for (const [channel, sessions] of this.#byChannel) {
+      const users = new Map<string, number>();
+      for (const s of sessions) if (s.user !== null) users.set(s.user, (users.get(s.user) ?? 0) + 1);
+      for (const [user, n] of users) counts.push([channel, user, n]);
+    }
+    return counts;
+  }
+
   /** The users or channels that have sessions here. */
   names(kind: IndexKind): IterableIterator<string> {
     switch (kind) {

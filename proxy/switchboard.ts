@@ -21,6 +21,7 @@ import { createLogger } from './log.js';
 import { countOpenConnections, createMetrics, type Metrics } from './metrics.js';
 import { Registry, watchers } from './registry.js';
 import { createPresence, holdsOf, PresenceIds, type PresenceParts } from './presence.js';
+import { PresenceOwner } from './presence-owner.js';
 import { presenceFrames } from './presence-frames.js';
 import { LocalDirectory } from './directory.js';
 import { Session, type SessionContext } from './session.js';
@@ -31,7 +32,7 @@ import { answerLocally, ClusterViews, type ProcessStatus, type Views } from './v
 import { PushIds } from './push.js';
 import type { RosterEntry } from './snapshot.js';
 import type { Upstream } from './upstream.js';
-import { Parts, pluginRoutes, pushSources, sessionParts, withDeadline, type Plugin, type SessionHost } from './plugin.js';
+import { Parts, pluginRoutes, pushSources, sessionParts, withDeadline, type Plugin, type PresenceHost, type SessionHost } from './plugin.js';
 
 export type SwitchboardState = 'starting' | 'running' | 'draining' | 'closed';
 
@@ -112,6 +113,7 @@ export class Switchboard {
     this.metrics = options.metrics ?? createMetrics();
     const { plugins } = options;
     const self = `${this.nodeId}-${this.worker}`;
+    const presenceHost = this.#clusterPresence(config, self);
     this.departures = {
       depart: (id, to) => this.#moves?.depart(id, to) ?? null,
       release: (id) => this.#moves?.release(id) ?? null,
@@ -135,10 +137,13 @@ export class Switchboard {
       post: (id, post) => this.#sse.postHere(id, post),
       deliverLocal: (target, push) => void this.directory.routeLocal(target, push),
       closeLocal: (target, code, reason) => this.directory.closeLocal(target, code, reason),
+      presence: presenceHost,
     };
     const { upstream, relay } = sessionParts(plugins, host);
     this.upstream = upstream;
-    const presence = this.#presenceOf(config, upstream, self, options.presence);
+    if (config.webhooks.paths.presence !== null && !upstream.presence) throw new Error(`webhooks.paths.presence: the ${upstream.name} upstream cannot send presence events`);
+    // In a cluster the relay carries the member changes to the owner (its watcher sees them).
+    const presence = presenceHost ? null : this.#presenceOf(config, upstream, self, options.presence);
     // With a relay, sessions that moved here from another process are indexed by id too.
     this.registry = new Registry(watchers(relay?.watcher, presence?.watcher), relay ? `${self}-` : null);
     countOpenConnections(this.metrics, () => this.registry.all());
@@ -263,14 +268,34 @@ export class Switchboard {
    */
   #presenceOf(config: Readonly<Config>, upstream: Upstream, self: string, forwarded: PresenceParts | undefined): PresenceParts | null {
     const webhook = config.webhooks.paths.presence !== null;
-    const deliver = webhook ? upstream.presence?.bind(upstream) : null;
-    if (deliver === undefined) throw new Error(`webhooks.paths.presence: the ${upstream.name} upstream cannot send presence events`);
+    const deliver = webhook ? upstream.presence!.bind(upstream) : null;
     // A worker's members are counted in the primary, which sends the events and routes the frames.
     if (forwarded) return forwarded;
     // The directory is built after the registry this feeds; events come only once sessions exist.
     const frames = presenceFrames(config.presence.frames, (target, push) => this.directory.route(target, push), this.log);
     if (!webhook && frames === null) return null;
     return createPresence({ config: config.presence, holdMs: holdsOf(config), clock: this.clock, log: this.log, metrics: this.metrics, ids: new PresenceIds(self, randomBytes(4).toString('hex')), deliver, frames });
+  }
+
+  /**
+   * Presence across a cluster (`cluster.amqp.url` with members tracked): the owner's role, which
+   * the relay gives this process while it has it, and this process's count for the owner.
+   */
+  #clusterPresence(config: Readonly<Config>, self: string): PresenceHost | null {
+    if (config.cluster.amqp.url === null || (config.webhooks.paths.presence === null && config.presence.frames.length === 0)) return null;
+    const owner = new PresenceOwner({
+      config: config.presence,
+      holdMs: holdsOf(config),
+      clock: this.clock,
+      log: this.log,
+      metrics: this.metrics,
+      ids: new PresenceIds(self, randomBytes(4).toString('hex')),
+      // The upstream and the directory are built after this; events come only once sessions exist.
+      deliver: config.webhooks.paths.presence === null ? null : (events) => this.upstream.presence!(events),
+      frames: presenceFrames(config.presence.frames, (target, push) => this.directory.route(target, push), this.log),
+    });
+    // Half the drain's budget: the rest is the upstream's, to send the disconnects and these.
+    return { owner, counts: () => this.registry.memberCounts(), closeBudgetMs: config.drain.timeoutMs / 2 };
   }
 
   /** Connection ids name their node and worker, so a push by id finds its process. */

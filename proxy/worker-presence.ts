@@ -12,11 +12,10 @@ import type { Config } from './config.js';
 import type { PresenceMetrics } from './metrics.js';
 import { NO_WORKER_RETRY_MS } from './limits.js';
 import { withDeadline, type Part } from './plugin.js';
-import { createPresence, PresenceIds, type PresenceEvent, type PresenceParts } from './presence.js';
-import type { Leave } from './registry.js';
+import { createPresence, PresenceIds, type MemberChange, type PresenceEvent, type PresenceParts } from './presence.js';
 
-/** A connection of `user` entered (+1) or left (-1) `channel`, and why it left. */
-export type MemberChange = readonly [channel: string, user: string, delta: 1 | -1, why: Leave];
+export type { MemberChange } from './presence.js';
+
 
 /** Worker → primary: the member changes of a tick, in order. */
 export interface MembersMessage { readonly sb: 'members'; readonly changes: readonly MemberChange[] }

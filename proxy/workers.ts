@@ -33,8 +33,12 @@ import { forwardMembers, PrimaryPresence, WorkerGoneError, type MembersEndedMess
 /** The environment variable that carries the primary's validated config to its workers. */
 export const WORKER_CONFIG = 'SWITCHBOARD_WORKER_CONFIG';
 
-/** Members are tracked for the presence webhook or for presence frames. */
-const presenceTracked = (config: Readonly<Config>): boolean => config.webhooks.paths.presence !== null || config.presence.frames.length > 0;
+/**
+ * Members are tracked for the presence webhook or for presence frames, and counted in the primary;
+ * in a cluster each worker sends its own to the cluster's owner (proxy/presence-owner.ts) instead.
+ */
+const presenceTracked = (config: Readonly<Config>): boolean =>
+  (config.webhooks.paths.presence !== null || config.presence.frames.length > 0) && config.cluster.amqp.url === null;
 
 export function workerCount(config: Config): number {
   return config.workers === 'auto' ? Math.max(1, cpus().length) : config.workers;

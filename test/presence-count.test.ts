@@ -1,6 +1,6 @@
 // Presence counting and delivery without sockets: any sequence of joins, leaves, user changes,
 // detaches and resumes yields events whose replay is exactly the final membership, and batches
-// keep their order, their ids and their bound. Startup refuses presence where it is per process.
+// keep their order, their ids and their bound. Startup refuses presence only where it has no form.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
@@ -9,8 +9,6 @@ import { Membership, PresenceIds, type PresenceEvent, type PresenceEventType } f
 import { PresenceDelivery } from '../proxy/presence-delivery.js';
 import { createLogger } from '../proxy/log.js';
 import { FakeClock } from './helpers/fake-clock.js';
-import { runCli, writeConfig } from './helpers/process.js';
-import { guard } from './helpers/app.js';
 
 /** Replays events as the app would keep state: members per channel, occupied channels; throws on an event that does not fit. */
 function replay(events: Array<{ type: PresenceEventType; channel: string; user: string }>, from = new Map<string, Set<string>>()): Map<string, Set<string>> {
@@ -245,7 +243,7 @@ test('event ids are unique per process start', () => {
   assert.match(ids[0], /^n-0-aaaa-1$/);
 });
 
-test('presence events are refused where they would be per node (a cluster) or have no form (the websocket-over-http dialect)', () => {
+test('presence events are refused only where they have no form (the websocket-over-http dialect)', () => {
   const refused = (config: Record<string, unknown>): string[] => {
     try {
       validateConfig({ webhooks: { paths: { presence: '/ws/presence' } }, ...config });
@@ -256,9 +254,7 @@ test('presence events are refused where they would be per node (a cluster) or ha
     return [];
   };
   assert.deepEqual(refused({}), [], 'one process, native webhooks: accepted');
-  const cluster = refused({ cluster: { amqp: { url: 'amqp://127.0.0.1' } }, session: { tokenSecret: 'x'.repeat(32) } });
-  assert.equal(cluster.length, 1, cluster.join('\n'));
-  assert.match(cluster[0], /^webhooks\.paths\.presence: presence events are per process for now: not with cluster\.amqp\.url/);
+  assert.deepEqual(refused({ cluster: { amqp: { url: 'amqp://127.0.0.1' } }, session: { tokenSecret: 'x'.repeat(32) } }), [], 'a cluster: its owner counts the members');
   for (const workers of [2, 'auto']) assert.deepEqual(refused({ workers }), [], `workers ${workers}: the primary counts the members`);
   assert.deepEqual(refused({ upstream: 'amqp', amqp: { url: 'amqp://127.0.0.1' } }), [], 'the amqp upstream publishes them');
   assert.match(refused({ webhooks: { dialect: 'websocket-over-http', paths: { presence: '/p' } } }).join('\n'), /webhooks\.paths\.presence: .*websocket-over-http/);
@@ -269,11 +265,3 @@ test('presence events are refused where they would be per node (a cluster) or ha
   }
 });
 
-test('the CLI refuses presence events with a cluster: exit 2, naming the keys', async () => {
-  for (const extra of [{ cluster: { amqp: { url: 'amqp://127.0.0.1:1' } }, session: { tokenSecret: 'x'.repeat(32) } }]) {
-    const cli = runCli(['--config', writeConfig({ listen: '127.0.0.1:0', control: { listen: '127.0.0.1:0' }, webhooks: { paths: { presence: '/ws/presence' } }, ...extra })]);
-    const { code } = await guard(cli.exited, 'the CLI exits');
-    assert.equal(code, 2, cli.output());
-    assert.match(cli.output(), /webhooks\.paths\.presence: presence events are per process for now: not with cluster\.amqp\.url/);
-  }
-});

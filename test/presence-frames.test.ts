@@ -293,8 +293,7 @@ test('config: bad patterns and what cannot carry the frames yet are refused, eac
   assert.deepEqual(problems({ presence: { frames: Array.from({ length: 257 }, (_, i) => `c${i}`) } }).map((p) => p.split(',')[0]), ['presence.frames: expected at most 256 patterns']);
   assert.deepEqual(problems({ presence: { rawFrames: 'xml' } }), ['presence.rawFrames: expected "json" or "none", got "xml"']);
   assert.deepEqual(problems({ workers: 2, presence: { frames: ['room:*'] } }), [], 'with workers the primary routes them');
-  assert.deepEqual(problems({ cluster: { amqp: { url: 'amqp://127.0.0.1' } }, session: { tokenSecret: 's'.repeat(32) }, presence: { frames: ['room:*'] } }),
-    ['presence.frames: presence frames are per node for now: not with cluster.amqp.url (the queries answer cluster-wide without them)']);
+  assert.deepEqual(problems({ cluster: { amqp: { url: 'amqp://127.0.0.1' } }, session: { tokenSecret: 's'.repeat(32) }, presence: { frames: ['room:*'] } }), [], 'in a cluster the owner routes them');
   assert.deepEqual(validateConfig({}).presence.frames, []);
   assert.equal(validateConfig({}).presence.rawFrames, 'json');
 });

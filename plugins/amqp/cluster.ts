@@ -29,7 +29,7 @@ import { parseJson } from '../../proxy/json.js';
 import { MAX_HELD_QUESTION, MAX_TAKE_HOPS, MISSED_HEARTBEATS } from '../../proxy/limits.js';
 import type { Mover, Transfer } from '../../proxy/moves.js';
 import type { SessionHost } from '../../proxy/plugin.js';
-import type { IndexKind, RegistryWatcher } from '../../proxy/registry.js';
+import type { IndexKind, Leave, RegistryWatcher } from '../../proxy/registry.js';
 import type { Session } from '../../proxy/session.js';
 import { decodeSnapshot, decodeTail, encodeJson, type MoveTail } from '../../proxy/snapshot.js';
 import type { Target } from '../../proxy/target.js';
@@ -38,6 +38,7 @@ import { Bindings } from './bindings.js';
 import { bindingKey, decodeMessage, encodeClose, encodePush, headerText, nodeOf, routingKey, sessionKeys } from './cluster-wire.js';
 import { BrokerConnection } from './connection.js';
 import { Parking } from './parking.js';
+import { PresenceQueue } from './presence-queue.js';
 import { Roster } from './roster.js';
 import { decodePost, decodePosted, isTransferReply, isTransferRequest, processKey, processOf, replyOptions, requestOptions, type TransferReply, type TransferRequest } from './transfer.js';
 import type { Post, Posted } from '../../proxy/sse-gateway.js';
@@ -59,7 +60,7 @@ export interface ClusterOptions {
   readonly postTimeoutMs: number;
 }
 
-export type ClusterDeps = Pick<SessionHost, 'log' | 'clock' | 'metrics' | 'names' | 'deliverLocal' | 'closeLocal' | 'departures' | 'answer' | 'roster' | 'post'>;
+export type ClusterDeps = Pick<SessionHost, 'log' | 'clock' | 'metrics' | 'names' | 'deliverLocal' | 'closeLocal' | 'departures' | 'answer' | 'roster' | 'post' | 'presence'>;
 
 
 // ── the cluster link ──────────────────────────────────────────────────────────
@@ -106,6 +107,9 @@ export class Cluster implements RegistryWatcher {
   readonly #claiming = new Set<string>();
   /** Processes last heard draining (so they may have parked sessions): until their rosters are read. */
   readonly #drained = new Set<string>();
+  /** Member changes to the cluster's presence owner, when members are tracked. */
+  readonly #presence: PresenceQueue | null;
+  readonly #presenceCloseMs: number;
 
   constructor(options: ClusterOptions, deps: ClusterDeps) {
     this.#options = options;
@@ -126,6 +130,7 @@ export class Cluster implements RegistryWatcher {
         this.#publisher = null;
         this.#parking.lost();
         this.#roster.lost();
+        this.#presence?.lost();
         // Replies to this connection's queue will not come: the asks end now.
         for (const [id, call] of this.#calls) {
           this.#calls.delete(id);
@@ -162,6 +167,31 @@ export class Cluster implements RegistryWatcher {
       park: (snapshot, graceLeftMs, settle) => this.#parking.park(snapshot, graceLeftMs, settle),
     };
     this.scatter = { ask: (question) => this.#gather(question) };
+    const presence = deps.presence;
+    this.#presenceCloseMs = presence?.closeBudgetMs ?? 0;
+    this.#presence = presence === null ? null : new PresenceQueue({
+      log: this.#log,
+      clock: deps.clock,
+      exchange: options.exchange,
+      self: options.self,
+      heartbeatMs: options.heartbeatMs,
+      owner: presence.owner,
+      counts: () => presence.counts(),
+      peers: () => this.peers(),
+      acquainted: () => this.#upSince + options.heartbeatMs + options.queryTimeoutMs,
+      resync: (to) => this.#resync(to),
+    });
+  }
+
+  /** Asks a process (null: every one) to send its whole presence count again. */
+  #resync(to: string | null): void {
+    try {
+      this.#publisher?.publish(this.#options.exchange, to === null ? 'all' : processKey(to), Buffer.alloc(0), {
+        type: 'presence-resync', persistent: false, headers: { 'x-switchboard-origin': this.#options.nodeId, 'x-switchboard-from': this.#options.self },
+      });
+    } catch (err) {
+      this.#log.debug({ err: (err as Error).message }, 'presence resync not sent');
+    }
   }
 
   /**
@@ -237,6 +267,7 @@ export class Cluster implements RegistryWatcher {
     await Promise.all(keys.map((key) => this.#bindings.set(key, true)));
     await this.#parking.setup(model);
     await this.#roster.setup(model);
+    await this.#presence?.setup(model, watch);
     this.#log.info({ queue: this.#queue, bindings: keys.length }, 'cluster queue bound');
     this.#beat('hello');
   }
@@ -269,6 +300,7 @@ export class Cluster implements RegistryWatcher {
       this.#peers.delete(process);
       this.#log.warn({ process, silentMs: this.#deps.clock.now() - seen }, 'cluster process went silent: counted gone');
       this.#gone.add(process);
+      this.#presence?.gone(process);
     }
     this.#claimGone();
   }
@@ -295,6 +327,8 @@ export class Cluster implements RegistryWatcher {
 
   /** Closing the connection deletes the exclusive queue and its bindings. */
   async close(): Promise<void> {
+    // The sessions' last member changes, and an owner's last events, while heartbeats still go.
+    await this.#presence?.close(this.#presenceCloseMs);
     this.#stopBeating?.();
     // The others stop counting this process at once, not three heartbeats later.
     this.#beat('bye');
@@ -313,6 +347,8 @@ export class Cluster implements RegistryWatcher {
   }
 
   destroy(): void {
+    this.#presence?.destroy();
+    this.#deps.presence?.owner.destroy();
     this.#stopBeating?.();
     this.#broker.destroy();
   }
@@ -337,6 +373,10 @@ export class Cluster implements RegistryWatcher {
 
   removed(session: Session): void {
     this.#roster.removed(session.id);
+  }
+
+  member(channel: string, user: string | null, delta: 1 | -1, why: Leave): void {
+    this.#presence?.change(channel, user, delta, why);
   }
 
   #bind(kind: IndexKind, name: string, bound: boolean): void {
@@ -372,6 +412,10 @@ export class Cluster implements RegistryWatcher {
     if (isTransferReply(type)) return this.#answer(msg.properties.correlationId, msg);
     if (isTransferRequest(type)) return this.#serve(type, msg);
     if (type === 'hello' || type === 'bye' || type === 'query' || type === 'answer') return this.#view(type, msg);
+    if (type === 'presence-resync') {
+      if (processOf(msg.properties.headers?.['x-switchboard-from']) !== this.#options.self) this.#presence?.full();
+      return;
+    }
     const decoded = decodeMessage(msg.content, msg.properties.type, msg.properties.headers ?? {}, this.#deps.clock.now());
     if (!decoded.ok) {
       this.#log.warn({ err: decoded.error, routingKey: msg.fields.routingKey }, 'malformed cluster message ignored');
@@ -482,7 +526,10 @@ export class Cluster implements RegistryWatcher {
     const from = processOf(msg.properties.headers?.['x-switchboard-from']);
     if (from === null || from === this.#options.self) return;
     if (type === 'hello') {
-      if (!this.#peers.has(from)) this.#log.info({ process: from }, 'cluster process joined');
+      if (!this.#peers.has(from)) {
+        this.#log.info({ process: from }, 'cluster process joined');
+        this.#presence?.heard(from);
+      }
       this.#gone.delete(from);
       this.#peers.set(from, this.#deps.clock.now());
       if (msg.properties.headers?.['x-switchboard-draining'] === 'true') this.#drained.add(from);

@@ -1,0 +1,331 @@
+// The cluster's presence queue: every process sends its member changes to one owner
+// (proxy/presence-owner.ts), which counts them and sends the events.
+//
+//   <exchange>.presence        durable, single active consumer: every process consumes it and
+//                              the broker delivers to one, the owner, handing over to the next
+//                              consumer when that one's connection goes
+//   <exchange>.presence.told   durable, length 1: what the owner told the app (the newest kept)
+//
+// A process sends its whole count (`full`) on every connection and when an owner asks
+// (`presence-resync` on the cluster exchange), its `changes` in between, `bye` when it drains,
+// and `gone` when it counts another process gone; all on one channel, so the owner reads each
+// process's messages in the order they were sent (plugins/amqp/presence-wire.ts).
+//
+// A consumer learns it owns from its first delivery. It then takes over what the app was told,
+// asks every live process for its count, and settles once each has answered (or has been asked
+// for three heartbeats). A `gone` wakes the next owner when the last one died with nothing queued;
+// a draining owner sends everything queued, keeps what it told, and then sends its `bye` again
+// once its consumer is cancelled, so the next one takes over at once.
+import { randomBytes } from 'node:crypto';
+import type { Channel, ChannelModel, ConfirmChannel, ConsumeMessage } from 'amqplib';
+import type { Logger } from 'pino';
+import { sleep, type Clock } from '../../proxy/clock.js';
+import { MISSED_HEARTBEATS, PRESENCE_CHANGES_PER_MESSAGE, PRESENCE_PREFETCH, TOLD_WRITE_MS } from '../../proxy/limits.js';
+import { withDeadline } from '../../proxy/plugin.js';
+import type { HeldCounts, MemberChange } from '../../proxy/presence.js';
+import type { PresenceOwner, ToldState } from '../../proxy/presence-owner.js';
+import type { Leave } from '../../proxy/registry.js';
+import { decodePresence, decodeTold, encodePresence, encodeTold, type PresenceMessage } from './presence-wire.js';
+
+export interface PresenceQueueDeps {
+  readonly log: Logger;
+  readonly clock: Clock;
+  readonly exchange: string;
+  /** This process: `<node>-<worker>`. */
+  readonly self: string;
+  readonly heartbeatMs: number;
+  readonly owner: PresenceOwner;
+  /** This process's connections per (channel, user). */
+  counts(): HeldCounts;
+  /** The other live processes. */
+  peers(): string[];
+  /** When this process will have heard every live one (a heartbeat after it connected). */
+  acquainted(): number;
+  /** Asks a process (null: every one) to send its whole count again. */
+  resync(to: string | null): void;
+}
+
+export class PresenceQueue {
+  readonly #deps: PresenceQueueDeps;
+  readonly #log: Logger;
+  readonly #queue: string;
+  readonly #toldQueue: string;
+  /** This process's start: a count of an earlier one of the same name is replaced, not added to. */
+  readonly #boot = randomBytes(6).toString('base64url');
+  #pub: ConfirmChannel | null = null;
+  #consumer: Channel | null = null;
+  #consumerTag: string | null = null;
+  #pending: MemberChange[] = [];
+  #scheduled = false;
+  /** Deliveries are handled one after another, in the queue's order. */
+  #chain: Promise<void> = Promise.resolve();
+  /** Counts up with each ownership (a settle of an earlier one stops). */
+  #term = 0;
+  #settled = false;
+  #wake: (() => void) | null = null;
+  #toldTimer: unknown = null;
+  /** Set while a draining owner waits for its own `bye` to come back. */
+  #byeBack: (() => void) | null = null;
+  #closing = false;
+
+  constructor(deps: PresenceQueueDeps) {
+    this.#deps = deps;
+    this.#log = deps.log.child({ part: 'presence queue' });
+    this.#queue = `${deps.exchange}.presence`;
+    this.#toldQueue = `${deps.exchange}.presence.told`;
+    deps.owner.onTold = () => this.#toldChanged();
+  }
+
+  async setup(model: ChannelModel, watch: (c: Channel) => void): Promise<void> {
+    const pub = await model.createConfirmChannel();
+    const consumer = await model.createChannel();
+    watch(pub);
+    watch(consumer);
+    await pub.assertQueue(this.#queue, { durable: true, arguments: { 'x-single-active-consumer': true } });
+    await pub.assertQueue(this.#toldQueue, { durable: true, arguments: { 'x-max-length': 1 } });
+    await consumer.prefetch(PRESENCE_PREFETCH);
+    this.#pub = pub;
+    this.#consumer = consumer;
+    // The whole count first: changes gathered while disconnected are in it.
+    this.full();
+    if (this.#closing) return;
+    const { consumerTag } = await consumer.consume(this.#queue, (msg) => {
+      if (msg === null) return; // cancelled by the broker: the channel's close reconnects
+      this.#chain = this.#chain.then(() => this.#receive(consumer, msg)).catch((err: unknown) =>
+        this.#log.error({ err }, 'handling a presence message failed'));
+    }, { noAck: false });
+    this.#consumerTag = consumerTag;
+  }
+
+  /** The connection went: another process owns now (this one's deliveries go back to the queue). */
+  lost(): void {
+    this.#pub = null;
+    this.#consumer = null;
+    this.#consumerTag = null;
+    this.#pending = [];
+    this.#endTerm();
+  }
+
+  // ── what this process sends ──────────────────────────────────────────────────
+
+  /** A connection of `user` entered or left `channel` here. */
+  change(channel: string, user: string | null, delta: 1 | -1, why: Leave): void {
+    if (user === null || this.#pub === null) return; // the next connection sends the whole count
+    this.#pending.push([channel, user, delta, why]);
+    if (this.#scheduled) return;
+    this.#scheduled = true;
+    setImmediate(() => this.#flush());
+  }
+
+  /** The whole count of this process, after the changes gathered so far. */
+  full(): void {
+    this.#flush();
+    this.#send({ type: 'full', from: this.#deps.self, boot: this.#boot, counts: this.#deps.counts() });
+  }
+
+  /** This process counted `process` gone: the owner (perhaps a new one, if it was the owner) hears of it. */
+  gone(process: string): void {
+    this.#send({ type: 'gone', from: this.#deps.self, process });
+  }
+
+  #flush(): void {
+    this.#scheduled = false;
+    const changes = this.#pending;
+    this.#pending = [];
+    for (let i = 0; i < changes.length; i += PRESENCE_CHANGES_PER_MESSAGE) {
+      this.#send({ type: 'changes', from: this.#deps.self, boot: this.#boot, changes: changes.slice(i, i + PRESENCE_CHANGES_PER_MESSAGE) });
+    }
+  }
+
+  #send(message: PresenceMessage): void {
+    const pub = this.#pub;
+    if (!pub) return;
+    const { content, type } = encodePresence(message);
+    try {
+      // Persistent: an owner that dies leaves them to the next one, across a broker restart too.
+      pub.sendToQueue(this.#queue, content, { type, persistent: true, contentType: 'application/json' }, (err) => {
+        // Lost with the connection: the next one sends the whole count again.
+        if (err) this.#log.warn({ err: String(err), type }, 'presence message not taken by the broker');
+      });
+    } catch (err) {
+      this.#log.warn({ err: (err as Error).message, type }, 'presence message not sent');
+    }
+  }
+
+  // ── the owner's side ─────────────────────────────────────────────────────────
+
+  async #receive(ch: Channel, msg: ConsumeMessage): Promise<void> {
+    // Taken on a channel that has gone: the broker delivers it again, to whoever owns then.
+    if (ch !== this.#consumer) return;
+    const owner = this.#deps.owner;
+    if (!owner.owning && this.#closing) {
+      // Handed over in a drain: back to the queue, for the next owner.
+      try { ch.nack(msg, false, true); } catch { /* the channel went: delivered again anyway */ }
+      return;
+    }
+    if (!owner.owning) {
+      await this.#begin(ch);
+      if (ch !== this.#consumer) return;
+    }
+    const decoded = decodePresence(msg.properties.type, msg.content);
+    if (!decoded.ok) this.#log.warn({ err: decoded.error }, 'malformed presence message ignored');
+    else this.#apply(decoded.value);
+    try {
+      ch.ack(msg);
+    } catch {
+      // The channel went meanwhile: it is delivered again, and counting it again is harmless.
+    }
+  }
+
+  #apply(m: PresenceMessage): void {
+    const { owner, self } = this.#deps;
+    switch (m.type) {
+      case 'full':
+        owner.full(m.from, m.boot, m.counts);
+        this.#wake?.();
+        return;
+      case 'changes':
+        return owner.changes(m.from, m.boot, m.changes);
+      case 'gone':
+        // Heard gone by another process, but alive here: this one's own heartbeats decide.
+        if (m.process !== self && !this.#deps.peers().includes(m.process)) owner.lost(m.process);
+        return;
+      case 'bye':
+        if (m.from === self && m.boot === this.#boot) return void this.#byeBack?.();
+        owner.lost(m.from, m.boot);
+        return;
+    }
+  }
+
+  /** The first delivery: this process owns. */
+  async #begin(ch: Channel): Promise<void> {
+    const term = ++this.#term;
+    const told = await this.#readTold(ch);
+    if (ch !== this.#consumer || term !== this.#term) return;
+    this.#deps.owner.begin(told);
+    this.#settled = false;
+    this.#deps.resync(null);
+    this.full();
+    void this.#settleOnceCounted(term);
+  }
+
+  /** Settles once every live process's count is in; one that does not send it is asked again each heartbeat, three times. */
+  async #settleOnceCounted(term: number): Promise<void> {
+    const { clock, heartbeatMs, owner, self } = this.#deps;
+    const wait = this.#deps.acquainted() - clock.now();
+    if (wait > 0) await sleep(wait, clock);
+    for (let attempt = 0; ; attempt++) {
+      if (term !== this.#term) return;
+      const missing = [self, ...this.#deps.peers()].filter((p) => !owner.counted(p));
+      if (missing.length === 0) break;
+      if (attempt > MISSED_HEARTBEATS) {
+        this.#log.warn({ missing }, 'presence owner: settling without the counts of processes that did not send them');
+        break;
+      }
+      if (attempt > 0) for (const p of missing) if (p !== self) this.#deps.resync(p);
+      await new Promise<void>((resolve) => {
+        const timer = clock.setTimeout(() => { this.#wake = null; resolve(); }, heartbeatMs);
+        this.#wake = () => { this.#wake = null; clock.clearTimeout(timer); resolve(); };
+      });
+    }
+    if (term !== this.#term) return;
+    owner.settle();
+    this.#settled = true;
+    this.#log.info('presence owner: every live process counted');
+    this.#toldChanged();
+  }
+
+  /** A process joined (or came back after it was counted gone): its count is asked for if it is not in. */
+  heard(process: string): void {
+    if (this.#settled && this.#deps.owner.owning && !this.#deps.owner.counted(process)) this.#deps.resync(process);
+  }
+
+  #endTerm(): void {
+    this.#term++;
+    this.#settled = false;
+    this.#wake?.();
+    if (this.#toldTimer !== null) {
+      this.#deps.clock.clearTimeout(this.#toldTimer);
+      this.#toldTimer = null;
+    }
+    if (this.#deps.owner.owning) this.#deps.owner.end();
+  }
+
+  // ── what the app was told ────────────────────────────────────────────────────
+
+  #toldChanged(): void {
+    if (this.#toldTimer !== null || !this.#deps.owner.owning) return;
+    this.#toldTimer = this.#deps.clock.setTimeout(() => {
+      this.#toldTimer = null;
+      this.#writeTold();
+    }, TOLD_WRITE_MS);
+  }
+
+  #writeTold(): void {
+    const pub = this.#pub;
+    if (!pub || !this.#deps.owner.owning) return;
+    try {
+      pub.sendToQueue(this.#toldQueue, encodeTold(this.#deps.owner.told()), { persistent: true, contentType: 'application/json' }, (err) => {
+        if (err) this.#log.warn({ err: String(err) }, 'what the app was told not kept by the broker: a new owner may repeat more');
+      });
+    } catch (err) {
+      this.#log.warn({ err: (err as Error).message }, 'what the app was told not written');
+    }
+  }
+
+  async #readTold(ch: Channel): Promise<ToldState | null> {
+    try {
+      const m = await ch.get(this.#toldQueue, { noAck: false });
+      if (m === false) return null;
+      // Left in the queue: read, not taken (an owner that dies before writing its own leaves it for the next).
+      ch.nack(m, false, true);
+      const told = decodeTold(m.content);
+      if (told.ok) return told.value;
+      this.#log.warn({ err: told.error }, 'what the app was told is malformed: starting from nothing');
+      return null;
+    } catch (err) {
+      this.#log.warn({ err: (err as Error).message }, 'what the app was told could not be read: starting from nothing');
+      return null;
+    }
+  }
+
+  // ── a drain ──────────────────────────────────────────────────────────────────
+
+  /**
+   * The sessions have ended (or were parked): their changes and a `bye` go out. An owner first
+   * counts its own changes (its `bye` comes back behind them), sends everything queued within
+   * `budgetMs`, keeps what it told, and hands over.
+   */
+  async close(budgetMs: number): Promise<void> {
+    this.#closing = true;
+    const { clock, owner } = this.#deps;
+    const until = clock.now() + budgetMs;
+    const left = () => Math.max(0, until - clock.now());
+    const bye: PresenceMessage = { type: 'bye', from: this.#deps.self, boot: this.#boot };
+    this.#flush();
+    if (owner.owning) {
+      const back = new Promise<void>((resolve) => { this.#byeBack = resolve; });
+      this.#send(bye);
+      try {
+        await withDeadline(back, left(), 'the presence queue reaching this process\'s bye');
+        await withDeadline(owner.close(), left(), 'the last presence events');
+      } catch (err) {
+        this.#log.error({ err: (err as Error).message }, 'drain budget exhausted before the last presence events were sent: the next owner derives them');
+      }
+      if (this.#toldTimer !== null) clock.clearTimeout(this.#toldTimer);
+      this.#toldTimer = null;
+      this.#writeTold();
+      const consumer = this.#consumer;
+      if (consumer && this.#consumerTag) await consumer.cancel(this.#consumerTag).catch(() => {});
+      this.#endTerm();
+    }
+    // The next owner's first delivery (or, from a process that is not the owner, the owner's news).
+    this.#send(bye);
+    await this.#pub?.waitForConfirms().catch(() => {});
+  }
+
+  destroy(): void {
+    this.#closing = true;
+    this.#endTerm();
+  }
+}

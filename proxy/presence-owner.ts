@@ -1,0 +1,212 @@
+// Presence across a cluster: one process at a time, the owner, counts every process's
+// connections per (channel, user) and sends the events, so a user with tabs on two nodes is one
+// member and a dead node's members leave, their events sent by a survivor. Every process sends
+// its member changes to the owner (the relay carries them, in order per process: a `full` count
+// of what it holds, then `changes`); the owner keeps them per process, runs the one `Membership`
+// of the cluster and delivers through its own upstream. Which process owns, and the handover
+// when it goes, is the relay's (plugins/amqp/presence-queue.ts).
+//
+// A new owner starts from what the app was told (the members and held leaves its predecessor
+// kept beside the queue), takes in every live process's `full` count, then settles: a member
+// told and held by nobody leaves, one held and never told joins, one told and held is no event.
+// So the events an owner had not delivered when it went are derived again, not lost; one it had
+// delivered after it last kept what it told may be sent again (a new id, the same change).
+import type { Logger } from 'pino';
+import type { Clock } from './clock.js';
+import type { Config } from './config.js';
+import type { PresenceMetrics } from './metrics.js';
+import { PresenceDelivery } from './presence-delivery.js';
+import { Membership, type HeldCounts, type MemberChange, type MemberState, type PresenceEvent, type PresenceEventType, type PresenceIds } from './presence.js';
+import type { Leave } from './registry.js';
+
+/** What an owner keeps beside the queue: the members the app was told of, and the leaves held. */
+export interface ToldState {
+  readonly members: ReadonlyArray<readonly [channel: string, users: readonly string[]]>;
+  readonly held: ReadonlyArray<readonly [channel: string, user: string, due: number]>;
+}
+
+export interface PresenceOwnerOptions {
+  readonly config: Readonly<Config>['presence'];
+  readonly holdMs: { readonly moved: number; readonly parked: number };
+  readonly clock: Clock;
+  readonly log: Logger;
+  readonly metrics: PresenceMetrics;
+  readonly ids: PresenceIds;
+  /** The webhook's (or the amqp upstream's) delivery; null when only frames are on. */
+  readonly deliver: ((events: readonly PresenceEvent[]) => Promise<boolean>) | null;
+  /** The frames to subscribers, routed to the channel cluster-wide; null when off. */
+  readonly frames: ((event: PresenceEvent) => void) | null;
+}
+
+interface Holder {
+  readonly boot: string;
+  /** `channel\0user` → connections there. */
+  readonly counts: Map<string, number>;
+}
+
+export class PresenceOwner {
+  readonly #options: PresenceOwnerOptions;
+  readonly #log: Logger;
+  readonly #delivery: PresenceDelivery | null;
+  /** What the app has taken: members by channel. */
+  readonly #told = new Map<string, Set<string>>();
+  readonly #holders = new Map<string, Holder>();
+  #membership: Membership | null = null;
+  /** Told when what the app was told changed (a batch was taken): the relay keeps it. */
+  onTold: (() => void) | null = null;
+
+  constructor(options: PresenceOwnerOptions) {
+    this.#options = options;
+    this.#log = options.log.child({ part: 'presence owner' });
+    const { config, clock, metrics, deliver } = options;
+    this.#delivery = deliver === null ? null : new PresenceDelivery({
+      batchMs: config.batchMs,
+      batchMax: config.batchMax,
+      maxPending: config.maxPending,
+      clock,
+      log: this.#log,
+      deliver: async (events) => {
+        const taken = await deliver(events);
+        if (taken) this.#tell(events);
+        return taken;
+      },
+      counted: (result, n) => metrics.presenceEventsTotal.labels(result).inc(n),
+      pending: metrics.presenceEventsPending,
+    });
+  }
+
+  /** Whether this process owns now. */
+  get owning(): boolean {
+    return this.#membership !== null;
+  }
+
+  /** This process becomes the owner: it starts from what its predecessor told (null: nothing kept). */
+  begin(told: ToldState | null): void {
+    this.#membership?.stop();
+    this.#holders.clear();
+    this.#told.clear();
+    const members = new Map<string, Set<string>>();
+    for (const [channel, users] of told?.members ?? []) {
+      if (users.length === 0) continue;
+      members.set(channel, new Set(users));
+      this.#told.set(channel, new Set(users));
+    }
+    const { config, clock, holdMs } = this.#options;
+    const membership = new Membership({
+      clock,
+      leaveDelayMs: config.leaveDelayMs,
+      holdMs,
+      emit: (type, channel, user) => this.#emit(type, channel, user),
+    });
+    membership.seed({ members, held: told?.held ?? [] } satisfies MemberState);
+    this.#membership = membership;
+    this.#log.info({ channels: members.size, held: told?.held.length ?? 0 }, 'presence owner: taking over what the app was told');
+  }
+
+  /** Every live process's count is in: the members nobody holds leave. */
+  settle(): void {
+    this.#membership?.settle();
+  }
+
+  /** A process's whole count, which replaces what was counted for it (a new `boot`: it restarted). */
+  full(holder: string, boot: string, counts: HeldCounts): void {
+    const m = this.#membership;
+    if (!m) return;
+    const was = this.#holders.get(holder);
+    const now = new Map<string, number>();
+    for (const [channel, user, n] of counts) {
+      if (n > 0) now.set(`${channel}\0${user}`, (now.get(`${channel}\0${user}`) ?? 0) + n);
+    }
+    this.#holders.set(holder, { boot, counts: now });
+    // Joins before leaves: a member whose connections only moved within the process stays one.
+    for (const [key, n] of now) this.#apply(key, n - (was?.counts.get(key) ?? 0), 'ended');
+    for (const [key, n] of was?.counts ?? []) if (!now.has(key)) this.#apply(key, -n, 'ended');
+  }
+
+  /** A process's changes since its last `full` (dropped when its count is not in yet: the `full` that comes covers them). */
+  changes(holder: string, boot: string, changes: readonly MemberChange[]): void {
+    const m = this.#membership;
+    const h = this.#holders.get(holder);
+    if (!m || h?.boot !== boot) return;
+    for (const [channel, user, delta, why] of changes) {
+      const key = `${channel}\0${user}`;
+      const n = (h.counts.get(key) ?? 0) + delta;
+      if (n < 0) continue; // a leave of nothing counted: not the process's registry's doing
+      if (n === 0) h.counts.delete(key);
+      else h.counts.set(key, n);
+      m.change(channel, user, delta, why);
+    }
+  }
+
+  /** Whether a process's count is in (this term). */
+  counted(holder: string): boolean {
+    return this.#holders.has(holder);
+  }
+
+  /** A process is gone (dead, or it left; `boot`: that start of it only): its connections are. */
+  lost(holder: string, boot?: string): void {
+    const h = this.#holders.get(holder);
+    if (!h || (boot !== undefined && h.boot !== boot)) return;
+    this.#holders.delete(holder);
+    if (h.counts.size > 0) this.#log.warn({ process: holder, members: h.counts.size }, 'cluster process gone: its members leave');
+    for (const [key, n] of h.counts) this.#apply(key, -n, 'ended');
+  }
+
+  /** Another process owns from here on: what is queued here is left to it (it derives it again). */
+  end(): void {
+    this.#membership?.stop();
+    this.#membership = null;
+    this.#holders.clear();
+    const left = this.#delivery?.handOver() ?? 0;
+    this.#log.info({ events: left }, 'presence owner: another process owns now');
+  }
+
+  /** What the app was told, and the leaves held of those members, to keep beside the queue. */
+  told(): ToldState {
+    const held = (this.#membership?.held() ?? []).filter(([c, u]) => this.#told.get(c)?.has(u));
+    return { members: [...this.#told].map(([c, users]) => [c, [...users]] as const), held };
+  }
+
+  /** A drain: everything queued goes now (the held leaves stay held: the next owner holds them on). */
+  async close(): Promise<void> {
+    await this.#delivery?.close();
+  }
+
+  destroy(): void {
+    this.#membership?.stop();
+    this.#membership = null;
+    this.#delivery?.destroy();
+  }
+
+  #apply(key: string, delta: number, why: Leave): void {
+    const at = key.indexOf('\0');
+    const channel = key.slice(0, at);
+    const user = key.slice(at + 1);
+    for (let i = 0; i < delta; i++) this.#membership!.change(channel, user, 1, why);
+    for (let i = 0; i > delta; i--) this.#membership!.change(channel, user, -1, why);
+  }
+
+  #emit(type: PresenceEventType, channel: string, user: string): void {
+    const { ids, clock, frames } = this.#options;
+    const event: PresenceEvent = { type, channel, user, id: ids.next(), at: new Date(clock.now()).toISOString() };
+    // Without the webhook, what the frames say is what was told.
+    if (this.#delivery) this.#delivery.push(event);
+    else this.#tell([event]);
+    frames?.(event);
+  }
+
+  #tell(events: readonly PresenceEvent[]): void {
+    for (const e of events) {
+      if (e.type === 'member_added') {
+        let users = this.#told.get(e.channel);
+        if (!users) this.#told.set(e.channel, (users = new Set()));
+        users.add(e.user);
+      } else if (e.type === 'member_removed') {
+        const users = this.#told.get(e.channel);
+        users?.delete(e.user);
+        if (users?.size === 0) this.#told.delete(e.channel);
+      }
+    }
+    this.onTold?.();
+  }
+}

@@ -1,0 +1,182 @@
+// Presence across a cluster: one owner counts every node's connections, so a user with tabs on
+// two nodes is one member, a resume on another node is no leave and join, a dead node's members
+// leave with their events sent by a survivor (the owner, or the one that takes over from a dead
+// owner), and presence frames reach subscribers on every node. Real nodes, a real RabbitMQ.
+import { test, type TestContext } from 'node:test';
+import assert from 'node:assert/strict';
+import type { Recorded } from './helpers/app.js';
+import { connect, connectReliable, type TestClient } from './helpers/client.js';
+import { startCluster, type TestNode } from './helpers/cluster.js';
+import { eventually } from './helpers/eventually.js';
+import { AmqpClient, rabbitSkip } from './helpers/rabbit.js';
+
+const skip = rabbitSkip();
+
+interface Seen { type: string; channel: string; user: string; id: string }
+
+/** Short heartbeats: a killed process is counted gone within a second. */
+async function setup(t: TestContext, extra: Record<string, unknown> = {}) {
+  const cluster = await startCluster(t, {
+    webhooks: { paths: { presence: '/ws/presence' } },
+    presence: { batchMs: 20 },
+    cluster: { heartbeatMs: 300, queryTimeoutMs: 300 },
+    ...extra,
+  });
+  const { app, track } = cluster;
+  const taken = (): Seen[] => app.byPath('/ws/presence').flatMap((r: Recorded) => r.json().events as Seen[]);
+  const open = async (at: TestNode, query: string): Promise<TestClient> => track(await connect(at.wsUrl(`/ws${query}`)));
+  /** The events after the first `from`, up to and including the marker's join (which it waits for): "nothing else happened". */
+  const until = async (at: TestNode, from: number, marker: string, channel = 'room'): Promise<string[]> => {
+    await open(at, `?user=${marker}&ch=${channel}`);
+    await eventually(() => taken().some((e) => e.type === 'member_added' && e.user === marker), `${marker} joined`);
+    const all = taken();
+    return brief(all.slice(from, all.findIndex((e) => e.type === 'member_added' && e.user === marker) + 1));
+  };
+  return { ...cluster, taken, open, until };
+}
+
+const brief = (events: Seen[]) => events.map((e) => `${e.type} ${e.channel} ${e.user}`);
+
+/** Waits until the owner has kept, beside the queue, that these users are members of `room` (read, not taken). */
+async function keptTold(t: TestContext, url: string, exchange: string, users: string[]): Promise<void> {
+  const amqp = await AmqpClient.open(url);
+  t.after(() => amqp.close());
+  await eventually(async () => {
+    const m = await amqp.channel.get(`${exchange}.presence.told`, { noAck: false });
+    if (m === false) return false;
+    amqp.channel.nack(m, false, true);
+    const told = JSON.parse(m.content.toString()) as { members: Array<[string, string[]]> };
+    return told.members.some(([c, members]) => c === 'room' && users.every((u) => members.includes(u)));
+  }, 'the owner kept what it told');
+}
+
+test('tabs of one user on two nodes are one member: one join; closing all but the last is nothing; the last is the leave', { skip }, async (t) => {
+  const { node, open, taken, until } = await setup(t);
+  const na = await node('na');
+  const nb = await node('nb');
+  const tabs = [await open(na, '?user=ann&ch=room'), await open(nb, '?user=ann&ch=room'), await open(nb, '?user=ann&ch=room')];
+  assert.deepEqual(await until(na, 0, 'm1'), ['channel_occupied room ann', 'member_added room ann', 'member_added room m1']);
+  await tabs[0].close();
+  await tabs[1].close();
+  await eventually(async () => (await na.control('GET', '/v1/users/ann')).json.connections === 1, 'two of the tabs gone');
+  let from = taken().length;
+  assert.deepEqual(await until(nb, from, 'm2'), ['member_added room m2'], 'closing two of three tabs, on two nodes, is no event');
+  await tabs[2].close();
+  await eventually(() => taken().some((e) => e.type === 'member_removed' && e.user === 'ann'), 'ann removed');
+  from = taken().length;
+  assert.deepEqual(await until(na, from - 1, 'm3'), ['member_removed room ann', 'member_added room m3']);
+  const all = taken();
+  assert.equal(new Set(all.map((e) => e.id)).size, all.length, 'every event has its own id');
+});
+
+test('a reliable session resumed on another node within its grace: no leave and join', { skip }, async (t) => {
+  const { node, taken, until, resume, track } = await setup(t, { session: { graceMs: 10_000 } });
+  const na = await node('na');
+  const nb = await node('nb');
+  const { client, welcome } = await connectReliable(na.wsUrl('/ws?user=rex&ch=room'));
+  track(client);
+  assert.deepEqual(await until(na, 0, 'm1'), ['channel_occupied room rex', 'member_added room rex', 'member_added room m1']);
+  client.ws.terminate();
+  const back = await resume(nb, welcome.token as string, 0);
+  assert.equal(back.welcome.resumed, true);
+  await eventually(async () => (await nb.control('GET', '/v1/users/rex')).json.connections === 1, 'rex held by nb');
+  const from = taken().length;
+  assert.deepEqual(await until(na, from, 'm2'), ['member_added room m2'], 'the move is no event');
+});
+
+test('presence frames reach subscribers on every node, for joins on any node', { skip }, async (t) => {
+  const { node, track } = await setup(t, { webhooks: { paths: { presence: null } }, presence: { frames: ['room'], batchMs: 20 } });
+  const na = await node('na');
+  const nb = await node('nb');
+  const watcher = await connectReliable(nb.wsUrl('/ws?user=wes&ch=room'));
+  track(watcher.client);
+  const occupied = await watcher.client.nextJson('the channel occupied');
+  assert.deepEqual([occupied.type, occupied.event, occupied.user], ['presence', 'channel_occupied', 'wes']);
+  const own = await watcher.client.nextJson('presence own join');
+  assert.deepEqual([own.type, own.event, own.user], ['presence', 'member_added', 'wes']);
+  track((await connectReliable(na.wsUrl('/ws?user=ann&ch=room'))).client);
+  const seen = await watcher.client.nextJson('ann joining on the other node');
+  assert.deepEqual([seen.type, seen.event, seen.channel, seen.user], ['presence', 'member_added', 'room', 'ann']);
+  assert.equal(seen.seq, own.seq + 1, 'numbered in the subscriber\'s own sequence');
+});
+
+test('SIGKILL of a node that is not the owner: its members leave, the events sent by the owner', { skip }, async (t) => {
+  const { node, cli, open, taken, app } = await setup(t);
+  const owner = await node('na');
+  await open(owner, '?user=first&ch=room');
+  await eventually(() => taken().some((e) => e.user === 'first'), 'the owner took the first join');
+  const doomed = await cli('nk');
+  await open(doomed, '?user=ghost&ch=room');
+  await eventually(() => taken().some((e) => e.type === 'member_added' && e.user === 'ghost'), 'ghost joined');
+  doomed.proc.child.kill('SIGKILL');
+  await doomed.proc.exited;
+  await eventually(() => taken().some((e) => e.type === 'member_removed' && e.user === 'ghost'), 'the ghost leaves', 15_000);
+  assert.equal(taken().filter((e) => e.type === 'member_removed').length, 1, 'only the dead node\'s member leaves');
+  assert.ok(app.byPath('/ws/presence').length > 0);
+});
+
+test('SIGKILL of the owner: a survivor takes over, and the dead owner\'s members leave, the survivor\'s stay without a new join', { skip }, async (t) => {
+  const { node, cli, open, taken, url, exchange } = await setup(t);
+  // The first node to consume the presence queue owns it.
+  const doomed = await cli('nk');
+  const survivor = await node('na');
+  await open(doomed, '?user=ghost&ch=room');
+  await open(survivor, '?user=stays&ch=room');
+  await eventually(() => ['ghost', 'stays'].every((u) => taken().some((e) => e.type === 'member_added' && e.user === u)), 'both joined');
+  // What the owner told is kept beside the queue (within a second): the survivor starts from it.
+  await keptTold(t, url, exchange, ['ghost', 'stays']);
+  const before = taken().length;
+  doomed.proc.child.kill('SIGKILL');
+  await doomed.proc.exited;
+  await eventually(() => taken().some((e) => e.type === 'member_removed' && e.user === 'ghost'), 'the dead owner\'s member leaves', 15_000);
+  assert.deepEqual(brief(taken().slice(before)), ['member_removed room ghost'], 'the survivor\'s member is no new event');
+});
+
+test('a drained node\'s reliable sessions are parked: members still; one claimed on another node is no event, one never claimed leaves once its grace ends', { skip }, async (t) => {
+  const { node, cli, open, taken, resume, track } = await setup(t, { session: { graceMs: 8000 } });
+  await node('na');
+  const na = await node('nb');
+  const draining = await cli('nd');
+  const claimed = await connectReliable(draining.wsUrl('/ws?user=claimed&ch=room'));
+  track(claimed.client);
+  track((await connectReliable(draining.wsUrl('/ws?user=unclaimed&ch=room'))).client);
+  await open(draining, '?user=raw&ch=room');
+  await eventually(() => ['claimed', 'unclaimed', 'raw'].every((u) => taken().some((e) => e.type === 'member_added' && e.user === u)), 'all three joined');
+  draining.proc.child.kill('SIGTERM');
+  await draining.proc.exited;
+  // A raw session ends with the drain: its leave is not held.
+  await eventually(() => taken().some((e) => e.type === 'member_removed' && e.user === 'raw'), 'the raw session\'s leave');
+  const back = await resume(na, claimed.welcome.token, 0);
+  assert.equal(back.welcome.resumed, true, 'claimed from where it was parked');
+  await eventually(() => taken().some((e) => e.type === 'member_removed' && e.user === 'unclaimed'), 'the unclaimed one leaves once its grace is over', 20_000);
+  assert.deepEqual(brief(taken().filter((e) => e.user === 'claimed' && e.type.startsWith('member_'))), ['member_added room claimed'], 'the claimed one never left');
+});
+
+test('a draining owner hands over: the next owner holds its parked members on, and a member elsewhere is no new event', { skip }, async (t) => {
+  const { node, cli, open, taken, until, resume, track } = await setup(t, { session: { graceMs: 8000 } });
+  const owner = await cli('no');
+  const na = await node('na');
+  const moving = await connectReliable(owner.wsUrl('/ws?user=mover&ch=room'));
+  track(moving.client);
+  await open(na, '?user=stays&ch=room');
+  await eventually(() => ['mover', 'stays'].every((u) => taken().some((e) => e.type === 'member_added' && e.user === u)), 'both joined');
+  const before = taken().length;
+  owner.proc.child.kill('SIGTERM');
+  await owner.proc.exited;
+  const back = await resume(na, moving.welcome.token, 0);
+  assert.equal(back.welcome.resumed, true);
+  assert.deepEqual(await until(na, before, 'm1'), ['member_added room m1'], 'no leave or join for the parked member, none for the other');
+});
+
+test('a full restart reconciles: members the app was told of that nobody holds leave once a node is back', { skip }, async (t) => {
+  const { node, cli, open, taken, url, exchange } = await setup(t);
+  const only = await cli('nk');
+  await open(only, '?user=ghost&ch=room');
+  await eventually(() => taken().some((e) => e.type === 'member_added' && e.user === 'ghost'), 'ghost joined');
+  await keptTold(t, url, exchange, ['ghost']);
+  only.proc.child.kill('SIGKILL');
+  await only.proc.exited;
+  await node('na');
+  await eventually(() => taken().some((e) => e.type === 'member_removed' && e.user === 'ghost'), 'the ghost leaves', 15_000);
+  assert.deepEqual(brief(taken()), ['channel_occupied room ghost', 'member_added room ghost', 'member_removed room ghost', 'channel_vacated room ghost']);
+});
