@@ -142,7 +142,8 @@ async function runWorker(config: Readonly<Config>, plugins: readonly Plugin[], e
     plugins,
     worker: index,
     control: false,
-    metrics: createMetrics({ presence: false }),
+    // In a cluster a worker may be the presence owner: its event metrics are its own, summed by the primary.
+    metrics: createMetrics({ presence: config.cluster.amqp.url !== null }),
     presence: members ?? undefined,
     mover,
     forward: asking === null ? undefined : workerForward(asking),
@@ -423,8 +424,9 @@ async function runPrimary(config: Readonly<Config>, n: number, plugins: readonly
   const own = new MetricsRegistry();
   const restarts = new Counter({ name: 'switchboard_worker_restarts_total', help: 'Client-pipeline workers restarted after a crash', registers: [own] });
   let state: 'starting' | 'running' | 'draining' = 'starting';
-  // The presence event metrics are the primary's, as it sends the events (workers register none).
-  const presenceMetrics = presenceCollectors([own]);
+  // The presence event metrics are the primary's, as it sends the events (workers register none);
+  // in a cluster the owner is a worker somewhere, and the workers register them.
+  const presenceMetrics = presenceCollectors(config.cluster.amqp.url === null ? [own] : []);
   const directory = new WorkersDirectory(pool, nodeId, new PushIds(nodeId, randomBytes(4).toString('hex')), config.cluster.amqp.url !== null);
   const presence = !presenceTracked(config) ? null : new PrimaryPresence({
     config: config.presence,

@@ -180,3 +180,19 @@ test('a full restart reconciles: members the app was told of that nobody holds l
   await eventually(() => taken().some((e) => e.type === 'member_removed' && e.user === 'ghost'), 'the ghost leaves', 15_000);
   assert.deepEqual(brief(taken()), ['channel_occupied room ghost', 'member_added room ghost', 'member_removed room ghost', 'channel_vacated room ghost']);
 });
+
+test('workers in a cluster each count for themselves: tabs on any worker are one member, and the event metrics are listed once', { skip }, async (t) => {
+  const { node, cli, open, taken, until } = await setup(t);
+  const na = await node('na');
+  const nw = await cli('nw', 2);
+  const tabs = [];
+  for (let i = 0; i < 4; i++) tabs.push(await open(nw, '?user=ann&ch=room'));
+  assert.deepEqual(await until(na, 0, 'm1'), ['channel_occupied room ann', 'member_added room ann', 'member_added room m1']);
+  for (const tab of tabs) await tab.close();
+  await eventually(() => taken().some((e) => e.type === 'member_removed' && e.user === 'ann'), 'ann removed');
+  const from = taken().length;
+  assert.deepEqual(await until(nw, from, 'm2'), ['member_added room m2'], 'one leave, nothing more');
+  assert.equal(taken().filter((e) => e.user === 'ann').length, 3);
+  const text = (await nw.control('GET', '/metrics')).text ?? '';
+  assert.equal(text.match(/^# TYPE switchboard_presence_events_total /gm)?.length, 1, 'summed over the workers, once');
+});
