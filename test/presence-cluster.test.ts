@@ -8,22 +8,33 @@ import type { Recorded } from './helpers/app.js';
 import { connect, connectReliable, type TestClient } from './helpers/client.js';
 import { startCluster, type TestNode } from './helpers/cluster.js';
 import { eventually } from './helpers/eventually.js';
+import { merge } from './helpers/sidecar.js';
 import { AmqpClient, rabbitSkip } from './helpers/rabbit.js';
 
 const skip = rabbitSkip();
 
 interface Seen { type: string; channel: string; user: string; id: string }
 
-/** Short heartbeats: a killed process is counted gone within a second. */
-async function setup(t: TestContext, extra: Record<string, unknown> = {}) {
-  const cluster = await startCluster(t, {
+/** Refused presence requests (an app away), marked so that `taken` skips them. */
+const refused = new WeakSet<Recorded>();
+
+/**
+ * Short heartbeats: a killed process is counted gone within a second. `down()`: whether the app
+ * answers the presence webhook 503 now.
+ */
+async function setup(t: TestContext, extra: Record<string, unknown> = {}, down: () => boolean = () => false) {
+  const cluster = await startCluster(t, merge({
     webhooks: { paths: { presence: '/ws/presence' } },
     presence: { batchMs: 20 },
     cluster: { heartbeatMs: 300, queryTimeoutMs: 300 },
-    ...extra,
+  }, extra), (r) => {
+    if (r.url !== '/ws/presence' || !down()) return null;
+    refused.add(r);
+    return { status: 503 };
   });
   const { app, track } = cluster;
-  const taken = (): Seen[] => app.byPath('/ws/presence').flatMap((r: Recorded) => r.json().events as Seen[]);
+  /** The events the app took (answered 2xx), in the order it took them. */
+  const taken = (): Seen[] => app.byPath('/ws/presence').filter((r) => !refused.has(r)).flatMap((r: Recorded) => r.json().events as Seen[]);
   const open = async (at: TestNode, query: string): Promise<TestClient> => track(await connect(at.wsUrl(`/ws${query}`)));
   /** The events after the first `from`, up to and including the marker's join (which it waits for): "nothing else happened". */
   const until = async (at: TestNode, from: number, marker: string, channel = 'room'): Promise<string[]> => {
@@ -195,4 +206,49 @@ test('workers in a cluster each count for themselves: tabs on any worker are one
   assert.equal(taken().filter((e) => e.user === 'ann').length, 3);
   const text = (await nw.control('GET', '/metrics')).text ?? '';
   assert.equal(text.match(/^# TYPE switchboard_presence_events_total /gm)?.length, 1, 'summed over the workers, once');
+});
+
+test('the owner dies while the app is away: the next owner derives the leaves it could not send, and the app ends with the right members', { skip }, async (t) => {
+  let down = false;
+  const { node, cli, open, taken, app, url, exchange } = await setup(t, { webhooks: { retry: { maxAttempts: 2, baseMs: 5, capMs: 20 } } }, () => down);
+  const doomed = await cli('nk');
+  const na = await node('na');
+  const leaver = await open(na, '?user=leaver&ch=room');
+  await open(na, '?user=stays&ch=room');
+  await open(doomed, '?user=ghost&ch=room');
+  await eventually(() => ['leaver', 'stays', 'ghost'].every((u) => taken().some((e) => e.type === 'member_added' && e.user === u)), 'all three joined');
+  await keptTold(t, url, exchange, ['leaver', 'stays', 'ghost']);
+  down = true;
+  await leaver.close();
+  await eventually(() => app.byPath('/ws/presence').filter((r) => refused.has(r) && (r.json().events as Seen[]).some((e) => e.user === 'leaver')).length >= 2, 'the owner tried to send the leave');
+  doomed.proc.child.kill('SIGKILL');
+  await doomed.proc.exited;
+  down = false;
+  await eventually(() => ['leaver', 'ghost'].every((u) => taken().some((e) => e.type === 'member_removed' && e.user === u)), () => `both leaves delivered: ${JSON.stringify(brief(taken()))}`, 15_000);
+  // Applied as set operations, what the app took is exactly who is there.
+  const members = new Set<string>();
+  for (const e of taken()) {
+    if (e.type === 'member_added') members.add(e.user);
+    if (e.type === 'member_removed') members.delete(e.user);
+  }
+  assert.deepEqual([...members], ['stays']);
+  assert.ok(!taken().some((e) => e.type === 'member_removed' && e.user === 'stays'), 'the member that stayed never left');
+});
+
+test('malformed messages on the presence queue and a malformed told state are skipped: the owner counts on', { skip }, async (t) => {
+  const { node, open, taken, until, url, exchange } = await setup(t);
+  const amqp = await AmqpClient.open(url);
+  t.after(() => amqp.close());
+  // Before any owner: what the app was told is unreadable, so the first owner starts from nothing.
+  await amqp.channel.assertQueue(`${exchange}.presence.told`, { durable: true, arguments: { 'x-max-length': 1 } });
+  amqp.channel.sendToQueue(`${exchange}.presence.told`, Buffer.from('{"v":1,"members":"all of them"}'));
+  const na = await node('na');
+  await open(na, '?user=ann&ch=room');
+  await eventually(() => taken().some((e) => e.user === 'ann'), 'ann joined');
+  const q = `${exchange}.presence`;
+  for (const [type, body] of [['full', 'not json'], ['changes', '{"from":"na-0","boot":"x","changes":[["room","ann",7,"left"]]}'], ['bye', '{"from":"na-0"}'], ['gone', '{"from":"zz-0","process":"na-0"}'], [undefined, '{}'], ['full', JSON.stringify({ from: 'na-0', boot: 'b', counts: [['room', 'x'.repeat(5000), 1]] })]] as const) {
+    amqp.channel.sendToQueue(q, Buffer.from(body), type === undefined ? {} : { type });
+  }
+  const from = taken().length;
+  assert.deepEqual(await until(na, from, 'm1'), ['member_added room m1'], 'nothing else happened: ann is still a member');
 });

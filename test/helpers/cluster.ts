@@ -3,7 +3,7 @@
 // CLI processes (for workers, signals and crashes), all torn down after each test.
 import { after, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
-import { startApp, type Recorded, type TestApp } from './app.js';
+import { startApp, type Answer, type Recorded, type TestApp } from './app.js';
 import { merge, startSidecar, type Sidecar } from './sidecar.js';
 import { connect, connectReliable, type TestClient } from './client.js';
 import { startRabbit, uniqueName, type Rabbit } from './rabbit.js';
@@ -50,14 +50,15 @@ async function httpControl(port: number, method: string, path: string, body?: un
 
 /**
  * A cluster on a fresh exchange: `config` is merged into every node's config (after the
- * cluster, token secret and quick reconnects every node gets).
+ * cluster, token secret and quick reconnects every node gets). `answer`: the app's answer to a
+ * request before the connect answer is asked (null: not this one).
  */
-export async function startCluster(t: TestContext, config: Record<string, unknown> = {}) {
+export async function startCluster(t: TestContext, config: Record<string, unknown> = {}, answer: (r: Recorded) => Answer | null = () => null) {
   const r = await rabbit();
   const exchange = uniqueName('cluster');
   const teardown: Array<() => Promise<void>> = [];
   t.after(async () => { for (const f of teardown.reverse()) await f(); });
-  const app: TestApp = await startApp(connectAnswer);
+  const app: TestApp = await startApp((r) => answer(r) ?? connectAnswer(r));
   teardown.push(() => app.close());
   const clients: TestClient[] = [];
   teardown.push(async () => { await Promise.all(clients.map((c) => c.close().catch(() => {}))); });
