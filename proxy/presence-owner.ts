@@ -12,30 +12,14 @@
 // So the events an owner had not delivered when it went are derived again, not lost; one it had
 // delivered after it last kept what it told may be sent again (a new id, the same change).
 import type { Logger } from 'pino';
-import type { Clock } from './clock.js';
-import type { Config } from './config.js';
-import type { PresenceMetrics } from './metrics.js';
-import { PresenceDelivery } from './presence-delivery.js';
-import { Membership, type HeldCounts, type MemberChange, type MemberState, type PresenceEvent, type PresenceEventType, type PresenceIds } from './presence.js';
+import type { PresenceDelivery } from './presence-delivery.js';
+import { deliveryOf, Membership, type HeldCounts, type MemberChange, type MemberState, type PresenceEvent, type PresenceEventType, type PresenceOptions } from './presence.js';
 import type { Leave } from './registry.js';
 
 /** What an owner keeps beside the queue: the members the app was told of, and the leaves held. */
 export interface ToldState {
   readonly members: ReadonlyArray<readonly [channel: string, users: readonly string[]]>;
   readonly held: ReadonlyArray<readonly [channel: string, user: string, due: number]>;
-}
-
-export interface PresenceOwnerOptions {
-  readonly config: Readonly<Config>['presence'];
-  readonly holdMs: { readonly moved: number; readonly parked: number };
-  readonly clock: Clock;
-  readonly log: Logger;
-  readonly metrics: PresenceMetrics;
-  readonly ids: PresenceIds;
-  /** The webhook's (or the amqp upstream's) delivery; null when only frames are on. */
-  readonly deliver: ((events: readonly PresenceEvent[]) => Promise<boolean>) | null;
-  /** The frames to subscribers, routed to the channel cluster-wide; null when off. */
-  readonly frames: ((event: PresenceEvent) => void) | null;
 }
 
 interface Holder {
@@ -45,7 +29,7 @@ interface Holder {
 }
 
 export class PresenceOwner {
-  readonly #options: PresenceOwnerOptions;
+  readonly #options: PresenceOptions;
   readonly #log: Logger;
   readonly #delivery: PresenceDelivery | null;
   /** What the app has taken: members by channel. */
@@ -55,23 +39,15 @@ export class PresenceOwner {
   /** Told when what the app was told changed (a batch was taken): the relay keeps it. */
   onTold: (() => void) | null = null;
 
-  constructor(options: PresenceOwnerOptions) {
+  /** `frames`, when on, are routed to the channel cluster-wide. */
+  constructor(options: PresenceOptions) {
     this.#options = options;
     this.#log = options.log.child({ part: 'presence owner' });
-    const { config, clock, metrics, deliver } = options;
-    this.#delivery = deliver === null ? null : new PresenceDelivery({
-      batchMs: config.batchMs,
-      batchMax: config.batchMax,
-      maxPending: config.maxPending,
-      clock,
-      log: this.#log,
-      deliver: async (events) => {
-        const taken = await deliver(events);
-        if (taken) this.#tell(events);
-        return taken;
-      },
-      counted: (result, n) => metrics.presenceEventsTotal.labels(result).inc(n),
-      pending: metrics.presenceEventsPending,
+    const { deliver } = options;
+    this.#delivery = deliver === null ? null : deliveryOf(options, this.#log, async (events) => {
+      const taken = await deliver(events);
+      if (taken) this.#tell(events);
+      return taken;
     });
   }
 

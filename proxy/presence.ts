@@ -226,7 +226,8 @@ export function holdsOf(config: Readonly<Config>): { moved: number; parked: numb
   return { moved: config.cluster.transferTimeoutMs, parked: config.session.graceMs };
 }
 
-export function createPresence(options: {
+/** What counts members and sends their events, wherever that runs (a process, a primary, a cluster's owner). */
+export interface PresenceOptions {
   readonly config: Readonly<Config>['presence'];
   readonly holdMs: { readonly moved: number; readonly parked: number };
   readonly clock: Clock;
@@ -237,11 +238,12 @@ export function createPresence(options: {
   readonly deliver: ((events: readonly PresenceEvent[]) => Promise<boolean>) | null;
   /** The frames to subscribers (presence-frames.ts); null when off. */
   readonly frames: ((event: PresenceEvent) => void) | null;
-}): PresenceParts {
-  const { config, clock, metrics, frames } = options;
-  const log = options.log.child({ part: 'presence' });
-  const deliver = options.deliver;
-  const delivery = deliver === null ? null : new PresenceDelivery({
+}
+
+/** The events' way to the app, with the configured batches and bound, counted in the metrics. */
+export function deliveryOf(options: PresenceOptions, log: Logger, deliver: (events: readonly PresenceEvent[]) => Promise<boolean>): PresenceDelivery {
+  const { config, clock, metrics } = options;
+  return new PresenceDelivery({
     batchMs: config.batchMs,
     batchMax: config.batchMax,
     maxPending: config.maxPending,
@@ -251,6 +253,12 @@ export function createPresence(options: {
     counted: (result, n) => metrics.presenceEventsTotal.labels(result).inc(n),
     pending: metrics.presenceEventsPending,
   });
+}
+
+export function createPresence(options: PresenceOptions): PresenceParts {
+  const { config, clock, frames } = options;
+  const log = options.log.child({ part: 'presence' });
+  const delivery = options.deliver === null ? null : deliveryOf(options, log, options.deliver);
   const membership = new Membership({
     clock,
     leaveDelayMs: config.leaveDelayMs,
