@@ -127,6 +127,9 @@ export const PRESENCE_CHANGES_PER_MESSAGE = 5000;
 /** A message on the cluster's presence queue, in bytes: a process's whole count of 100,000 connections fits; a larger one is refused as malformed. */
 export const MAX_PRESENCE_MESSAGE_BYTES = 64 * 1024 * 1024;
 
+/** Connections of one user in one channel that one process's count may name: no process holds more sockets than this. */
+export const MAX_PRESENCE_COUNT = 1_000_000;
+
 /** Messages of the presence queue the owner holds unacked at once: changes beyond wait in the broker. */
 export const PRESENCE_PREFETCH = 64;
 

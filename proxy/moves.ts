@@ -190,7 +190,7 @@ export class Moves implements Departures {
     }
     if (tail === null) {
       // It ended there while it moved (closed by the app, say): the app heard of it from there.
-      session.forget();
+      session.forget('ended');
       host.metrics.sessionMovesTotal.inc({ direction: 'in', result: 'none' });
       return null;
     }

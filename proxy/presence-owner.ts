@@ -16,10 +16,14 @@ import type { PresenceDelivery } from './presence-delivery.js';
 import { deliveryOf, Membership, type HeldCounts, type MemberChange, type MemberState, type PresenceEvent, type PresenceEventType, type PresenceOptions } from './presence.js';
 import type { Leave } from './registry.js';
 
-/** What an owner keeps beside the queue: the members the app was told of, and the leaves held. */
+/**
+ * What an owner keeps beside the queue: the members the app was told of, the leaves held, and the
+ * members a batch being sent names (the app may or may not have them: a successor tells it again).
+ */
 export interface ToldState {
   readonly members: ReadonlyArray<readonly [channel: string, users: readonly string[]]>;
   readonly held: ReadonlyArray<readonly [channel: string, user: string, due: number]>;
+  readonly uncertain: ReadonlyArray<readonly [channel: string, user: string]>;
 }
 
 interface Holder {
@@ -36,8 +40,18 @@ export class PresenceOwner {
   readonly #told = new Map<string, Set<string>>();
   readonly #holders = new Map<string, Holder>();
   #membership: Membership | null = null;
-  /** Told when what the app was told changed (a batch was taken): the relay keeps it. */
+  /** Counts up with each ownership: a batch of an earlier one tells nothing to this one. */
+  #term = 0;
+  /** Aborted when this process stops owning: its batch in flight makes no further attempt. */
+  #stop = new AbortController();
+  /** The batch being sent: its members are uncertain until the app answers. */
+  #sending: readonly PresenceEvent[] = [];
+  /** The members a predecessor's batch named: told again once the counts are in. */
+  #uncertain: ReadonlyArray<readonly [string, string]> = [];
+  /** What the app was told changed, or a leave began to be held: the relay keeps it. */
   onTold: (() => void) | null = null;
+  /** Before each batch goes: the relay keeps the told state with the batch's members uncertain. */
+  beforeSend: (() => Promise<void>) | null = null;
 
   /** `frames`, when on, are routed to the channel cluster-wide. */
   constructor(options: PresenceOptions) {
@@ -45,9 +59,19 @@ export class PresenceOwner {
     this.#log = options.log.child({ part: 'presence owner' });
     const { deliver } = options;
     this.#delivery = deliver === null ? null : deliveryOf(options, this.#log, async (events) => {
-      const taken = await deliver(events);
-      if (taken) this.#tell(events);
-      return taken;
+      const term = this.#term;
+      const stop = this.#stop.signal;
+      this.#sending = events;
+      try {
+        // Kept first: an owner killed while the app takes this batch leaves its members to be told again.
+        await this.beforeSend?.();
+        if (stop.aborted) return false;
+        const taken = await deliver(events, stop);
+        if (taken && term === this.#term) this.#tell(events);
+        return taken;
+      } finally {
+        if (this.#sending === events) this.#sending = [];
+      }
     });
   }
 
@@ -59,6 +83,8 @@ export class PresenceOwner {
   /** This process becomes the owner: it starts from what its predecessor told (null: nothing kept). */
   begin(told: ToldState | null): void {
     this.#membership?.stop();
+    this.#term++;
+    this.#stop = new AbortController();
     this.#holders.clear();
     this.#told.clear();
     const members = new Map<string, Set<string>>();
@@ -67,21 +93,36 @@ export class PresenceOwner {
       members.set(channel, new Set(users));
       this.#told.set(channel, new Set(users));
     }
+    // A member the app may have been told of: one nobody holds leaves at the settle, as a told one.
+    this.#uncertain = told?.uncertain ?? [];
+    for (const [channel, user] of this.#uncertain) {
+      let users = members.get(channel);
+      if (!users) members.set(channel, (users = new Set()));
+      users.add(user);
+    }
     const { config, clock, holdMs } = this.#options;
     const membership = new Membership({
       clock,
       leaveDelayMs: config.leaveDelayMs,
       holdMs,
       emit: (type, channel, user) => this.#emit(type, channel, user),
+      held: () => this.onTold?.(),
     });
     membership.seed({ members, held: told?.held ?? [] } satisfies MemberState);
     this.#membership = membership;
     this.#log.info({ channels: members.size, held: told?.held.length ?? 0 }, 'presence owner: taking over what the app was told');
   }
 
-  /** Every live process's count is in: the members nobody holds leave. */
+  /**
+   * Every live process's count is in: the members nobody holds leave, and those a predecessor's
+   * last batch named that are held are told again (the app may have taken their leave).
+   */
   settle(): void {
-    this.#membership?.settle();
+    const m = this.#membership;
+    if (!m) return;
+    m.settle();
+    for (const [channel, user] of this.#uncertain) if (m.has(channel, user)) this.#emit('member_added', channel, user);
+    this.#uncertain = [];
   }
 
   /** A process's whole count, which replaces what was counted for it (a new `boot`: it restarted). */
@@ -132,6 +173,8 @@ export class PresenceOwner {
   end(): void {
     this.#membership?.stop();
     this.#membership = null;
+    this.#term++;
+    this.#stop.abort();
     this.#holders.clear();
     const left = this.#delivery?.handOver() ?? 0;
     this.#log.info({ events: left }, 'presence owner: another process owns now');
@@ -140,7 +183,11 @@ export class PresenceOwner {
   /** What the app was told, and the leaves held of those members, to keep beside the queue. */
   told(): ToldState {
     const held = (this.#membership?.held() ?? []).filter(([c, u]) => this.#told.get(c)?.has(u));
-    return { members: [...this.#told].map(([c, users]) => [c, [...users]] as const), held };
+    const uncertain = new Map<string, readonly [string, string]>();
+    // Still uncertain until settled: the predecessor's, and this process's batch in flight.
+    for (const [c, u] of this.#uncertain) uncertain.set(`${c}\0${u}`, [c, u]);
+    for (const e of this.#sending) if (e.type === 'member_added' || e.type === 'member_removed') uncertain.set(`${e.channel}\0${e.user}`, [e.channel, e.user]);
+    return { members: [...this.#told].map(([c, users]) => [c, [...users]] as const), held, uncertain: [...uncertain.values()] };
   }
 
   /** A drain: everything queued goes now (the held leaves stay held: the next owner holds them on). */
@@ -151,15 +198,13 @@ export class PresenceOwner {
   destroy(): void {
     this.#membership?.stop();
     this.#membership = null;
+    this.#stop.abort();
     this.#delivery?.destroy();
   }
 
   #apply(key: string, delta: number, why: Leave): void {
     const at = key.indexOf('\0');
-    const channel = key.slice(0, at);
-    const user = key.slice(at + 1);
-    for (let i = 0; i < delta; i++) this.#membership!.change(channel, user, 1, why);
-    for (let i = 0; i > delta; i--) this.#membership!.change(channel, user, -1, why);
+    this.#membership!.change(key.slice(0, at), key.slice(at + 1), delta, why);
   }
 
   #emit(type: PresenceEventType, channel: string, user: string): void {

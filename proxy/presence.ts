@@ -57,6 +57,8 @@ export interface MembershipOptions {
    */
   readonly holdMs?: { readonly moved: number; readonly parked: number };
   readonly emit: (type: PresenceEventType, channel: string, user: string) => void;
+  /** A leave began to be held: no event, but a successor must know of it. */
+  readonly held?: () => void;
 }
 
 /** The members of every channel and the leaves held, as a new counter takes them over. */
@@ -96,18 +98,18 @@ export class Membership {
     return Math.max(leaveDelayMs, holdMs[why]);
   }
 
-  /** A connection of `user` entered (+1) or left (-1) `channel`; `why` it left. */
-  change(channel: string, user: string | null, delta: 1 | -1, why: Leave): void {
-    if (user === null) return;
+  /** `delta` connections of `user` entered (> 0) or left (< 0) `channel`; `why` they left. */
+  change(channel: string, user: string | null, delta: number, why: Leave): void {
+    if (user === null || delta === 0) return;
     let users = this.#counts.get(channel);
-    if (delta === 1) {
+    if (delta > 0) {
       if (!users) this.#counts.set(channel, (users = new Map()));
-      const n = (users.get(user) ?? 0) + 1;
-      users.set(user, n);
-      if (n === 1) this.#joined(channel, user);
+      const was = users.get(user) ?? 0;
+      users.set(user, was + delta);
+      if (was === 0) this.#joined(channel, user);
       return;
     }
-    const n = (users?.get(user) ?? 0) - 1;
+    const n = (users?.get(user) ?? 0) + delta;
     if (!users || n < 0) return;
     if (n > 0) return void users.set(user, n);
     users.delete(user);
@@ -124,6 +126,12 @@ export class Membership {
     if (was !== undefined) this.#wheel.cancel(key);
     this.#held.set(key, due);
     this.#wheel.schedule(key, due);
+    this.#options.held?.();
+  }
+
+  /** Whether `user` is a member of `channel` now. */
+  has(channel: string, user: string): boolean {
+    return this.#members.get(channel)?.has(user) ?? false;
   }
 
   /**
@@ -234,8 +242,8 @@ export interface PresenceOptions {
   readonly log: Logger;
   readonly metrics: PresenceMetrics;
   readonly ids: PresenceIds;
-  /** The webhook's (or the amqp upstream's) delivery; null when only frames are on. */
-  readonly deliver: ((events: readonly PresenceEvent[]) => Promise<boolean>) | null;
+  /** The webhook's (or the amqp upstream's) delivery; null when only frames are on. `signal`: stop trying. */
+  readonly deliver: ((events: readonly PresenceEvent[], signal?: AbortSignal) => Promise<boolean>) | null;
   /** The frames to subscribers (presence-frames.ts); null when off. */
   readonly frames: ((event: PresenceEvent) => void) | null;
 }

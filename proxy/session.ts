@@ -50,7 +50,7 @@ export interface SessionContext {
   /** The session joined or left a channel: index it. */
   channelChanged(session: Session, channel: string, joined: boolean): void;
   /** The session ended for good, or lives on in another process (`moved`, `parked`): forget it. */
-  ended(session: Session, why?: 'moved' | 'parked'): void;
+  ended(session: Session, why?: 'ended' | 'moved' | 'parked'): void;
   /** Work the drain must wait for (disconnect webhooks). */
   track(work: Promise<unknown>): void;
 }
@@ -434,7 +434,7 @@ export class Session implements SessionView, Beating, LinkListener {
   }
 
   /** Ends the session in this process without telling the app: it lives on in another (or was told of there). */
-  forget(why: 'moved' | 'parked' = 'moved'): void {
+  forget(why: 'ended' | 'moved' | 'parked' = 'moved'): void {
     if (this.#state === 'closed') return;
     const ctx = this.#ctx;
     this.#holding = null;

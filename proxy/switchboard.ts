@@ -156,6 +156,8 @@ export class Switchboard {
       notReady: () => (upstream.ready() ? null : `upstream ${upstream.name} is not connected`),
     });
     if (relay) this.#parts.add(relay);
+    // The relay hands the owner's role over when it closes; the owner is this process's to destroy.
+    if (presenceHost) this.#parts.add({ name: 'presence owner', start: async () => {}, close: async () => {}, destroy: () => presenceHost.owner.destroy(), notReady: () => null });
     // Closed before the upstream (parts close in reverse): the last leaves go out first.
     if (presence) this.#parts.add(presence.part);
     // With workers, the primary serves the push API and consumes the push sources.

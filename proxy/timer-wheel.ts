@@ -1,5 +1,6 @@
 // Thousands of sessions share one coarse timer instead of owning one each: items are
 // bucketed by due tick, and a single timeout runs only while anything is scheduled.
+import { MAX_DURATION_MS } from './limits.js';
 import type { Clock } from './clock.js';
 
 export class TimerWheel<T> {
@@ -60,7 +61,8 @@ export class TimerWheel<T> {
   #arm(slot: number): void {
     if (this.#timer !== null) this.#clock.clearTimeout(this.#timer);
     this.#nextSlot = slot;
-    const delay = Math.max(0, slot * this.#tickMs - this.#clock.now());
+    // At most what a timer can wait (Node runs a longer one at once): a slot further off is armed for again.
+    const delay = Math.min(MAX_DURATION_MS, Math.max(0, slot * this.#tickMs - this.#clock.now()));
     this.#timer = this.#clock.setTimeout(() => this.#run(), delay);
   }
 

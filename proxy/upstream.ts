@@ -99,6 +99,7 @@ export interface Upstream {
   /**
    * A batch of presence events, at least once (the same batch on every attempt): true once the app
    * took it, false when it was given up. Absent: this upstream cannot carry them (startup refuses).
+   * `signal`: abort once another process sends the events (no further attempt is made; false).
    */
-  presence?(events: readonly PresenceEvent[]): Promise<boolean>;
+  presence?(events: readonly PresenceEvent[], signal?: AbortSignal): Promise<boolean>;
 }

@@ -48,6 +48,7 @@ test('presence messages a process would never send are refused, naming what is w
   const from = 'na-0';
   assert.match(refused('full', { from: 'na', boot: 'b', counts: [] }), /sender/);
   assert.match(refused('full', { from, boot: 'b', counts: [['c', 'u', 0]] }), /connections ≥ 1/);
+  assert.match(refused('full', { from, boot: 'b', counts: [['c', 'u', 2 ** 53 - 1]] }), /full: a count/);
   assert.match(refused('full', { from, boot: 'b', counts: [['c'.repeat(MAX_CHANNEL + 1), 'u', 1]] }), /full: a count/);
   assert.match(refused('full', { from, boot: 'b', counts: [['c', 'u'.repeat(MAX_USER_NAME + 1), 1]] }), /full: a count/);
   assert.match(refused('changes', { from, boot: 'b', changes: [['c', 'u', 2, 'left']] }), /±1/);
@@ -64,6 +65,7 @@ test('what the owner told survives the round trip; anything else is refused', ()
   const toldArb = fc.record({
     members: fc.array(fc.tuple(name, fc.array(name, { minLength: 1 }))),
     held: fc.array(fc.tuple(name, name, fc.integer({ min: 0, max: 2 ** 45 }))),
+    uncertain: fc.array(fc.tuple(name, name)),
   }).map((o) => ({ ...o }));
   fc.assert(fc.property(toldArb, (told) => {
     assert.deepEqual(decodeTold(encodeTold(told)), { ok: true, value: told });
@@ -72,7 +74,9 @@ test('what the owner told survives the round trip; anything else is refused', ()
     const r = decodeTold(content);
     if (!r.ok) assert.equal(typeof r.error, 'string');
   }), { numRuns: 500 });
-  for (const bad of [{ v: 2, members: [], held: [] }, { v: 1, members: [['c', [1]]], held: [] }, { v: 1, members: [], held: [['c', 'u', 'soon']] }, { v: 1, members: {}, held: [] }]) {
+  assert.deepEqual(decodeTold(Buffer.from('{"v":1,"members":[],"held":[]}')), { ok: true, value: { members: [], held: [], uncertain: [] } }, 'no uncertain members: none');
+  for (const bad of [{ v: 2, members: [], held: [] }, { v: 1, members: [['c', [1]]], held: [] }, { v: 1, members: [], held: [['c', 'u', 'soon']] }, { v: 1, members: {}, held: [] },
+    { v: 1, members: [], held: [['c', 'u', 1e300]] }, { v: 1, members: [], held: [], uncertain: [['c']] }]) {
     assert.equal(decodeTold(Buffer.from(JSON.stringify(bad))).ok, false, JSON.stringify(bad));
   }
 });

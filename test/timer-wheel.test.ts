@@ -3,6 +3,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { FakeClock } from './helpers/fake-clock.js';
 import { TimerWheel } from '../proxy/timer-wheel.js';
+import { MAX_DURATION_MS } from '../proxy/limits.js';
 
 
 function wheel(tickMs: number, clock: FakeClock) {
@@ -186,4 +187,21 @@ test('an item whose callback throws does not stop the others, and its error is r
   assert.deepEqual(errors, [['bad', 'bad item']]);
   clock.advance(100);
   assert.deepEqual(fired.sort(), ['a', 'c', 'later'], 'the wheel is still armed');
+});
+
+test('an item further off than a timer can wait is armed for in steps, and fires at its time, once', () => {
+  const asked: number[] = [];
+  const clock = new FakeClock();
+  const spy = { now: () => clock.now(), setTimeout: (fn: () => void, ms: number) => { asked.push(ms); return clock.setTimeout(fn, ms); }, clearTimeout: (h: unknown) => clock.clearTimeout(h) };
+  const fired: number[] = [];
+  const wheel = new TimerWheel<string>(100, () => fired.push(clock.now()), spy);
+  const at = clock.now() + 3 * MAX_DURATION_MS;
+  wheel.schedule('far', at);
+  assert.ok(asked.every((ms) => ms <= MAX_DURATION_MS), `no timer asked for more than ${MAX_DURATION_MS} ms: ${asked.join(', ')}`);
+  clock.advance(3 * MAX_DURATION_MS - 1000);
+  assert.deepEqual(fired, [], 'not before its time');
+  assert.ok(asked.length >= 3 && asked.length < 10, `armed again a few times, not spinning: ${asked.length}`);
+  clock.advance(2000);
+  assert.equal(fired.length, 1);
+  assert.ok(fired[0] >= at);
 });

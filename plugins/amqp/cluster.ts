@@ -267,7 +267,7 @@ export class Cluster implements RegistryWatcher {
     await Promise.all(keys.map((key) => this.#bindings.set(key, true)));
     await this.#parking.setup(model);
     await this.#roster.setup(model);
-    await this.#presence?.setup(model, watch);
+    await this.#presence?.setup(model, watch, (err) => this.#broker.fail(model, err));
     this.#log.info({ queue: this.#queue, bindings: keys.length }, 'cluster queue bound');
     this.#beat('hello');
   }
@@ -327,13 +327,13 @@ export class Cluster implements RegistryWatcher {
 
   /** Closing the connection deletes the exclusive queue and its bindings. */
   async close(): Promise<void> {
-    // The sessions' last member changes, and an owner's last events, while heartbeats still go.
-    await this.#presence?.close(this.#presenceCloseMs);
+    // The roster says which sessions ended (or were parked) here, or a successor would tell the app of them again.
+    await this.#roster.close();
     this.#stopBeating?.();
     // The others stop counting this process at once, not three heartbeats later.
     this.#beat('bye');
-    // The roster says which sessions ended (or were parked) here, or a successor would tell the app of them again.
-    await this.#roster.close();
+    // Then the sessions' last member changes, and an owner's last events (within its budget).
+    await this.#presence?.close(this.#presenceCloseMs);
     return this.#broker.close();
   }
 
@@ -348,7 +348,6 @@ export class Cluster implements RegistryWatcher {
 
   destroy(): void {
     this.#presence?.destroy();
-    this.#deps.presence?.owner.destroy();
     this.#stopBeating?.();
     this.#broker.destroy();
   }
@@ -526,10 +525,9 @@ export class Cluster implements RegistryWatcher {
     const from = processOf(msg.properties.headers?.['x-switchboard-from']);
     if (from === null || from === this.#options.self) return;
     if (type === 'hello') {
-      if (!this.#peers.has(from)) {
-        this.#log.info({ process: from }, 'cluster process joined');
-        this.#presence?.heard(from);
-      }
+      if (!this.#peers.has(from)) this.#log.info({ process: from }, 'cluster process joined');
+      // Counted gone by someone while alive (a stall): the owner asks for its count again.
+      this.#presence?.heard(from);
       this.#gone.delete(from);
       this.#peers.set(from, this.#deps.clock.now());
       if (msg.properties.headers?.['x-switchboard-draining'] === 'true') this.#drained.add(from);

@@ -67,6 +67,10 @@ export class PresenceQueue {
   /** Set while a draining owner waits for its own `bye` to come back. */
   #byeBack: (() => void) | null = null;
   #closing = false;
+  /** A message the broker refused: the whole count goes again (once a heartbeat at most). */
+  #recount: unknown = null;
+  /** Told-state writes waiting for the broker's confirm; settled (as not kept) when the connection goes. */
+  readonly #keeping = new Set<() => void>();
 
   constructor(deps: PresenceQueueDeps) {
     this.#deps = deps;
@@ -74,9 +78,11 @@ export class PresenceQueue {
     this.#queue = `${deps.exchange}.presence`;
     this.#toldQueue = `${deps.exchange}.presence.told`;
     deps.owner.onTold = () => this.#toldChanged();
+    deps.owner.beforeSend = () => this.#keepTold();
   }
 
-  async setup(model: ChannelModel, watch: (c: Channel) => void): Promise<void> {
+  /** `fail`: drops the connection (everything is set up again on the next). */
+  async setup(model: ChannelModel, watch: (c: Channel) => void, fail: (err: Error) => void): Promise<void> {
     const pub = await model.createConfirmChannel();
     const consumer = await model.createChannel();
     watch(pub);
@@ -90,7 +96,8 @@ export class PresenceQueue {
     this.full();
     if (this.#closing) return;
     const { consumerTag } = await consumer.consume(this.#queue, (msg) => {
-      if (msg === null) return; // cancelled by the broker: the channel's close reconnects
+      // Cancelled by the broker (the queue deleted, its node down): consumed again on a new connection.
+      if (msg === null) return void fail(new Error('presence consumer cancelled by the broker'));
       this.#chain = this.#chain.then(() => this.#receive(consumer, msg)).catch((err: unknown) =>
         this.#log.error({ err }, 'handling a presence message failed'));
     }, { noAck: false });
@@ -103,6 +110,7 @@ export class PresenceQueue {
     this.#consumer = null;
     this.#consumerTag = null;
     this.#pending = [];
+    for (const settle of [...this.#keeping]) settle();
     this.#endTerm();
   }
 
@@ -117,8 +125,9 @@ export class PresenceQueue {
     setImmediate(() => this.#flush());
   }
 
-  /** The whole count of this process, after the changes gathered so far. */
+  /** The whole count of this process, after the changes gathered so far (not once it leaves: its `bye` is its last). */
   full(): void {
+    if (this.#closing) return;
     this.#flush();
     this.#send({ type: 'full', from: this.#deps.self, boot: this.#boot, counts: this.#deps.counts() });
   }
@@ -144,8 +153,12 @@ export class PresenceQueue {
     try {
       // Persistent: an owner that dies leaves them to the next one, across a broker restart too.
       pub.sendToQueue(this.#queue, content, { type, persistent: true, contentType: 'application/json' }, (err) => {
-        // Lost with the connection: the next one sends the whole count again.
-        if (err) this.#log.warn({ err: String(err), type }, 'presence message not taken by the broker');
+        if (!err) return;
+        this.#log.warn({ err: String(err), type }, 'presence message not taken by the broker: the whole count goes again');
+        // The owner's count of this process would drift: it is replaced (a lost connection does the same).
+        if ((type === 'changes' || type === 'full') && this.#recount === null && this.#pub === pub) {
+          this.#recount = this.#deps.clock.setTimeout(() => { this.#recount = null; this.full(); }, this.#deps.heartbeatMs);
+        }
       });
     } catch (err) {
       this.#log.warn({ err: (err as Error).message, type }, 'presence message not sent');
@@ -257,20 +270,27 @@ export class PresenceQueue {
     if (this.#toldTimer !== null || !this.#deps.owner.owning) return;
     this.#toldTimer = this.#deps.clock.setTimeout(() => {
       this.#toldTimer = null;
-      this.#writeTold();
+      void this.#keepTold();
     }, TOLD_WRITE_MS);
   }
 
-  #writeTold(): void {
+  /** Writes the told state; resolves once the broker has it (or it was not kept: logged). */
+  #keepTold(): Promise<void> {
     const pub = this.#pub;
-    if (!pub || !this.#deps.owner.owning) return;
-    try {
-      pub.sendToQueue(this.#toldQueue, encodeTold(this.#deps.owner.told()), { persistent: true, contentType: 'application/json' }, (err) => {
-        if (err) this.#log.warn({ err: String(err) }, 'what the app was told not kept by the broker: a new owner may repeat more');
-      });
-    } catch (err) {
-      this.#log.warn({ err: (err as Error).message }, 'what the app was told not written');
-    }
+    if (!pub || !this.#deps.owner.owning) return Promise.resolve();
+    return new Promise<void>((resolve) => {
+      const settle = () => { this.#keeping.delete(settle); resolve(); };
+      this.#keeping.add(settle);
+      try {
+        pub.sendToQueue(this.#toldQueue, encodeTold(this.#deps.owner.told()), { persistent: true, contentType: 'application/json' }, (err) => {
+          if (err) this.#log.warn({ err: String(err) }, 'what the app was told not kept by the broker: a new owner may repeat more');
+          settle();
+        });
+      } catch (err) {
+        this.#log.warn({ err: (err as Error).message }, 'what the app was told not written');
+        settle();
+      }
+    });
   }
 
   async #readTold(ch: Channel): Promise<ToldState | null> {
@@ -303,6 +323,10 @@ export class PresenceQueue {
     const left = () => Math.max(0, until - clock.now());
     const bye: PresenceMessage = { type: 'bye', from: this.#deps.self, boot: this.#boot };
     this.#flush();
+    if (this.#recount !== null) clock.clearTimeout(this.#recount);
+    this.#recount = null;
+    // Not the owner: it must not become one now (what it would take goes back for the next).
+    if (!owner.owning) await this.#cancel();
     if (owner.owning) {
       const back = new Promise<void>((resolve) => { this.#byeBack = resolve; });
       this.#send(bye);
@@ -314,9 +338,9 @@ export class PresenceQueue {
       }
       if (this.#toldTimer !== null) clock.clearTimeout(this.#toldTimer);
       this.#toldTimer = null;
-      this.#writeTold();
-      const consumer = this.#consumer;
-      if (consumer && this.#consumerTag) await consumer.cancel(this.#consumerTag).catch(() => {});
+      // Kept before the consumer goes: the next owner reads it after its first delivery.
+      await withDeadline(this.#keepTold(), left(), 'keeping what the app was told').catch(() => {});
+      await this.#cancel();
       this.#endTerm();
     }
     // The next owner's first delivery (or, from a process that is not the owner, the owner's news).
@@ -324,8 +348,17 @@ export class PresenceQueue {
     await this.#pub?.waitForConfirms().catch(() => {});
   }
 
+  async #cancel(): Promise<void> {
+    const consumer = this.#consumer;
+    const tag = this.#consumerTag;
+    this.#consumerTag = null;
+    if (consumer && tag) await consumer.cancel(tag).catch(() => {});
+  }
+
   destroy(): void {
     this.#closing = true;
+    if (this.#recount !== null) this.#deps.clock.clearTimeout(this.#recount);
+    this.#recount = null;
     this.#endTerm();
   }
 }

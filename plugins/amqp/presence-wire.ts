@@ -4,9 +4,9 @@
 //   changes  {from, boot, changes: [[channel, user, ±1, why], …]} what changed since, in order
 //   gone     {from, process}                                    `from` counted `process` gone
 //   bye      {from, boot}                                       the process leaves (a drain)
-// and the told state {v: 1, members: [[channel, [users]]], held: [[channel, user, due]]}.
+// and the told state {v: 1, members: [[channel, [users]]], held: [[channel, user, due]], uncertain: [[channel, user]]}.
 // Every field is checked: a malformed message is refused with the reason, never thrown on.
-import { MAX_CHANNEL, MAX_PRESENCE_MESSAGE_BYTES, MAX_USER_NAME } from '../../proxy/limits.js';
+import { MAX_CHANNEL, MAX_PRESENCE_COUNT, MAX_PRESENCE_MESSAGE_BYTES, MAX_USER_NAME } from '../../proxy/limits.js';
 import { parseJson } from '../../proxy/json.js';
 import type { HeldCounts, MemberChange } from '../../proxy/presence.js';
 import type { ToldState } from '../../proxy/presence-owner.js';
@@ -47,7 +47,7 @@ export function decodePresence(type: unknown, content: Buffer): Result<PresenceM
     case 'full': {
       if (!isId(b.boot) || !Array.isArray(b.counts)) return fail('full: no boot or counts');
       for (const c of b.counts) {
-        if (!Array.isArray(c) || c.length !== 3 || !isName(c[0], MAX_CHANNEL) || !isName(c[1], MAX_USER_NAME) || !Number.isSafeInteger(c[2]) || (c[2] as number) < 1) {
+        if (!Array.isArray(c) || c.length !== 3 || !isName(c[0], MAX_CHANNEL) || !isName(c[1], MAX_USER_NAME) || !Number.isSafeInteger(c[2]) || (c[2] as number) < 1 || (c[2] as number) > MAX_PRESENCE_COUNT) {
           return fail(`full: a count is not [channel, user, connections ≥ 1]: ${JSON.stringify(c)?.slice(0, 100)}`);
         }
       }
@@ -68,7 +68,7 @@ export function decodePresence(type: unknown, content: Buffer): Result<PresenceM
 }
 
 export function encodeTold(told: ToldState): Buffer {
-  return Buffer.from(JSON.stringify({ v: 1, members: told.members, held: told.held }));
+  return Buffer.from(JSON.stringify({ v: 1, members: told.members, held: told.held, uncertain: told.uncertain }));
 }
 
 export function decodeTold(content: Buffer): Result<ToldState> {
@@ -83,7 +83,11 @@ export function decodeTold(content: Buffer): Result<ToldState> {
     }
   }
   for (const h of b.held) {
-    if (!Array.isArray(h) || h.length !== 3 || !isName(h[0], MAX_CHANNEL) || !isName(h[1], MAX_USER_NAME) || !Number.isFinite(h[2])) return fail('told: a held leave is not [channel, user, due]');
+    if (!Array.isArray(h) || h.length !== 3 || !isName(h[0], MAX_CHANNEL) || !isName(h[1], MAX_USER_NAME) || !Number.isSafeInteger(h[2]) || (h[2] as number) < 0) return fail('told: a held leave is not [channel, user, due]');
   }
-  return ok({ members: b.members as ToldState['members'], held: b.held as ToldState['held'] });
+  const uncertain = b.uncertain ?? [];
+  if (!Array.isArray(uncertain) || !uncertain.every((u) => Array.isArray(u) && u.length === 2 && isName(u[0], MAX_CHANNEL) && isName(u[1], MAX_USER_NAME))) {
+    return fail('told: uncertain is not a list of [channel, user]');
+  }
+  return ok({ members: b.members as ToldState['members'], held: b.held as ToldState['held'], uncertain: uncertain as ToldState['uncertain'] });
 }

@@ -19,6 +19,8 @@ export interface AtLeastOnceOptions {
   readonly waiting: { inc(): void; dec(): void };
   /** True once the sender is destroyed: no further round. */
   readonly stopped: () => boolean;
+  /** Aborted once another process sends the event: no further round, and not an error. */
+  readonly signal?: AbortSignal;
 }
 
 /** Taken: the app answered with anything but a status that asks for a retry. */
@@ -30,7 +32,7 @@ function taken(result: WebhookResult): boolean {
 export async function sendAtLeastOnce(
   event: string, connection: string, send: () => Promise<WebhookResult>, options: AtLeastOnceOptions,
 ): Promise<boolean> {
-  const { clock, log } = options;
+  const { clock, log, signal } = options;
   const deadline = clock.now() + options.forMs;
   let waiting = false;
   try {
@@ -38,6 +40,10 @@ export async function sendAtLeastOnce(
       const result = await send();
       if (taken(result)) return true;
       const wait = backoffMs(round, options.backoff);
+      if (signal?.aborted) {
+        log.info({ connection, event, rounds: round }, `${event} webhook left to another process`);
+        return false;
+      }
       if (options.stopped() || clock.now() + wait >= deadline) {
         log.error({ connection, event, rounds: round, shuttingDown: options.stopped() }, `${event} webhook given up: the app never took it`);
         return false;
@@ -46,11 +52,21 @@ export async function sendAtLeastOnce(
         waiting = true;
         options.waiting.inc();
       }
-      await sleep(wait, clock);
+      await sleepUnless(wait, clock, signal);
     }
   } finally {
     if (waiting) options.waiting.dec();
   }
+}
+
+/** Waits `ms`, or less when `signal` aborts meanwhile. */
+function sleepUnless(ms: number, clock: Clock, signal: AbortSignal | undefined): Promise<void> {
+  if (!signal) return sleep(ms, clock);
+  return new Promise((resolve) => {
+    const done = () => { clock.clearTimeout(timer); signal.removeEventListener('abort', done); resolve(); };
+    const timer = clock.setTimeout(done, ms);
+    signal.addEventListener('abort', done, { once: true });
+  });
 }
 
 /**
@@ -68,10 +84,10 @@ export class AtLeastOnce {
     this.#options = options;
   }
 
-  async send(connection: string, send: () => Promise<WebhookResult>): Promise<boolean> {
+  async send(connection: string, send: () => Promise<WebhookResult>, signal?: AbortSignal): Promise<boolean> {
     this.#undelivered.add(connection);
     try {
-      return await sendAtLeastOnce(this.#event, connection, send, { ...this.#options, stopped: () => this.#destroyed });
+      return await sendAtLeastOnce(this.#event, connection, send, { ...this.#options, stopped: () => this.#destroyed, signal });
     } finally {
       this.#undelivered.delete(connection);
     }

@@ -188,7 +188,7 @@ export class NativeWebhooks implements Upstream {
   }
 
   /** `{"events":[…]}`; webhook-id and Idempotency-Key name the batch by its first event (a batch never changes). */
-  async presence(events: readonly PresenceEvent[]): Promise<boolean> {
+  async presence(events: readonly PresenceEvent[], signal?: AbortSignal): Promise<boolean> {
     const path = this.#config.paths.presence;
     if (path === null || events.length === 0) return true;
     const id = `presence_${events[0].id}`;
@@ -196,7 +196,7 @@ export class NativeWebhooks implements Upstream {
     return this.#presence.send(id, () => this.#sender.send({
       event: 'presence', path, id, connection: '', idempotent: true,
       headers: { 'content-type': 'application/json', 'idempotency-key': id }, body,
-    }));
+    }), signal);
   }
 }
 
