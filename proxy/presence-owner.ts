@@ -28,6 +28,8 @@ export interface ToldState {
 
 interface Holder {
   readonly boot: string;
+  /** When its count came in. */
+  readonly since: number;
   /** `channel\0user` → connections there. */
   readonly counts: Map<string, number>;
 }
@@ -134,7 +136,7 @@ export class PresenceOwner {
     for (const [channel, user, n] of counts) {
       if (n > 0) now.set(`${channel}\0${user}`, (now.get(`${channel}\0${user}`) ?? 0) + n);
     }
-    this.#holders.set(holder, { boot, counts: now });
+    this.#holders.set(holder, { boot, since: this.#options.clock.now(), counts: now });
     // Joins before leaves: a member whose connections only moved within the process stays one.
     for (const [key, n] of now) this.#apply(key, n - (was?.counts.get(key) ?? 0), 'ended');
     for (const [key, n] of was?.counts ?? []) if (!now.has(key)) this.#apply(key, -n, 'ended');
@@ -158,6 +160,11 @@ export class PresenceOwner {
   /** Whether a process's count is in (this term). */
   counted(holder: string): boolean {
     return this.#holders.has(holder);
+  }
+
+  /** The processes counted since before `before` that are not `live`: gone without a word that reached here. */
+  stale(live: ReadonlySet<string>, before: number): string[] {
+    return [...this.#holders].filter(([p, h]) => !live.has(p) && h.since < before).map(([p]) => p);
   }
 
   /** A process is gone (dead, or it left; `boot`: that start of it only): its connections are. */

@@ -118,3 +118,14 @@ test('another process owning: the batch in flight makes no further attempt, and 
   await settleDown(clock);
   assert.deepEqual(o.told().members, [], 'the earlier ownership\'s batch is not this one\'s');
 });
+
+test('a counted process not heard for a while is stale; one just counted, or heard, is not', () => {
+  const { o, clock } = owner();
+  o.begin(null);
+  o.full('na-0', 'b', [['room', 'ann', 1]]);
+  clock.advance(1000);
+  o.full('nb-0', 'b', [['room', 'bob', 1]]);
+  const before = clock.now() - 500;
+  assert.deepEqual(o.stale(new Set(['nc-0']), before), ['na-0'], 'nb was counted too recently to tell');
+  assert.deepEqual(o.stale(new Set(['na-0']), before), [], 'na is heard');
+});

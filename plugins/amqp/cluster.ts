@@ -302,6 +302,7 @@ export class Cluster implements RegistryWatcher {
       this.#gone.add(process);
       this.#presence?.gone(process);
     }
+    this.#presence?.sweep();
     this.#claimGone();
   }
 

@@ -248,6 +248,20 @@ export class PresenceQueue {
     this.#toldChanged();
   }
 
+  /**
+   * Each heartbeat: a process counted for three heartbeats and not heard within them is gone,
+   * whether or not a `gone` said so (one that came before this owner knew it, say).
+   */
+  sweep(): void {
+    if (!this.#settled || !this.#deps.owner.owning) return;
+    const { clock, heartbeatMs, owner, self } = this.#deps;
+    const live = new Set([self, ...this.#deps.peers()]);
+    for (const p of owner.stale(live, clock.now() - MISSED_HEARTBEATS * heartbeatMs)) {
+      this.#log.warn({ process: p }, 'presence owner: a counted process is not heard any more: its members leave');
+      owner.lost(p);
+    }
+  }
+
   /** A process joined (or came back after it was counted gone): its count is asked for if it is not in. */
   heard(process: string): void {
     if (this.#settled && this.#deps.owner.owning && !this.#deps.owner.counted(process)) this.#deps.resync(process);
