@@ -18,6 +18,7 @@ import { LoadGroup } from '../load-generator.js';
 import { percentile } from '../report.js';
 import { sleep } from '../procs.js';
 import { bothSides, type RunOptions, type Scenario } from '../scenario.js';
+import { merge } from '../../test/helpers/sidecar.js';
 import { http, startSwitchboard, type SwitchboardUnderTest } from '../servers.js';
 
 const CONCURRENCY = 100;
@@ -74,6 +75,68 @@ async function startPresenceApp(): Promise<PresenceApp> {
   };
 }
 
+/** The wait for the app to have every member_added of a storm. */
+const SEEN_BOUND_MS = 30_000;
+
+/** Waits (within SEEN_BOUND_MS) until the app has seen `members` member_added; ms from `start` to the last, NaN when some never came. */
+async function everyMemberAdded(app: PresenceApp, members: number, start: number): Promise<number> {
+  const deadline = performance.now() + SEEN_BOUND_MS;
+  while (app.added.size < members && performance.now() < deadline) await sleep(20);
+  if (app.added.size < members) return NaN;
+  let last = -Infinity;
+  for (const at of app.added.values()) if (at > last) last = at;
+  return last - start;
+}
+
+/**
+ * `ids.length` Switchboard processes in one cluster (the run's RabbitMQ, an exchange of their
+ * own), sharing one token secret, each with `config` merged in; resolves once every node lists
+ * all of them. On a failed start, the nodes already up are stopped.
+ */
+async function startCluster(ids: readonly string[], config: Record<string, unknown>, options: RunOptions): Promise<SwitchboardUnderTest[]> {
+  const { url } = await rabbit();
+  const exchange = uniqueName('presence');
+  const nodes: SwitchboardUnderTest[] = [];
+  try {
+    for (const nodeId of ids) {
+      nodes.push(await startSwitchboard({
+        config: merge({ nodeId, session: { tokenSecret: TOKEN_SECRET }, cluster: { amqp: { url, exchange } } }, config),
+        nodeFlags: options.nodeFlags('switchboard'),
+      }));
+    }
+    for (const node of nodes) {
+      await until('every node to hear the others', async () => {
+        const res = await http('GET', `${node.controlUrl}/v1/nodes`);
+        return res.status === 200 && (JSON.parse(res.text) as { nodes: unknown[] }).nodes.length === nodes.length;
+      }, 20_000);
+    }
+    return nodes;
+  } catch (err) {
+    for (const n of nodes) await n.stop();
+    throw err;
+  }
+}
+
+/**
+ * Opens `members` reliable sessions spread evenly over `nodes`, one load process per node:
+ * all nodes at once (`together`, CONCURRENCY handshakes in all), or node after node
+ * (CONCURRENCY each). The groups are pushed onto `groups` as they start, for the caller to close.
+ */
+async function spread(nodes: readonly SwitchboardUnderTest[], members: number, together: boolean, groups: LoadGroup[]): Promise<{ elapsedMs: number }> {
+  const share = (i: number) => Math.floor(members / nodes.length) + (i < members % nodes.length ? 1 : 0);
+  const concurrency = together ? Math.ceil(CONCURRENCY / nodes.length) : CONCURRENCY;
+  const mine = nodes.map(() => {
+    const group = new LoadGroup(1);
+    groups.push(group);
+    return group;
+  });
+  const start = performance.now();
+  const open = (i: number) => mine[i]!.connect(nodes[i]!.wsUrl, share(i), { protocol: 'switchboard.v1', concurrency });
+  if (together) await Promise.all(nodes.map((_, i) => open(i)));
+  else for (let i = 0; i < nodes.length; i++) await open(i);
+  return { elapsedMs: performance.now() - start };
+}
+
 // ── presence-cost ──────────────────────────────────────────────────────────────
 
 /** What the sidecar tracks while the sessions join: the webhook, the frames to one channel, or nothing. */
@@ -100,10 +163,7 @@ async function joinStorm(tracking: Tracking, sessions: number, options: RunOptio
     group = LoadGroup.sized(sessions);
     const start = performance.now();
     const { elapsedMs } = await group.connect(server.wsUrl, sessions, { protocol: 'switchboard.v1', concurrency: CONCURRENCY });
-    // Every member_added at the app (presence on), within a bound.
-    const deadline = performance.now() + 30_000;
-    while (presence && app.added.size < sessions && performance.now() < deadline) await sleep(20);
-    const allSeen = presence && app.added.size >= sessions ? Math.max(...app.added.values()) - start : NaN;
+    const allSeen = presence ? await everyMemberAdded(app, sessions, start) : NaN;
     await sleep(1000);
     const serverCpu = ((server.cpuMs() - cpu) * 1000) / sessions;
     const after = await server.memory();
@@ -200,35 +260,16 @@ async function page(server: SwitchboardUnderTest, cursor: string | null): Promis
 async function query(options: RunOptions): Promise<Record<string, number>> {
   const members = options.quick ? 1500 : 10_000;
   const requests = options.quick ? 50 : 200;
-  const { url } = await rabbit();
-  const exchange = uniqueName('presence');
   const app = await startPresenceApp();
-  const nodes: SwitchboardUnderTest[] = [];
+  let nodes: SwitchboardUnderTest[] = [];
   const groups: LoadGroup[] = [];
   try {
-    for (const nodeId of ['presa', 'presb', 'presc']) {
-      nodes.push(await startSwitchboard({
-        config: {
-          nodeId, app: { url: app.url },
-          webhooks: { paths: { message: null, disconnect: null } },
-          session: { tokenSecret: TOKEN_SECRET, graceMs: 0 },
-          cluster: { amqp: { url, exchange } },
-        },
-        nodeFlags: options.nodeFlags('switchboard'),
-      }));
-    }
-    for (const node of nodes) {
-      await until('every node to hear the other two', async () => {
-        const res = await http('GET', `${node.controlUrl}/v1/nodes`);
-        return res.status === 200 && (JSON.parse(res.text) as { nodes: unknown[] }).nodes.length === nodes.length;
-      }, 20_000);
-    }
-    for (let i = 0; i < nodes.length; i++) {
-      const group = new LoadGroup(1);
-      groups.push(group);
-      const share = Math.floor(members / nodes.length) + (i < members % nodes.length ? 1 : 0);
-      await group.connect(nodes[i]!.wsUrl, share, { protocol: 'switchboard.v1', concurrency: CONCURRENCY });
-    }
+    nodes = await startCluster(['presa', 'presb', 'presc'], {
+      app: { url: app.url },
+      webhooks: { paths: { message: null, disconnect: null } },
+      session: { graceMs: 0 },
+    }, options);
+    await spread(nodes, members, false, groups);
     const first = await page(nodes[0]!, null);
     if (first.body.connections !== members) throw new Error(`the channel lists ${first.body.connections} connections, expected ${members}`);
     const times: number[] = [];
