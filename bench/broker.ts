@@ -1,6 +1,6 @@
 // What the cluster scenarios share: the run's one private RabbitMQ, and a bounded wait.
 import { startRabbit, type Rabbit } from '../test/helpers/rabbit.js';
-import { sleep } from './procs.js';
+import { cmdline, cpuMs, descendants, sleep } from './procs.js';
 
 let broker: Promise<Rabbit> | null = null;
 
@@ -21,4 +21,9 @@ export async function until(what: string, check: () => Promise<boolean>, timeout
     if (Date.now() > deadline) throw new Error(`gave up waiting: ${what}`);
     await sleep(50);
   }
+}
+
+/** CPU time (user + system) so far of this run's RabbitMQ (its Erlang VM, a child of this process), ms. */
+export function brokerCpuMs(): number {
+  return descendants(process.pid).filter((p) => cmdline(p).includes('beam.smp')).reduce((n, p) => n + cpuMs(p), 0);
 }
