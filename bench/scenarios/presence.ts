@@ -9,11 +9,15 @@
 //                   already there, so n joins are n(n+1)/2 frames.
 //   presence-query  three nodes in a cluster holding 10,000 members of one channel between them:
 //                   GET /v1/channels/{c}/presence (a page of 1,000; every page) on one node.
+//   presence-cluster three nodes in a cluster, presence events on (one owner sends them) and off:
+//                   5,000 reliable sessions of distinct users joining one channel over the three at
+//                   once: the join time, the webhook requests, the time until the app saw every
+//                   member_added, and the three nodes' CPU per join.
 import { once } from 'node:events';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { uniqueName } from '../../test/helpers/rabbit.js';
-import { rabbit, until } from '../broker.js';
+import { brokerCpuMs, rabbit, until } from '../broker.js';
 import { LoadGroup } from '../load-generator.js';
 import { percentile } from '../report.js';
 import { sleep } from '../procs.js';
@@ -121,8 +125,9 @@ async function startCluster(ids: readonly string[], config: Record<string, unkno
  * Opens `members` reliable sessions spread evenly over `nodes`, one load process per node:
  * all nodes at once (`together`, CONCURRENCY handshakes in all), or node after node
  * (CONCURRENCY each). The groups are pushed onto `groups` as they start, for the caller to close.
+ * `start`: performance.now() at the first handshake.
  */
-async function spread(nodes: readonly SwitchboardUnderTest[], members: number, together: boolean, groups: LoadGroup[]): Promise<{ elapsedMs: number }> {
+async function spread(nodes: readonly SwitchboardUnderTest[], members: number, together: boolean, groups: LoadGroup[]): Promise<{ start: number; elapsedMs: number }> {
   const share = (i: number) => Math.floor(members / nodes.length) + (i < members % nodes.length ? 1 : 0);
   const concurrency = together ? Math.ceil(CONCURRENCY / nodes.length) : CONCURRENCY;
   const mine = nodes.map(() => {
@@ -130,11 +135,13 @@ async function spread(nodes: readonly SwitchboardUnderTest[], members: number, t
     groups.push(group);
     return group;
   });
+  // Every load process up (an empty closeAll answers once it is), so the time is the handshakes'.
+  await Promise.all(mine.map((g) => g.all('closeAll', {}, 10_000)));
   const start = performance.now();
   const open = (i: number) => mine[i]!.connect(nodes[i]!.wsUrl, share(i), { protocol: 'switchboard.v1', concurrency });
   if (together) await Promise.all(nodes.map((_, i) => open(i)));
   else for (let i = 0; i < nodes.length; i++) await open(i);
-  return { elapsedMs: performance.now() - start };
+  return { start, elapsedMs: performance.now() - start };
 }
 
 // ── presence-cost ──────────────────────────────────────────────────────────────
@@ -319,5 +326,78 @@ export const presenceQuery: Scenario = {
   async rep(options: RunOptions) {
     options.log('presence-query: 10k members over three nodes');
     return { switchboard: await query(options), bare: null };
+  },
+};
+
+// ── presence-cluster ───────────────────────────────────────────────────────────
+
+/** The storm the issue names: this many joins, across the cluster, within JOIN_BOUND_MS. */
+const CLUSTER_JOINS = 5000;
+const JOIN_BOUND_MS = 10_000;
+/** After the nodes hear each other: time for the presence owner to take over and count every node (two heartbeats and more). */
+const SETTLE_MS = 5000;
+
+async function clusterStorm(presence: boolean, sessions: number, options: RunOptions): Promise<Record<string, number>> {
+  const app = await startPresenceApp();
+  let nodes: SwitchboardUnderTest[] = [];
+  const groups: LoadGroup[] = [];
+  try {
+    nodes = await startCluster(['storma', 'stormb', 'stormc'], {
+      app: { url: app.url },
+      webhooks: { paths: { message: null, disconnect: null, presence: presence ? '/ws/presence' : null } },
+      session: { graceMs: 0 },
+    }, options);
+    await sleep(SETTLE_MS);
+    const cpuOf = () => nodes.reduce((sum, n) => sum + n.cpuMs(), 0);
+    const requestsBefore = app.requests;
+    const cpu = { nodes: cpuOf(), broker: brokerCpuMs() };
+    const { start, elapsedMs } = await spread(nodes, sessions, true, groups);
+    const allSeen = presence ? await everyMemberAdded(app, sessions, start) : NaN;
+    await sleep(1000);
+    return {
+      joinMs: elapsedMs,
+      handshakeRate: sessions / (elapsedMs / 1000),
+      serverCpu: ((cpuOf() - cpu.nodes) * 1000) / sessions,
+      brokerCpu: ((brokerCpuMs() - cpu.broker) * 1000) / sessions,
+      requests: presence ? app.requests - requestsBefore : NaN,
+      membersMissing: presence ? sessions - app.added.size : NaN,
+      allSeen,
+    };
+  } finally {
+    for (const g of groups) await g.close();
+    for (const n of nodes) await n.stop();
+    await app.close();
+  }
+}
+
+export const presenceCluster: Scenario = {
+  name: 'presence-cluster',
+  title: 'presence events on (switchboard column) vs off (bare ws column): a 5,000-member join storm over a three-node cluster',
+  notes: [
+    'Both columns are Switchboard: "switchboard" = presence events on (webhooks.paths.presence, the defaults:',
+    'presence.batchMs 100, batchMax 500), "bare ws" = off; ratio = on / off. Each side its own cluster of three',
+    'processes on the run\'s one RabbitMQ (an exchange of its own), one side after the other (alternating which',
+    'goes first); 5 s after the nodes hear each other (the presence owner takes over and counts every node),',
+    '5,000 reliable sessions (quick: 1,000), each its own user (the connect webhook answers u0, u1, …, channel',
+    '"room"), a third on each node, all three nodes at once, 100 handshakes at once in all (34 per node).',
+    'Joins: first handshake to the last welcome. Presence webhook requests: batches the owner sent the app for',
+    'the storm; every member_added: from the first handshake to the arrival of the last member_added at the app.',
+    'CPU: utime+stime of the three sidecars over the joins (and, presence on, until every member_added) and the',
+    'second after, per join (on: handshake + presence relayed to the owner + events; off: handshake alone),',
+    'and of the broker\'s Erlang VM (beam.smp) over the same time.',
+  ],
+  metrics: [
+    { key: 'joinMs', label: 'joins (first handshake → last welcome)', unit: 'ms', target: { text: '≤ 10 s', on: 'switchboard', max: JOIN_BOUND_MS } },
+    { key: 'handshakeRate', label: 'handshakes/s while joining', unit: 'per-s' },
+    { key: 'serverCpu', label: 'sidecar CPU per join (3 nodes)', unit: 'us' },
+    { key: 'brokerCpu', label: 'RabbitMQ CPU per join', unit: 'us' },
+    { key: 'requests', label: 'presence webhook requests for the storm', unit: 'count', bare: false },
+    { key: 'membersMissing', label: `member_added not seen in ${SEEN_BOUND_MS / 1000} s`, unit: 'count', bare: false, target: { text: '= 0', on: 'switchboard', max: 0 } },
+    { key: 'allSeen', label: 'first handshake → every member_added', unit: 'ms', bare: false },
+  ],
+  async rep(options: RunOptions, index: number) {
+    const sessions = options.quick ? 1000 : CLUSTER_JOINS;
+    options.log(`presence-cluster: ${sessions.toLocaleString('en-US')} members joining over three nodes, presence on and off`);
+    return bothSides(index, () => clusterStorm(true, sessions, options), () => clusterStorm(false, sessions, options));
   },
 };
