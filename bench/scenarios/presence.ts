@@ -17,7 +17,7 @@ import { once } from 'node:events';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { uniqueName } from '../../test/helpers/rabbit.js';
-import { brokerCpuMs, rabbit, until } from '../broker.js';
+import { brokerCpuMs, brokerQuiet, rabbit, until } from '../broker.js';
 import { LoadGroup } from '../load-generator.js';
 import { percentile } from '../report.js';
 import { sleep } from '../procs.js';
@@ -348,6 +348,8 @@ async function clusterStorm(presence: boolean, sessions: number, options: RunOpt
       session: { graceMs: 0 },
     }, options);
     await sleep(SETTLE_MS);
+    const waited = await brokerQuiet();
+    if (waited > 1000) options.log(`presence-cluster: waited ${(waited / 1000).toFixed(1)} s for the broker to be idle`);
     const cpuOf = () => nodes.reduce((sum, n) => sum + n.cpuMs(), 0);
     const requestsBefore = app.requests;
     const cpu = { nodes: cpuOf(), broker: brokerCpuMs() };
@@ -377,7 +379,8 @@ export const presenceCluster: Scenario = {
     'Both columns are Switchboard: "switchboard" = presence events on (webhooks.paths.presence, the defaults:',
     'presence.batchMs 100, batchMax 500), "bare ws" = off; ratio = on / off. Each side its own cluster of three',
     'processes on the run\'s one RabbitMQ (an exchange of its own), one side after the other (alternating which',
-    'goes first); 5 s after the nodes hear each other (the presence owner takes over and counts every node),',
+    'goes first); 5 s after the nodes hear each other (the presence owner takes over and counts every node)',
+    'and once the broker is idle (under 10% of a core for 0.5 s: the other side\'s queues and bindings gone),',
     '5,000 reliable sessions (quick: 1,000), each its own user (the connect webhook answers u0, u1, …, channel',
     '"room"), a third on each node, all three nodes at once, 100 handshakes at once in all (34 per node).',
     'Joins: first handshake to the last welcome. Presence webhook requests: batches the owner sent the app for',
