@@ -1,6 +1,6 @@
 // What the cluster scenarios share: the run's one private RabbitMQ, and a bounded wait.
 import { startRabbit, type Rabbit } from '../test/helpers/rabbit.js';
-import { sleep } from './procs.js';
+import { cmdline, cpuMs, descendants, sleep } from './procs.js';
 
 let broker: Promise<Rabbit> | null = null;
 
@@ -20,5 +20,24 @@ export async function until(what: string, check: () => Promise<boolean>, timeout
   while (!(await check().catch(() => false))) {
     if (Date.now() > deadline) throw new Error(`gave up waiting: ${what}`);
     await sleep(50);
+  }
+}
+
+/** CPU time (user + system) so far of this run's RabbitMQ (its Erlang VM, a child of this process), ms. */
+export function brokerCpuMs(): number {
+  return descendants(process.pid).filter((p) => cmdline(p).includes('beam.smp')).reduce((n, p) => n + cpuMs(p), 0);
+}
+
+/**
+ * Waits until the run's RabbitMQ is nearly idle (under `share` of one core over `windowMs`), so a
+ * measurement does not pay for what an earlier one left it (the queues and bindings of nodes just
+ * stopped); gives up after `timeoutMs` and resolves with the time waited, ms.
+ */
+export async function brokerQuiet(share = 0.1, windowMs = 500, timeoutMs = 30_000): Promise<number> {
+  const start = Date.now();
+  for (;;) {
+    const before = brokerCpuMs();
+    await sleep(windowMs);
+    if (brokerCpuMs() - before <= share * windowMs || Date.now() - start > timeoutMs) return Date.now() - start;
   }
 }

@@ -17,9 +17,9 @@ import { resumeScenario } from './scenarios/resume.js';
 import { clusterStormScenario, rollingScenario } from './scenarios/rolling.js';
 import { sseScenario } from './scenarios/sse.js';
 import { longPollScenario } from './scenarios/long-poll.js';
-import { presenceCost, presenceFramesCost, presenceQuery } from './scenarios/presence.js';
+import { presenceCluster, presenceCost, presenceFramesCost, presenceQuery } from './scenarios/presence.js';
 
-const scenarios: readonly Scenario[] = [idle, idle50k, idle50kKernel, echoScenario, fanoutScenario, resumeScenario, clusterCost, crashScenario, rollingScenario, clusterStormScenario, sseScenario, longPollScenario, presenceCost, presenceFramesCost, presenceQuery];
+const scenarios: readonly Scenario[] = [idle, idle50k, idle50kKernel, echoScenario, fanoutScenario, resumeScenario, clusterCost, crashScenario, rollingScenario, clusterStormScenario, sseScenario, longPollScenario, presenceCost, presenceFramesCost, presenceQuery, presenceCluster];
 
 const usage = `usage: npm run bench -- [options] [scenario...]
 

@@ -12,9 +12,9 @@ import { once } from 'node:events';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { uniqueName } from '../../test/helpers/rabbit.js';
-import { rabbit, until } from '../broker.js';
+import { brokerCpuMs, rabbit, until } from '../broker.js';
 import { LoadGroup } from '../load-generator.js';
-import { cmdline, cpuMs, descendants, kill, sleep } from '../procs.js';
+import { kill, sleep } from '../procs.js';
 import { bothSides, type RunOptions, type Scenario } from '../scenario.js';
 import { http, startSwitchboard, type SwitchboardUnderTest } from '../servers.js';
 
@@ -38,11 +38,6 @@ async function getJson<T>(url: string): Promise<T> {
 interface NodeView {
   readonly node: string;
   readonly sessions: number;
-}
-
-/** CPU time (user + system) so far of this run's RabbitMQ (its Erlang VM, a child of this process), ms. */
-function brokerCpuMs(): number {
-  return descendants(process.pid).filter((p) => cmdline(p).includes('beam.smp')).reduce((n, p) => n + cpuMs(p), 0);
 }
 
 const nodesOf = async (server: SwitchboardUnderTest) => (await getJson<{ nodes: NodeView[] }>(`${server.controlUrl}/v1/nodes`)).nodes;
