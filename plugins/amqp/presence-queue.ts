@@ -153,10 +153,11 @@ export class PresenceQueue {
     try {
       // Persistent: an owner that dies leaves them to the next one, across a broker restart too.
       pub.sendToQueue(this.#queue, content, { type, persistent: true, contentType: 'application/json' }, (err) => {
-        if (!err) return;
+        // Refused by a channel that has closed since: the next connection sends the whole count (none when leaving).
+        if (!err || this.#pub !== pub || this.#closing) return;
         this.#log.warn({ err: String(err), type }, 'presence message not taken by the broker: the whole count goes again');
         // The owner's count of this process would drift: it is replaced (a lost connection does the same).
-        if ((type === 'changes' || type === 'full') && this.#recount === null && this.#pub === pub) {
+        if ((type === 'changes' || type === 'full') && this.#recount === null) {
           this.#recount = this.#deps.clock.setTimeout(() => { this.#recount = null; this.full(); }, this.#deps.heartbeatMs);
         }
       });
