@@ -16,13 +16,21 @@ import type { PresenceDelivery } from './presence-delivery.js';
 import { deliveryOf, Membership, type HeldCounts, type MemberChange, type MemberState, type PresenceEvent, type PresenceEventType, type PresenceOptions } from './presence.js';
 import type { Leave } from './registry.js';
 
-/**
- * What an owner keeps beside the queue: the members the app was told of, the leaves held, and the
- * members a batch being sent names (the app may or may not have them: a successor tells it again).
- */
+/** What an owner keeps beside the queue: the members the app was told of, the leaves held, and the last batch the app took. */
 export interface ToldState {
   readonly members: ReadonlyArray<readonly [channel: string, users: readonly string[]]>;
   readonly held: ReadonlyArray<readonly [channel: string, user: string, due: number]>;
+  /** The number of the last batch whose events are in `members` (batches are numbered across owners). */
+  readonly batch: number;
+}
+
+/**
+ * Kept before each batch goes: its number and the members it names (and those a predecessor's last
+ * batch named, until settled). The app may or may not have them: a successor tells them again,
+ * unless the told state says this batch was taken.
+ */
+export interface SendingState {
+  readonly batch: number;
   readonly uncertain: ReadonlyArray<readonly [channel: string, user: string]>;
 }
 
@@ -48,11 +56,15 @@ export class PresenceOwner {
   #stop = new AbortController();
   /** The batch being sent: its members are uncertain until the app answers. */
   #sending: readonly PresenceEvent[] = [];
+  /** The number of the last batch numbered, the one being sent, and the last one the app took. */
+  #batchSeq = 0;
+  #sendingSeq = 0;
+  #toldBatch = 0;
   /** The members a predecessor's batch named: told again once the counts are in. */
   #uncertain: ReadonlyArray<readonly [string, string]> = [];
   /** What the app was told changed, or a leave began to be held: the relay keeps it. */
   onTold: (() => void) | null = null;
-  /** Before each batch goes: the relay keeps the told state with the batch's members uncertain. */
+  /** Before each batch goes: the relay keeps `sending()`, and the batch waits for it. */
   beforeSend: (() => Promise<void>) | null = null;
 
   /** `frames`, when on, are routed to the channel cluster-wide. */
@@ -63,13 +75,18 @@ export class PresenceOwner {
     this.#delivery = deliver === null ? null : deliveryOf(options, this.#log, async (events) => {
       const term = this.#term;
       const stop = this.#stop.signal;
+      const seq = ++this.#batchSeq;
       this.#sending = events;
+      this.#sendingSeq = seq;
       try {
         // Kept first: an owner killed while the app takes this batch leaves its members to be told again.
         await this.beforeSend?.();
         if (stop.aborted) return false;
         const taken = await deliver(events, stop);
-        if (taken && term === this.#term) this.#tell(events);
+        if (taken && term === this.#term) {
+          this.#toldBatch = seq;
+          this.#tell(events);
+        }
         return taken;
       } finally {
         if (this.#sending === events) this.#sending = [];
@@ -82,8 +99,11 @@ export class PresenceOwner {
     return this.#membership !== null;
   }
 
-  /** This process becomes the owner: it starts from what its predecessor told (null: nothing kept). */
-  begin(told: ToldState | null): void {
+  /**
+   * This process becomes the owner: it starts from what its predecessor told (null: nothing kept)
+   * and the batch it was sending (told again unless the told state has it).
+   */
+  begin(told: ToldState | null, sending: SendingState | null = null): void {
     this.#membership?.stop();
     this.#term++;
     this.#stop = new AbortController();
@@ -96,7 +116,9 @@ export class PresenceOwner {
       this.#told.set(channel, new Set(users));
     }
     // A member the app may have been told of: one nobody holds leaves at the settle, as a told one.
-    this.#uncertain = told?.uncertain ?? [];
+    this.#toldBatch = told?.batch ?? 0;
+    this.#batchSeq = Math.max(this.#toldBatch, sending?.batch ?? 0);
+    this.#uncertain = sending !== null && sending.batch > this.#toldBatch ? sending.uncertain : [];
     for (const [channel, user] of this.#uncertain) {
       let users = members.get(channel);
       if (!users) members.set(channel, (users = new Set()));
@@ -190,11 +212,16 @@ export class PresenceOwner {
   /** What the app was told, and the leaves held of those members, to keep beside the queue. */
   told(): ToldState {
     const held = (this.#membership?.held() ?? []).filter(([c, u]) => this.#told.get(c)?.has(u));
+    return { members: [...this.#told].map(([c, users]) => [c, [...users]] as const), held, batch: this.#toldBatch };
+  }
+
+  /** The batch being sent, to keep before it goes. */
+  sending(): SendingState {
     const uncertain = new Map<string, readonly [string, string]>();
     // Still uncertain until settled: the predecessor's, and this process's batch in flight.
     for (const [c, u] of this.#uncertain) uncertain.set(`${c}\0${u}`, [c, u]);
     for (const e of this.#sending) if (e.type === 'member_added' || e.type === 'member_removed') uncertain.set(`${e.channel}\0${e.user}`, [e.channel, e.user]);
-    return { members: [...this.#told].map(([c, users]) => [c, [...users]] as const), held, uncertain: [...uncertain.values()] };
+    return { batch: this.#sendingSeq, uncertain: [...uncertain.values()] };
   }
 
   /** A drain: everything queued goes now (the held leaves stay held: the next owner holds them on). */

@@ -7,7 +7,7 @@ import { validateConfig } from '../proxy/config.js';
 import { createLogger } from '../proxy/log.js';
 import { presenceCollectors } from '../proxy/metrics.js';
 import { PresenceIds, type PresenceEvent } from '../proxy/presence.js';
-import { PresenceOwner, type ToldState } from '../proxy/presence-owner.js';
+import { PresenceOwner, type SendingState } from '../proxy/presence-owner.js';
 import { FakeClock } from './helpers/fake-clock.js';
 
 /** An owner whose app takes every batch at once unless `answer` says otherwise. */
@@ -72,8 +72,8 @@ test('taking over: a told member still held is no event, one nobody holds leaves
   o.begin({
     members: [['room', ['kept', 'gone', 'parked', 'maybe']]],
     held: [['room', 'parked', due]],
-    uncertain: [['room', 'maybe'], ['room', 'added?']],
-  });
+    batch: 4,
+  }, { batch: 5, uncertain: [['room', 'maybe'], ['room', 'added?']] });
   o.full('na-0', 'b', [['room', 'kept', 1], ['room', 'new', 1], ['room', 'maybe', 1]]);
   o.settle();
   await settleDown(clock);
@@ -83,19 +83,29 @@ test('taking over: a told member still held is no event, one nobody holds leaves
   await settleDown(clock);
   assert.deepEqual(taken.slice(4), ['member_removed room parked']);
   assert.deepEqual(o.told().members, [['room', ['kept', 'maybe', 'new']]], 'what the app took');
-  assert.deepEqual(o.told().uncertain, [], 'nothing uncertain once settled and taken');
+  assert.ok(o.told().batch > 5, 'batches numbered on from the predecessor\'s');
+  assert.deepEqual(o.sending().uncertain, [], 'nothing uncertain once settled and taken');
 });
 
-test('the told state is kept before each batch goes, naming the batch\'s members as uncertain', async () => {
-  const kept: ToldState[] = [];
+test('a predecessor\'s batch that the told state says was taken is not told again', async () => {
+  const { o, clock, taken } = owner();
+  o.begin({ members: [['room', ['ann']]], held: [], batch: 7 }, { batch: 7, uncertain: [['room', 'ann'], ['room', 'bob']] });
+  o.full('na-0', 'b', [['room', 'ann', 1]]);
+  o.settle();
+  await settleDown(clock);
+  assert.deepEqual(taken, []);
+});
+
+test('each batch is kept before it goes, with its number and the members it names; once taken, the told state has it', async () => {
+  const kept: SendingState[] = [];
   const { o, clock } = owner();
-  o.beforeSend = async () => { kept.push(o.told()); };
+  o.beforeSend = async () => { kept.push(o.sending()); };
   o.begin(null);
   o.full('na-0', 'b', [['room', 'ann', 1]]);
   o.settle();
   await settleDown(clock);
-  assert.deepEqual(kept[0], { members: [], held: [], uncertain: [['room', 'ann']] });
-  assert.deepEqual(o.told(), { members: [['room', ['ann']]], held: [], uncertain: [] });
+  assert.deepEqual(kept, [{ batch: 1, uncertain: [['room', 'ann']] }]);
+  assert.deepEqual(o.told(), { members: [['room', ['ann']]], held: [], batch: 1 });
 });
 
 test('another process owning: the batch in flight makes no further attempt, and its late answer tells this process nothing', async () => {

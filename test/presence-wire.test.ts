@@ -4,7 +4,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { decodePresence, decodeTold, encodePresence, encodeTold, type PresenceMessage } from '../plugins/amqp/presence-wire.js';
+import { decodePresence, decodeSending, decodeTold, encodePresence, encodeSending, encodeTold, type PresenceMessage } from '../plugins/amqp/presence-wire.js';
 import { MAX_CHANNEL, MAX_USER_NAME } from '../proxy/limits.js';
 
 const name = fc.string({ minLength: 1, maxLength: 20 });
@@ -61,22 +61,27 @@ test('presence messages a process would never send are refused, naming what is w
   assert.match(decodePresence('full', Buffer.from('{"from":')).ok ? '' : 'not JSON', /not JSON/);
 });
 
-test('what the owner told survives the round trip; anything else is refused', () => {
+test('what the owner keeps (the told state, the batch being sent) survives the round trip; anything else is refused', () => {
   const toldArb = fc.record({
     members: fc.array(fc.tuple(name, fc.array(name, { minLength: 1 }))),
     held: fc.array(fc.tuple(name, name, fc.integer({ min: 0, max: 2 ** 45 }))),
-    uncertain: fc.array(fc.tuple(name, name)),
+    batch: fc.nat(),
   }).map((o) => ({ ...o }));
+  const sendingArb = fc.record({ batch: fc.nat(), uncertain: fc.array(fc.tuple(name, name)) }).map((o) => ({ ...o }));
+  fc.assert(fc.property(sendingArb, (sending) => {
+    assert.deepEqual(decodeSending(encodeSending(sending)), { ok: true, value: sending });
+  }), { numRuns: 300 });
   fc.assert(fc.property(toldArb, (told) => {
     assert.deepEqual(decodeTold(encodeTold(told)), { ok: true, value: told });
   }), { numRuns: 300 });
   fc.assert(fc.property(fc.oneof(fc.json().map((s) => Buffer.from(s)), fc.uint8Array().map((b) => Buffer.from(b))), (content) => {
-    const r = decodeTold(content);
-    if (!r.ok) assert.equal(typeof r.error, 'string');
+    for (const r of [decodeTold(content), decodeSending(content)]) if (!r.ok) assert.equal(typeof r.error, 'string');
   }), { numRuns: 500 });
-  assert.deepEqual(decodeTold(Buffer.from('{"v":1,"members":[],"held":[]}')), { ok: true, value: { members: [], held: [], uncertain: [] } }, 'no uncertain members: none');
-  for (const bad of [{ v: 2, members: [], held: [] }, { v: 1, members: [['c', [1]]], held: [] }, { v: 1, members: [], held: [['c', 'u', 'soon']] }, { v: 1, members: {}, held: [] },
-    { v: 1, members: [], held: [['c', 'u', 1e300]] }, { v: 1, members: [], held: [], uncertain: [['c']] }]) {
+  for (const bad of [{ v: 2, members: [], held: [], batch: 0 }, { v: 1, members: [['c', [1]]], held: [], batch: 0 }, { v: 1, members: [], held: [['c', 'u', 'soon']], batch: 0 },
+    { v: 1, members: {}, held: [], batch: 0 }, { v: 1, members: [], held: [['c', 'u', 1e300]], batch: 0 }, { v: 1, members: [], held: [] }, { v: 1, members: [], held: [], batch: -1 }]) {
     assert.equal(decodeTold(Buffer.from(JSON.stringify(bad))).ok, false, JSON.stringify(bad));
+  }
+  for (const bad of [{ v: 1, batch: 1, uncertain: [['c']] }, { v: 1, batch: 1.5, uncertain: [] }, { v: 1, uncertain: [] }, { v: 2, batch: 1, uncertain: [] }]) {
+    assert.equal(decodeSending(Buffer.from(JSON.stringify(bad))).ok, false, JSON.stringify(bad));
   }
 });

@@ -4,7 +4,10 @@
 //   <exchange>.presence        durable, single active consumer: every process consumes it and
 //                              the broker delivers to one, the owner, handing over to the next
 //                              consumer when that one's connection goes
-//   <exchange>.presence.told   durable, length 1: what the owner told the app (the newest kept)
+//   <exchange>.presence.told   durable, length 1: what the owner told the app (the newest kept),
+//                              at most once a second
+//   <exchange>.presence.sending  durable, length 1: the batch the owner is sending, written before
+//                              it goes (its number and the members it names)
 //
 // A process sends its whole count (`full`) on every connection and when an owner asks
 // (`presence-resync` on the cluster exchange), its `changes` in between, `bye` when it drains,
@@ -23,9 +26,10 @@ import { sleep, type Clock } from '../../proxy/clock.js';
 import { MISSED_HEARTBEATS, PRESENCE_CHANGES_PER_MESSAGE, PRESENCE_PREFETCH, TOLD_WRITE_MS } from '../../proxy/limits.js';
 import { withDeadline } from '../../proxy/plugin.js';
 import type { HeldCounts, MemberChange } from '../../proxy/presence.js';
-import type { PresenceOwner, ToldState } from '../../proxy/presence-owner.js';
+import type { PresenceOwner, SendingState, ToldState } from '../../proxy/presence-owner.js';
+import type { Result } from '../../proxy/result.js';
 import type { Leave } from '../../proxy/registry.js';
-import { decodePresence, decodeTold, encodePresence, encodeTold, type PresenceMessage } from './presence-wire.js';
+import { decodePresence, decodeSending, decodeTold, encodePresence, encodeSending, encodeTold, type PresenceMessage } from './presence-wire.js';
 
 export interface PresenceQueueDeps {
   readonly log: Logger;
@@ -50,6 +54,7 @@ export class PresenceQueue {
   readonly #log: Logger;
   readonly #queue: string;
   readonly #toldQueue: string;
+  readonly #sendingQueue: string;
   /** This process's start: a count of an earlier one of the same name is replaced, not added to. */
   readonly #boot = randomBytes(6).toString('base64url');
   #pub: ConfirmChannel | null = null;
@@ -77,8 +82,9 @@ export class PresenceQueue {
     this.#log = deps.log.child({ part: 'presence queue' });
     this.#queue = `${deps.exchange}.presence`;
     this.#toldQueue = `${deps.exchange}.presence.told`;
+    this.#sendingQueue = `${deps.exchange}.presence.sending`;
     deps.owner.onTold = () => this.#toldChanged();
-    deps.owner.beforeSend = () => this.#keepTold();
+    deps.owner.beforeSend = () => this.#keepSending();
   }
 
   /** `fail`: drops the connection (everything is set up again on the next). */
@@ -89,6 +95,7 @@ export class PresenceQueue {
     watch(consumer);
     await pub.assertQueue(this.#queue, { durable: true, arguments: { 'x-single-active-consumer': true } });
     await pub.assertQueue(this.#toldQueue, { durable: true, arguments: { 'x-max-length': 1 } });
+    await pub.assertQueue(this.#sendingQueue, { durable: true, arguments: { 'x-max-length': 1 } });
     await consumer.prefetch(PRESENCE_PREFETCH);
     this.#pub = pub;
     this.#consumer = consumer;
@@ -214,9 +221,9 @@ export class PresenceQueue {
   /** The first delivery: this process owns. */
   async #begin(ch: Channel): Promise<void> {
     const term = ++this.#term;
-    const told = await this.#readTold(ch);
+    const { told, sending } = await this.#readKept(ch);
     if (ch !== this.#consumer || term !== this.#term) return;
-    this.#deps.owner.begin(told);
+    this.#deps.owner.begin(told, sending);
     this.#settled = false;
     this.#deps.resync(null);
     this.full();
@@ -291,35 +298,52 @@ export class PresenceQueue {
 
   /** Writes the told state; resolves once the broker has it (or it was not kept: logged). */
   #keepTold(): Promise<void> {
+    return this.#deps.owner.owning ? this.#keep(this.#toldQueue, encodeTold(this.#deps.owner.told()), 'what the app was told') : Promise.resolve();
+  }
+
+  /** Writes the batch being sent, before it goes. */
+  #keepSending(): Promise<void> {
+    return this.#deps.owner.owning ? this.#keep(this.#sendingQueue, encodeSending(this.#deps.owner.sending()), 'the batch being sent') : Promise.resolve();
+  }
+
+  #keep(queue: string, content: Buffer, what: string): Promise<void> {
     const pub = this.#pub;
-    if (!pub || !this.#deps.owner.owning) return Promise.resolve();
+    if (!pub) return Promise.resolve();
     return new Promise<void>((resolve) => {
       const settle = () => { this.#keeping.delete(settle); resolve(); };
       this.#keeping.add(settle);
       try {
-        pub.sendToQueue(this.#toldQueue, encodeTold(this.#deps.owner.told()), { persistent: true, contentType: 'application/json' }, (err) => {
-          if (err) this.#log.warn({ err: String(err) }, 'what the app was told not kept by the broker: a new owner may repeat more');
+        pub.sendToQueue(queue, content, { persistent: true, contentType: 'application/json' }, (err) => {
+          if (err) this.#log.warn({ err: String(err) }, `${what} not kept by the broker: a new owner may repeat more`);
           settle();
         });
       } catch (err) {
-        this.#log.warn({ err: (err as Error).message }, 'what the app was told not written');
+        this.#log.warn({ err: (err as Error).message }, `${what} not written`);
         settle();
       }
     });
   }
 
-  async #readTold(ch: Channel): Promise<ToldState | null> {
+  /** What the last owner kept: its told state and the batch it was sending; null each when there is none (or it is malformed). */
+  async #readKept(ch: Channel): Promise<{ told: ToldState | null; sending: SendingState | null }> {
+    return {
+      told: await this.#read(ch, this.#toldQueue, decodeTold, 'what the app was told'),
+      sending: await this.#read(ch, this.#sendingQueue, decodeSending, 'the batch being sent'),
+    };
+  }
+
+  async #read<T>(ch: Channel, queue: string, decode: (content: Buffer) => Result<T>, what: string): Promise<T | null> {
     try {
-      const m = await ch.get(this.#toldQueue, { noAck: false });
+      const m = await ch.get(queue, { noAck: false });
       if (m === false) return null;
       // Left in the queue: read, not taken (an owner that dies before writing its own leaves it for the next).
       ch.nack(m, false, true);
-      const told = decodeTold(m.content);
-      if (told.ok) return told.value;
-      this.#log.warn({ err: told.error }, 'what the app was told is malformed: starting from nothing');
+      const value = decode(m.content);
+      if (value.ok) return value.value;
+      this.#log.warn({ err: value.error }, `${what} is malformed: starting without it`);
       return null;
     } catch (err) {
-      this.#log.warn({ err: (err as Error).message }, 'what the app was told could not be read: starting from nothing');
+      this.#log.warn({ err: (err as Error).message }, `${what} could not be read: starting without it`);
       return null;
     }
   }

@@ -4,12 +4,13 @@
 //   changes  {from, boot, changes: [[channel, user, ±1, why], …]} what changed since, in order
 //   gone     {from, process}                                    `from` counted `process` gone
 //   bye      {from, boot}                                       the process leaves (a drain)
-// and the told state {v: 1, members: [[channel, [users]]], held: [[channel, user, due]], uncertain: [[channel, user]]}.
+// and what the owner keeps beside it: the told state {v: 1, members: [[channel, [users]]],
+// held: [[channel, user, due]], batch} and the batch being sent {v: 1, batch, uncertain: [[channel, user]]}.
 // Every field is checked: a malformed message is refused with the reason, never thrown on.
 import { MAX_CHANNEL, MAX_PRESENCE_COUNT, MAX_PRESENCE_MESSAGE_BYTES, MAX_USER_NAME } from '../../proxy/limits.js';
 import { parseJson } from '../../proxy/json.js';
 import type { HeldCounts, MemberChange } from '../../proxy/presence.js';
-import type { ToldState } from '../../proxy/presence-owner.js';
+import type { SendingState, ToldState } from '../../proxy/presence-owner.js';
 import { fail, ok, type Result } from '../../proxy/result.js';
 import { processOf } from './transfer.js';
 
@@ -68,7 +69,7 @@ export function decodePresence(type: unknown, content: Buffer): Result<PresenceM
 }
 
 export function encodeTold(told: ToldState): Buffer {
-  return Buffer.from(JSON.stringify({ v: 1, members: told.members, held: told.held, uncertain: told.uncertain }));
+  return Buffer.from(JSON.stringify({ v: 1, members: told.members, held: told.held, batch: told.batch }));
 }
 
 export function decodeTold(content: Buffer): Result<ToldState> {
@@ -85,9 +86,24 @@ export function decodeTold(content: Buffer): Result<ToldState> {
   for (const h of b.held) {
     if (!Array.isArray(h) || h.length !== 3 || !isName(h[0], MAX_CHANNEL) || !isName(h[1], MAX_USER_NAME) || !Number.isSafeInteger(h[2]) || (h[2] as number) < 0) return fail('told: a held leave is not [channel, user, due]');
   }
-  const uncertain = b.uncertain ?? [];
-  if (!Array.isArray(uncertain) || !uncertain.every((u) => Array.isArray(u) && u.length === 2 && isName(u[0], MAX_CHANNEL) && isName(u[1], MAX_USER_NAME))) {
-    return fail('told: uncertain is not a list of [channel, user]');
+  if (!isBatch(b.batch)) return fail('told: batch is not a batch number');
+  return ok({ members: b.members as ToldState['members'], held: b.held as ToldState['held'], batch: b.batch });
+}
+
+const isBatch = (v: unknown): v is number => Number.isSafeInteger(v) && (v as number) >= 0;
+
+export function encodeSending(sending: SendingState): Buffer {
+  return Buffer.from(JSON.stringify({ v: 1, batch: sending.batch, uncertain: sending.uncertain }));
+}
+
+export function decodeSending(content: Buffer): Result<SendingState> {
+  if (content.length > MAX_PRESENCE_MESSAGE_BYTES) return fail(`a batch being sent of ${content.length} bytes is more than ${MAX_PRESENCE_MESSAGE_BYTES}`);
+  const parsed = parseJson(content.toString('utf8'));
+  if (!parsed.ok) return fail(`not JSON: ${parsed.error}`);
+  const b = parsed.value as Record<string, unknown> | null;
+  if (b === null || typeof b !== 'object' || b.v !== 1 || !isBatch(b.batch) || !Array.isArray(b.uncertain)) return fail('not a batch being sent of version 1');
+  if (!b.uncertain.every((u) => Array.isArray(u) && u.length === 2 && isName(u[0], MAX_CHANNEL) && isName(u[1], MAX_USER_NAME))) {
+    return fail('sending: uncertain is not a list of [channel, user]');
   }
-  return ok({ members: b.members as ToldState['members'], held: b.held as ToldState['held'], uncertain: uncertain as ToldState['uncertain'] });
+  return ok({ batch: b.batch, uncertain: b.uncertain as SendingState['uncertain'] });
 }
