@@ -14,8 +14,8 @@ export interface PresenceDeliveryOptions {
   readonly maxPending: number;
   readonly clock: Clock;
   readonly log: Logger;
-  /** Resolves true once the app took the batch, false when it was given up. */
-  readonly deliver: (events: readonly PresenceEvent[]) => Promise<boolean>;
+  /** Resolves true once the app took the batch, false when it was given up; `handed_over`: another process sends it (not counted). */
+  readonly deliver: (events: readonly PresenceEvent[]) => Promise<boolean | 'handed_over'>;
   /** `switchboard_presence_events_total{result}` and the gauge of events not yet taken. */
   readonly counted: (result: 'delivered' | 'given_up' | 'dropped', n: number) => void;
   readonly pending: { inc(n: number): void; dec(n: number): void };
@@ -126,7 +126,7 @@ export class PresenceDelivery {
     if (this.#queue.length < o.maxPending / 2) this.#dropped = 0;
     this.#sending = batch;
     o.deliver(batch).then(
-      (taken) => o.counted(taken ? 'delivered' : 'given_up', batch.length),
+      (taken) => { if (taken !== 'handed_over') o.counted(taken ? 'delivered' : 'given_up', batch.length); },
       (err: unknown) => {
         o.log.error({ err, events: batch.length }, 'presence events given up: delivering them failed');
         o.counted('given_up', batch.length);

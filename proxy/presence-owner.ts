@@ -12,6 +12,8 @@
 // So the events an owner had not delivered when it went are derived again, not lost; one it had
 // delivered after it last kept what it told may be sent again (a new id, the same change).
 import type { Logger } from 'pino';
+import { sleep } from './clock.js';
+import { TOLD_WRITE_MS } from './limits.js';
 import type { PresenceDelivery } from './presence-delivery.js';
 import { deliveryOf, Membership, type HeldCounts, type MemberChange, type MemberState, type PresenceEvent, type PresenceEventType, type PresenceOptions } from './presence.js';
 import type { Leave } from './registry.js';
@@ -54,18 +56,20 @@ export class PresenceOwner {
   #term = 0;
   /** Aborted when this process stops owning: its batch in flight makes no further attempt. */
   #stop = new AbortController();
-  /** The batch being sent: its members are uncertain until the app answers. */
-  #sending: readonly PresenceEvent[] = [];
-  /** The number of the last batch numbered, the one being sent, and the last one the app took. */
+  /**
+   * The batches sent since the last told state the broker has: their members are uncertain to a
+   * successor until a told state that covers them is kept (`kept`).
+   */
+  #unkept: Array<{ readonly seq: number; readonly pairs: ReadonlyArray<readonly [string, string]> }> = [];
+  /** The number of the last batch numbered, and of the last one the app took. */
   #batchSeq = 0;
-  #sendingSeq = 0;
   #toldBatch = 0;
   /** The members a predecessor's batch named: told again once the counts are in. */
   #uncertain: ReadonlyArray<readonly [string, string]> = [];
   /** What the app was told changed, or a leave began to be held: the relay keeps it. */
   onTold: (() => void) | null = null;
-  /** Before each batch goes: the relay keeps `sending()`, and the batch waits for it. */
-  beforeSend: (() => Promise<void>) | null = null;
+  /** Before each batch goes: the relay keeps `sending()`; the batch waits for it, and for a write refused, tries again. */
+  beforeSend: (() => Promise<boolean>) | null = null;
 
   /** `frames`, when on, are routed to the channel cluster-wide. */
   constructor(options: PresenceOptions) {
@@ -76,21 +80,21 @@ export class PresenceOwner {
       const term = this.#term;
       const stop = this.#stop.signal;
       const seq = ++this.#batchSeq;
-      this.#sending = events;
-      this.#sendingSeq = seq;
-      try {
-        // Kept first: an owner killed while the app takes this batch leaves its members to be told again.
-        await this.beforeSend?.();
-        if (stop.aborted) return false;
-        const taken = await deliver(events, stop);
-        if (taken && term === this.#term) {
-          this.#toldBatch = seq;
-          this.#tell(events);
-        }
-        return taken;
-      } finally {
-        if (this.#sending === events) this.#sending = [];
+      const pairs = events.filter((e) => e.type === 'member_added' || e.type === 'member_removed').map((e) => [e.channel, e.user] as const);
+      this.#unkept.push({ seq, pairs });
+      // Kept first: an owner killed while the app takes this batch leaves its members to be told again.
+      while (this.beforeSend && !(await this.beforeSend())) {
+        if (stop.aborted) break;
+        await sleep(TOLD_WRITE_MS, options.clock);
       }
+      if (stop.aborted) return 'handed_over';
+      const taken = await deliver(events, stop);
+      if (stop.aborted && !taken) return 'handed_over';
+      if (taken && term === this.#term) {
+        this.#toldBatch = seq;
+        this.#tell(events);
+      }
+      return taken;
     });
   }
 
@@ -115,14 +119,18 @@ export class PresenceOwner {
       members.set(channel, new Set(users));
       this.#told.set(channel, new Set(users));
     }
-    // A member the app may have been told of: one nobody holds leaves at the settle, as a told one.
+    // A member the app may have been told of: one nobody holds leaves at the settle, as a told one
+    // (and is kept as told until then: over-stating what the app has only costs a repeated event).
     this.#toldBatch = told?.batch ?? 0;
     this.#batchSeq = Math.max(this.#toldBatch, sending?.batch ?? 0);
+    this.#unkept = [];
     this.#uncertain = sending !== null && sending.batch > this.#toldBatch ? sending.uncertain : [];
     for (const [channel, user] of this.#uncertain) {
-      let users = members.get(channel);
-      if (!users) members.set(channel, (users = new Set()));
-      users.add(user);
+      for (const map of [members, this.#told]) {
+        let users = map.get(channel);
+        if (!users) map.set(channel, (users = new Set()));
+        users.add(user);
+      }
     }
     const { config, clock, holdMs } = this.#options;
     const membership = new Membership({
@@ -215,13 +223,18 @@ export class PresenceOwner {
     return { members: [...this.#told].map(([c, users]) => [c, [...users]] as const), held, batch: this.#toldBatch };
   }
 
-  /** The batch being sent, to keep before it goes. */
+  /** The batch about to go, to keep first: its number, and every member a batch since the last kept told state named. */
   sending(): SendingState {
     const uncertain = new Map<string, readonly [string, string]>();
-    // Still uncertain until settled: the predecessor's, and this process's batch in flight.
+    // Still uncertain until settled: the predecessor's; and this process's batches since its last kept told state.
     for (const [c, u] of this.#uncertain) uncertain.set(`${c}\0${u}`, [c, u]);
-    for (const e of this.#sending) if (e.type === 'member_added' || e.type === 'member_removed') uncertain.set(`${e.channel}\0${e.user}`, [e.channel, e.user]);
-    return { batch: this.#sendingSeq, uncertain: [...uncertain.values()] };
+    for (const { pairs } of this.#unkept) for (const [c, u] of pairs) uncertain.set(`${c}\0${u}`, [c, u]);
+    return { batch: this.#batchSeq, uncertain: [...uncertain.values()] };
+  }
+
+  /** The broker has a told state that covers the batches up to `batch`: their members are no longer uncertain. */
+  kept(batch: number): void {
+    this.#unkept = this.#unkept.filter((b) => b.seq > batch);
   }
 
   /** A drain: everything queued goes now (the held leaves stay held: the next owner holds them on). */

@@ -249,7 +249,7 @@ export interface PresenceOptions {
 }
 
 /** The events' way to the app, with the configured batches and bound, counted in the metrics. */
-export function deliveryOf(options: PresenceOptions, log: Logger, deliver: (events: readonly PresenceEvent[]) => Promise<boolean>): PresenceDelivery {
+export function deliveryOf(options: PresenceOptions, log: Logger, deliver: (events: readonly PresenceEvent[]) => Promise<boolean | 'handed_over'>): PresenceDelivery {
   const { config, clock, metrics } = options;
   return new PresenceDelivery({
     batchMs: config.batchMs,

@@ -293,7 +293,7 @@ export class Switchboard {
       metrics: this.metrics,
       ids: new PresenceIds(self, randomBytes(4).toString('hex')),
       // The upstream and the directory are built after this; events come only once sessions exist.
-      deliver: config.webhooks.paths.presence === null ? null : (events) => this.upstream.presence!(events),
+      deliver: config.webhooks.paths.presence === null ? null : (events, signal) => this.upstream.presence!(events, signal),
       frames: presenceFrames(config.presence.frames, (target, push) => this.directory.route(target, push), this.log),
     });
     // Half the drain's budget: the rest is the upstream's, to send the disconnects and these.

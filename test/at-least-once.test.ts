@@ -100,3 +100,24 @@ test('an at-least-once event is given up after its time, with a log line naming 
   assert.equal(refused, true);
   assert.equal(once, 1);
 });
+
+test('an at-least-once event whose signal aborts (another process sends it) makes no further attempt, and is no error', async () => {
+  const clock = new FakeClock(0);
+  const lines: string[] = [];
+  const log = pino({ level: 'error' }, new Writable({ write(chunk, _e, done) { lines.push(String(chunk)); done(); } }));
+  let sends = 0;
+  let waiting = 0;
+  const stop = new AbortController();
+  const done = sendAtLeastOnce('presence', 'presence_x', async () => {
+    sends++;
+    return { answered: true, status: 503, headers: {}, body: Buffer.alloc(0) };
+  }, { forMs: 600_000, backoff: { baseMs: 10_000, capMs: 10_000 }, clock, log, waiting: { inc: () => waiting++, dec: () => waiting-- }, stopped: () => false, signal: stop.signal });
+  for (let i = 0; i < 5 && sends === 0; i++) await new Promise((r) => setImmediate(r));
+  assert.equal(sends, 1);
+  // Waiting out its backoff when the signal comes: it wakes, and sends nothing more.
+  stop.abort();
+  assert.equal(await done, false);
+  assert.equal(sends, 1, 'no attempt after the abort');
+  assert.equal(waiting, 0);
+  assert.deepEqual(lines, [], 'not logged as given up');
+});

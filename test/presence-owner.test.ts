@@ -84,7 +84,8 @@ test('taking over: a told member still held is no event, one nobody holds leaves
   assert.deepEqual(taken.slice(4), ['member_removed room parked']);
   assert.deepEqual(o.told().members, [['room', ['kept', 'maybe', 'new']]], 'what the app took');
   assert.ok(o.told().batch > 5, 'batches numbered on from the predecessor\'s');
-  assert.deepEqual(o.sending().uncertain, [], 'nothing uncertain once settled and taken');
+  o.kept(o.told().batch);
+  assert.deepEqual(o.sending().uncertain, [], 'nothing uncertain once settled, taken and kept');
 });
 
 test('a predecessor\'s batch that the told state says was taken is not told again', async () => {
@@ -96,16 +97,40 @@ test('a predecessor\'s batch that the told state says was taken is not told agai
   assert.deepEqual(taken, []);
 });
 
-test('each batch is kept before it goes, with its number and the members it names; once taken, the told state has it', async () => {
+test('each batch is kept before it goes, naming every member of the batches since the last kept told state; a write refused holds the batch back', async () => {
   const kept: SendingState[] = [];
-  const { o, clock } = owner();
-  o.beforeSend = async () => { kept.push(o.sending()); };
+  let refuse = 1;
+  const { o, clock, sent } = owner();
+  o.beforeSend = async () => {
+    if (refuse-- > 0) return false;
+    kept.push(o.sending());
+    return true;
+  };
   o.begin(null);
   o.full('na-0', 'b', [['room', 'ann', 1]]);
   o.settle();
   await settleDown(clock);
+  assert.equal(sent.length, 0, 'not sent before it is kept');
+  clock.advance(1000);
+  await settleDown(clock);
   assert.deepEqual(kept, [{ batch: 1, uncertain: [['room', 'ann']] }]);
   assert.deepEqual(o.told(), { members: [['room', ['ann']]], held: [], batch: 1 });
+  o.full('na-0', 'b', [['room', 'ann', 1], ['room', 'bob', 1]]);
+  await settleDown(clock);
+  assert.deepEqual(kept[1], { batch: 2, uncertain: [['room', 'ann'], ['room', 'bob']] }, 'ann\'s batch is not covered by a kept told state yet');
+  o.kept(2);
+  o.full('na-0', 'b', [['room', 'bob', 1]]);
+  await settleDown(clock);
+  assert.deepEqual(kept[2], { batch: 3, uncertain: [['room', 'ann']] }, 'once kept, only the batches after');
+});
+
+test('a predecessor\'s uncertain members count as told until settled, so a told state kept meanwhile still has them', async () => {
+  const { o, clock } = owner();
+  o.begin({ members: [], held: [], batch: 1 }, { batch: 2, uncertain: [['room', 'x']] });
+  assert.deepEqual(o.told().members, [['room', ['x']]]);
+  o.settle();
+  await settleDown(clock);
+  assert.deepEqual(o.told().members, [], 'x left (nobody holds it), and the app took that');
 });
 
 test('another process owning: the batch in flight makes no further attempt, and its late answer tells this process nothing', async () => {
@@ -127,6 +152,26 @@ test('another process owning: the batch in flight makes no further attempt, and 
   release(true);
   await settleDown(clock);
   assert.deepEqual(o.told().members, [], 'the earlier ownership\'s batch is not this one\'s');
+});
+
+test('a batch the handover cut short is counted neither delivered nor given up', async () => {
+  const metrics = presenceCollectors([]);
+  const clock = new FakeClock();
+  let answer: (ok: boolean) => void = () => {};
+  const o = new PresenceOwner({
+    config: validateConfig({ presence: { batchMs: 0 } }).presence, holdMs: { moved: 0, parked: 0 }, clock, log: createLogger('silent'), metrics,
+    ids: new PresenceIds('na-0', 's'), frames: null, deliver: () => new Promise((resolve) => { answer = resolve; }),
+  });
+  o.begin(null);
+  o.full('na-0', 'b', [['room', 'ann', 1]]);
+  o.settle();
+  await settleDown(clock);
+  o.end();
+  answer(false);
+  await settleDown(clock);
+  const counts = (await metrics.presenceEventsTotal.get()).values.map((v) => `${v.labels.result}=${v.value}`);
+  assert.deepEqual(counts, []);
+  assert.equal((await metrics.presenceEventsPending.get()).values[0].value, 0, 'nothing left pending');
 });
 
 test('a counted process not heard for a while is stale; one just counted, or heard, is not', () => {

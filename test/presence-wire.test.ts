@@ -78,9 +78,10 @@ test('what the owner keeps (the told state, the batch being sent) survives the r
     for (const r of [decodeTold(content), decodeSending(content)]) if (!r.ok) assert.equal(typeof r.error, 'string');
   }), { numRuns: 500 });
   for (const bad of [{ v: 2, members: [], held: [], batch: 0 }, { v: 1, members: [['c', [1]]], held: [], batch: 0 }, { v: 1, members: [], held: [['c', 'u', 'soon']], batch: 0 },
-    { v: 1, members: {}, held: [], batch: 0 }, { v: 1, members: [], held: [['c', 'u', 1e300]], batch: 0 }, { v: 1, members: [], held: [] }, { v: 1, members: [], held: [], batch: -1 }]) {
+    { v: 1, members: {}, held: [], batch: 0 }, { v: 1, members: [], held: [['c', 'u', 1e300]], batch: 0 }, { v: 1, members: [], held: [], batch: -1 }, { v: 1, members: [], held: [], batch: '3' }]) {
     assert.equal(decodeTold(Buffer.from(JSON.stringify(bad))).ok, false, JSON.stringify(bad));
   }
+  assert.deepEqual(decodeTold(Buffer.from('{"v":1,"members":[],"held":[]}')), { ok: true, value: { members: [], held: [], batch: 0 } }, 'no batch number: none taken');
   for (const bad of [{ v: 1, batch: 1, uncertain: [['c']] }, { v: 1, batch: 1.5, uncertain: [] }, { v: 1, uncertain: [] }, { v: 2, batch: 1, uncertain: [] }]) {
     assert.equal(decodeSending(Buffer.from(JSON.stringify(bad))).ok, false, JSON.stringify(bad));
   }

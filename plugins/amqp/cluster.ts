@@ -180,6 +180,8 @@ export class Cluster implements RegistryWatcher {
       peers: () => this.peers(),
       acquainted: () => this.#upSince + options.heartbeatMs + options.queryTimeoutMs,
       resync: (to) => this.#resync(to),
+      // A process that said bye sends its last member changes within its drain's presence budget.
+      leaveMs: (presence?.closeBudgetMs ?? 0) + MISSED_HEARTBEATS * options.heartbeatMs,
     });
   }
 
@@ -274,9 +276,15 @@ export class Cluster implements RegistryWatcher {
 
   async start(): Promise<void> {
     await this.#broker.start();
-    this.#stopBeating = every(this.#deps.clock, this.#options.heartbeatMs, () => {
+    const { clock } = this.#deps;
+    let lastTick = clock.now();
+    this.#stopBeating = every(clock, this.#options.heartbeatMs, () => {
+      const now = clock.now();
+      // A tick that ran late (this process stalled): the others' hellos are still unread.
+      const late = now - lastTick > 2 * this.#options.heartbeatMs;
+      lastTick = now;
       this.#beat('hello');
-      this.#sweep();
+      this.#sweep(late);
     });
   }
 
@@ -293,7 +301,8 @@ export class Cluster implements RegistryWatcher {
     }
   }
 
-  #sweep(): void {
+  /** `late`: this tick ran late, so silence now may be this process's own: presence counts no one gone on it. */
+  #sweep(late = false): void {
     const since = this.#deps.clock.now() - MISSED_HEARTBEATS * this.#options.heartbeatMs;
     for (const [process, seen] of this.#peers) {
       if (seen >= since) continue;
@@ -302,7 +311,7 @@ export class Cluster implements RegistryWatcher {
       this.#gone.add(process);
       this.#presence?.gone(process);
     }
-    this.#presence?.sweep();
+    if (!late) this.#presence?.sweep();
     this.#claimGone();
   }
 
@@ -535,6 +544,7 @@ export class Cluster implements RegistryWatcher {
       else this.#drained.delete(from);
     } else if (type === 'bye') {
       this.#peers.delete(from);
+      this.#presence?.leaving(from);
       this.#log.info({ process: from }, 'cluster process left');
     } else if (type === 'query') {
       this.#peers.set(from, Math.max(this.#peers.get(from) ?? 0, this.#deps.clock.now()));

@@ -47,6 +47,8 @@ export interface PresenceQueueDeps {
   acquainted(): number;
   /** Asks a process (null: every one) to send its whole count again. */
   resync(to: string | null): void;
+  /** How long a process that said bye on the cluster exchange may take to send its last presence messages. */
+  readonly leaveMs: number;
 }
 
 export class PresenceQueue {
@@ -74,7 +76,9 @@ export class PresenceQueue {
   #closing = false;
   /** A message the broker refused: the whole count goes again (once a heartbeat at most). */
   #recount: unknown = null;
-  /** Told-state writes waiting for the broker's confirm; settled (as not kept) when the connection goes. */
+  /** Processes that said bye on the cluster exchange, with when: their presence `bye` is on its way, behind their last changes. */
+  readonly #leaving = new Map<string, number>();
+  /** Writes waiting for the broker's confirm; settled (as not kept) when the connection goes. */
   readonly #keeping = new Set<() => void>();
 
   constructor(deps: PresenceQueueDeps) {
@@ -179,14 +183,14 @@ export class PresenceQueue {
     // Taken on a channel that has gone: the broker delivers it again, to whoever owns then.
     if (ch !== this.#consumer) return;
     const owner = this.#deps.owner;
-    if (!owner.owning && this.#closing) {
-      // Handed over in a drain: back to the queue, for the next owner.
-      try { ch.nack(msg, false, true); } catch { /* the channel went: delivered again anyway */ }
-      return;
-    }
     if (!owner.owning) {
-      await this.#begin(ch);
+      if (!this.#closing) await this.#begin(ch);
       if (ch !== this.#consumer) return;
+      if (!owner.owning) {
+        // Handed over in a drain: back to the queue, for the next owner.
+        try { ch.nack(msg, false, true); } catch { /* the channel went: delivered again anyway */ }
+        return;
+      }
     }
     const decoded = decodePresence(msg.properties.type, msg.content);
     if (!decoded.ok) this.#log.warn({ err: decoded.error }, 'malformed presence message ignored');
@@ -213,6 +217,7 @@ export class PresenceQueue {
         return;
       case 'bye':
         if (m.from === self && m.boot === this.#boot) return void this.#byeBack?.();
+        this.#leaving.delete(m.from);
         owner.lost(m.from, m.boot);
         return;
     }
@@ -222,7 +227,8 @@ export class PresenceQueue {
   async #begin(ch: Channel): Promise<void> {
     const term = ++this.#term;
     const { told, sending } = await this.#readKept(ch);
-    if (ch !== this.#consumer || term !== this.#term) return;
+    // A drain began meanwhile: it does not own (what it took goes back to the queue).
+    if (ch !== this.#consumer || term !== this.#term || this.#closing) return;
     this.#deps.owner.begin(told, sending);
     this.#settled = false;
     this.#deps.resync(null);
@@ -263,11 +269,19 @@ export class PresenceQueue {
   sweep(): void {
     if (!this.#settled || !this.#deps.owner.owning) return;
     const { clock, heartbeatMs, owner, self } = this.#deps;
-    const live = new Set([self, ...this.#deps.peers()]);
-    for (const p of owner.stale(live, clock.now() - MISSED_HEARTBEATS * heartbeatMs)) {
+    const now = clock.now();
+    for (const [p, at] of this.#leaving) if (at + this.#deps.leaveMs < now) this.#leaving.delete(p);
+    // A leaving process's last changes (its parked sessions') may still be queued: they, and its bye, decide.
+    const live = new Set([self, ...this.#deps.peers(), ...this.#leaving.keys()]);
+    for (const p of owner.stale(live, now - MISSED_HEARTBEATS * heartbeatMs)) {
       this.#log.warn({ process: p }, 'presence owner: a counted process is not heard any more: its members leave');
       owner.lost(p);
     }
+  }
+
+  /** A process said bye on the cluster exchange (it drains): its members are left to its presence `bye`. */
+  leaving(process: string): void {
+    this.#leaving.set(process, this.#deps.clock.now());
   }
 
   /** A process joined (or came back after it was counted gone): its count is asked for if it is not in. */
@@ -296,30 +310,35 @@ export class PresenceQueue {
     }, TOLD_WRITE_MS);
   }
 
-  /** Writes the told state; resolves once the broker has it (or it was not kept: logged). */
-  #keepTold(): Promise<void> {
-    return this.#deps.owner.owning ? this.#keep(this.#toldQueue, encodeTold(this.#deps.owner.told()), 'what the app was told') : Promise.resolve();
+  /** Writes the told state; resolves once the broker has it (the batches it covers are then certain), or it was not kept (logged). */
+  async #keepTold(): Promise<void> {
+    const { owner } = this.#deps;
+    if (!owner.owning) return;
+    const told = owner.told();
+    if (await this.#keep(this.#toldQueue, encodeTold(told), 'what the app was told')) owner.kept(told.batch);
   }
 
-  /** Writes the batch being sent, before it goes. */
-  #keepSending(): Promise<void> {
-    return this.#deps.owner.owning ? this.#keep(this.#sendingQueue, encodeSending(this.#deps.owner.sending()), 'the batch being sent') : Promise.resolve();
+  /** Writes the batch about to go; false when the broker did not take it (the batch waits). */
+  #keepSending(): Promise<boolean> {
+    return this.#deps.owner.owning ? this.#keep(this.#sendingQueue, encodeSending(this.#deps.owner.sending()), 'the batch being sent') : Promise.resolve(false);
   }
 
-  #keep(queue: string, content: Buffer, what: string): Promise<void> {
+  /** Resolves true once the broker has confirmed the message, false when it refused it or the connection went. */
+  #keep(queue: string, content: Buffer, what: string): Promise<boolean> {
     const pub = this.#pub;
-    if (!pub) return Promise.resolve();
-    return new Promise<void>((resolve) => {
-      const settle = () => { this.#keeping.delete(settle); resolve(); };
-      this.#keeping.add(settle);
+    if (!pub) return Promise.resolve(false);
+    return new Promise<boolean>((resolve) => {
+      const settle = (ok: boolean) => { this.#keeping.delete(lost); resolve(ok); };
+      const lost = () => settle(false);
+      this.#keeping.add(lost);
       try {
         pub.sendToQueue(queue, content, { persistent: true, contentType: 'application/json' }, (err) => {
-          if (err) this.#log.warn({ err: String(err) }, `${what} not kept by the broker: a new owner may repeat more`);
-          settle();
+          if (err && this.#pub === pub) this.#log.warn({ err: String(err) }, `${what} not kept by the broker`);
+          settle(!err);
         });
       } catch (err) {
         this.#log.warn({ err: (err as Error).message }, `${what} not written`);
-        settle();
+        settle(false);
       }
     });
   }

@@ -86,8 +86,10 @@ export function decodeTold(content: Buffer): Result<ToldState> {
   for (const h of b.held) {
     if (!Array.isArray(h) || h.length !== 3 || !isName(h[0], MAX_CHANNEL) || !isName(h[1], MAX_USER_NAME) || !Number.isSafeInteger(h[2]) || (h[2] as number) < 0) return fail('told: a held leave is not [channel, user, due]');
   }
-  if (!isBatch(b.batch)) return fail('told: batch is not a batch number');
-  return ok({ members: b.members as ToldState['members'], held: b.held as ToldState['held'], batch: b.batch });
+  // Absent in a told state written before batches were numbered: none taken.
+  const batch = b.batch ?? 0;
+  if (!isBatch(batch)) return fail('told: batch is not a batch number');
+  return ok({ members: b.members as ToldState['members'], held: b.held as ToldState['held'], batch });
 }
 
 const isBatch = (v: unknown): v is number => Number.isSafeInteger(v) && (v as number) >= 0;

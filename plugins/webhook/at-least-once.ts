@@ -37,13 +37,13 @@ export async function sendAtLeastOnce(
   let waiting = false;
   try {
     for (let round = 1; ; round++) {
+      if (signal?.aborted) {
+        log.info({ connection, event, rounds: round - 1 }, `${event} webhook left to another process`);
+        return false;
+      }
       const result = await send();
       if (taken(result)) return true;
       const wait = backoffMs(round, options.backoff);
-      if (signal?.aborted) {
-        log.info({ connection, event, rounds: round }, `${event} webhook left to another process`);
-        return false;
-      }
       if (options.stopped() || clock.now() + wait >= deadline) {
         log.error({ connection, event, rounds: round, shuttingDown: options.stopped() }, `${event} webhook given up: the app never took it`);
         return false;
@@ -62,6 +62,7 @@ export async function sendAtLeastOnce(
 /** Waits `ms`, or less when `signal` aborts meanwhile. */
 function sleepUnless(ms: number, clock: Clock, signal: AbortSignal | undefined): Promise<void> {
   if (!signal) return sleep(ms, clock);
+  if (signal.aborted) return Promise.resolve();
   return new Promise((resolve) => {
     const done = () => { clock.clearTimeout(timer); signal.removeEventListener('abort', done); resolve(); };
     const timer = clock.setTimeout(done, ms);

@@ -1,14 +1,42 @@
 // Runs the CLI as a child process, for what only a real process shows (signals, workers, exit codes).
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createServer } from 'node:net';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 export const cliPath = new URL('../../proxy/cli.js', import.meta.url).pathname;
 
-/** A port that was free a moment ago (the CLI cannot report a port 0 it was given). */
-export async function freePort(): Promise<number> {
+/** Where the kernel's ephemeral range starts: outgoing connections take their source ports from it. */
+function ephemeralStart(): number {
+  try {
+    const start = Number(readFileSync('/proc/sys/net/ipv4/ip_local_port_range', 'utf8').trim().split(/\s+/)[0]);
+    return Number.isInteger(start) && start > 0 ? start : 32768;
+  } catch {
+    return 32768;
+  }
+}
+
+function canListen(port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const server = createServer();
+    server.once('error', () => resolve(false));
+    server.listen(port, '127.0.0.1', () => server.close(() => resolve(true)));
+  });
+}
+
+/**
+ * A port that was free a moment ago (the CLI cannot report a port 0 it was given), below the
+ * kernel's ephemeral range (and below `max`): one from that range can be taken as the source port
+ * of any outgoing connection before the server meant to listen on it starts.
+ */
+export async function freePort(max = 65_535): Promise<number> {
+  const top = Math.min(max, ephemeralStart());
+  for (let i = 0; top - 10_000 >= 1000 && i < 100; i++) {
+    const port = 10_000 + Math.floor(Math.random() * (top - 10_000));
+    if (await canListen(port)) return port;
+  }
+  // No room below the range: any free port.
   const server = createServer();
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
   const port = (server.address() as { port: number }).port;

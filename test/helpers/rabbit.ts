@@ -4,7 +4,7 @@
 // for the restart test. With neither, the tests skip — or fail under CI=true.
 import { spawn, execFile, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync, closeSync } from 'node:fs';
-import { createServer } from 'node:net';
+import { freePort } from './process.js';
 import { tmpdir } from 'node:os';
 import { delimiter, dirname, join } from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -46,17 +46,6 @@ export function rabbitSkip(): string | false {
   return process.env.CI === 'true' ? false : MISSING;
 }
 
-function freePort(max = 65535): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const port = (server.address() as { port: number }).port;
-      server.close(() => (port <= max ? resolve(port) : freePort(max).then(resolve, reject)));
-    });
-  });
-}
-
 function run(file: string, args: string[], env: NodeJS.ProcessEnv, timeoutMs = 60_000): Promise<{ code: number; out: string }> {
   return new Promise((resolve) => {
     execFile(file, args, { env, timeout: timeoutMs }, (err, stdout, stderr) => {
@@ -79,8 +68,8 @@ export async function startRabbit(): Promise<Rabbit> {
   writeFileSync(join(dir, 'enabled_plugins'), '[].\n');
   writeFileSync(join(dir, 'rabbitmq-env.conf'), '');
   const port = await freePort();
-  // The CLI tools take ports from DIST_PORT + 10000 upwards.
-  const dist = await freePort(55_000);
+  // The CLI tools take ports from DIST_PORT + 10000 upwards: those stay below the ephemeral range too.
+  const dist = await freePort(20_000);
   const node = `sbtest${process.pid}${randomBytes(3).toString('hex')}@localhost`;
   const env: NodeJS.ProcessEnv = {
     ...process.env,
