@@ -3,7 +3,6 @@
 // own children, e.g. cluster workers) by pid.
 import { spawn, type ChildProcess, type SpawnOptions } from 'node:child_process';
 import { readFileSync, readdirSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { once } from 'node:events';
 
 const children = new Set<ChildProcess>();
@@ -149,16 +148,8 @@ export function cpuMs(pid: number): number {
   return ((Number(fields[11]) + Number(fields[12])) * 1000) / CLOCK_TICKS;
 }
 
-/** A port that was free a moment ago (bind port 0, read it, close). */
-export async function freePort(): Promise<number> {
-  const server = createServer();
-  server.listen(0, '127.0.0.1');
-  await once(server, 'listening');
-  const address = server.address();
-  const port = typeof address === 'object' && address ? address.port : 0;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
+/** A port that was free a moment ago, below the kernel's ephemeral range (as the tests pick theirs). */
+export { freePort } from '../test/helpers/process.js';
 
 /**
  * Stops a child: SIGTERM (so `--cpu-prof` profiles get written and Switchboard drains),
