@@ -5,14 +5,8 @@
 // JSON array of the frames a WebSocket would carry, handed to the client one by one. What the
 // client sends goes by POST, as on SSE (client/transport-post.ts).
 
-import type { HandshakeResponse, WebSocketLike } from './client.js';
-import { FramePoster, TOKEN_HEADER, UNREACHABLE, type Fetch } from './transport-post.js';
-import { CLOSE_WAIT_MS, SILENT_HEARTBEATS, httpUrl, type Timers } from './transport-sse.js';
-
-const CONNECTING = 0;
-const OPEN = 1;
-const CLOSING = 2;
-const CLOSED = 3;
+import { CLOSED, CONNECTING, HttpSocket, OPEN, SILENT_HEARTBEATS, type Timers } from './transport-http.js';
+import { TOKEN_HEADER, type Fetch } from './transport-post.js';
 
 /** The query parameter and value that make a GET on the session's path a poll. */
 export const TRANSPORT_PARAM = 'transport';
@@ -66,103 +60,41 @@ export function answerFrames(text: string): Array<{ readonly frame: AnsweredFram
   return frames;
 }
 
-export class PollSocket implements WebSocketLike {
-  readyState = CONNECTING;
-  binaryType = 'arraybuffer';
-  onopen: ((event: unknown) => void) | null = null;
-  onmessage: ((event: { readonly data: unknown }) => void) | null = null;
-  onclose: ((event: { readonly code: number; readonly reason: string }) => void) | null = null;
-  onerror: ((event: unknown) => void) | null = null;
-
-  readonly #url: string;
-  readonly #headers: { [name: string]: string };
-  readonly #fetch: Fetch;
-  readonly #timers: Timers;
-  readonly #abort = new AbortController();
-  readonly #poster: FramePoster;
-  #refusalListener: ((request: unknown, response: HandshakeResponse) => void) | null = null;
-  #token: string | null = null;
+export class PollSocket extends HttpSocket {
   /** The highest seq the answers carried (messages, gaps): the next poll's position. */
   #lastSeq = 0;
-  #closeCode = 1006;
-  #closeReason = '';
   /** How long one poll may stay unanswered before the link counts as dead; 0 until the welcome. */
   #pollBoundMs = 0;
   #pollTimer: unknown = undefined;
-  #closeTimer: unknown = undefined;
 
   constructor(url: string, fetchImpl: Fetch, headers: { readonly [name: string]: string } = {}, timers: Timers = globalThis) {
-    this.#url = httpUrl(url);
-    this.#fetch = fetchImpl;
-    this.#headers = { ...headers };
-    this.#timers = timers;
-    this.#poster = new FramePoster(this.#url.split('?')[0], fetchImpl, this.#headers, {
-      state: () => (this.readyState === OPEN ? 'open' : this.readyState === CLOSING ? 'closing' : 'gone'),
-      token: () => this.#token,
-      answer: (frame) => this.onmessage?.({ data: frame }),
-      // The held poll takes the close frame's answer (close 1000); this bounds the wait for it.
-      closed: () => {},
-      stale: () => this.#stop(),
-    });
+    // The held poll takes the close frame's answer (close 1000): the POST's answer ends nothing.
+    super(url, fetchImpl, headers, timers, { what: 'the long-poll', postUrl: (u) => u.split('?')[0], endsWithPost: false });
     void this.#run();
-  }
-
-  on(event: 'unexpected-response', listener: (request: unknown, response: HandshakeResponse) => void): this {
-    if (event === 'unexpected-response') this.#refusalListener = listener;
-    return this;
-  }
-
-  send(text: string): void {
-    if (this.readyState !== OPEN) throw new Error('the long-poll is not open');
-    this.#poster.send(text);
-  }
-
-  /**
-   * Ends the transport. A normal close (1000) of an open one first POSTs a `close` frame, so the
-   * session ends now rather than waiting its grace; the held poll then gets the close, and the
-   * transport is dropped once it has (or after CLOSE_WAIT_MS).
-   */
-  close(code = 1000, reason = ''): void {
-    if (this.readyState === CLOSED || this.readyState === CLOSING) return;
-    this.#closeCode = code;
-    this.#closeReason = reason;
-    if (this.readyState !== OPEN || this.#token === null || code !== 1000) return this.#stop();
-    this.readyState = CLOSING;
-    this.#closeTimer = this.#timers.setTimeout(() => this.#stop(), CLOSE_WAIT_MS);
-    this.#poster.send(JSON.stringify({ type: 'close', reason }));
-  }
-
-  /** Aborts the poll in flight; the close is reported on a microtask, as a WebSocket reports it later. */
-  #stop(): void {
-    this.#abort.abort();
-    queueMicrotask(() => this.#closed());
   }
 
   async #run(): Promise<void> {
     let res: Response;
     try {
-      res = await this.#get(openUrl(this.#url), {});
+      res = await this.#get(openUrl(this.url), {});
     } catch {
-      // No answer at all (offline, unreachable), or our own abort.
-      if (!this.#abort.signal.aborted) this.#closeReason = UNREACHABLE;
-      return this.#closed();
+      this.unanswered();
+      return this.closed();
     }
     try {
       if (res.status !== 200) {
-        // A refusal (the app's 401, a limit's 429 or 503): the status the client decides on.
-        this.#refusalListener?.(null, { statusCode: res.status, headers: { 'retry-after': res.headers.get('retry-after') ?? undefined } });
-        void res.body?.cancel().catch(() => {});
-        return this.#closed();
+        this.refused(res);
+        return this.closed();
       }
       for (;;) {
         const frames = answerFrames(await res.text());
         this.#disarm();
         if (frames === null) {
-          this.#closeReason = 'the server answered a poll with something that is not frames';
+          this.closeReason = 'the server answered a poll with something that is not frames';
           break;
         }
         if (!this.#take(frames)) break;
-        res = await this.#get(pollUrl(this.#url, this.#lastSeq), { [TOKEN_HEADER]: this.#token! });
+        res = await this.#get(pollUrl(this.url, this.#lastSeq), { [TOKEN_HEADER]: this.token! });
         // 404 (the session ended), 403 (the token expired), 503 (a resume refused while draining):
         // the link is gone; the client's reconnect decides what next, with its backoff.
         if (res.status !== 200) {
@@ -173,30 +105,30 @@ export class PollSocket implements WebSocketLike {
     } catch {
       // A network error or our own abort: the link is gone either way.
     }
-    this.#closed();
+    this.closed();
   }
 
   #get(url: string, headers: { [name: string]: string }): Promise<Response> {
     if (this.#pollBoundMs > 0) {
       // A poll the server holds is answered within its wait; one that stays out far longer went
       // through a proxy that holds a dead connection open.
-      this.#pollTimer = this.#timers.setTimeout(() => {
+      this.#pollTimer = this.timers.setTimeout(() => {
         this.#pollTimer = undefined;
-        this.#closeReason = 'a poll went unanswered';
-        this.#stop();
+        this.closeReason = 'a poll went unanswered';
+        this.stop();
       }, this.#pollBoundMs);
     }
-    return this.#fetch(url, {
+    return this.fetchImpl(url, {
       method: 'GET',
-      headers: { ...this.#headers, ...headers, accept: 'application/json' },
-      signal: this.#abort.signal,
+      headers: { ...this.headers, ...headers, accept: 'application/json' },
+      signal: this.abort.signal,
       credentials: 'include',
       cache: 'no-store',
     });
   }
 
   #disarm(): void {
-    if (this.#pollTimer !== undefined) this.#timers.clearTimeout(this.#pollTimer);
+    if (this.#pollTimer !== undefined) this.timers.clearTimeout(this.#pollTimer);
     this.#pollTimer = undefined;
   }
 
@@ -207,11 +139,11 @@ export class PollSocket implements WebSocketLike {
       switch (f.type) {
         case 'close':
           // The session ended: its code and reason are what the client decides on.
-          if (typeof f.code === 'number') this.#closeCode = f.code;
-          if (typeof f.reason === 'string') this.#closeReason = f.reason;
+          if (typeof f.code === 'number') this.closeCode = f.code;
+          if (typeof f.reason === 'string') this.closeReason = f.reason;
           return false;
         case 'welcome':
-          if (typeof f.token === 'string') this.#token = f.token;
+          if (typeof f.token === 'string') this.token = f.token;
           if (typeof f.heartbeatMs === 'number' && f.heartbeatMs > 0) this.#pollBoundMs = SILENT_HEARTBEATS * f.heartbeatMs + 1000;
           if (this.readyState === CONNECTING) this.readyState = OPEN;
           break;
@@ -227,21 +159,14 @@ export class PollSocket implements WebSocketLike {
       this.onmessage?.({ data: text });
       if (f.type === 'reconnect') {
         // The server ended the link after it (a drain): the client comes back after the hint.
-        this.#closeCode = 1012;
+        this.closeCode = 1012;
         return false;
       }
     }
-    return this.readyState !== CLOSED && this.#token !== null;
+    return this.readyState !== CLOSED && this.token !== null;
   }
 
-  #closed(): void {
-    if (this.readyState === CLOSED) return;
+  protected release(): void {
     this.#disarm();
-    if (this.#closeTimer !== undefined) this.#timers.clearTimeout(this.#closeTimer);
-    this.#closeTimer = undefined;
-    this.#abort.abort();
-    this.readyState = CLOSED;
-    this.#poster.clear();
-    this.onclose?.({ code: this.#closeCode, reason: this.#closeReason });
   }
 }

@@ -6,7 +6,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { SseParser, type SseEvent } from '../client/sse.js';
-import { eventFrame, httpUrl } from '../client/transport-sse.js';
+import { eventFrame } from '../client/transport-sse.js';
+import { httpUrl } from '../client/transport-http.js';
 
 function parseAll(chunks: Array<Uint8Array | string>): SseEvent[] {
   const out: SseEvent[] = [];
