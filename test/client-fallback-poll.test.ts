@@ -13,7 +13,7 @@ import { eventually } from './helpers/eventually.js';
 import { record, type Recorder } from './helpers/recorder.js';
 import { connectAnswer } from './helpers/cluster.js';
 import { connect as connectRaw } from './helpers/client.js';
-import { startBlockingProxy, type BlockingProxy } from './client-fallback-proxy.js';
+import { pushWhileClimbing, startBlockingProxy, type BlockingProxy } from './client-fallback-proxy.js';
 import fc from 'fast-check';
 
 let app: TestApp;
@@ -95,23 +95,10 @@ test('upgrades let through again: the client climbs back from long-poll to a Web
   const r = connect(t, { upgradeRetryMs: 30 });
   await r.until('the open over long-poll', () => r.events.includes('open:false'));
   const id = r.client.session!;
-  const pushed: number[] = [];
-  let pushing = true;
-  const pusher = (async () => {
-    for (let i = 1; pushing || i <= 20; i++) {
-      await toUser(i);
-      pushed.push(i);
-      if (i === 10) proxy.upgrades = 'pass';
-    }
-  })();
-  await r.until('the move to a WebSocket', () => r.transports.at(-1) === 'websocket');
-  pushing = false;
-  await pusher;
-  await toUser('last');
-  await r.until('every push', () => r.messages.at(-1)?.data === 'last');
+  const pushed = await pushWhileClimbing(proxy, toUser, r);
   assert.deepEqual(r.transports, ['long-poll', 'websocket']);
   assert.equal(r.client.session, id, 'the same session');
-  assert.deepEqual(received(r), [...pushed, 'last']);
+  assert.deepEqual(received(r), pushed);
   assertNoDuplicates(r);
   assert.equal(r.events.filter((e) => e.startsWith('open')).length, 1, 'no second open: the session never dropped');
   assert.equal((await session(id)).transport, 'websocket');

@@ -5,6 +5,7 @@ import { createServer, request, type IncomingHttpHeaders, type IncomingMessage, 
 import { connect, type Socket } from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { once } from 'node:events';
+import type { Recorder } from './helpers/recorder.js';
 
 export type UpgradeMode = 'drop' | 'hang' | 'pass';
 /** What an event stream meets: passed as it comes, or held whole (status, headers and body) until it ends. */
@@ -118,4 +119,32 @@ export async function startBlockingProxy(target: string): Promise<BlockingProxy>
     },
   };
   return proxy;
+}
+
+/**
+ * The climb back to a WebSocket under load: pushes 1, 2, … to the client's user (through `push`)
+ * while the proxy starts letting upgrades through at the tenth, until the client is on a
+ * WebSocket; then `last`, and waits for it. Returns every push, in order.
+ */
+export async function pushWhileClimbing(
+  proxy: BlockingProxy,
+  push: (data: unknown) => Promise<unknown>,
+  client: Recorder,
+): Promise<Array<number | string>> {
+  const pushed: Array<number | string> = [];
+  let pushing = true;
+  const pusher = (async () => {
+    for (let i = 1; pushing || i <= 20; i++) {
+      await push(i);
+      pushed.push(i);
+      if (i === 10) proxy.upgrades = 'pass';
+    }
+  })();
+  await client.until('the move to a WebSocket', () => client.transports.at(-1) === 'websocket');
+  pushing = false;
+  await pusher;
+  await push('last');
+  pushed.push('last');
+  await client.until('every push', () => client.messages.at(-1)?.data === 'last');
+  return pushed;
 }

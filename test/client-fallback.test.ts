@@ -11,7 +11,7 @@ import { startApp, type Answer, type TestApp } from './helpers/app.js';
 import { record, type Recorder } from './helpers/recorder.js';
 import { startSidecar, type Sidecar } from './helpers/sidecar.js';
 import { eventually } from './helpers/eventually.js';
-import { startBlockingProxy, type BlockingProxy } from './client-fallback-proxy.js';
+import { pushWhileClimbing, startBlockingProxy, type BlockingProxy } from './client-fallback-proxy.js';
 
 let app: TestApp;
 let sc: Sidecar;
@@ -164,23 +164,10 @@ test('upgrades let through again: the client climbs back to a WebSocket on the s
   await r.until('the open over SSE', () => r.events.includes('open:false'));
   const id = r.client.session!;
   // Pushes keep coming while the proxy starts letting upgrades through.
-  const pushed: number[] = [];
-  let pushing = true;
-  const pusher = (async () => {
-    for (let i = 1; pushing || i <= 20; i++) {
-      await toUser(i);
-      pushed.push(i);
-      if (i === 10) proxy.upgrades = 'pass';
-    }
-  })();
-  await r.until('the move to a WebSocket', () => r.transports.at(-1) === 'websocket');
-  pushing = false;
-  await pusher;
-  await toUser('last');
-  await r.until('every push', () => r.messages.at(-1)?.data === 'last');
+  const pushed = await pushWhileClimbing(proxy, toUser, r);
   assert.deepEqual(r.transports, ['sse', 'websocket']);
   assert.equal(r.client.session, id, 'the same session');
-  assert.deepEqual(received(r), [...pushed, 'last']);
+  assert.deepEqual(received(r), pushed);
   assertNoDuplicates(r);
   assert.equal(r.events.filter((e) => e.startsWith('open')).length, 1, 'no second open: the session never dropped');
   assert.ok(!r.events.slice(2).some((e) => e.startsWith('close')), 'no close after the SSE open');
